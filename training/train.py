@@ -1,0 +1,248 @@
+"""Train the standard or the L2-PGD adversarially robust MNIST classifier.
+
+    python -m training.train --kind robust --epochs 10 --eps 2.0 --attack-steps 7 \\
+        --out resources/models/robust.safetensors --seed 0
+
+Robust training (Madry et al. 2018): for every batch, find L2-bounded adversarial examples
+with PGD from a random start, using the very step class the app's traversal uses
+(``trav_gui.engine.steps.L2Step``), and take the optimizer step on them.
+
+After each epoch a checkpoint (``<out>.ckpt/``, safetensors + JSON, no pickle) is written
+atomically; ``--resume <out>.ckpt`` continues after an interrupt, losing at most the epoch in
+progress. A learning curve ``<out>.curve.csv`` (epoch, loss, clean and robust accuracy on a
+fixed test subset) is kept. At the end the weights and their model card are written, with the
+accuracies measured by ``training.evaluate``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from trav_gui import __version__
+from trav_gui.engine.attacks import pgd
+from trav_gui.engine.data import MnistUnavailableError, load_mnist
+from trav_gui.engine.models import ARCHITECTURES, save_model
+from trav_gui.engine.steps import L2Step
+from training import evaluate
+
+CURVE_FIELDS = ["epoch", "loss", "train_acc", "clean_acc", "robust_acc", "seconds"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--kind", choices=["standard", "robust"], required=True)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--eps", type=float, default=2.0, help="L2 radius of the training attack")
+    p.add_argument("--attack-steps", type=int, default=7)
+    p.add_argument("--attack-step-size", type=float, default=None,
+                   help="default: eps / 4 (0.5 for eps 2)")
+    p.add_argument("--arch", choices=sorted(ARCHITECTURES), default="small_cnn")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam, cosine-annealed to 0")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
+    p.add_argument("--data-root", default=None, help="MNIST root (default $TRAV_GUI_DATA or ~/.cache/trav_gui/data)")
+    p.add_argument("--download", action="store_true", help="download MNIST to the data root if missing")
+    p.add_argument("--resume", type=Path, default=None, help="a <out>.ckpt folder to continue from")
+    p.add_argument("--limit", type=int, default=None, help="train on the first N images only (tests)")
+    p.add_argument("--eval-limit", type=int, default=None, help="evaluate the final model on N test images only")
+    p.add_argument("--curve-samples", type=int, default=500, help="test images for the per-epoch curve")
+    p.add_argument("--eval-attack-steps", type=int, default=100)
+    p.add_argument("--eval-restarts", type=int, default=5)
+    p.add_argument("--no-eval", action="store_true", help="skip the final evaluation (card gets no accuracies)")
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args(argv)
+    if args.out.suffix != ".safetensors":
+        p.error("--out must end in .safetensors")
+    if args.epochs < 1 or args.eps <= 0 or args.attack_steps < 1 or args.batch_size < 1:
+        p.error("--epochs, --eps, --attack-steps and --batch-size must be positive")
+    if args.attack_step_size is None:
+        args.attack_step_size = args.eps / 4
+    return args
+
+
+def lr_at(args: argparse.Namespace, iteration: int, total: int) -> float:
+    return args.lr * 0.5 * (1 + math.cos(math.pi * iteration / total))
+
+
+def _ckpt_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".ckpt")
+
+
+def save_checkpoint(folder: Path, model, optimizer, epoch: int, history: list[dict], args) -> None:
+    """Write model, optimizer and progress to ``folder`` atomically (no pickle)."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+    opt_tensors, opt_scalars = {}, {}
+    for idx, state in optimizer.state_dict()["state"].items():
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                opt_tensors[f"{idx}.{key}"] = value.contiguous()
+            else:
+                opt_scalars[f"{idx}.{key}"] = value
+    save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+    meta = {"epoch": epoch, "history": history, "opt_scalars": opt_scalars,
+            "args": {k: str(v) for k, v in vars(args).items()}}
+    (tmp / "state.json").write_text(json.dumps(meta, indent=2))
+    old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(folder: Path, model, optimizer) -> tuple[int, list[dict]]:
+    meta = json.loads((folder / "state.json").read_text())
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    tensors = load_file(str(folder / "optimizer.safetensors"))
+    state: dict[int, dict] = {}
+    for name, value in list(tensors.items()) + list(meta["opt_scalars"].items()):
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = torch.as_tensor(value) if key == "step" else value
+    sd = optimizer.state_dict()
+    sd["state"] = state
+    optimizer.load_state_dict(sd)
+    return int(meta["epoch"]), list(meta["history"])
+
+
+def write_curve(path: Path, history: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CURVE_FIELDS)
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, path)
+
+
+def train(args: argparse.Namespace) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    started = time.time()
+    try:
+        x_train, y_train, data_hash = load_mnist(True, args.data_root, args.download)
+        x_test, y_test, _ = load_mnist(False, args.data_root, args.download)
+    except MnistUnavailableError as exc:
+        sys.exit(f"error: {exc}")
+    if args.limit:
+        x_train, y_train = x_train[: args.limit], y_train[: args.limit]
+    model = ARCHITECTURES[args.arch]()
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    step = L2Step(args.attack_step_size, args.eps)
+    curve_x, curve_y = x_test[: args.curve_samples], y_test[: args.curve_samples]
+
+    start_epoch, history = 0, []
+    if args.resume:
+        start_epoch, history = load_checkpoint(args.resume, model, optimizer)
+        print(f"resumed from {args.resume} after epoch {start_epoch}", file=sys.stderr)
+
+    n = len(x_train)
+    per_epoch = math.ceil(n / args.batch_size)
+    total = per_epoch * args.epochs
+    for epoch in range(start_epoch, args.epochs):
+        t0 = time.time()
+        # Each epoch's order and attack starts depend on (seed, epoch) only: resuming
+        # replays exactly what an uninterrupted run would have done.
+        gen = torch.Generator().manual_seed(args.seed * 1000 + epoch)
+        order = torch.randperm(n, generator=gen)
+        model.train()
+        seen = correct = 0
+        loss_sum = 0.0
+        bar = tqdm(range(per_epoch), desc=f"{args.kind} epoch {epoch + 1}/{args.epochs}",
+                   dynamic_ncols=True, file=sys.stderr)
+        for i in bar:
+            idx = order[i * args.batch_size: (i + 1) * args.batch_size]
+            x, y = x_train[idx], y_train[idx]
+            if args.kind == "robust":
+                model.eval()
+                model.requires_grad_(False)
+                x = pgd(model, x, y, step, args.attack_steps, random_start=True, generator=gen)
+                model.requires_grad_(True)
+                model.train()
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(args, epoch * per_epoch + i, total)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            seen += len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            loss_sum += loss.item() * len(y)
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
+        bar.close()
+        model.eval()
+        clean = evaluate.clean_accuracy(model, curve_x, curve_y)
+        robust = evaluate.pgd_accuracy(model, curve_x, curve_y, eps=args.eps, steps=20, restarts=1,
+                                       progress=False)
+        history.append({"epoch": epoch + 1, "loss": round(loss_sum / seen, 5),
+                        "train_acc": round(correct / seen, 5), "clean_acc": round(clean, 5),
+                        "robust_acc": round(robust, 5), "seconds": round(time.time() - t0, 1)})
+        print(f"epoch {epoch + 1}: loss {loss_sum / seen:.4f}  train acc {correct / seen:.4f}  "
+              f"clean {clean:.4f}  PGD-20 (eps {args.eps}, {len(curve_y)} test) {robust:.4f}",
+              file=sys.stderr)
+        save_checkpoint(_ckpt_dir(args.out), model, optimizer, epoch + 1, history, args)
+        write_curve(args.out.with_suffix(".curve.csv"), history)
+
+    model.eval()
+    train_seconds = sum(h["seconds"] for h in history)
+    card = {
+        "name": args.out.stem,
+        "kind": args.kind,
+        "description": ("adversarially trained with L2 PGD" if args.kind == "robust"
+                        else "standard training on clean images"),
+        "training": {
+            "recipe": ("Madry et al. 2018 adversarial training: every batch replaced by L2-PGD "
+                       "adversarial examples from a random start" if args.kind == "robust"
+                       else "cross-entropy on clean images"),
+            "eps": args.eps if args.kind == "robust" else None,
+            "attack_steps": args.attack_steps if args.kind == "robust" else None,
+            "attack_step_size": args.attack_step_size if args.kind == "robust" else None,
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "optimizer": "Adam",
+            "lr": args.lr,
+            "lr_schedule": "cosine to 0, per iteration",
+            "seed": args.seed,
+            "train_samples": n,
+            "data_sha256": data_hash,
+            "wall_seconds": round(train_seconds, 1),
+            "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+            "torch": torch.__version__,
+            "trav_gui": __version__,
+        },
+        "learning_curve": history,
+    }
+    card = save_model(model, args.out, card, args.arch)
+    if not args.no_eval:
+        evaluate.main([str(args.out), "--write-card", "--attack-steps", str(args.eval_attack_steps),
+                       "--restarts", str(args.eval_restarts)]
+                      + (["--limit", str(args.eval_limit)] if args.eval_limit else []))
+    print(f"wrote {args.out} and {args.out.with_suffix('.json')} in {time.time() - started:.0f} s",
+          file=sys.stderr)
+    return card
+
+
+def main(argv: list[str] | None = None) -> None:
+    train(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from trav_gui.cli import main
+
+raise SystemExit(main())

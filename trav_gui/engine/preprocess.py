@@ -1,0 +1,71 @@
+"""Turn a canvas drawing into the input the models expect, the way MNIST digits were made.
+
+MNIST's recipe (LeCun et al.): crop to the ink, scale into a 20×20 box keeping the aspect
+ratio with anti-aliasing, then place it in a 28×28 field so that its centre of mass sits at
+the centre of the field.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["EmptyDrawingError", "drawing_to_mnist"]
+
+BOX = 20
+FIELD = 28
+INK_THRESHOLD = 0.05
+
+
+class EmptyDrawingError(ValueError):
+    """The drawing has no ink to classify."""
+
+
+def drawing_to_mnist(drawing: np.ndarray) -> np.ndarray:
+    """Preprocess a drawing like MNIST.
+
+    Parameters
+    ----------
+    drawing : (H, W) array of ink intensity, any size and stroke width; floats in [0, 1]
+        or uint8 in [0, 255]; 0 is background.
+
+    Returns
+    -------
+    (28, 28) float32 in [0, 1], the digit scaled into a 20×20 box and centred by centre of mass.
+
+    Raises
+    ------
+    EmptyDrawingError : nothing (or only faint specks below 5 % intensity) was drawn.
+    ValueError : not a 2-D array, or non-finite values.
+    """
+    a = np.asarray(drawing)
+    if a.ndim != 2 or a.size == 0:
+        raise ValueError(f"a drawing must be a 2-D array, got shape {a.shape}")
+    a = a.astype(np.float32) / (255.0 if a.dtype == np.uint8 else 1.0)
+    if not np.isfinite(a).all():
+        raise ValueError("the drawing contains NaN or inf")
+    a = np.clip(a, 0.0, 1.0)
+    rows = np.flatnonzero((a > INK_THRESHOLD).any(axis=1))
+    cols = np.flatnonzero((a > INK_THRESHOLD).any(axis=0))
+    if rows.size == 0:
+        raise EmptyDrawingError("the canvas is empty: draw a digit first")
+    crop = a[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
+    h, w = crop.shape
+    scale = BOX / max(h, w)
+    new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
+    small = F.interpolate(torch.from_numpy(np.ascontiguousarray(crop))[None, None],
+                          size=(new_h, new_w), mode="bilinear", antialias=True,
+                          align_corners=False)[0, 0].clamp(0, 1).numpy()
+    if small.sum() <= 0:
+        raise EmptyDrawingError("the drawing is too faint to classify")
+    ys, xs = np.indices(small.shape)
+    cy, cx = (ys * small).sum() / small.sum(), (xs * small).sum() / small.sum()
+    centre = (FIELD - 1) / 2
+    top, left = int(round(centre - cy)), int(round(centre - cx))
+    out = np.zeros((FIELD, FIELD), np.float32)
+    # Paste with clipping: a lopsided digit may be shifted partly past the edge.
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + new_h, FIELD), min(left + new_w, FIELD)
+    out[y0:y1, x0:x1] = small[y0 - top: y1 - top, x0 - left: x1 - left]
+    return out

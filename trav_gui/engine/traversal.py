@@ -1,0 +1,247 @@
+"""Traversal: gradient steps on input pixels toward a target class, as a plain generator.
+
+Several models advance in lock-step from the same start image(s) toward the same target;
+each step costs one forward and one backward pass per model (a single autograd call for all
+of them). After every step the generator yields a frozen :class:`Frame` holding numpy
+copies, so a consumer (the GUI's worker thread, the command line, a benchmark) can keep,
+plot or export frames while the run goes on, and can stop or pause between any two steps.
+
+Example
+-------
+>>> models = [load_model("robust"), load_model("standard")]
+>>> for frame in traverse(models, x0, target=0, config=TraversalConfig(steps=200)):
+...     print(frame.step, frame.probs[:, 0, 0])     # P(target) per model, first image
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from trav_gui.engine.objectives import OBJECTIVES, get_objective
+from trav_gui.engine.steps import Step, make_step, per_sample_norm
+
+__all__ = ["Frame", "NonFiniteOutputError", "TraversalConfig", "as_batch", "stack_frames", "traverse"]
+
+MAX_STEPS = 100_000
+
+
+class NonFiniteOutputError(RuntimeError):
+    """A model returned NaN or inf; the frames before ``step`` are valid."""
+
+    def __init__(self, step: int, model_index: int) -> None:
+        super().__init__(f"model {model_index} returned NaN or inf at step {step}; the run stopped there")
+        self.step = step
+        self.model_index = model_index
+
+
+@dataclass(frozen=True)
+class TraversalConfig:
+    """Settings of one traversal.
+
+    Parameters
+    ----------
+    steps : int in [1, 100000], the most steps to take (frames are ``steps + 1`` at most).
+    step_size : float > 0, the length of one step in ``norm`` (pixel units, [0, 1] scale).
+    norm : ``"l2"`` (normalized gradient) or ``"linf"`` (sign of the gradient).
+    eps : None for unconstrained traversal, or the radius of the ball around the start that
+        every frame is projected onto (the "adversarial example" variant, as in PGD).
+    objective : ``"logprob"`` (target log-probability), ``"logit"`` or ``"margin"``.
+    random_start : start from a random point of the eps-ball (needs ``eps``).
+    stop_at_prob : None, or a probability in (0, 1]: a trajectory freezes once the target's
+        probability reaches it, and the run ends when all have.
+    seed : seeds the random start; runs with the same seed are identical.
+    """
+
+    steps: int = 200
+    step_size: float = 0.1
+    norm: str = "l2"
+    eps: float | None = None
+    objective: str = "logprob"
+    random_start: bool = False
+    stop_at_prob: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, (int, np.integer)):
+            raise ValueError(f"steps must be an integer, got {self.steps!r}")
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise ValueError(f"steps must be between 1 and {MAX_STEPS}, got {self.steps}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; use one of {sorted(OBJECTIVES)}")
+        if self.stop_at_prob is not None and not 0 < self.stop_at_prob <= 1:
+            raise ValueError(f"stop_at_prob must be in (0, 1], got {self.stop_at_prob}")
+        if self.random_start and self.eps is None:
+            raise ValueError("random_start needs eps (a ball to start in)")
+        self.make_step()  # validates norm, step_size and eps
+
+    def make_step(self) -> Step:
+        return make_step(self.norm, self.step_size, self.eps)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TraversalConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown traversal settings: {sorted(unknown)}")
+        return cls(**data)
+
+
+def _frozen(a: torch.Tensor) -> np.ndarray:
+    out = a.detach().cpu().numpy().copy()
+    out.flags.writeable = False
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """The state after ``step`` steps (step 0 is the start), for M models and N images.
+
+    Attributes
+    ----------
+    step : int
+    images : (M, N, 28, 28) float32 in [0, 1], the current image of each trajectory.
+    probs : (M, N, 10) float32, class probabilities of each model for its image.
+    l2, linf : (M, N) float32, ‖δ‖₂ and ‖δ‖∞ of δ = x − x₀.
+    objective : (M, N) float32, the objective's value at the image.
+    grad_norm : (M, N) float32, ‖∇ₓ objective‖₂ at the image; 0 means the step left it unchanged.
+    done : (M, N) bool, trajectories frozen by ``stop_at_prob``.
+
+    All arrays are read-only copies, safe to keep and hand to other threads.
+    """
+
+    step: int
+    images: np.ndarray
+    probs: np.ndarray
+    l2: np.ndarray
+    linf: np.ndarray
+    objective: np.ndarray
+    grad_norm: np.ndarray
+    done: np.ndarray
+
+    @property
+    def predictions(self) -> np.ndarray:
+        """(M, N) int, the predicted class of each trajectory."""
+        return self.probs.argmax(-1)
+
+
+def as_batch(x0: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Images as ``(N, 1, 28, 28)`` float32; accepts ``(28, 28)``, ``(N, 28, 28)`` or 4-D.
+
+    Raises ValueError for other shapes, non-finite values, or pixels outside [0, 1].
+    """
+    x = torch.as_tensor(np.asarray(x0) if not isinstance(x0, torch.Tensor) else x0)
+    x = x.detach().to(torch.float32)
+    if x.dim() == 2:
+        x = x[None, None]
+    elif x.dim() == 3:
+        x = x[:, None]
+    if x.dim() != 4 or tuple(x.shape[1:]) != (1, 28, 28) or x.shape[0] == 0:
+        raise ValueError(f"images must be (28, 28), (N, 28, 28) or (N, 1, 28, 28); got {tuple(np.shape(x0))}")
+    if not torch.isfinite(x).all():
+        raise ValueError("images contain NaN or inf")
+    if x.min() < 0 or x.max() > 1:
+        raise ValueError(f"pixels must lie in [0, 1]; got [{x.min():.3g}, {x.max():.3g}]")
+    return x
+
+
+def _as_targets(target: int | Sequence[int] | np.ndarray | torch.Tensor, n: int) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(target) if not isinstance(target, torch.Tensor) else target)
+    if t.dim() == 0:
+        t = t.expand(n)
+    if t.shape != (n,) or t.is_floating_point():
+        raise ValueError(f"target must be an int or {n} ints, got {target!r}")
+    if (t < 0).any() or (t > 9).any():
+        raise ValueError(f"target classes must be in 0..9, got {target!r}")
+    return t.to(torch.int64)
+
+
+def traverse(
+    models: Sequence[nn.Module],
+    x0: np.ndarray | torch.Tensor,
+    target: int | Sequence[int] | np.ndarray | torch.Tensor,
+    config: TraversalConfig = TraversalConfig(),
+) -> Iterator[Frame]:
+    """Climb ``config.objective`` of ``target`` on the input pixels, for each model in lock-step.
+
+    Parameters
+    ----------
+    models : M classifiers in eval mode, mapping (N, 1, 28, 28) in [0, 1] to logits (N, 10),
+        all on one device; the images go to that device.
+    x0 : the start image(s), see :func:`as_batch`.
+    target : one class for all images, or one per image.
+    config : :class:`TraversalConfig`.
+
+    Yields
+    ------
+    Frame for step 0 (the start, or the random start) up to ``config.steps``, fewer if every
+    trajectory reaches ``config.stop_at_prob``.
+
+    Raises
+    ------
+    NonFiniteOutputError : a model returned NaN or inf; the frames yielded so far are valid.
+    """
+    models = list(models)
+    if not models:
+        raise ValueError("traverse needs at least one model")
+    start = as_batch(x0)
+    n, m = start.shape[0], len(models)
+    device = next(iter(models[0].parameters()), torch.empty(0)).device
+    start = start.to(device)
+    targets = _as_targets(target, n).to(device)
+    step = config.make_step()
+    objective_fn = get_objective(config.objective)
+    generator = torch.Generator().manual_seed(int(config.seed))
+
+    # One (M, N, 1, 28, 28) tensor holds every trajectory: a single autograd call per step.
+    x0s = start.expand(m, *start.shape).contiguous()
+    flat_x0 = x0s.flatten(0, 1)
+    x = step.random_start(flat_x0, generator).view_as(x0s) if config.random_start else x0s.clone()
+    all_targets = targets.repeat(m)
+    done = torch.zeros(m, n, dtype=torch.bool, device=device)
+
+    for t in range(config.steps + 1):
+        x.requires_grad_(True)
+        with torch.enable_grad():
+            logits = torch.stack([model(x[i]) for i, model in enumerate(models)])
+            bad = ~torch.isfinite(logits).flatten(1).all(dim=1)
+            if bad.any():
+                raise NonFiniteOutputError(t, int(bad.nonzero()[0]))
+            values = objective_fn(logits.flatten(0, 1), all_targets)
+            (grad,) = torch.autograd.grad(values.sum(), x)
+        x = x.detach()
+        probs = torch.softmax(logits.detach(), dim=-1)
+        delta = (x - x0s).flatten(0, 1)
+        if config.stop_at_prob is not None:
+            done |= probs.gather(2, targets.expand(m, n)[..., None]).squeeze(2) >= config.stop_at_prob
+        yield Frame(
+            step=t,
+            images=_frozen(x[:, :, 0]),
+            probs=_frozen(probs),
+            l2=_frozen(per_sample_norm(delta, 2).view(m, n)),
+            linf=_frozen(per_sample_norm(delta, float("inf")).view(m, n)),
+            objective=_frozen(values.detach().view(m, n)),
+            grad_norm=_frozen(per_sample_norm(grad.flatten(0, 1), 2).view(m, n)),
+            done=_frozen(done),
+        )
+        if t == config.steps or bool(done.all()):
+            return
+        moved = step.advance(x.flatten(0, 1), flat_x0, grad.flatten(0, 1)).view_as(x)
+        x = torch.where(done[..., None, None, None], x, moved)
+
+
+def stack_frames(frames: Sequence[Frame]) -> dict[str, np.ndarray]:
+    """Stack frames into arrays with a leading step axis: ``images`` (T, M, N, 28, 28), etc."""
+    if not frames:
+        raise ValueError("no frames to stack")
+    names = ["images", "probs", "l2", "linf", "objective", "grad_norm", "done"]
+    out = {name: np.stack([getattr(f, name) for f in frames]) for name in names}
+    out["step"] = np.array([f.step for f in frames])
+    return out

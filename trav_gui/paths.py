@@ -1,0 +1,33 @@
+"""Where the app finds its shipped resources and the MNIST data root."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA_ROOT_ENV = "TRAV_GUI_DATA"
+RESOURCES_ENV = "TRAV_GUI_RESOURCES"
+DEFAULT_DATA_ROOT = Path.home() / ".cache" / "trav_gui" / "data"
+
+
+def resources_dir() -> Path:
+    """The ``resources/`` folder: shipped weights, model cards and MNIST test digits."""
+    override = os.environ.get(RESOURCES_ENV)
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parent.parent / "resources"
+
+
+def models_dir() -> Path:
+    return resources_dir() / "models"
+
+
+def data_root(explicit: str | os.PathLike | None = None) -> Path:
+    """The MNIST data root: ``explicit``, else ``$TRAV_GUI_DATA``, else ``~/.cache/trav_gui/data``.
+
+    torchvision's layout is used below it (``<root>/MNIST/raw/...``).
+    """
+    if explicit is not None:
+        return Path(explicit).expanduser()
+    env = os.environ.get(DATA_ROOT_ENV)
+    return Path(env).expanduser() if env else DEFAULT_DATA_ROOT

@@ -1,0 +1,1 @@
+"""The Qt shell: widgets, plots and the traversal worker. Only this package imports Qt."""
