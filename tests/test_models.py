@@ -1,0 +1,142 @@
+"""Loading weights: safetensors only, clear errors for everything else."""
+
+import json
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from trav_gui.engine import models
+from trav_gui.engine.models import ModelLoadError, SmallCNN, list_models, load_model, save_model, sha256_of
+
+MARKER = "trav_gui_pickle_ran"
+
+
+class Exploit:
+    """Unpickling this calls os.mkdir on a marker path: proof that code ran."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (self.path,))
+
+
+def test_load_roundtrip_eval_mode_and_shapes(tmp_path):
+    torch.manual_seed(0)
+    model = SmallCNN()
+    path = tmp_path / "m.safetensors"
+    card = save_model(model, path, {"kind": "test"}, "small_cnn")
+    loaded = load_model(path)
+    assert not loaded.training
+    x = torch.rand(3, 1, 28, 28)
+    out = loaded(x)
+    assert out.shape == (3, 10) and out.dtype == torch.float32
+    torch.testing.assert_close(out, model.eval()(x))
+    assert card["sha256"] == sha256_of(path)
+    assert json.loads(path.with_suffix(".json").read_text())["architecture"] == "small_cnn"
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".pkl", ".safetensors"])
+def test_pickle_is_refused_and_never_unpickled(tmp_path, suffix):
+    marker = tmp_path / MARKER
+    bad = tmp_path / f"evil{suffix}"
+    bad.write_bytes(pickle.dumps(Exploit(str(marker)), protocol=4))
+    with pytest.raises(ModelLoadError, match="pickle"):
+        load_model(bad)
+    assert not marker.exists(), "the pickle's code ran"
+
+
+def test_torch_save_zip_is_refused(tmp_path):
+    bad = tmp_path / "zipped.safetensors"
+    torch.save(SmallCNN().state_dict(), bad)
+    with pytest.raises(ModelLoadError, match="pickle"):
+        load_model(bad)
+
+
+def test_wrong_shape_names_the_mismatch(tmp_path):
+    state = {k: v.clone() for k, v in SmallCNN().state_dict().items()}
+    state["classifier.3.weight"] = torch.zeros(7, 128)
+    path = tmp_path / "wrong.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(ModelLoadError, match=r"classifier\.3\.weight has shape \(7, 128\)"):
+        load_model(path)
+
+
+def test_missing_and_unexpected_tensors_are_named(tmp_path):
+    state = {k: v.clone() for k, v in SmallCNN().state_dict().items()}
+    del state["features.0.bias"]
+    state["extra"] = torch.zeros(2)
+    path = tmp_path / "keys.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(ModelLoadError, match=r"missing tensors \['features.0.bias'\].*unexpected tensors \['extra'\]"):
+        load_model(path)
+
+
+def test_nan_weights_are_refused(tmp_path):
+    state = {k: v.clone() for k, v in SmallCNN().state_dict().items()}
+    state["features.0.weight"][0, 0, 0, 0] = float("nan")
+    path = tmp_path / "nan.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(ModelLoadError, match="NaN"):
+        load_model(path)
+
+
+def test_truncated_and_lying_headers_are_refused(tmp_path):
+    good = tmp_path / "good.safetensors"
+    save_file({k: v.contiguous() for k, v in SmallCNN().state_dict().items()}, str(good))
+    data = good.read_bytes()
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelLoadError, match="not a valid safetensors"):
+        load_model(cut)
+    liar = tmp_path / "liar.safetensors"
+    liar.write_bytes((10**12).to_bytes(8, "little") + data[8:])
+    with pytest.raises(ModelLoadError, match="header says"):
+        load_model(liar)
+    tiny = tmp_path / "tiny.safetensors"
+    tiny.write_bytes(b"abc")
+    with pytest.raises(ModelLoadError, match="truncated"):
+        load_model(tiny)
+
+
+def test_card_for_other_weights_is_refused(tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_model(SmallCNN(), path, {}, "small_cnn")
+    card = json.loads(path.with_suffix(".json").read_text())
+    card["sha256"] = "0" * 64
+    path.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(ModelLoadError, match="sha256"):
+        load_model(path)
+
+
+def test_unknown_architecture_and_missing_file(tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_file({k: v.contiguous() for k, v in SmallCNN().state_dict().items()}, str(path),
+              metadata={"architecture": "resnet9000"})
+    with pytest.raises(ModelLoadError, match="unknown architecture 'resnet9000'"):
+        load_model(path)
+    with pytest.raises(ModelLoadError, match="no such model file"):
+        load_model(tmp_path / "absent.safetensors")
+
+
+def test_names_resolve_in_the_models_folder(model_folder, monkeypatch):
+    monkeypatch.setattr(models, "models_dir", lambda: model_folder)
+    assert load_model("a")(torch.rand(1, 1, 28, 28)).shape == (1, 10)
+    with pytest.raises(ModelLoadError, match="no model named 'robustt'.*shipped models: a, b"):
+        load_model("robustt")
+
+
+def test_list_models_returns_cards_with_names(model_folder):
+    (model_folder / "nocard.safetensors").write_bytes(b"")
+    cards = list_models(model_folder)
+    assert [c["name"] for c in cards] == ["a", "b"]
+    assert all(c["sha256"] == sha256_of(c["path"]) for c in cards)
+
+
+def test_save_is_atomic_no_temp_files_left(tmp_path):
+    save_model(SmallCNN(), tmp_path / "m.safetensors", {}, "small_cnn")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]
