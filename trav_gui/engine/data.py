@@ -49,9 +49,13 @@ def load_mnist(train: bool, root: str | os.PathLike | None = None, download: boo
     MnistUnavailableError : the files are missing or corrupt (with ``download=False``), with
         the path looked at and the two ways to fix it.
     """
+    return _load_mnist(train, data_root(root), download)
+
+
+@lru_cache(maxsize=4)
+def _load_mnist(train: bool, root, download: bool) -> tuple[torch.Tensor, torch.Tensor, str]:
     import torchvision
 
-    root = data_root(root)
     try:
         ds = torchvision.datasets.MNIST(root=str(root), train=train, download=download)
     except (RuntimeError, OSError, ValueError, EOFError) as exc:

@@ -1,0 +1,123 @@
+"""Training and evaluation on a few hundred samples: seconds, not minutes."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from trav_gui.engine.models import list_models, load_model
+from trav_gui.paths import models_dir
+from training import evaluate, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def mnist_root():
+    root = Path(os.environ.get("TRAV_GUI_DATA") or REPO.parent / "shared" / "data")
+    if not (root / "MNIST" / "raw").is_dir():
+        pytest.skip(f"MNIST training set not found under {root} (set TRAV_GUI_DATA)")
+    return root
+
+
+def _train(tmp_path, mnist_root, *extra):
+    out = tmp_path / "m.safetensors"
+    args = ["--kind", "robust", "--epochs", "2", "--limit", "256", "--batch-size", "64",
+            "--attack-steps", "2", "--out", str(out), "--seed", "1", "--data-root", str(mnist_root),
+            "--curve-samples", "50", "--no-eval", *extra]
+    train.main(args)
+    return out
+
+
+def test_training_writes_weights_card_curve_and_checkpoint(tmp_path, mnist_root):
+    out = _train(tmp_path, mnist_root)
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["kind"] == "robust" and card["architecture"] == "small_cnn"
+    t = card["training"]
+    assert (t["eps"], t["attack_steps"], t["epochs"], t["seed"], t["train_samples"]) == (2.0, 2, 2, 1, 256)
+    assert len(t["data_sha256"]) == 64 and t["torch"] == torch.__version__
+    assert [row["epoch"] for row in card["learning_curve"]] == [1, 2]
+    assert out.with_suffix(".curve.csv").read_text().splitlines()[0].startswith("epoch,loss")
+    assert (tmp_path / "m.safetensors.ckpt" / "state.json").is_file()
+    assert load_model(out)(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_resume_after_an_interrupt_matches_an_uninterrupted_run(tmp_path, mnist_root, monkeypatch):
+    straight = _train(tmp_path / "a", mnist_root)
+    real_save = train.save_checkpoint
+
+    def save_then_interrupt(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt  # the user pressed Ctrl+C right after epoch 1's checkpoint
+
+    monkeypatch.setattr(train, "save_checkpoint", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path / "b", mnist_root)
+    monkeypatch.setattr(train, "save_checkpoint", real_save)
+    ckpt = tmp_path / "b" / "m.safetensors.ckpt"
+    assert json.loads((ckpt / "state.json").read_text())["epoch"] == 1
+    resumed = _train(tmp_path / "b", mnist_root, "--resume", str(ckpt))
+    a, b = load_file(str(straight)), load_file(str(resumed))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+def test_missing_data_root_is_a_clear_exit(tmp_path):
+    with pytest.raises(SystemExit, match="MNIST not found.*--download"):
+        train.main(["--kind", "standard", "--epochs", "1", "--out", str(tmp_path / "m.safetensors"),
+                    "--data-root", str(tmp_path / "nowhere")])
+
+
+def test_bad_arguments_are_refused(tmp_path):
+    with pytest.raises(SystemExit):
+        train.main(["--kind", "robust", "--out", str(tmp_path / "m.pt")])
+    with pytest.raises(SystemExit):
+        train.main(["--kind", "robust", "--epochs", "0", "--out", str(tmp_path / "m.safetensors")])
+
+
+@pytest.fixture(scope="module")
+def small_trained(tmp_path_factory, mnist_root):
+    """A standard model trained for one epoch on 1,000 digits (about 90 % clean)."""
+    out = tmp_path_factory.mktemp("std") / "s.safetensors"
+    train.main(["--kind", "standard", "--epochs", "2", "--limit", "1000", "--batch-size", "50",
+                "--out", str(out), "--seed", "0", "--data-root", str(mnist_root),
+                "--curve-samples", "20", "--no-eval"])
+    return out
+
+
+def test_attack_lowers_accuracy_and_robust_never_exceeds_clean(small_trained):
+    model = load_model(small_trained)
+    r = evaluate.evaluate(model, eps=2.0, attack_steps=10, restarts=2, curve_eps=(1.0, 3.0),
+                          limit=200, apgd_limit=100, progress=False)
+    clean = r["clean_accuracy"]
+    by = {(x["eps"], x["attack"].startswith("worst")): x for x in r["robust"]}
+    assert clean > 0.7
+    assert by[(2.0, False)]["accuracy"] < clean - 0.3  # a standard model falls to L2 eps 2
+    assert all(x["accuracy"] <= clean for x in r["robust"])
+    assert by[(1.0, False)]["accuracy"] >= by[(2.0, False)]["accuracy"] >= by[(3.0, False)]["accuracy"]
+    worst = by[(2.0, True)]
+    assert worst["samples"] == 100 and worst["accuracy"] <= worst["pgd_accuracy_same_samples"]
+
+
+def test_evaluate_writes_the_card_and_keeps_sha_valid(small_trained, capsys):
+    evaluate.main([str(small_trained), "--attack-steps", "3", "--restarts", "1", "--limit", "50",
+                   "--apgd-limit", "0", "--curve-eps", "--write-card"])
+    assert "clean accuracy" in capsys.readouterr().out
+    card = json.loads(small_trained.with_suffix(".json").read_text())
+    assert card["evaluation"]["test_samples"] == 50
+    load_model(small_trained)  # the rewritten card's sha256 still matches
+
+
+@pytest.mark.parametrize("name", ["robust", "standard"])
+def test_shipped_card_clean_accuracy_is_reproduced_exactly(name):
+    if not (models_dir() / f"{name}.safetensors").exists():
+        pytest.skip(f"{name} weights not shipped yet")
+    card = next(c for c in list_models() if c["name"] == name)
+    images, labels = evaluate.test_digits()
+    x = torch.from_numpy(images.astype("float32") / 255.0)[:, None]
+    y = torch.from_numpy(labels.astype("int64"))
+    assert evaluate.clean_accuracy(load_model(name), x, y) == card["evaluation"]["clean_accuracy"]
+    assert card["evaluation"]["test_samples"] == 10000
