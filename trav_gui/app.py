@@ -1,0 +1,59 @@
+"""Start the desktop app: ``python main.py`` or ``trav-gui gui``."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from types import TracebackType
+
+__all__ = ["main"]
+
+
+def _install_excepthook(window) -> None:
+    """Show unexpected errors in a dialog instead of a traceback in the terminal."""
+
+    def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            sys.__excepthook__(kind, exc, tb)
+            return
+        details = "".join(traceback.format_exception(kind, exc, tb))
+        try:
+            window.show_error("Unexpected error",
+                              f"{kind.__name__}: {exc}\n\nThe window keeps running; "
+                              "details are in the dialog's text below.\n\n" + details[-2000:])
+        except Exception:  # noqa: BLE001 - the window itself may be gone
+            sys.__excepthook__(kind, exc, tb)
+
+    sys.excepthook = hook
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Create the QApplication and the main window, and run the event loop.
+
+    Parameters
+    ----------
+    argv : Qt command-line arguments (``sys.argv`` when None).
+
+    Returns
+    -------
+    int : the event loop's exit code.
+    """
+    from PySide6.QtWidgets import QApplication
+
+    argv = list(sys.argv if argv is None else [sys.argv[0], *argv])
+    app = QApplication.instance() or QApplication(argv)
+    app.setApplicationName("trav-gui")
+    app.setOrganizationName("trav-gui")
+
+    import pyqtgraph as pg
+
+    pg.setConfigOptions(antialias=True, foreground="#dddddd")
+    from trav_gui.qt.window import MainWindow
+
+    window = MainWindow()
+    _install_excepthook(window)
+    window.show()
+    try:
+        return app.exec()
+    finally:
+        sys.excepthook = sys.__excepthook__

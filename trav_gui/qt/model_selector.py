@@ -1,0 +1,103 @@
+"""The list of available models, each with its card's accuracies; ticks choose the columns."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSignalBlocker, Qt, Signal
+from PySide6.QtWidgets import QGroupBox, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
+
+__all__ = ["MAX_MODELS", "ModelSelector", "describe_card"]
+
+MAX_MODELS = 4
+_PATH_ROLE = Qt.ItemDataRole.UserRole
+
+
+def describe_card(card: dict) -> str:
+    """One line of a card's measured accuracy: clean, and the first robust evaluation."""
+    ev = card.get("evaluation") or {}
+    parts = []
+    if isinstance(ev.get("clean_accuracy"), (int, float)):
+        parts.append(f"clean {100 * ev['clean_accuracy']:.1f}%")
+    robust = [r for r in (ev.get("robust") or []) if isinstance(r, dict) and "accuracy" in r]
+    if robust:
+        r = robust[0]
+        attack = r.get("attack", "attack")
+        parts.append(f"robust {100 * r['accuracy']:.1f}% (ε {r.get('eps', '?')}, {attack})")
+    return " · ".join(parts) if parts else "no accuracy on its card"
+
+
+class ModelSelector(QGroupBox):
+    """Checkable model list; between one and :data:`MAX_MODELS` models stay ticked.
+
+    Signals
+    -------
+    selection_changed() : the ticked models changed.
+    """
+
+    selection_changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(f"Models (tick 1–{MAX_MODELS} to compare)", parent)
+        self.list = QListWidget()
+        self.list.setMaximumHeight(96)
+        self.note = QLabel("")
+        self.note.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.list)
+        layout.addWidget(self.note)
+        self._cards: dict[str, dict] = {}
+        self.list.itemChanged.connect(self._on_item_changed)
+
+    def add_card(self, card: dict, checked: bool = False) -> None:
+        """Add a model (a card dict with ``name`` and ``path``); an already listed path is kept."""
+        path = card["path"]
+        if path in self._cards:
+            return
+        self._cards[path] = card
+        item = QListWidgetItem(f"{card['name']} — {describe_card(card)}")
+        item.setData(_PATH_ROLE, path)
+        item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+        tip = [path, f"kind: {card.get('kind', '?')}", f"sha256: {card.get('sha256', '?')}"]
+        for r in (card.get("evaluation") or {}).get("robust") or []:
+            if isinstance(r, dict):
+                tip.append(f"robust {100 * r.get('accuracy', float('nan')):.1f}% at ε {r.get('eps')} "
+                           f"({r.get('attack')})")
+        item.setToolTip("\n".join(tip))
+        with QSignalBlocker(self.list):
+            item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
+            self.list.addItem(item)
+
+    def _items(self) -> list[QListWidgetItem]:
+        return [self.list.item(i) for i in range(self.list.count())]
+
+    def selected_cards(self) -> list[dict]:
+        """The ticked models' cards, in list order."""
+        return [self._cards[it.data(_PATH_ROLE)] for it in self._items()
+                if it.checkState() == Qt.CheckState.Checked]
+
+    def cards(self) -> list[dict]:
+        return [self._cards[it.data(_PATH_ROLE)] for it in self._items()]
+
+    def set_selected(self, paths: list[str]) -> None:
+        """Tick exactly the models at ``paths`` (emits ``selection_changed`` once)."""
+        wanted = set(paths)
+        with QSignalBlocker(self.list):
+            for it in self._items():
+                it.setCheckState(Qt.CheckState.Checked if it.data(_PATH_ROLE) in wanted
+                                 else Qt.CheckState.Unchecked)
+        self.note.setText("")
+        self.selection_changed.emit()
+
+    def _on_item_changed(self, item: QListWidgetItem) -> None:
+        ticked = [it for it in self._items() if it.checkState() == Qt.CheckState.Checked]
+        if len(ticked) > MAX_MODELS:
+            with QSignalBlocker(self.list):
+                item.setCheckState(Qt.CheckState.Unchecked)
+            self.note.setText(f"At most {MAX_MODELS} models side by side.")
+            return
+        if not ticked:
+            with QSignalBlocker(self.list):
+                item.setCheckState(Qt.CheckState.Checked)
+            self.note.setText("At least one model must stay ticked.")
+            return
+        self.note.setText("")
+        self.selection_changed.emit()

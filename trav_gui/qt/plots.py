@@ -1,0 +1,234 @@
+"""One column per model: the current frame, δ = x − x₀, the prediction, and live curves.
+
+Every plot item is created once, when the models are chosen; a frame only feeds data to
+them (``setData`` / ``setImage`` with fixed levels), so nothing is rebuilt or autoscaled
+while a run plays.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QFont
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+__all__ = ["CLASS_COLORS", "ComparisonView", "ModelColumn"]
+
+# matplotlib's tab10: ten classes that stay distinguishable on a dark background.
+CLASS_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+L2_COLOR = "#4fc3f7"
+LINF_COLOR = "#ffb74d"
+CURSOR_COLOR = (200, 200, 200, 140)
+FLIP_COLOR = "#66bb6a"
+
+_GRAY_LUT = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
+
+
+def _diverging_lut() -> np.ndarray:
+    try:
+        return pg.colormap.get("CET-D1").getLookupTable(nPts=256)
+    except Exception:  # noqa: BLE001 - a missing colour map file must not stop the app
+        return pg.ColorMap([0, 0.5, 1], [(40, 90, 200), (245, 245, 245), (200, 40, 40)]).getLookupTable(nPts=256)
+
+
+def _image_box(layout: pg.GraphicsLayout, row: int, col: int) -> tuple[pg.ViewBox, pg.ImageItem]:
+    box = layout.addViewBox(row=row, col=col, lockAspect=True, enableMouse=False, invertY=True)
+    box.setMenuEnabled(False)
+    box.setDefaultPadding(0.0)
+    item = pg.ImageItem(axisOrder="row-major")
+    box.addItem(item)
+    box.setRange(xRange=(0, 28), yRange=(0, 28), padding=0)
+    return box, item
+
+
+class ModelColumn:
+    """The views of one model, placed in column ``col`` of a ``pg.GraphicsLayout``.
+
+    Rows: title · frame and δ map · prediction · P(class) over steps · ‖δ‖ over steps.
+    """
+
+    def __init__(self, layout: pg.GraphicsLayout, col: int, name: str, subtitle: str,
+                 delta_lut: np.ndarray) -> None:
+        self.name = name
+        self.title = layout.addLabel(f"<b>{name}</b><br><span style='color:#aaa'>{subtitle}</span>",
+                                     row=0, col=col, size="10pt")
+        images = layout.addLayout(row=1, col=col)
+        images.setSpacing(4)
+        self.frame_box, self.frame_item = _image_box(images, 0, 0)
+        self.delta_box, self.delta_item = _image_box(images, 0, 1)
+        images.addLabel("x (current frame)", row=1, col=0, size="8pt", color="#aaa")
+        self.delta_caption = images.addLabel("δ = x − x₀", row=1, col=1, size="8pt", color="#aaa")
+        self.frame_item.setLookupTable(_GRAY_LUT)
+        self.frame_item.setLevels((0.0, 1.0))
+        self.delta_item.setLookupTable(delta_lut)
+        self._delta_level = 1.0
+        self.delta_item.setLevels((-1.0, 1.0))
+        self.prediction = layout.addLabel("", row=2, col=col, size="12pt")
+
+        self.prob_plot: pg.PlotItem = layout.addPlot(row=3, col=col)
+        self.prob_plot.setTitle(
+            "P(class) · " + " ".join(f"<span style='color:{c}'>{k}</span>"
+                                     for k, c in enumerate(CLASS_COLORS)), size="9pt")
+        self.prob_plot.setYRange(0, 1, padding=0.02)
+        self.prob_plot.setMouseEnabled(x=False, y=False)
+        self.prob_plot.setMenuEnabled(False)
+        self.prob_plot.showGrid(x=True, y=True, alpha=0.15)
+        self.prob_plot.setLabel("left", "probability")
+        self.prob_curves = [self.prob_plot.plot(pen=pg.mkPen(CLASS_COLORS[c], width=1)) for c in range(10)]
+        self.flip_line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(FLIP_COLOR, width=2),
+                                         label="", labelOpts={"position": 0.55, "color": FLIP_COLOR,
+                                                              "fill": (20, 20, 20, 200)})
+        self.flip_line.setVisible(False)
+        self.prob_plot.addItem(self.flip_line, ignoreBounds=True)
+
+        self.norm_plot: pg.PlotItem = layout.addPlot(row=4, col=col)
+        self.norm_plot.setTitle(f"<span style='color:{L2_COLOR}'>‖δ‖₂</span> and "
+                                f"<span style='color:{LINF_COLOR}'>‖δ‖∞</span>", size="9pt")
+        self.norm_plot.setMouseEnabled(x=False, y=False)
+        self.norm_plot.setMenuEnabled(False)
+        self.norm_plot.showGrid(x=True, y=True, alpha=0.15)
+        self.norm_plot.setLabel("bottom", "step")
+        self.l2_curve = self.norm_plot.plot(pen=pg.mkPen(L2_COLOR, width=2))
+        self.linf_curve = self.norm_plot.plot(pen=pg.mkPen(LINF_COLOR, width=2))
+        self.eps_line = pg.InfiniteLine(angle=0, movable=False, label="ε",
+                                        labelOpts={"position": 0.05, "color": "#ddd"})
+        self.eps_line.setVisible(False)
+        self.norm_plot.addItem(self.eps_line)
+
+        self.cursors = []
+        for plot in (self.prob_plot, self.norm_plot):
+            line = pg.InfiniteLine(angle=90, movable=False,
+                                   pen=pg.mkPen(CURSOR_COLOR, width=1, style=Qt.PenStyle.DashLine))
+            plot.addItem(line, ignoreBounds=True)
+            self.cursors.append(line)
+        self.target = 0
+        self.start_class: int | None = None
+
+    def link_x(self, other: "ModelColumn") -> None:
+        self.prob_plot.setXLink(other.prob_plot)
+        self.norm_plot.setXLink(other.prob_plot)
+
+    def begin_run(self, target: int, start_class: int, max_steps: int, eps: float | None,
+                  eps_norm: str, delta_level: float) -> None:
+        """Style the curves for a new run and clear the old data."""
+        self.target, self.start_class = target, start_class
+        for c, curve in enumerate(self.prob_curves):
+            color = QColor(CLASS_COLORS[c])
+            if c == target:
+                pen = pg.mkPen(color, width=4)
+                curve.setZValue(10)
+            elif c == start_class:
+                pen = pg.mkPen(color, width=2.5, style=Qt.PenStyle.DashLine)
+                curve.setZValue(5)
+            else:
+                color.setAlpha(150)
+                pen = pg.mkPen(color, width=1)
+                curve.setZValue(0)
+            curve.setPen(pen)
+            curve.setData([], [])
+        self.l2_curve.setData([], [])
+        self.linf_curve.setData([], [])
+        self.prob_plot.setXRange(0, max(1, max_steps), padding=0.01)
+        self.set_flip(None)
+        if eps is None:
+            self.eps_line.setVisible(False)
+        else:
+            self.eps_line.setPos(eps)
+            self.eps_line.setPen(pg.mkPen(L2_COLOR if eps_norm == "l2" else LINF_COLOR, width=1.5,
+                                          style=Qt.PenStyle.DotLine))
+            self.eps_line.label.setFormat(f"ε = {eps:g} ({'L2' if eps_norm == 'l2' else 'L∞'})")
+            self.eps_line.setVisible(True)
+        self._delta_level = delta_level
+        self.delta_item.setLevels((-delta_level, delta_level))
+        self.delta_caption.setText(f"δ = x − x₀  (±{delta_level:g})")
+
+    def set_curves(self, steps: np.ndarray, probs: np.ndarray, l2: np.ndarray, linf: np.ndarray) -> None:
+        """Feed the curves: ``steps`` (n,), ``probs`` (n, 10), ``l2``/``linf`` (n,)."""
+        for c, curve in enumerate(self.prob_curves):
+            curve.setData(steps, probs[:, c])
+        self.l2_curve.setData(steps, l2)
+        self.linf_curve.setData(steps, linf)
+
+    def set_flip(self, step: int | None) -> None:
+        """Mark the first step whose prediction is the target; None hides the marker."""
+        if step is None:
+            self.flip_line.setVisible(False)
+            return
+        self.flip_line.setPos(step)
+        self.flip_line.label.setFormat(f"→ {self.target} at step {step}")
+        self.flip_line.setVisible(True)
+
+    @property
+    def flip_step(self) -> int | None:
+        return int(round(self.flip_line.value())) if self.flip_line.isVisible() else None
+
+    def show_step(self, step: int, image: np.ndarray, delta: np.ndarray, probs: np.ndarray) -> None:
+        """Show the state at ``step``: image (28, 28) in [0, 1], δ (28, 28), probs (10,)."""
+        self.frame_item.setImage(image, autoLevels=False, levels=(0.0, 1.0))
+        self.delta_item.setImage(delta, autoLevels=False, levels=(-self._delta_level, self._delta_level))
+        pred = int(np.argmax(probs))
+        color = FLIP_COLOR if pred == self.target else "#ffb74d"
+        self.prediction.setText(
+            f"step {step}: predicts <b style='color:{color}'>{pred}</b> ({100 * float(probs[pred]):.1f}%)"
+            f" · P({self.target}) = {100 * float(probs[self.target]):.1f}%")
+        for line in self.cursors:
+            line.setPos(step)
+
+    def show_start(self, image: np.ndarray, probs: np.ndarray | None) -> None:
+        """Before a run: the start image, no δ, the start prediction."""
+        self.frame_item.setImage(image, autoLevels=False, levels=(0.0, 1.0))
+        self.delta_item.setImage(np.zeros_like(image), autoLevels=False,
+                                 levels=(-self._delta_level, self._delta_level))
+        if probs is None:
+            self.prediction.setText("no start image")
+        else:
+            pred = int(np.argmax(probs))
+            self.prediction.setText(f"start: predicts <b>{pred}</b> ({100 * float(probs[pred]):.1f}%)")
+        for line in self.cursors:
+            line.setPos(0)
+
+
+class ComparisonView(QWidget):
+    """The model columns side by side in one graphics scene, x-axes shared."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.setBackground("#1e1e22")
+        self.graphics.ci.setSpacing(6)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.graphics)
+        self.columns: list[ModelColumn] = []
+        self._delta_lut = _diverging_lut()
+        self._message = None
+
+    def set_models(self, names: Sequence[str], subtitles: Sequence[str]) -> None:
+        """Build one column per model (the only time plot items are created)."""
+        self.graphics.ci.clear()
+        self.columns = []
+        self._message = None
+        if not names:
+            return
+        for col, (name, sub) in enumerate(zip(names, subtitles)):
+            column = ModelColumn(self.graphics.ci, col, name, sub, self._delta_lut)
+            if self.columns:
+                column.link_x(self.columns[0])
+            self.columns.append(column)
+        ci = self.graphics.ci
+        for row, factor in ((0, 1), (1, 5), (2, 1), (3, 4), (4, 3)):
+            ci.layout.setRowStretchFactor(row, factor)
+
+    def show_message(self, html: str) -> None:
+        """Replace the columns by a message (e.g. no models found)."""
+        self.graphics.ci.clear()
+        self.columns = []
+        self._message = self.graphics.ci.addLabel(html, row=0, col=0, size="13pt")
+
+    @property
+    def message(self) -> str | None:
+        return None if self._message is None else self._message.text

@@ -1,0 +1,218 @@
+"""The traversal worker: runs the engine's generator in a QThread, with play, pause and step.
+
+Why a hand-written QThread worker rather than superqt's ``thread_worker``: superqt runs its
+generator workers on ``QThreadPool`` threads, which outlive a run and cannot be waited for
+one by one, and its pause loop knows neither "let exactly one step through" nor a speed
+limit. Here each run owns one ``QThread``; the loop checks a ``threading.Event`` to stop
+and a condition for pause, single steps and the steps-per-second limit, so every control
+takes effect within one step, even while the event loop of the worker's thread is busy.
+
+Frames arrive in batches: at most about 60 emits per second however fast the steps are,
+so a fast run does not flood the GUI's event loop. Every emit carries the run id, so the
+window can drop frames of a run it already left.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Sequence
+
+import numpy as np
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+from torch import nn
+
+from trav_gui.engine.traversal import Frame, NonFiniteOutputError, TraversalConfig, traverse
+
+__all__ = ["TraversalRun", "TraversalWorker"]
+
+EMIT_INTERVAL_S = 1 / 60
+
+
+class TraversalWorker(QObject):
+    """Runs one traversal; lives in its own QThread.
+
+    Parameters
+    ----------
+    run_id : int tagging every signal of this run.
+    models : M models in eval mode on one device.
+    x0 : (28, 28) float32 in [0, 1], the start image.
+    target : int in 0..9.
+    config : the run's settings.
+    paused : start paused (frame 0 is still computed and emitted at once).
+    steps_per_second : speed limit, or None for as fast as possible.
+
+    Signals
+    -------
+    frame_ready(run_id, frames) : list of new :class:`Frame`\\ s, in step order.
+    run_failed(run_id, message) : the run hit an error (NaN from a model, ...).
+    run_finished(run_id, reason) : ``"completed"``, ``"stopped"`` or ``"failed"``; always last.
+    """
+
+    frame_ready = Signal(int, object)
+    run_failed = Signal(int, str)
+    run_finished = Signal(int, str)
+
+    def __init__(self, run_id: int, models: Sequence[nn.Module], x0: np.ndarray, target: int,
+                 config: TraversalConfig, paused: bool = False,
+                 steps_per_second: float | None = None) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self._models = list(models)
+        self._x0 = np.array(x0, dtype=np.float32, copy=True)
+        self._target = int(target)
+        self._config = config
+        self._stop = threading.Event()
+        self._cond = threading.Condition()
+        self._paused = paused
+        self._tokens = 0
+        self._interval = self._interval_of(steps_per_second)
+
+    @staticmethod
+    def _interval_of(steps_per_second: float | None) -> float:
+        return 0.0 if not steps_per_second else 1.0 / float(steps_per_second)
+
+    # --- controls: called from the GUI thread, take effect within one step -------------
+
+    def stop(self) -> None:
+        """Stop after the current step; no frame computed after this call is emitted."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def pause(self) -> None:
+        with self._cond:
+            self._paused = True
+            self._tokens = 0
+
+    def resume(self) -> None:
+        with self._cond:
+            self._paused = False
+            self._cond.notify_all()
+
+    def step_once(self) -> None:
+        """While paused, let exactly one more step through."""
+        with self._cond:
+            self._paused = True
+            self._tokens += 1
+            self._cond.notify_all()
+
+    def set_steps_per_second(self, steps_per_second: float | None) -> None:
+        with self._cond:
+            self._interval = self._interval_of(steps_per_second)
+            self._cond.notify_all()
+
+    @property
+    def is_paused(self) -> bool:
+        with self._cond:
+            return self._paused
+
+    # --- the loop ----------------------------------------------------------------------
+
+    def _wait_turn(self, last_step_at: float) -> bool:
+        """Block until the next step may run; False when stopped."""
+        with self._cond:
+            while not self._stop.is_set():
+                if self._paused:
+                    if self._tokens > 0:
+                        self._tokens -= 1
+                        return True
+                    self._cond.wait()
+                    continue
+                remaining = last_step_at + self._interval - time.perf_counter()
+                if remaining <= 0:
+                    return True
+                self._cond.wait(remaining)
+            return False
+
+    def _must_flush(self, last_emit: float) -> bool:
+        with self._cond:
+            slow = self._paused or self._interval >= EMIT_INTERVAL_S
+        return slow or time.perf_counter() - last_emit >= EMIT_INTERVAL_S
+
+    @Slot()
+    def run(self) -> None:
+        pending: list[Frame] = []
+        last_emit = 0.0
+        reason = "completed"
+
+        def flush() -> None:
+            nonlocal pending, last_emit
+            if pending and not self._stop.is_set():
+                self.frame_ready.emit(self.run_id, pending)
+            pending = []
+            last_emit = time.perf_counter()
+
+        try:
+            frames = traverse(self._models, self._x0, self._target, self._config)
+            last_step_at = time.perf_counter()
+            for k, frame in enumerate(frames):
+                if self._stop.is_set():
+                    reason = "stopped"
+                    break
+                pending.append(frame)
+                if k == 0 or self._must_flush(last_emit):
+                    flush()
+                if frame.step == self._config.steps or bool(frame.done.all()):
+                    break
+                if not self._wait_turn(last_step_at):
+                    reason = "stopped"
+                    break
+                last_step_at = time.perf_counter()
+            flush()
+        except NonFiniteOutputError as exc:
+            flush()
+            reason = "failed"
+            self.run_failed.emit(self.run_id, f"{exc}. Frames up to step {exc.step - 1} are kept.")
+        except Exception as exc:  # noqa: BLE001 - shown to the user, never a silent thread death
+            reason = "failed"
+            self.run_failed.emit(self.run_id, f"{type(exc).__name__}: {exc}")
+        if self._stop.is_set():
+            reason = "stopped"
+        self.run_finished.emit(self.run_id, reason)
+
+
+class TraversalRun(QObject):
+    """A worker and the QThread it runs in, started and torn down together.
+
+    Signals are forwarded from the worker; ``thread_finished`` fires once the thread has
+    ended, after which the run can be forgotten.
+    """
+
+    frame_ready = Signal(int, object)
+    run_failed = Signal(int, str)
+    run_finished = Signal(int, str)
+    thread_finished = Signal(int)
+
+    def __init__(self, worker: TraversalWorker, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.worker = worker
+        self.run_id = worker.run_id
+        self.thread = QThread()
+        self.thread.setObjectName(f"traversal-run-{worker.run_id}")
+        worker.moveToThread(self.thread)
+        self.thread.started.connect(worker.run)
+        worker.frame_ready.connect(self.frame_ready)
+        worker.run_failed.connect(self.run_failed)
+        worker.run_finished.connect(self.run_finished)
+        worker.run_finished.connect(self.thread.quit)
+        self.thread.finished.connect(self._on_thread_finished)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.worker.stop()
+
+    def is_running(self) -> bool:
+        return self.thread.isRunning()
+
+    def wait(self, timeout_ms: int = 10_000) -> bool:
+        """Stop the worker and block until its thread has ended; True if it did."""
+        self.worker.stop()
+        self.thread.quit()
+        return self.thread.wait(timeout_ms)
+
+    @Slot()
+    def _on_thread_finished(self) -> None:
+        self.thread_finished.emit(self.run_id)
