@@ -1,0 +1,216 @@
+"""Export of a run: record round trip, validation, CSV, PNG, GIF, and all-or-nothing files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from trav_gui import __version__
+from trav_gui.engine import export as ex
+from trav_gui.engine.traversal import TraversalConfig, stack_frames, traverse
+
+SHA_A, SHA_B = "a" * 64, "b" * 64
+
+
+@pytest.fixture
+def run(two_models):
+    """A real 6-step traversal of two linear models, stacked, with its record."""
+    rng = np.random.default_rng(0)
+    x0 = rng.uniform(0.2, 0.8, (28, 28)).astype(np.float32)
+    config = TraversalConfig(steps=6, step_size=0.3, norm="l2", eps=1.0, objective="margin",
+                             random_start=True, seed=7)
+    arrays = stack_frames(list(traverse(two_models, x0, 3, config)))
+    record = ex.build_run_record([ex.ModelRef("robust", SHA_A, "/m/robust.safetensors"),
+                                  ex.ModelRef("standard", SHA_B)], x0, 3, config, mnist_index=15,
+                                 extra={"device": "cpu"})
+    return x0, config, arrays, record
+
+
+def test_record_round_trips_exactly(tmp_path, run):
+    x0, config, _, record = run
+    ex.write_run_record(tmp_path / "run.json", record)
+    back = ex.read_run_record(tmp_path)  # a folder means its run.json
+    assert back.start_image.dtype == np.float32
+    assert np.array_equal(back.start_image, x0)  # bit-exact, not approximately
+    assert back.config == config and back.config.seed == 7
+    assert back.target == 3 and back.mnist_index == 15
+    assert [m.name for m in back.models] == ["robust", "standard"]
+    assert [m.sha256 for m in back.models] == [SHA_A, SHA_B]
+    assert back.app_version == __version__
+    assert back.created.endswith("+00:00")
+    raw = json.loads((tmp_path / "run.json").read_text())
+    assert raw["config"] == config.to_dict() and raw["seed"] == 7 and raw["mode"] == "pgd"
+    assert raw["start"]["source"] == "mnist_test" and raw["extra"] == {"device": "cpu"}
+
+
+def _mutations():
+    def set_(path, value):
+        def f(r):
+            node = r
+            for k in path[:-1]:
+                node = node[k]
+            node[path[-1]] = value
+        return f
+
+    def delete(key):
+        return lambda r: r.pop(key)
+
+    return {
+        "format": (set_(["format"], "something.else"), "not a run record"),
+        "newer": (set_(["format_version"], 99), "newer"),
+        "no models": (set_(["models"], []), "'models'"),
+        "sha": (set_(["models", 0, "sha256"], "xyz"), "sha256"),
+        "shape": (set_(["start", "image"], [[0.0] * 28] * 27), "28×28"),
+        "range": (set_(["start", "image", 3, 3], 1.5), "[0, 1]"),
+        "nan": (set_(["start", "image", 3, 3], float("nan")), "NaN"),
+        "index": (set_(["start", "mnist_index"], -1), "mnist_index"),
+        "target": (set_(["target"], 10), "'target'"),
+        "bool target": (set_(["target"], True), "'target'"),
+        "config key": (set_(["config", "speed"], 3), "unknown traversal settings"),
+        "config value": (set_(["config", "norm"], "l3"), "norm"),
+        "no config": (delete("config"), "'config'"),
+        "seed": (set_(["seed"], 8), "seed"),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_mutations()))
+def test_bad_records_are_refused_with_the_field_named(tmp_path, run, name):
+    mutate, words = _mutations()[name]
+    record = json.loads(json.dumps(run[3], allow_nan=True))
+    mutate(record)
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(record))
+    with pytest.raises(ex.RunRecordError, match=None) as info:
+        ex.read_run_record(path)
+    assert words in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_unreadable_and_non_json_records(tmp_path):
+    with pytest.raises(ex.RunRecordError, match="cannot read"):
+        ex.read_run_record(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ex.RunRecordError, match="not JSON"):
+        ex.read_run_record(tmp_path / "bad.json")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(ex.RunRecordError, match="JSON object"):
+        ex.read_run_record(tmp_path / "list.json")
+
+
+def test_csv_has_one_row_per_step_and_model_with_exact_values(tmp_path, run):
+    _, _, arrays, _ = run
+    path = ex.write_steps_csv(tmp_path / "steps.csv", arrays, ["robust", "standard"])
+    header = path.read_text().splitlines()[0].split(",")
+    assert header == ["step", "model"] + [f"p{c}" for c in range(10)] + ["l2", "linf", "objective"]
+    rows = ex.read_steps_csv(path)
+    assert len(rows) == 7 * 2
+    for row in rows:
+        s, j = row["step"], ["robust", "standard"].index(row["model"])
+        probs = [row[f"p{c}"] for c in range(10)]
+        # 9 significant digits recover float32 exactly.
+        assert np.array_equal(np.float32(probs), arrays["probs"][s, j, 0])
+        assert np.float32(row["l2"]) == arrays["l2"][s, j, 0]
+        assert np.float32(row["linf"]) == arrays["linf"][s, j, 0]
+        assert np.float32(row["objective"]) == arrays["objective"][s, j, 0]
+
+
+def test_csv_of_several_images_adds_an_image_column(tmp_path, two_models):
+    x0 = np.full((3, 28, 28), 0.5, np.float32)
+    arrays = stack_frames(list(traverse(two_models, x0, 1, TraversalConfig(steps=2))))
+    rows = ex.read_steps_csv(ex.write_steps_csv(tmp_path / "s.csv", arrays, ["a", "b"]))
+    assert len(rows) == 3 * 2 * 3
+    assert sorted({r["image"] for r in rows}) == [0, 1, 2]
+
+
+def test_png_frames_hold_the_pixels(tmp_path, run):
+    _, _, arrays, _ = run
+    written = ex.write_png_frames(tmp_path, arrays, ["robust", "standard"], scale=10)
+    assert len(written) == 7 * 2 * 2
+    small = np.asarray(Image.open(tmp_path / "frames" / "standard" / "step_00004.png"))
+    big = np.asarray(Image.open(tmp_path / "frames_x10" / "standard" / "step_00004.png"))
+    expected = np.round(arrays["images"][4, 1, 0] * 255).astype(np.uint8)
+    assert small.shape == (28, 28) and np.array_equal(small, expected)
+    assert big.shape == (280, 280) and np.array_equal(big[::10, ::10], expected)
+    assert np.array_equal(big[5::10, 9::10], expected)  # nearest neighbour, no smoothing
+
+
+def test_gif_is_side_by_side_with_one_frame_per_step(tmp_path, run):
+    _, _, arrays, _ = run
+    path = ex.write_animation(tmp_path / "t.gif", arrays, ["robust", "standard"], target=3, scale=4)
+    gif = Image.open(path)
+    assert gif.n_frames == 7
+    single = ex.render_side_by_side(arrays["images"][0, :, 0], arrays["probs"][0, :, 0],
+                                    ["robust", "standard"], 0, 3, scale=4)
+    assert gif.size == (single.shape[1], single.shape[0])
+    assert single.shape[1] > 2 * 28 * 4  # two panels side by side
+
+
+def test_animation_of_a_long_run_is_subsampled_keeping_first_and_last():
+    idx = ex._animation_indices(10_001)
+    assert len(idx) <= ex.MAX_ANIMATION_FRAMES and idx[0] == 0 and idx[-1] == 10_000
+    assert np.array_equal(ex._animation_indices(5), np.arange(5))
+
+
+def test_export_run_writes_everything_and_reports_progress(tmp_path, run):
+    _, _, arrays, record = run
+    seen = []
+    written = ex.export_run(tmp_path / "out", record, arrays, mp4=False,
+                            progress=lambda d, t, w: seen.append((d, t)))
+    out = tmp_path / "out"
+    assert written[-1] == out / "run.json"  # the record last: its presence means complete
+    assert {p.name for p in out.iterdir()} == {"run.json", "steps.csv", "traversal.gif",
+                                                "frames", "frames_x10"}
+    assert seen[-1][0] == seen[-1][1]
+    assert all(b[0] >= a[0] for a, b in zip(seen, seen[1:]))
+    assert not list(out.rglob("*.part"))
+
+
+def test_export_refuses_arrays_that_do_not_match_the_record(tmp_path, run):
+    _, _, arrays, record = run
+    with pytest.raises(ValueError, match="model names"):
+        ex.export_run(tmp_path, record, arrays, ["only-one"])
+    bad = dict(arrays, l2=arrays["l2"][:-1])
+    with pytest.raises(ValueError, match="l2"):
+        ex.write_steps_csv(tmp_path / "s.csv", bad, ["a", "b"])
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text("old")
+    with pytest.raises(RuntimeError):
+        with ex.atomic_path(path) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("disk full")
+    assert path.read_text() == "old"
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_a_crash_while_encoding_the_gif_leaves_no_gif(tmp_path, run, monkeypatch):
+    _, _, arrays, _ = run
+
+    def broken_save(self, fp, *a, **k):
+        with open(fp, "wb") as f:
+            f.write(b"GIF89a-partial")
+        raise OSError("encoder died")
+
+    monkeypatch.setattr(Image.Image, "save", broken_save)
+    with pytest.raises(OSError, match="encoder died"):
+        ex.write_animation(tmp_path / "t.gif", arrays, ["a", "b"], target=3)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cancelled_export_has_no_record(tmp_path, run):
+    _, _, arrays, record = run
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return len(calls) > 5
+
+    with pytest.raises(ex.ExportCancelled):
+        ex.export_run(tmp_path, record, arrays, mp4=False, cancel=cancel)
+    assert not (tmp_path / "run.json").exists()
+    assert not list(tmp_path.rglob("*.part"))
