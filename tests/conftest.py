@@ -40,3 +40,57 @@ def model_folder(tmp_path):
         save_model(SmallCNN(), tmp_path / f"{name}.safetensors",
                    {"kind": "test", "evaluation": {"clean_accuracy": 0.1, "robust": []}}, "small_cnn")
     return tmp_path
+
+
+# --------------------------------------------------------------------------- Qt tests
+
+
+def _running_qthreads() -> list:
+    """Every QThread object alive in Python that is still running (not the main thread)."""
+    import gc
+    import sys
+    import warnings
+
+    if "PySide6.QtCore" not in sys.modules:
+        return []
+    from PySide6.QtCore import QCoreApplication, QThread
+
+    app = QCoreApplication.instance()
+    main = app.thread() if app is not None else None
+    with warnings.catch_warnings():
+        # isinstance() on every live object touches deprecated torch aliases.
+        warnings.simplefilter("ignore")
+        return [t for t in gc.get_objects()
+                if isinstance(t, QThread) and t is not main and t.isRunning()]
+
+
+@pytest.fixture(autouse=True)
+def no_running_qthread():
+    """Fail any test that leaves a QThread running (and stop it, so the next test is clean)."""
+    yield
+    leaked = _running_qthreads()
+    if not leaked:
+        return
+    names = [t.objectName() or repr(t) for t in leaked]
+    for t in leaked:
+        t.quit()
+        t.wait(5000)
+    pytest.fail(f"test left {len(leaked)} QThread(s) running: {names}")
+
+
+@pytest.fixture
+def gui_models(tmp_path):
+    """A models folder with two small untrained CNNs named ``robust`` and ``standard``.
+
+    The window ticks these two names by default, as it does for the shipped models; the
+    weights are random, so tests never depend on the trained ones.
+    """
+    folder = tmp_path / "models"
+    for i, name in enumerate(["robust", "standard"]):
+        torch.manual_seed(10 + i)
+        save_model(SmallCNN(), folder / f"{name}.safetensors",
+                   {"kind": name, "evaluation": {"clean_accuracy": 0.5 + i / 10,
+                                                  "robust": [{"eps": 2.0, "attack": "l2-pgd",
+                                                              "accuracy": 0.3 - i / 10}]}},
+                   "small_cnn")
+    return folder
