@@ -116,7 +116,8 @@ def apgd_survivors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, alive: to
 
 def evaluate(model: nn.Module, eps: float = 2.0, attack_steps: int = 100, restarts: int = 5,
              curve_eps: tuple[float, ...] = (1.0, 3.0), limit: int | None = None,
-             apgd_limit: int | None = 1000, progress: bool = True) -> dict:
+             apgd_limit: int | None = 1000, curve_limit: int | None = None,
+             progress: bool = True) -> dict:
     """Clean and robust accuracies as a JSON-ready dict (see the module docstring)."""
     images, labels = test_digits()
     x = torch.from_numpy(images[:limit].astype("float32") / 255.0)[:, None]
@@ -125,9 +126,10 @@ def evaluate(model: nn.Module, eps: float = 2.0, attack_steps: int = 100, restar
     t0 = time.time()
     result = {"test_samples": n, "clean_accuracy": clean_accuracy(model, x, y), "robust": []}
     for e in (eps, *curve_eps):
-        alive = pgd_survivors(model, x, y, e, attack_steps, restarts, progress=progress)
+        k = n if e == eps or curve_limit is None else min(curve_limit, n)
+        alive = pgd_survivors(model, x[:k], y[:k], e, attack_steps, restarts, progress=progress)
         result["robust"].append({"eps": e, "attack": f"L2 PGD-{attack_steps}, {restarts} restarts",
-                                 "samples": n, "accuracy": alive.float().mean().item()})
+                                 "samples": k, "accuracy": alive.float().mean().item()})
         if e == eps and apgd_limit != 0:
             m = n if apgd_limit is None else min(apgd_limit, n)
             worst = apgd_survivors(model, x[:m], y[:m], alive[:m], e, attack_steps, progress)
@@ -159,16 +161,21 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--limit", type=int, default=None, help="first N test digits only")
     p.add_argument("--apgd-limit", type=int, default=1000,
                    help="run APGD on the first N test digits (0: skip; -1: all)")
+    p.add_argument("--curve-limit", type=int, default=None,
+                   help="attack only the first N test digits at the --curve-eps radii")
+    p.add_argument("--threads", type=int, default=None)
     p.add_argument("--write-card", action="store_true", help="store the figures in the model card")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     try:
         model = load_model(args.model)
         path = resolve_model_path(args.model)
     except ModelLoadError as exc:
         sys.exit(f"error: {exc}")
     result = evaluate(model, args.eps, args.attack_steps, args.restarts, tuple(args.curve_eps),
-                      args.limit, None if args.apgd_limit < 0 else args.apgd_limit)
+                      args.limit, None if args.apgd_limit < 0 else args.apgd_limit, args.curve_limit)
     print(format_table(path.stem, result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

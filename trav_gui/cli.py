@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from trav_gui import __version__
 
@@ -35,6 +36,156 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+class CliError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _load_models(names: list[str]):
+    from trav_gui.engine.export import ModelRef
+    from trav_gui.engine.models import ModelLoadError, load_model, resolve_model_path, sha256_of
+
+    models, refs = [], []
+    for name in names:
+        try:
+            models.append(load_model(name))
+            path = resolve_model_path(name)
+        except ModelLoadError as exc:
+            raise CliError(str(exc)) from None
+        label, k = path.stem, 2
+        while label in {r.name for r in refs}:  # the same model twice, or two files of one name
+            label, k = f"{path.stem}-{k}", k + 1
+        refs.append(ModelRef(label, sha256_of(path), str(path)))
+    return models, refs
+
+
+def _read_image(path: str):
+    """A PNG as a (28, 28) input: 28×28 images are used as they are, anything else is
+    preprocessed like a drawing. Dark ink on a light background is inverted (MNIST is
+    light on dark)."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from trav_gui.engine.preprocess import drawing_to_mnist
+
+    try:
+        with Image.open(path) as im:
+            if im.width * im.height > 4096 * 4096:
+                raise CliError(f"{path}: image too large ({im.width}x{im.height})")
+            a = np.asarray(im.convert("L"), np.float32) / 255.0
+    except (OSError, UnidentifiedImageError) as exc:
+        raise CliError(f"{path}: cannot read image ({exc})") from None
+    if np.median(a) > 0.5:
+        a = 1.0 - a
+    if a.shape == (28, 28):
+        return a
+    try:
+        return drawing_to_mnist(a)
+    except ValueError as exc:
+        raise CliError(f"{path}: {exc}") from None
+
+
+def _config_from(args):
+    from trav_gui.engine.traversal import TraversalConfig
+
+    try:
+        return TraversalConfig(steps=args.steps, step_size=args.step_size, norm=args.norm, eps=args.eps,
+                               objective=args.objective, seed=args.seed,
+                               stop_at_prob=getattr(args, "stop_at_prob", None))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _cmd_traverse(args: argparse.Namespace) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from trav_gui.engine.data import test_digits
+    from trav_gui.engine.export import build_run_record, export_run
+    from trav_gui.engine.traversal import NonFiniteOutputError, stack_frames, traverse
+
+    config = _config_from(args)
+    if not 0 <= args.target <= 9:
+        raise CliError(f"--target must be 0..9, got {args.target}")
+    if args.index is not None:
+        images, labels = test_digits()
+        if not 0 <= args.index < len(images):
+            raise CliError(f"--index must be 0..{len(images) - 1}, got {args.index}")
+        x0 = images[args.index].astype(np.float32) / 255.0
+    else:
+        x0 = _read_image(args.image)
+    models, refs = _load_models(args.model)
+    names = [r.name for r in refs]
+    frames = []
+    bar = tqdm(total=config.steps, desc="traversal", unit="step", disable=None, file=sys.stderr)
+    status = 0
+    try:
+        for frame in traverse(models, x0, args.target, config):
+            frames.append(frame)
+            if frame.step:
+                bar.update(1)
+    except NonFiniteOutputError as exc:
+        print(f"error: {names[exc.model_index]}: {exc}; writing the {len(frames)} frames before it",
+              file=sys.stderr)
+        status = 1
+    bar.close()
+    if not frames:
+        return status or 1
+    arrays = stack_frames(frames)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        np.savez_compressed(out / f"{name}.npz", frames=arrays["images"][:, i, 0], probs=arrays["probs"][:, i, 0],
+                            l2=arrays["l2"][:, i, 0], linf=arrays["linf"][:, i, 0],
+                            objective=arrays["objective"][:, i, 0], step=arrays["step"])
+    record = build_run_record(refs, x0, args.target, config, mnist_index=args.index)
+    export_run(out, record, arrays, names)
+    last = frames[-1]
+    for i, name in enumerate(names):
+        p = last.probs[i, 0]
+        flips = np.flatnonzero(arrays["probs"][:, i, 0].argmax(-1) == args.target)
+        flip = f"first predicted {args.target} at step {arrays['step'][flips[0]]}" if flips.size else \
+            f"never predicted {args.target}"
+        print(f"{name:>10}: step {last.step}: predicts {p.argmax()} (p={p.max():.3f}), "
+              f"P({args.target})={p[args.target]:.3f}, |d|2={last.l2[i, 0]:.2f}; {flip}")
+    print(f"wrote {out}/")
+    return status
+
+
+def _cmd_gallery(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from trav_gui.engine.gallery import render_galleries_side_by_side, render_gallery, run_gallery
+
+    config = _config_from(args)
+    models, refs = _load_models(args.model)
+    names = [r.name for r in refs]
+    bar = tqdm(total=config.steps, desc=f"gallery, 90 traversals x {len(names)} models", unit="step",
+               disable=None, file=sys.stderr)
+    gallery = run_gallery(models, names, config, progress=lambda t, total: bar.update(1) if t else None)
+    bar.close()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        render_gallery(gallery, i).save(out / f"gallery_{name}.png")
+        hits = (gallery.first_flip[i] > 0).sum()
+        print(f"{name:>10}: {hits}/90 traversals reached their target")
+    render_galleries_side_by_side(gallery).save(out / "gallery_side_by_side.png")
+    print(f"wrote {out}/")
+    return 0
+
+
+def _add_traversal_options(p: argparse.ArgumentParser, steps: int = 200) -> None:
+    p.add_argument("--model", action="append", required=True,
+                   help='"robust", "standard" or a .safetensors path; repeat for side by side')
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--step-size", type=float, default=0.1)
+    p.add_argument("--norm", choices=["l2", "linf"], default="l2")
+    p.add_argument("--eps", type=float, default=None, help="project onto this ball around the start (PGD mode)")
+    p.add_argument("--objective", choices=["logprob", "logit", "margin"], default="logprob")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trav-gui",
@@ -49,6 +200,22 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--folder", default=None, help="a folder of .safetensors + .json cards")
     models.add_argument("--json", action="store_true", help="print the cards as JSON")
     models.set_defaults(func=_cmd_models)
+
+    trav = sub.add_parser("traverse", help="run one traversal and write frames, npz, CSV, GIF and run record",
+                          description="Traverse one image toward a target with each model, in lock-step. "
+                                      "Writes DIR/<model>.npz (frames, probs, l2, linf, objective), PNG "
+                                      "frames, a side-by-side GIF, steps.csv and run.json (the app's format).")
+    src = trav.add_mutually_exclusive_group(required=True)
+    src.add_argument("--index", type=int, help="an MNIST test digit (0..9999)")
+    src.add_argument("--image", help="a PNG; 28x28 as is, anything else preprocessed like a drawing")
+    trav.add_argument("--target", type=int, required=True)
+    trav.add_argument("--stop-at-prob", type=float, default=None)
+    _add_traversal_options(trav)
+    trav.set_defaults(func=_cmd_traverse)
+
+    gal = sub.add_parser("gallery", help="10x10 source->target grids, one PNG per model and one side by side")
+    _add_traversal_options(gal)
+    gal.set_defaults(func=_cmd_gallery)
     return parser
 
 
@@ -58,4 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    return args.func(args)
+    try:
+        return args.func(args)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

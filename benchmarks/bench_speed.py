@@ -1,0 +1,100 @@
+"""Speed of the traversal engine, as ratios against baselines run in the same process.
+
+    python benchmarks/bench_speed.py [--models robust standard] [--steps 100] [--repeats 5]
+
+Prints, for a single image and for a batch of 90 (the gallery's size), with two models:
+- the engine's time per step, and its ratio to a bare forward + backward loop of the same
+  models on the same input (the engine's overhead; target <= 1.05);
+- the engine's time per step against torchattacks.PGDL2 (targeted, same model, batch and
+  steps; target <= 0.9 on 90 images, <= 1.1 on one), one model at a time as PGDL2 takes one.
+Each figure is the median of ``--repeats`` timed runs after a warm-up run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from trav_gui.engine.data import test_digits
+from trav_gui.engine.models import load_model
+from trav_gui.engine.objectives import logprob
+from trav_gui.engine.traversal import TraversalConfig, traverse
+
+
+def median_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def engine_run(models, x0, targets, steps):
+    def run():
+        for _ in traverse(models, x0, targets, TraversalConfig(steps=steps - 1, step_size=0.1)):
+            pass
+    return run
+
+
+def bare_run(models, x0, targets, steps):
+    """What a step costs at the least: forward and backward of each model, an L2 step, clip."""
+    x_start = torch.from_numpy(x0)[:, None]
+    t = torch.as_tensor(targets)
+
+    def run():
+        xs = [x_start.clone() for _ in models]
+        for _ in range(steps):
+            for i, model in enumerate(models):
+                x = xs[i].requires_grad_(True)
+                (g,) = torch.autograd.grad(logprob(model(x), t).sum(), x)
+                n = g.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+                xs[i] = (x.detach() + 0.1 * g / n).clamp_(0, 1)
+    return run
+
+
+def torchattacks_run(model, x0, targets, steps):
+    import torchattacks
+
+    attack = torchattacks.PGDL2(model, eps=1e6, alpha=0.1, steps=steps, random_start=False)
+    attack.set_mode_targeted_by_label(quiet=True)
+    x = torch.from_numpy(x0)[:, None]
+    t = torch.as_tensor(targets)
+    return lambda: attack(x, t)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", nargs="+", default=["robust", "standard"])
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--repeats", type=int, default=5)
+    args = p.parse_args(argv)
+    torch.manual_seed(0)
+    models = [load_model(m) for m in args.models]
+    images, labels = test_digits()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, models {args.models}, "
+          f"{args.steps} steps, median of {args.repeats}")
+    for n in (1, 90):
+        x0 = (images[:n].astype(np.float32) / 255.0)
+        targets = (labels[:n].astype(np.int64) + 1) % 10
+        engine = median_time(engine_run(models, x0, targets, args.steps), args.repeats)
+        bare = median_time(bare_run(models, x0, targets, args.steps), args.repeats)
+        per = 1000 * engine / args.steps
+        print(f"batch {n:>2}, {len(models)} models: engine {per:.3f} ms/step, bare fwd+bwd "
+              f"{1000 * bare / args.steps:.3f} ms/step, ratio {engine / bare:.3f} (target <= 1.05)")
+        for name, model in zip(args.models, models):
+            one = median_time(engine_run([model], x0, targets, args.steps), args.repeats)
+            ta = median_time(torchattacks_run(model, x0, targets, args.steps), args.repeats)
+            target = 0.9 if n > 1 else 1.1
+            print(f"batch {n:>2}, {name}: engine {1000 * one / args.steps:.3f} ms/step, "
+                  f"torchattacks.PGDL2 {1000 * ta / args.steps:.3f} ms/step, ratio {one / ta:.3f} "
+                  f"(target <= {target})")
+
+
+if __name__ == "__main__":
+    main()

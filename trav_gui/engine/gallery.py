@@ -1,0 +1,136 @@
+"""The 10×10 source→target gallery: every digit class traversed to every other, per model.
+
+Row r starts from a test digit of class r, column c is the target; the diagonal shows the
+start digit itself. The start digits follow a fixed rule (the first test digit of each
+class, index listed in the result), so galleries of different models and runs compare
+cell by cell. All 90 traversals of all models run as one batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from trav_gui.engine.data import test_digits
+from trav_gui.engine.traversal import TraversalConfig, stack_frames, traverse
+
+__all__ = ["Gallery", "gallery_start_indices", "render_gallery", "render_galleries_side_by_side", "run_gallery"]
+
+
+def gallery_start_indices() -> list[int]:
+    """Index of the first MNIST test digit of each class 0..9."""
+    _, labels = test_digits()
+    return [int(np.flatnonzero(labels == c)[0]) for c in range(10)]
+
+
+@dataclass(frozen=True)
+class Gallery:
+    """Result of :func:`run_gallery` for M models.
+
+    Attributes
+    ----------
+    model_names : M names.
+    start_indices : the 10 test digits used as rows.
+    images : (M, 10, 10, 28, 28) float32, row = source class, column = target; the
+        diagonal is the start digit.
+    probs : (M, 10, 10, 10), class probabilities of each cell's image under its model.
+    first_flip : (M, 10, 10) int, first step at which the prediction became the target
+        (-1 if never; 0 on the diagonal).
+    config : the traversal settings.
+    """
+
+    model_names: tuple[str, ...]
+    start_indices: tuple[int, ...]
+    images: np.ndarray
+    probs: np.ndarray
+    first_flip: np.ndarray
+    config: TraversalConfig
+
+
+def run_gallery(models: Sequence, model_names: Sequence[str], config: TraversalConfig = TraversalConfig(),
+                progress: Callable[[int, int], None] | None = None) -> Gallery:
+    """Traverse each of the 10 start digits to each of the 9 other classes, for every model."""
+    images, _ = test_digits()
+    starts = gallery_start_indices()
+    pairs = [(r, c) for r in range(10) for c in range(10) if r != c]
+    x0 = np.stack([images[starts[r]] for r, _ in pairs]).astype(np.float32) / 255.0
+    targets = np.array([c for _, c in pairs])
+    m = len(models)
+    first_flip = np.full((m, len(pairs)), -1)
+    last = None
+    for frame in traverse(models, x0, targets, config):
+        hit = (frame.predictions == targets[None]) & (first_flip < 0)
+        first_flip[hit] = frame.step
+        last = frame
+        if progress:
+            progress(frame.step, config.steps)
+    grid = np.zeros((m, 10, 10, 28, 28), np.float32)
+    probs = np.zeros((m, 10, 10, 10), np.float32)
+    flips = np.zeros((m, 10, 10), int)
+    # Frame 0 of a traversal is the start itself: the diagonal's probabilities.
+    start_frame = next(traverse(models, np.stack([images[s] for s in starts]).astype(np.float32) / 255.0,
+                                0, TraversalConfig(steps=1)))
+    for k, (r, c) in enumerate(pairs):
+        grid[:, r, c] = last.images[:, k]
+        probs[:, r, c] = last.probs[:, k]
+        flips[:, r, c] = first_flip[:, k]
+    for r in range(10):
+        grid[:, r, r] = start_frame.images[:, r]
+        probs[:, r, r] = start_frame.probs[:, r]
+    return Gallery(tuple(model_names), tuple(starts), grid, probs, flips, config)
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def render_gallery(gallery: Gallery, model_index: int, scale: int = 3) -> Image.Image:
+    """A labelled PNG-ready picture of one model's 10×10 grid.
+
+    Each cell shows the image, upscaled ``scale``× (nearest neighbour), with the model's
+    predicted class and its probability below; a cell whose prediction is not its target is
+    captioned in red.
+    """
+    cell, caption, margin = 28 * scale, 14, 22
+    w = margin + 10 * (cell + 4)
+    h = margin + 30 + 10 * (cell + caption + 4)
+    img = Image.new("RGB", (w, h), "white")
+    draw = ImageDraw.Draw(img)
+    font, title_font = _font(11), _font(14)
+    name = gallery.model_names[model_index]
+    cfg = gallery.config
+    draw.text((4, 4), f"{name}: source (rows) → target (columns), {cfg.steps} steps of "
+                      f"{cfg.step_size} {cfg.norm.upper()}", fill="black", font=title_font)
+    top = 30
+    for c in range(10):
+        draw.text((margin + c * (cell + 4) + cell // 2 - 3, top), str(c), fill="black", font=font)
+    for r in range(10):
+        y = top + margin + r * (cell + caption + 4)
+        draw.text((4, y + cell // 2 - 6), str(r), fill="black", font=font)
+        for c in range(10):
+            x = margin + c * (cell + 4)
+            pixels = (np.clip(gallery.images[model_index, r, c], 0, 1) * 255).round().astype(np.uint8)
+            tile = Image.fromarray(pixels, "L").resize((cell, cell), Image.NEAREST).convert("RGB")
+            img.paste(tile, (x, y))
+            p = gallery.probs[model_index, r, c]
+            pred = int(p.argmax())
+            colour = "black" if pred == c else "red"
+            draw.text((x + 2, y + cell + 1), f"{pred} {p[pred]:.2f}", fill=colour, font=font)
+    return img
+
+
+def render_galleries_side_by_side(gallery: Gallery, scale: int = 3) -> Image.Image:
+    """All models' grids next to each other."""
+    tiles = [render_gallery(gallery, i, scale) for i in range(len(gallery.model_names))]
+    out = Image.new("RGB", (sum(t.width for t in tiles) + 20 * (len(tiles) - 1), max(t.height for t in tiles)), "white")
+    x = 0
+    for t in tiles:
+        out.paste(t, (x, 0))
+        x += t.width + 20
+    return out
