@@ -41,9 +41,14 @@ def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([model(x[i: i + BATCH]).argmax(1) for i in range(0, len(x), BATCH)])
 
 
+def _fraction(mask: torch.Tensor) -> float:
+    """Exact count / total as a Python float: the same figure on every device."""
+    return mask.sum().item() / mask.numel()
+
+
 def clean_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Fraction of ``x`` (N, 1, 28, 28) in [0, 1] that ``model`` labels ``y``."""
-    return (predict(model, x) == y).float().mean().item()
+    return _fraction(predict(model, x) == y)
 
 
 def _pgd_fooled(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: L2Step, steps: int,
@@ -55,8 +60,8 @@ def _pgd_fooled(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: L2Step
     least as strong as checking the last iterate and much cheaper on weak models.
     """
     adv = step.random_start(x, generator)
-    fooled = torch.zeros(len(y), dtype=torch.bool)
-    active = torch.arange(len(y))
+    fooled = torch.zeros(len(y), dtype=torch.bool, device=y.device)
+    active = torch.arange(len(y), device=y.device)
     for i in range(steps + 1):
         a = adv[active].requires_grad_(True)
         with torch.enable_grad():
@@ -92,7 +97,7 @@ def pgd_survivors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float
 
 
 def pgd_accuracy(model, x, y, eps, steps=100, restarts=5, progress=True) -> float:
-    return pgd_survivors(model, x, y, eps, steps, restarts, progress=progress).float().mean().item()
+    return _fraction(pgd_survivors(model, x, y, eps, steps, restarts, progress=progress))
 
 
 def apgd_survivors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, alive: torch.Tensor,
@@ -117,11 +122,12 @@ def apgd_survivors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, alive: to
 def evaluate(model: nn.Module, eps: float = 2.0, attack_steps: int = 100, restarts: int = 5,
              curve_eps: tuple[float, ...] = (1.0, 3.0), limit: int | None = None,
              apgd_limit: int | None = 1000, curve_limit: int | None = None,
-             progress: bool = True) -> dict:
+             progress: bool = True, device: str | torch.device = "cpu") -> dict:
     """Clean and robust accuracies as a JSON-ready dict (see the module docstring)."""
     images, labels = test_digits()
-    x = torch.from_numpy(images[:limit].astype("float32") / 255.0)[:, None]
-    y = torch.from_numpy(labels[:limit].astype("int64"))
+    x = torch.from_numpy(images[:limit].astype("float32") / 255.0)[:, None].to(device)
+    y = torch.from_numpy(labels[:limit].astype("int64")).to(device)
+    model = model.to(device)
     n = len(y)
     t0 = time.time()
     result = {"test_samples": n, "clean_accuracy": clean_accuracy(model, x, y), "robust": []}
@@ -129,15 +135,15 @@ def evaluate(model: nn.Module, eps: float = 2.0, attack_steps: int = 100, restar
         k = n if e == eps or curve_limit is None else min(curve_limit, n)
         alive = pgd_survivors(model, x[:k], y[:k], e, attack_steps, restarts, progress=progress)
         result["robust"].append({"eps": e, "attack": f"L2 PGD-{attack_steps}, {restarts} restarts",
-                                 "samples": k, "accuracy": alive.float().mean().item()})
+                                 "samples": k, "accuracy": _fraction(alive)})
         if e == eps and apgd_limit != 0:
             m = n if apgd_limit is None else min(apgd_limit, n)
             worst = apgd_survivors(model, x[:m], y[:m], alive[:m], e, attack_steps, progress)
             result["robust"].append({
                 "eps": e, "samples": m,
                 "attack": f"worst case of PGD-{attack_steps} x{restarts}, APGD-CE and APGD-T (DLR), {attack_steps} steps",
-                "accuracy": worst.float().mean().item(),
-                "pgd_accuracy_same_samples": alive[:m].float().mean().item()})
+                "accuracy": _fraction(worst),
+                "pgd_accuracy_same_samples": _fraction(alive[:m])})
     result["seconds"] = round(time.time() - t0, 1)
     return result
 
@@ -164,6 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--curve-limit", type=int, default=None,
                    help="attack only the first N test digits at the --curve-eps radii")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default="cpu", help='torch device, e.g. "cuda" (default cpu)')
     p.add_argument("--write-card", action="store_true", help="store the figures in the model card")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = p.parse_args(argv)
@@ -175,7 +182,9 @@ def main(argv: list[str] | None = None) -> dict:
     except ModelLoadError as exc:
         sys.exit(f"error: {exc}")
     result = evaluate(model, args.eps, args.attack_steps, args.restarts, tuple(args.curve_eps),
-                      args.limit, None if args.apgd_limit < 0 else args.apgd_limit, args.curve_limit)
+                      args.limit, None if args.apgd_limit < 0 else args.apgd_limit, args.curve_limit,
+                      device=args.device)
+    model = model.cpu()
     print(format_table(path.stem, result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

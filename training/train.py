@@ -65,6 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-restarts", type=int, default=5)
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation (card gets no accuracies)")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default="cpu", help='torch device, e.g. "cuda" (default cpu)')
     args = p.parse_args(argv)
     if args.out.suffix != ".safetensors":
         p.error("--out must end in .safetensors")
@@ -108,14 +109,14 @@ def save_checkpoint(folder: Path, model, optimizer, epoch: int, history: list[di
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(folder: Path, model, optimizer) -> tuple[int, list[dict]]:
+def load_checkpoint(folder: Path, model, optimizer, device="cpu") -> tuple[int, list[dict]]:
     meta = json.loads((folder / "state.json").read_text())
-    model.load_state_dict(load_file(str(folder / "model.safetensors")))
-    tensors = load_file(str(folder / "optimizer.safetensors"))
+    model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(device)))
+    tensors = load_file(str(folder / "optimizer.safetensors"), device=str(device))
     state: dict[int, dict] = {}
     for name, value in list(tensors.items()) + list(meta["opt_scalars"].items()):
         idx, key = name.split(".", 1)
-        state.setdefault(int(idx), {})[key] = torch.as_tensor(value) if key == "step" else value
+        state.setdefault(int(idx), {})[key] = torch.as_tensor(value).cpu() if key == "step" else value
     sd = optimizer.state_dict()
     sd["state"] = state
     optimizer.load_state_dict(sd)
@@ -143,14 +144,17 @@ def train(args: argparse.Namespace) -> dict:
         sys.exit(f"error: {exc}")
     if args.limit:
         x_train, y_train = x_train[: args.limit], y_train[: args.limit]
-    model = ARCHITECTURES[args.arch]()
+    device = torch.device(args.device)
+    x_train, y_train = x_train.to(device), y_train.to(device)
+    x_test, y_test = x_test.to(device), y_test.to(device)
+    model = ARCHITECTURES[args.arch]().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     step = L2Step(args.attack_step_size, args.eps)
     curve_x, curve_y = x_test[: args.curve_samples], y_test[: args.curve_samples]
 
     start_epoch, history = 0, []
     if args.resume:
-        start_epoch, history = load_checkpoint(args.resume, model, optimizer)
+        start_epoch, history = load_checkpoint(args.resume, model, optimizer, device)
         print(f"resumed from {args.resume} after epoch {start_epoch}", file=sys.stderr)
 
     n = len(x_train)
@@ -161,7 +165,7 @@ def train(args: argparse.Namespace) -> dict:
         # Each epoch's order and attack starts depend on (seed, epoch) only: resuming
         # replays exactly what an uninterrupted run would have done.
         gen = torch.Generator().manual_seed(args.seed * 1000 + epoch)
-        order = torch.randperm(n, generator=gen)
+        order = torch.randperm(n, generator=gen).to(device)
         model.train()
         seen = correct = 0
         loss_sum = 0.0
@@ -201,7 +205,7 @@ def train(args: argparse.Namespace) -> dict:
         save_checkpoint(_ckpt_dir(args.out), model, optimizer, epoch + 1, history, args)
         write_curve(args.out.with_suffix(".curve.csv"), history)
 
-    model.eval()
+    model.eval().cpu()
     train_seconds = sum(h["seconds"] for h in history)
     card = {
         "name": args.out.stem,
@@ -224,7 +228,8 @@ def train(args: argparse.Namespace) -> dict:
             "train_samples": n,
             "data_sha256": data_hash,
             "wall_seconds": round(train_seconds, 1),
-            "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+            "machine": (torch.cuda.get_device_name(device) if device.type == "cuda" else
+                        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"),
             "torch": torch.__version__,
             "trav_gui": __version__,
         },
@@ -232,7 +237,7 @@ def train(args: argparse.Namespace) -> dict:
     }
     card = save_model(model, args.out, card, args.arch)
     if not args.no_eval:
-        evaluate.main([str(args.out), "--write-card", "--attack-steps", str(args.eval_attack_steps),
+        evaluate.main([str(args.out), "--write-card", "--device", args.device, "--attack-steps", str(args.eval_attack_steps),
                        "--restarts", str(args.eval_restarts)]
                       + (["--limit", str(args.eval_limit)] if args.eval_limit else []))
     print(f"wrote {args.out} and {args.out.with_suffix('.json')} in {time.time() - started:.0f} s",
