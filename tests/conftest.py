@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
 import torch
 from torch import nn
 
 from trav_gui.engine.models import SmallCNN, save_model
+
+# Headless machines (CI, ssh) have no display: run Qt offscreen unless the caller chose.
+if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 class LinearModel(nn.Module):

@@ -162,10 +162,29 @@ def test_export_run_writes_everything_and_reports_progress(tmp_path, run):
     out = tmp_path / "out"
     assert written[-1] == out / "run.json"  # the record last: its presence means complete
     assert {p.name for p in out.iterdir()} == {"run.json", "steps.csv", "traversal.gif",
-                                                "frames", "frames_x10"}
+                                                "strip.png", "frames", "frames_x10"}
     assert seen[-1][0] == seen[-1][1]
     assert all(b[0] >= a[0] for a, b in zip(seen, seen[1:]))
     assert not list(out.rglob("*.part"))
+
+
+def test_strip_shows_chosen_steps_of_every_model_pixel_exact(tmp_path, run):
+    _, _, arrays, _ = run
+    scale = 3
+    path = ex.write_strip(tmp_path / "strip.png", arrays, ["robust", "standard"], target=3,
+                          columns=4, scale=scale)
+    strip = np.asarray(Image.open(path).convert("L"))
+    idx = ex._animation_indices(len(arrays["step"]), 4)
+    assert list(idx) == [0, 2, 4, 6] or (idx[0] == 0 and idx[-1] == len(arrays["step"]) - 1)
+    # The last frame of the second model must appear, upscaled, somewhere in the strip.
+    tile = np.kron(ex._to_uint8(arrays["images"][idx[-1], 1, 0]), np.ones((scale, scale), np.uint8))
+    h, w = tile.shape
+    found = any(np.array_equal(strip[y:y + h, x:x + w], tile)
+                for y in range(strip.shape[0] - h + 1) for x in range(strip.shape[1] - w + 1)
+                if strip[y, x] == tile[0, 0])
+    assert found
+    # Two models, one row each: the strip is taller than two tiles and wider than four.
+    assert strip.shape[0] > 2 * h and strip.shape[1] > 4 * w
 
 
 def test_export_refuses_arrays_that_do_not_match_the_record(tmp_path, run):

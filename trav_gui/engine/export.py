@@ -18,6 +18,9 @@ What a run folder holds
     Every frame of every model, 28×28 and upscaled (nearest neighbour, pixel-exact).
 ``traversal.gif`` (and ``traversal.mp4`` when imageio-ffmpeg is installed)
     All models side by side with the step counter and each model's predicted class.
+``strip.png``
+    The run at a glance: one row per model, nine evenly spread steps, each with the
+    target's probability (what README and papers show).
 
 Every file is written to a temporary name in its folder and renamed into place, so a file
 is either complete or absent, even if the process dies halfway.
@@ -57,11 +60,13 @@ __all__ = [
     "read_run_record",
     "read_steps_csv",
     "render_side_by_side",
+    "render_strip",
     "validate_run_record",
     "write_animation",
     "write_png_frames",
     "write_run_record",
     "write_steps_csv",
+    "write_strip",
 ]
 
 FORMAT = "trav_gui.run"
@@ -70,6 +75,7 @@ RECORD_NAME = "run.json"
 CSV_NAME = "steps.csv"
 GIF_NAME = "traversal.gif"
 MP4_NAME = "traversal.mp4"
+STRIP_NAME = "strip.png"
 # A GIF of every step of a 10,000-step run would be hundreds of megabytes; the animation
 # keeps at most this many steps, evenly spread, always with the first and the last.
 MAX_ANIMATION_FRAMES = 400
@@ -468,6 +474,69 @@ def render_side_by_side(images: np.ndarray, probs: np.ndarray, model_names: Sequ
     return np.asarray(canvas)
 
 
+def render_strip(images: np.ndarray, probs: np.ndarray, steps: Sequence[int],
+                 model_names: Sequence[str], target: int, columns: int = 9, scale: int = 3,
+                 title: str | None = None) -> np.ndarray:
+    """A still summary of a run: one row per model, ``columns`` evenly spread steps.
+
+    Parameters
+    ----------
+    images : (T, M, 28, 28) float in [0, 1], the frames of one image.
+    probs : (T, M, 10) class probabilities.
+    steps : (T,) step numbers.
+    model_names : M row labels.
+    target : the class whose probability is written under each frame.
+    columns : frames per row (first and last step always shown).
+    scale : upscaling of each 28×28 frame (nearest neighbour).
+    title : optional line above the grid.
+
+    Returns
+    -------
+    (H, W, 3) uint8 RGB.
+    """
+    t, m = images.shape[:2]
+    idx = _animation_indices(t, columns)
+    side, pad, label_w = 28 * scale, 6, 96
+    head = 22 + (20 if title else 0)
+    cap = 16
+    width = label_w + len(idx) * (side + pad) + pad
+    height = head + m * (side + cap + pad) + pad
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    font = _font(12)
+    if title:
+        draw.text((pad, 4), title, fill=(0, 0, 0), font=_font(14))
+    for k, s in enumerate(idx):
+        x = label_w + pad + k * (side + pad)
+        draw.text((x, head - 18), f"step {int(steps[s])}", fill=(80, 80, 80), font=font)
+    for j in range(m):
+        y = head + j * (side + cap + pad)
+        draw.text((pad, y + side // 2 - 7), str(model_names[j]), fill=(0, 0, 0), font=_font(14))
+        for k, s in enumerate(idx):
+            x = label_w + pad + k * (side + pad)
+            tile = Image.fromarray(np.kron(_to_uint8(images[s, j]), np.ones((scale, scale), np.uint8)))
+            canvas.paste(tile.convert("RGB"), (x, y))
+            pred = int(np.argmax(probs[s, j]))
+            colour = (0, 130, 0) if pred == target else (90, 90, 90)
+            draw.text((x, y + side + 1), f"p({target}) {float(probs[s, j, target]):.2f}",
+                      fill=colour, font=font)
+    return np.asarray(canvas)
+
+
+def write_strip(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
+                model_names: Sequence[str], target: int, image_index: int = 0,
+                columns: int = 9, scale: int = 3, title: str | None = None) -> Path:
+    """Save :func:`render_strip` of one image of a run as PNG (atomically)."""
+    _check_arrays(arrays, model_names)
+    path = Path(path)
+    pixels = render_strip(np.asarray(arrays["images"])[:, :, image_index],
+                          np.asarray(arrays["probs"])[:, :, image_index],
+                          [int(s) for s in np.asarray(arrays["step"])], model_names, target,
+                          columns, scale, title)
+    _save_png(path, pixels)
+    return path
+
+
 def _animation_indices(t: int, limit: int = MAX_ANIMATION_FRAMES) -> np.ndarray:
     if t <= limit:
         return np.arange(t)
@@ -539,7 +608,7 @@ def export_run(folder: str | os.PathLike, record: dict, arrays: Mapping[str, np.
     record : from :func:`build_run_record`; its models name the model axis of ``arrays``.
     arrays : output of ``stack_frames`` (or the same keys and shapes).
     model_names : names for files and captions; the record's model names when None.
-    png, gif : write the PNG frames / the GIF.
+    png, gif : write the PNG frames / the GIF (``strip.png`` is always written).
     mp4 : write an MP4 too; None means "if imageio-ffmpeg is installed".
     progress : ``progress(done, total, what)`` with ``done`` counting to ``total`` overall.
     cancel : polled between files; when it returns True, :class:`ExportCancelled` is raised.
@@ -558,7 +627,7 @@ def export_run(folder: str | os.PathLike, record: dict, arrays: Mapping[str, np.
     if mp4 is None:
         mp4 = mp4_available()
     n_anim = len(_animation_indices(t))
-    parts = [("csv", 1, True), ("png", m * t, png), ("gif", n_anim, gif), ("mp4", n_anim, mp4),
+    parts = [("csv", 1, True), ("strip", 1, True), ("png", m * t, png), ("gif", n_anim, gif), ("mp4", n_anim, mp4),
              ("record", 1, True)]
     total = sum(size for _, size, on in parts if on)
     done = 0
@@ -571,6 +640,10 @@ def export_run(folder: str | os.PathLike, record: dict, arrays: Mapping[str, np.
     done += 1
     if progress:
         progress(done, total, CSV_NAME)
+    written.append(write_strip(folder / STRIP_NAME, arrays, names, parsed.target))
+    done += 1
+    if progress:
+        progress(done, total, STRIP_NAME)
     if png:
         written += write_png_frames(folder, arrays, names, progress=sub(done), cancel=cancel)
         done += m * t
