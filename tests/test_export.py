@@ -233,3 +233,14 @@ def test_cancelled_export_has_no_record(tmp_path, run):
         ex.export_run(tmp_path, record, arrays, mp4=False, cancel=cancel)
     assert not (tmp_path / "run.json").exists()
     assert not list(tmp_path.rglob("*.part"))
+
+
+def test_exported_files_get_the_usual_permissions_not_private_ones(tmp_path):
+    import os
+    import stat
+
+    with ex.atomic_path(tmp_path / "f.txt") as tmp:
+        tmp.write_text("x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o666 & ~umask

@@ -57,7 +57,7 @@ def test_starts_with_default_models_ticked_and_their_accuracy_listed(window):
     assert [c["name"] for c in window.selector.selected_cards()] == ["robust", "standard"]
     assert [c.name for c in window.view.columns] == ["robust", "standard"]
     item = window.selector.list.item(0).text()
-    assert "clean 50.0%" in item and "robust 30.0% (ε 2.0, l2-pgd)" in item
+    assert "clean 50.0%" in item and "robust 30.0% (L2 ε 2.0, l2-pgd)" in item
     assert window.status_device.text() == "device: CPU"
 
 
@@ -369,3 +369,21 @@ def test_redraws_are_throttled_while_frames_arrive_fast(qtbot, window):
     assert len(window.history) == 301
     # At most one redraw per 33 ms timer tick (plus the final one), far fewer than 301 frames.
     assert len(calls) <= elapsed / 0.033 + 3
+
+
+def test_slow_painting_stretches_the_redraw_interval_within_bounds(qtbot, window):
+    from trav_gui.qt.window import MAX_REDRAW_INTERVAL_MS, REDRAW_INTERVAL_MS
+
+    window.input_panel.pick_example(15)
+    play_to_end(qtbot, window)
+    window.view.graphics.last_paint_s = 0.0
+    window._redraw(force=True)
+    fast = window._redraw_timer.interval()
+    window.view.graphics.last_paint_s = 0.050  # a 50 ms paint: redraw at most every ~150 ms
+    window._redraw(force=True)
+    slow = window._redraw_timer.interval()
+    window.view.graphics.last_paint_s = 10.0  # absurdly slow: capped
+    window._redraw(force=True)
+    assert REDRAW_INTERVAL_MS <= fast < slow
+    assert 150 <= slow <= 200
+    assert window._redraw_timer.interval() == MAX_REDRAW_INTERVAL_MS

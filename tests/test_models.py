@@ -140,3 +140,19 @@ def test_list_models_returns_cards_with_names(model_folder):
 def test_save_is_atomic_no_temp_files_left(tmp_path):
     save_model(SmallCNN(), tmp_path / "m.safetensors", {}, "small_cnn")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]
+
+
+def test_robust_headline_is_the_strongest_attack_at_the_main_radius():
+    from trav_gui.engine.models import robust_headline
+
+    card = {"evaluation": {"robust": [
+        {"eps": 2.0, "attack": "L2 PGD-100, 5 restarts", "samples": 10, "accuracy": 0.7},
+        {"eps": 2.0, "attack": "worst case of PGD-100 x5, APGD-CE and APGD-T (DLR)", "samples": 10,
+         "accuracy": 0.6},
+        {"eps": 3.0, "attack": "L2 PGD-100, 5 restarts", "samples": 10, "accuracy": 0.1},
+    ]}}
+    head = robust_headline(card)
+    assert head["accuracy"] == 0.6 and head["eps"] == 2.0 and head["short"] == "PGD+APGD"
+    card["evaluation"]["robust"] = card["evaluation"]["robust"][:1]
+    assert robust_headline(card)["short"] == "L2 PGD-100"
+    assert robust_headline({}) is None and robust_headline({"evaluation": {"robust": []}}) is None

@@ -17,7 +17,7 @@ def _cmd_gui(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from trav_gui.engine.models import list_models
+    from trav_gui.engine.models import list_models, robust_headline
 
     cards = list_models(args.folder)
     if args.json:
@@ -30,8 +30,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
     for card in cards:
         ev = card.get("evaluation") or {}
         clean = f"{100 * ev['clean_accuracy']:.2f}%" if "clean_accuracy" in ev else "-"
-        robust = ev.get("robust") or []
-        rob = f"{100 * robust[0]['accuracy']:.2f}% (eps {robust[0]['eps']}, {robust[0]['attack']})" if robust else "-"
+        r = robust_headline(card)
+        rob = f"{100 * r['accuracy']:.2f}% (eps {r['eps']}, {r['attack']})" if r else "-"
         print(f"{card['name']:<12} {card.get('kind', '?'):<9} {clean:>7} {rob}")
     return 0
 

@@ -26,6 +26,7 @@ __all__ = [
     "WideCNN",
     "card_path",
     "list_models",
+    "robust_headline",
     "load_model",
     "resolve_model_path",
     "save_model",
@@ -277,6 +278,24 @@ def save_model(model: nn.Module, path: str | os.PathLike, card: dict, architectu
     os.replace(tmp, path)
     os.replace(card_tmp, card_path(path))
     return card
+
+
+def robust_headline(card: dict) -> dict | None:
+    """The card's strongest robustness figure: the lowest accuracy measured at its main radius.
+
+    The main radius is the first one evaluated (the training ε). When both PGD and the
+    stronger APGD worst case were measured there, the APGD figure is the honest one and is
+    returned. The dict is the card's entry with ``"short"`` added: a label such as
+    ``"PGD+APGD"`` for compact displays. None if the card has no robust evaluation.
+    """
+    runs = [r for r in ((card.get("evaluation") or {}).get("robust") or [])
+            if isinstance(r, dict) and isinstance(r.get("accuracy"), (int, float)) and "eps" in r]
+    if not runs:
+        return None
+    main = [r for r in runs if r["eps"] == runs[0]["eps"]]
+    worst = min(main, key=lambda r: r["accuracy"])
+    attack = str(worst.get("attack", "attack"))
+    return {**worst, "short": "PGD+APGD" if "APGD" in attack else attack.split(",")[0]}
 
 
 def list_models(folder: str | os.PathLike | None = None) -> list[dict]:

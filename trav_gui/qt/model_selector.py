@@ -5,6 +5,8 @@ from __future__ import annotations
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import QGroupBox, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
+from trav_gui.engine.models import robust_headline
+
 __all__ = ["MAX_MODELS", "ModelSelector", "describe_card"]
 
 MAX_MODELS = 4
@@ -12,16 +14,14 @@ _PATH_ROLE = Qt.ItemDataRole.UserRole
 
 
 def describe_card(card: dict) -> str:
-    """One line of a card's measured accuracy: clean, and the first robust evaluation."""
+    """One line of a card's measured accuracy: clean, and the strongest attack's robust figure."""
     ev = card.get("evaluation") or {}
     parts = []
     if isinstance(ev.get("clean_accuracy"), (int, float)):
         parts.append(f"clean {100 * ev['clean_accuracy']:.1f}%")
-    robust = [r for r in (ev.get("robust") or []) if isinstance(r, dict) and "accuracy" in r]
-    if robust:
-        r = robust[0]
-        attack = r.get("attack", "attack")
-        parts.append(f"robust {100 * r['accuracy']:.1f}% (ε {r.get('eps', '?')}, {attack})")
+    r = robust_headline(card)
+    if r is not None:
+        parts.append(f"robust {100 * r['accuracy']:.1f}% (L2 ε {r['eps']}, {r['short']})")
     return " · ".join(parts) if parts else "no accuracy on its card"
 
 

@@ -7,6 +7,8 @@ while a run plays.
 
 from __future__ import annotations
 
+import time
+
 from typing import Sequence
 
 import numpy as np
@@ -76,7 +78,7 @@ class ModelColumn:
         self.prob_plot.setYRange(0, 1, padding=0.02)
         self.prob_plot.setMouseEnabled(x=False, y=False)
         self.prob_plot.setMenuEnabled(False)
-        self.prob_plot.showGrid(x=True, y=True, alpha=0.15)
+        self.prob_plot.showGrid(x=False, y=False)
         self.prob_plot.setLabel("left", "probability")
         self.prob_curves = [self.prob_plot.plot(pen=pg.mkPen(CLASS_COLORS[c], width=1)) for c in range(10)]
         self.flip_line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(FLIP_COLOR, width=2),
@@ -90,7 +92,7 @@ class ModelColumn:
                                 f"<span style='color:{LINF_COLOR}'>‖δ‖∞</span>", size="9pt")
         self.norm_plot.setMouseEnabled(x=False, y=False)
         self.norm_plot.setMenuEnabled(False)
-        self.norm_plot.showGrid(x=True, y=True, alpha=0.15)
+        self.norm_plot.showGrid(x=False, y=False)
         self.norm_plot.setLabel("bottom", "step")
         self.l2_curve = self.norm_plot.plot(pen=pg.mkPen(L2_COLOR, width=2))
         self.linf_curve = self.norm_plot.plot(pen=pg.mkPen(LINF_COLOR, width=2))
@@ -192,12 +194,23 @@ class ModelColumn:
             line.setPos(0)
 
 
+class _TimedLayoutWidget(pg.GraphicsLayoutWidget):
+    """A GraphicsLayoutWidget that remembers how long its last paint took (seconds)."""
+
+    last_paint_s = 0.0
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        t0 = time.perf_counter()
+        super().paintEvent(event)
+        self.last_paint_s = time.perf_counter() - t0
+
+
 class ComparisonView(QWidget):
     """The model columns side by side in one graphics scene, x-axes shared."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics = _TimedLayoutWidget()
         self.graphics.setBackground("#1e1e22")
         self.graphics.ci.setSpacing(6)
         layout = QVBoxLayout(self)

@@ -49,6 +49,10 @@ from trav_gui.qt.worker import TraversalRun, TraversalWorker
 __all__ = ["MainWindow"]
 
 REDRAW_INTERVAL_MS = 33  # about 30 Hz, however fast frames arrive
+# Drawing competes with the traversal for the CPU (and the GIL): when a redraw (setting the
+# data plus painting) costs more than a third of the interval, the interval grows, so that
+# drawing takes at most about a third of the time, up to this many ms between redraws.
+MAX_REDRAW_INTERVAL_MS = 250
 DEFAULT_MODELS = ("robust", "standard")
 
 
@@ -596,6 +600,7 @@ class MainWindow(QMainWindow):
     def _redraw(self, force: bool = False) -> None:
         if not (self._dirty or force) or self.history is None or len(self.history) == 0:
             return
+        started = time.perf_counter()
         self._dirty = False
         h = self.history
         n = len(h)
@@ -619,6 +624,8 @@ class MainWindow(QMainWindow):
         self.status_step.setText(f"step {int(steps[-1])} / {total}")
         self.status_speed.setText(f"{self._steps_per_second:.0f} steps/s")
         self._update_controls()
+        cost_ms = 1000 * (time.perf_counter() - started + self.view.graphics.last_paint_s)
+        self._redraw_timer.setInterval(int(min(MAX_REDRAW_INTERVAL_MS, max(REDRAW_INTERVAL_MS, 3 * cost_ms))))
 
     def _show_index(self, index: int) -> None:
         h = self.history
