@@ -167,6 +167,7 @@ class DrawingCanvas(QWidget):
             return
         self._strokes.append(self._current)
         self._current = None
+        self.update()  # repaint without the "draw a digit here" hint
         self.drawing_changed.emit()
 
     # --- events ----------------------------------------------------------------------
@@ -206,7 +207,7 @@ class DrawingCanvas(QWidget):
         painter.drawImage(target, self._raster)
         painter.setPen(QPen(QColor(90, 90, 100), 1))
         painter.drawRect(target.adjusted(0, 0, -1, -1))
-        if self.is_empty():
+        if self.is_empty() and self._current is None:
             painter.setPen(QColor(150, 150, 160))
             painter.drawText(target, Qt.AlignmentFlag.AlignCenter, "draw a digit here")
         painter.end()
