@@ -154,7 +154,12 @@ def _cmd_traverse(args: argparse.Namespace) -> int:
 def _cmd_gallery(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from trav_gui.engine.export import atomic_path
     from trav_gui.engine.gallery import render_galleries_side_by_side, render_gallery, run_gallery
+
+    def save(image, path: Path) -> None:
+        with atomic_path(path) as tmp:
+            image.save(tmp, format="PNG")
 
     config = _config_from(args)
     models, refs = _load_models(args.model)
@@ -166,10 +171,10 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for i, name in enumerate(names):
-        render_gallery(gallery, i).save(out / f"gallery_{name}.png")
+        save(render_gallery(gallery, i), out / f"gallery_{name}.png")
         hits = (gallery.first_flip[i] > 0).sum()
         print(f"{name:>10}: {hits}/90 traversals reached their target")
-    render_galleries_side_by_side(gallery).save(out / "gallery_side_by_side.png")
+    save(render_galleries_side_by_side(gallery), out / "gallery_side_by_side.png")
     print(f"wrote {out}/")
     return 0
 

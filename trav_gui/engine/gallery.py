@@ -105,7 +105,7 @@ def render_gallery(gallery: Gallery, model_index: int, scale: int = 3) -> Image.
     font, title_font = _font(11), _font(14)
     name = gallery.model_names[model_index]
     cfg = gallery.config
-    draw.text((4, 4), f"{name}: source (rows) → target (columns), {cfg.steps} steps of "
+    draw.text((4, 4), f"{name}: source (rows) -> target (columns), {cfg.steps} steps of "
                       f"{cfg.step_size} {cfg.norm.upper()}", fill="black", font=title_font)
     top = 30
     for c in range(10):

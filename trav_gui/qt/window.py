@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSlider,
+    QTabWidget,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -38,6 +39,7 @@ from trav_gui.engine.models import ModelLoadError, list_models, load_model, read
 from trav_gui.engine.traversal import TraversalConfig
 from trav_gui.paths import models_dir
 from trav_gui.qt.export_job import ExportJob
+from trav_gui.qt.gallery_tab import GalleryTab
 from trav_gui.qt.history import RunHistory
 from trav_gui.qt.input_panel import InputPanel
 from trav_gui.qt.model_selector import MAX_MODELS, ModelSelector, describe_card
@@ -198,11 +200,16 @@ class MainWindow(QMainWindow):
         right_layout.addWidget(self.view, 1)
         right_layout.addLayout(timeline)
 
+        self.gallery_tab = GalleryTab(self._gallery_models, self.settings.config)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(right, "Traversal")
+        self.tabs.addTab(self.gallery_tab, "Gallery (10×10)")
+
         central = QWidget()
         layout = QHBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(scroll)
-        layout.addWidget(right, 1)
+        layout.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
 
         self.play_button.clicked.connect(self.toggle_play)
@@ -293,6 +300,10 @@ class MainWindow(QMainWindow):
         except ModelLoadError as exc:
             self.show_error("Cannot load model", str(exc))
             return None
+
+    def _gallery_models(self) -> tuple[list[nn.Module], list[str]] | None:
+        chosen = self._selected_models()
+        return None if chosen is None else (chosen[1], [c["name"] for c in chosen[0]])
 
     def add_model_file(self, path: str | Path) -> bool:
         """Load a ``.safetensors`` file, list it and tick it if there is room; False on error."""
@@ -782,4 +793,5 @@ class MainWindow(QMainWindow):
         if self._export is not None:
             self._export.wait()
             self._export = None
+        self.gallery_tab.shutdown()
         super().closeEvent(event)

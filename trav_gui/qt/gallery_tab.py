@@ -1,0 +1,234 @@
+"""The Gallery tab: the 10×10 source→target grids of the ticked models, computed in the background.
+
+The same grids as ``trav-gui gallery`` (:mod:`trav_gui.engine.gallery`): row r starts from
+the first MNIST test digit of class r, column c is the target, the diagonal is the start.
+All 90 traversals of all models run as one batch in a QThread, with a progress bar and a
+cancel button; the window stays responsive, and the picture can be saved as PNG.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea,
+                               QSpinBox, QVBoxLayout, QWidget)
+from torch import nn
+
+from trav_gui.engine.export import atomic_path
+from trav_gui.engine.gallery import Gallery, render_galleries_side_by_side, run_gallery
+from trav_gui.engine.traversal import TraversalConfig
+
+__all__ = ["GalleryTab"]
+
+ModelsProvider = Callable[[], "tuple[list[nn.Module], list[str]] | None"]
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class _GalleryWorker(QObject):
+    progress = Signal(int, int)
+    gallery_ready = Signal(object)
+    gallery_failed = Signal(str)
+
+    def __init__(self, models: Sequence[nn.Module], names: Sequence[str], config: TraversalConfig) -> None:
+        super().__init__()
+        self._models, self._names, self._config = list(models), list(names), config
+        self.cancelled = threading.Event()
+
+    def _on_progress(self, step: int, total: int) -> None:
+        if self.cancelled.is_set():
+            raise _Cancelled
+        self.progress.emit(step, total)
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            gallery = run_gallery(self._models, self._names, self._config, progress=self._on_progress)
+        except _Cancelled:
+            self.gallery_failed.emit("cancelled")
+        except Exception as exc:  # noqa: BLE001 - shown in the tab, never lost in a thread
+            self.gallery_failed.emit(f"{type(exc).__name__}: {exc}")
+        else:
+            self.gallery_ready.emit(gallery)
+
+
+def _to_pixmap(image) -> QPixmap:
+    """A PIL RGB image as a QPixmap (copied, so the numpy buffer may go)."""
+    rgb = np.ascontiguousarray(np.asarray(image.convert("RGB")))
+    h, w, _ = rgb.shape
+    return QPixmap.fromImage(QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy())
+
+
+class GalleryTab(QWidget):
+    """Compute and show the galleries of the models ``models_provider`` returns.
+
+    Parameters
+    ----------
+    models_provider : returns ``(models, names)`` of the ticked models, or None (after
+        telling the user why) when there are none.
+    config_provider : returns the traversal settings; the tab overrides their steps.
+
+    Signals
+    -------
+    gallery_finished(ok) : a computation ended (True: a gallery is shown).
+    """
+
+    gallery_finished = Signal(bool)
+
+    def __init__(self, models_provider: ModelsProvider, config_provider: Callable[[], TraversalConfig],
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._models_provider = models_provider
+        self._config_provider = config_provider
+        self._thread: QThread | None = None
+        self._worker: _GalleryWorker | None = None
+        self._worker_done = True
+        self.gallery: Gallery | None = None
+        self.image = None  # the rendered PIL image of self.gallery
+
+        self.steps = QSpinBox()
+        self.steps.setRange(1, 2000)
+        self.steps.setValue(200)
+        self.steps.setToolTip("Steps of every traversal (step size, norm and objective come from Settings)")
+        self.compute_button = QPushButton("Compute gallery")
+        self.cancel_button = QPushButton("Cancel")
+        self.save_button = QPushButton("Save PNG…")
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.status = QLabel("The 90 traversals of every ticked model, one batch: rows start from the first "
+                             "test digit of each class, columns are the targets.")
+        self.status.setWordWrap(True)
+        self.picture = QLabel()
+        self.picture.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        scroll = QScrollArea()
+        scroll.setWidget(self.picture)
+        scroll.setWidgetResizable(True)
+
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("Steps"))
+        bar.addWidget(self.steps)
+        for w in (self.compute_button, self.cancel_button, self.save_button):
+            bar.addWidget(w)
+        bar.addWidget(self.progress, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 6, 6, 6)
+        layout.addLayout(bar)
+        layout.addWidget(self.status)
+        layout.addWidget(scroll, 1)
+
+        self.compute_button.clicked.connect(self.compute)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.save_button.clicked.connect(self._ask_save)
+        self._update_buttons()
+
+    # ------------------------------------------------------------------ computing
+
+    def is_running(self) -> bool:
+        return self._thread is not None and self._thread.isRunning()
+
+    def compute(self) -> bool:
+        """Start computing the galleries of the ticked models; False if it could not start."""
+        if self.is_running():
+            if not self._worker_done:
+                return False
+            self._thread.wait()  # the last computation has reported; its thread is ending
+        chosen = self._models_provider()
+        if chosen is None:
+            return False
+        models, names = chosen
+        try:
+            config = replace(self._config_provider(), steps=self.steps.value(), stop_at_prob=None)
+        except ValueError as exc:
+            self.status.setText(f"Cannot compute: {exc}")
+            return False
+        self._worker = _GalleryWorker(models, names, config)
+        self._worker_done = False
+        self._thread = QThread()
+        self._thread.setObjectName("gallery")
+        self._worker.moveToThread(self._thread)
+        self._thread.started.connect(self._worker.run)
+        self._worker.progress.connect(self._on_progress)
+        self._worker.gallery_ready.connect(self._on_ready)
+        self._worker.gallery_failed.connect(self._on_failed)
+        self._worker.gallery_ready.connect(self._thread.quit)
+        self._worker.gallery_failed.connect(self._thread.quit)
+        self._thread.finished.connect(self._update_buttons)
+        self.progress.setRange(0, config.steps)
+        self.progress.setValue(0)
+        self.status.setText(f"Computing 90 traversals × {len(models)} models, {config.steps} steps…")
+        self._thread.start()
+        self._update_buttons(running=True)
+        return True
+
+    def cancel(self) -> None:
+        if self._worker is not None:
+            self._worker.cancelled.set()
+
+    def shutdown(self, timeout_ms: int = 30_000) -> bool:
+        """Cancel a computation and wait for its thread (the window calls this when closing)."""
+        self.cancel()
+        if self._thread is None:
+            return True
+        self._thread.quit()
+        return self._thread.wait(timeout_ms)
+
+    @Slot(int, int)
+    def _on_progress(self, step: int, total: int) -> None:
+        self.progress.setValue(step)
+
+    @Slot(object)
+    def _on_ready(self, gallery: Gallery) -> None:
+        self._worker_done = True
+        self.gallery = gallery
+        self.image = render_galleries_side_by_side(gallery)
+        self.picture.setPixmap(_to_pixmap(self.image))
+        flipped = [(gallery.first_flip[i][~np.eye(10, dtype=bool)] >= 0).mean() for i in range(len(gallery.model_names))]
+        summary = ", ".join(f"{n}: {100 * f:.0f} % reached the target" for n, f in zip(gallery.model_names, flipped))
+        self.status.setText(f"{gallery.config.steps} steps of {gallery.config.step_size} "
+                            f"{gallery.config.norm.upper()}. {summary}. Red captions: not (yet) the target.")
+        self.gallery_finished.emit(True)
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self._worker_done = True
+        self.status.setText("Gallery cancelled." if message == "cancelled" else f"Gallery failed: {message}")
+        self.progress.setValue(0)
+        self.gallery_finished.emit(False)
+
+    def _update_buttons(self, running: bool | None = None) -> None:
+        running = self.is_running() if running is None else running
+        self.compute_button.setEnabled(not running)
+        self.steps.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        self.save_button.setEnabled(self.image is not None and not running)
+
+    # ------------------------------------------------------------------ saving
+
+    def save_png(self, path: str | Path) -> Path:
+        """Write the shown galleries as one PNG (atomically)."""
+        if self.image is None:
+            raise RuntimeError("no gallery computed yet")
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            self.image.save(tmp, format="PNG")
+        return path
+
+    def _ask_save(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save gallery", "gallery.png", "PNG images (*.png)")
+        if not path:
+            return
+        try:
+            self.save_png(path)
+        except OSError as exc:
+            self.status.setText(f"Could not save {path}: {exc}")
+        else:
+            self.status.setText(f"Saved {path}")
