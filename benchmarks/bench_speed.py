@@ -6,7 +6,10 @@ Prints, for a single image and for a batch of 90 (the gallery's size), with two 
 - the engine's time per step, and its ratio to a bare forward + backward loop of the same
   models on the same input (the engine's overhead; target <= 1.05);
 - the engine's time per step against torchattacks.PGDL2 (targeted, same model, batch and
-  steps; target <= 0.9 on 90 images, <= 1.1 on one), one model at a time as PGDL2 takes one.
+  steps; target <= 0.9 on 90 images, <= 1.1 on one), one model at a time as PGDL2 takes one;
+- the gallery (``run_gallery``: 90 traversals x both models, ``--gallery-steps`` steps) in
+  seconds, against the bare compute of its 90 x steps x 2 forward + backward passes
+  (target <= 1.1).
 Each figure is the median of ``--repeats`` timed runs after a warm-up run.
 """
 
@@ -20,6 +23,7 @@ import numpy as np
 import torch
 
 from trav_gui.engine.data import test_digits
+from trav_gui.engine.gallery import gallery_start_indices, run_gallery
 from trav_gui.engine.models import load_model
 from trav_gui.engine.objectives import logprob
 from trav_gui.engine.traversal import TraversalConfig, traverse
@@ -73,6 +77,7 @@ def main(argv=None) -> None:
     p.add_argument("--models", nargs="+", default=["robust", "standard"])
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--gallery-steps", type=int, default=200)
     args = p.parse_args(argv)
     torch.manual_seed(0)
     models = [load_model(m) for m in args.models]
@@ -94,6 +99,17 @@ def main(argv=None) -> None:
             print(f"batch {n:>2}, {name}: engine {1000 * one / args.steps:.3f} ms/step, "
                   f"torchattacks.PGDL2 {1000 * ta / args.steps:.3f} ms/step, ratio {one / ta:.3f} "
                   f"(target <= {target})")
+
+    # The gallery: its 90 (start, target) pairs, timed as a whole against the bare loop.
+    starts = gallery_start_indices()
+    pairs = [(r, c) for r in range(10) for c in range(10) if r != c]
+    x0 = np.stack([images[starts[r]] for r, _ in pairs]).astype(np.float32) / 255.0
+    targets = np.array([c for _, c in pairs])
+    config = TraversalConfig(steps=args.gallery_steps, step_size=0.1)
+    gallery = median_time(lambda: run_gallery(models, args.models, config), max(1, args.repeats // 2))
+    bare = median_time(bare_run(models, x0, targets, args.gallery_steps), max(1, args.repeats // 2))
+    print(f"gallery, 90 traversals x {len(models)} models x {args.gallery_steps} steps: {gallery:.2f} s, "
+          f"bare fwd+bwd {bare:.2f} s, ratio {gallery / bare:.3f} (target <= 1.1)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,165 @@
+"""The desktop app's speed: steps per second against the bare engine, GUI latency, start-up.
+
+    python benchmarks/bench_app.py [--steps 400] [--repeats 3]
+
+Prints, on the shipped robust and standard models and MNIST test digit 15 (target 0):
+
+- the engine's own steps per second for the two models in lock-step (a plain loop over
+  ``traverse``, no GUI), and the app's steps per second at full speed (from Play to the end
+  of the run, in a real ``MainWindow`` drawing as it goes), and their ratio (target >= 0.7);
+- the latency of the GUI thread during the app's run: a 10 ms ``QTimer`` records how late
+  each of its ticks fires (target: the worst under 50 ms);
+- start-up: seconds from launching ``python main.py``'s code in a fresh process to a shown
+  window whose event loop answers (target < 3 s), and where they go (imports of torch and
+  Qt, loading the models, building the window).
+
+Runs offscreen unless a display is set (``DISPLAY=:99`` under Xvfb measures real drawing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+if not os.environ.get("DISPLAY"):
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+STARTUP_CHILD = r"""
+import json, os, sys, time
+t0 = time.perf_counter()
+marks = {}
+import torch
+marks["import torch"] = time.perf_counter() - t0
+from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QTimer
+app = QApplication(sys.argv)
+marks["import Qt + QApplication"] = time.perf_counter() - t0
+import pyqtgraph as pg
+from trav_gui.qt.window import MainWindow
+marks["import pyqtgraph + app modules"] = time.perf_counter() - t0
+from trav_gui import app as trav_app
+torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+window = MainWindow()
+window.input_panel.pick_example(trav_app.FIRST_EXAMPLE)
+marks["build window (load models, digits)"] = time.perf_counter() - t0
+window.show()
+def answered():
+    marks["shown, event loop answering"] = time.perf_counter() - t0
+    print(json.dumps(marks), flush=True)
+    app.quit()
+QTimer.singleShot(0, answered)
+app.exec()
+"""
+
+
+def engine_steps_per_second(models, x0, target, steps: int) -> float:
+    from trav_gui.engine.traversal import TraversalConfig, traverse
+
+    t0 = time.perf_counter()
+    for _ in traverse(models, x0, target, TraversalConfig(steps=steps, step_size=0.1)):
+        pass
+    return steps / (time.perf_counter() - t0)
+
+
+def app_run(window, steps: int) -> tuple[float, list[float]]:
+    """Play one run at full speed; (steps per second, lateness of each 10 ms GUI tick in ms)."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    window.reset()
+    window.settings.max_steps.setValue(steps)
+    late: list[float] = []
+    last = [time.perf_counter()]
+
+    def tick() -> None:
+        now = time.perf_counter()
+        late.append(1000 * (now - last[0]) - 10.0)
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(tick)
+    loop = QEventLoop()
+    window.run_finished.connect(loop.quit)
+    timer.start()
+    last[0] = time.perf_counter()
+    t0 = time.perf_counter()
+    window.play()
+    loop.exec()
+    elapsed = time.perf_counter() - t0
+    timer.stop()
+    window.run_finished.disconnect(loop.quit)
+    return steps / elapsed, late
+
+
+def startup(repeats: int) -> list[dict]:
+    env = dict(os.environ)
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", STARTUP_CHILD], capture_output=True, text=True, env=env,
+                             check=True)
+        wall = time.perf_counter() - t0
+        marks = json.loads(out.stdout.strip().splitlines()[-1])
+        marks["process launch to answering window (wall)"] = wall
+        runs.append(marks)
+    return runs
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args(argv)
+
+    import numpy as np
+    import torch
+    from PySide6.QtWidgets import QApplication
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))  # as the app does
+    app = QApplication.instance() or QApplication(sys.argv)
+    from trav_gui.engine.data import test_digits
+    from trav_gui.engine.models import load_model
+    from trav_gui.qt.window import MainWindow
+
+    images, _ = test_digits()
+    x0 = images[15].astype(np.float32) / 255.0
+    models = [load_model("robust"), load_model("standard")]
+    window = MainWindow()
+    window.resize(1600, 1000)
+    window.show()
+    window.input_panel.pick_example(15)
+    window.set_target(0)
+    app.processEvents()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, platform "
+          f"{QApplication.platformName()}, {args.steps} steps, robust + standard, test digit 15 -> 0")
+
+    engine_sps, app_sps, lateness = [], [], []
+    engine_steps_per_second(models, x0, 0, 20)  # warm-up
+    app_run(window, 20)
+    for _ in range(args.repeats):
+        engine_sps.append(engine_steps_per_second(models, x0, 0, args.steps))
+        sps, late = app_run(window, args.steps)
+        app_sps.append(sps)
+        lateness += late
+    e, a = statistics.median(engine_sps), statistics.median(app_sps)
+    lat = np.array(lateness)
+    print(f"engine alone: {e:.0f} steps/s; app at full speed: {a:.0f} steps/s; "
+          f"ratio {a / e:.2f} (target >= 0.7)  [medians of {args.repeats}]")
+    print(f"GUI thread during the app's runs: {len(lat)} ticks of a 10 ms timer, late by median "
+          f"{np.median(lat):.1f} ms, p99 {np.percentile(lat, 99):.1f} ms, worst {lat.max():.1f} ms "
+          f"(target: worst < 50 ms)")
+    window.close()
+
+    runs = startup(args.repeats)
+    print(f"start-up, fresh process, median of {args.repeats} (cumulative seconds):")
+    for key in runs[0]:
+        print(f"  {key:<45} {statistics.median(r[key] for r in runs):6.2f} s")
+
+
+if __name__ == "__main__":
+    main()
