@@ -94,3 +94,116 @@ def test_gallery_rows_are_one_digit_of_each_class():
 def test_models_lists_cards(model_folder, capsys):
     assert main(["models", "--folder", str(model_folder), "--json"]) == 0
     assert [c["name"] for c in json.loads(capsys.readouterr().out)] == ["a", "b"]
+
+
+# ----------------------------------------------------------------------------- hostile input
+
+
+def _png_header_only(path, width, height):
+    """A PNG whose header claims width x height pixels, with no pixel data at all."""
+    import struct
+    import zlib
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("name, make, message", [
+    ("big", lambda p: _png_header_only(p, 5000, 5000), "image too large (5000x5000"),
+    ("bomb", lambda p: _png_header_only(p, 40_000, 40_000), "image too large"),
+    ("truncated", lambda p: (Image.fromarray(np.zeros((64, 64), np.uint8)).save(p),
+                             p.write_bytes(p.read_bytes()[:60])), "cannot read image"),
+    ("not an image", lambda p: p.write_bytes(b"hello"), "cannot read image"),
+    ("blank white", lambda p: Image.fromarray(np.full((100, 80), 255, np.uint8)).save(p), "image is empty"),
+    ("blank 28x28", lambda p: Image.fromarray(np.zeros((28, 28), np.uint8)).save(p), "image is empty"),
+])
+def test_hostile_or_empty_images_are_one_clear_line_and_exit_2(model_folder, tmp_path, capsys, name, make, message):
+    path = tmp_path / f"{name.replace(' ', '_')}.png"
+    make(path)
+    out = tmp_path / "o"
+    code = main(["traverse", "--model", str(model_folder / "a.safetensors"), "--image", str(path),
+                 "--target", "3", "--steps", "2", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not out.exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--eps", "0"], "eps must be > 0"),
+    (["--eps", "-1"], "eps must be > 0"),
+    (["--eps", "inf"], "eps must be > 0"),
+    (["--step-size", "-0.5"], "step size must be > 0"),
+    (["--step-size", "nan"], "step size must be > 0"),
+    (["--step-size", "1e39"], "at most 100"),
+    (["--steps", "-3"], "steps must be between"),
+    (["--steps", "1000000000"], "steps must be between"),
+    (["--seed", "-1"], "seed must be"),
+    (["--stop-at-prob", "2"], "stop_at_prob"),
+])
+def test_bad_settings_are_refused_before_loading_anything(model_folder, tmp_path, capsys, argv, message):
+    code = main(["traverse", "--model", str(model_folder / "a.safetensors"), "--index", "3", "--target", "1",
+                 *argv, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: d[: len(d) // 3], "not a valid safetensors"),
+    (lambda d: (10**9).to_bytes(8, "little") + d[8:], "header says"),
+    (lambda d: d[:8] + b"\xff" * 40 + d[48:], "not a valid safetensors"),
+])
+def test_a_damaged_model_file_is_refused_with_exit_2(model_folder, tmp_path, capsys, damage, message):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(damage((model_folder / "a.safetensors").read_bytes()))
+    code = main(["traverse", "--model", str(bad), "--index", "0", "--target", "1", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_target_equal_to_the_start_class_runs_and_says_it_is_reached_at_step_0(model_folder, tmp_path, capsys):
+    import torch
+
+    from trav_gui.engine.models import load_model
+
+    x0 = shipped_digits()[0][3].astype(np.float32) / 255
+    start_class = int(load_model(model_folder / "a.safetensors")(torch.from_numpy(x0)[None, None]).argmax())
+    assert main(["traverse", "--model", str(model_folder / "a.safetensors"), "--index", "3",
+                 "--target", str(start_class), "--steps", "3", "--out", str(tmp_path / "o")]) == 0
+    assert f"first predicted {start_class} at step 0" in capsys.readouterr().out
+
+
+def test_nan_mid_run_exits_1_and_writes_the_frames_before_it(model_folder, tmp_path, capsys, monkeypatch):
+    import torch
+
+    from trav_gui import cli
+
+    class NanAfter(torch.nn.Module):
+        def __init__(self, inner, good_calls):
+            super().__init__()
+            self.inner, self.calls, self.good = inner, 0, good_calls
+
+        def forward(self, x):
+            self.calls += 1
+            out = self.inner(x)
+            return out * float("nan") if self.calls > self.good else out
+
+    real = cli._load_models
+
+    def load(names):
+        models, refs = real(names)
+        return [NanAfter(models[0], 5)], refs
+
+    monkeypatch.setattr(cli, "_load_models", load)
+    out = tmp_path / "o"
+    code = main(["traverse", "--model", str(model_folder / "a.safetensors"), "--index", "3", "--target", "1",
+                 "--steps", "50", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and "NaN or inf at step 5" in err and "writing the 5 frames" in err
+    assert np.load(out / "a.npz")["frames"].shape == (5, 28, 28)
+    assert read_run_record(out).config.steps == 50
+    assert len(list((out / "frames" / "a").glob("*.png"))) == 5

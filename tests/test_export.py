@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from trav_gui import __version__
@@ -73,6 +75,18 @@ def _mutations():
         "config value": (set_(["config", "norm"], "l3"), "norm"),
         "no config": (delete("config"), "'config'"),
         "seed": (set_(["seed"], 8), "seed"),
+        "string pixels": (set_(["start", "image", 0, 0], "0.5"), "numbers only"),
+        "bool pixels": (set_(["start", "image", 0, 0], True), "numbers only"),
+        "image as object": (set_(["start", "image"], {"0": [0.0] * 28}), "28×28"),
+        "ragged image": (set_(["start", "image", 5], [0.0] * 29), "28×28"),
+        "too many models": (set_(["models"], [{"name": f"m{i}", "sha256": "a" * 64} for i in range(17)]),
+                            "at most 16"),
+        "huge name": (set_(["models", 0, "name"], "x" * 10_000), "models[0].name"),
+        "path type": (set_(["models", 0, "path"], ["/a"]), "models[0].path"),
+        "created type": (set_(["created"], {"when": 1}), "'created'"),
+        "string step size": (set_(["config", "step_size"], "0.3"), "step size"),
+        "zero steps": (set_(["config", "steps"], 0), "steps must be between"),
+        "huge seed": (set_(["config", "seed"], 2**64), "seed must be"),
     }
 
 
@@ -244,3 +258,163 @@ def test_exported_files_get_the_usual_permissions_not_private_ones(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o666 & ~umask
+
+
+# ----------------------------------------------------------------------------- hostile files
+
+
+def test_a_huge_record_is_refused_without_reading_it_whole(tmp_path, run, monkeypatch):
+    path = tmp_path / "run.json"
+    path.write_bytes(b"{" + b" " * ex.MAX_RECORD_BYTES + b"}")
+    parsed = []
+    monkeypatch.setattr(ex.json, "loads", lambda *a, **k: parsed.append(1))
+    with pytest.raises(ex.RunRecordError, match="too large"):
+        ex.read_run_record(path)
+    assert not parsed
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"a":' * 50_000 + "1" + "}" * 50_000],
+                         ids=["lists", "objects"])
+def test_deeply_nested_json_is_a_clear_error_not_a_recursion_crash(tmp_path, text):
+    path = tmp_path / "run.json"
+    path.write_text(text)
+    with pytest.raises(ex.RunRecordError, match="nested too deeply|JSON object"):
+        ex.read_run_record(path)
+
+
+def test_a_record_that_is_not_utf8_is_refused(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_bytes(b"\xff\xfe{}")
+    with pytest.raises(ex.RunRecordError, match="cannot read"):
+        ex.read_run_record(path)
+
+
+# ----------------------------------------------------------------------------- export faults
+
+
+def _snapshot(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _fail_on_call(monkeypatch, name, n, exc):
+    """Make ``ex.<name>`` raise ``exc`` on its n-th call (1-based); later calls work."""
+    real = getattr(ex, name)
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            if callable(exc):
+                exc(*args)
+            else:
+                raise exc
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ex, name, flaky)
+    return calls
+
+
+def _disk_full(path, *_):
+    # Half the file reaches the temporary name, then the disk is full.
+    path.write_bytes(b"\x89PNG half")
+    raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+
+@pytest.mark.parametrize("fault", ["disk full mid-write", "read-only folder", "folder vanishes"])
+def test_a_failed_export_leaves_no_half_file_no_record_and_can_be_retried(tmp_path, run, monkeypatch, fault):
+    _, _, arrays, record = run
+    clean = tmp_path / "clean"
+    ex.export_run(clean, record, arrays, mp4=False)
+    out = tmp_path / "out"
+    if fault == "disk full mid-write":
+        real_png = ex._save_png
+
+        def save_png(path, pixels):
+            if path.name == "step_00003.png" and "frames_x10" in path.parts:
+                with ex.atomic_path(path) as tmp:
+                    _disk_full(tmp)
+            return real_png(path, pixels)
+
+        monkeypatch.setattr(ex, "_save_png", save_png)
+        expected = OSError
+    elif fault == "read-only folder":
+        out.mkdir()
+
+        def refuse(*a, dir=None, **k):
+            raise PermissionError(errno.EACCES, "Permission denied", str(dir))
+
+        monkeypatch.setattr(ex.tempfile, "mkstemp", refuse)
+        expected = PermissionError
+    else:
+        import shutil
+
+        def progress(done, total, what):
+            if "PNG frames of standard" in what and (out / "frames").exists():
+                shutil.rmtree(out)  # the user deletes the folder while it is written
+
+        expected = FileNotFoundError
+    with pytest.raises(expected) as info:
+        ex.export_run(out, record, arrays, mp4=False,
+                      progress=progress if fault == "folder vanishes" else None)
+    if fault == "disk full mid-write":
+        assert info.value.errno == errno.ENOSPC
+        assert not (out / "frames_x10" / "robust" / "step_00003.png").exists()
+    if fault == "folder vanishes":
+        assert "vanished" in str(info.value)
+    if out.exists():
+        assert not (out / "run.json").exists()  # not mistaken for a finished export
+        assert not list(out.rglob("*.part"))
+        done = _snapshot(out)
+        reference = _snapshot(clean)
+        assert all(done[name] == reference[name] for name in done), \
+            "every file left behind is complete"
+
+    monkeypatch.undo()  # the disk has room again / the folder is writable again
+    ex.export_run(out, record, arrays, mp4=False)
+    again, reference = _snapshot(out), _snapshot(clean)
+    assert set(again) == set(reference)
+    assert ex.read_run_record(out).config == record_config(record)
+
+
+def record_config(record):
+    return ex.validate_run_record(record).config
+
+
+def test_exporting_over_an_older_export_drops_its_record_first(tmp_path, run, monkeypatch):
+    _, _, arrays, record = run
+    ex.export_run(tmp_path, record, arrays, mp4=False)
+    assert (tmp_path / "run.json").exists()
+    _fail_on_call(monkeypatch, "write_strip", 1, OSError(errno.ENOSPC, "No space left on device"))
+    with pytest.raises(OSError):
+        ex.export_run(tmp_path, record, arrays, mp4=False)
+    # steps.csv is new, the PNGs old: without a record nobody takes the mix for one run.
+    assert not (tmp_path / "run.json").exists()
+
+
+def test_the_frames_before_a_nan_step_export_like_any_run(tmp_path, two_models):
+    from trav_gui.engine.traversal import NonFiniteOutputError
+
+    class NanAfter(torch.nn.Module):
+        def __init__(self, inner, good_calls):
+            super().__init__()
+            self.inner, self.calls, self.good = inner, 0, good_calls
+
+        def forward(self, x):
+            self.calls += 1
+            out = self.inner(x)
+            return out * float("nan") if self.calls > self.good else out
+
+    x0 = np.full((28, 28), 0.5, np.float32)
+    config = TraversalConfig(steps=50, step_size=0.1)
+    frames = []
+    with pytest.raises(NonFiniteOutputError) as err:
+        for f in traverse([two_models[0], NanAfter(two_models[1], 4)], x0, 2, config):
+            frames.append(f)
+    assert err.value.step == 4 and len(frames) == 4
+    arrays = stack_frames(frames)
+    record = ex.build_run_record([ex.ModelRef("a", SHA_A), ex.ModelRef("b", SHA_B)], x0, 2, config,
+                                 extra={"status": "failed", "steps_taken": 3})
+    ex.export_run(tmp_path, record, arrays, mp4=False)
+    assert len(ex.read_steps_csv(tmp_path / "steps.csv")) == 4 * 2
+    assert len(list((tmp_path / "frames" / "b").glob("*.png"))) == 4
+    assert ex.read_run_record(tmp_path).raw["extra"]["steps_taken"] == 3

@@ -156,3 +156,38 @@ def test_robust_headline_is_the_strongest_attack_at_the_main_radius():
     card["evaluation"]["robust"] = card["evaluation"]["robust"][:1]
     assert robust_headline(card)["short"] == "L2 PGD-100"
     assert robust_headline({}) is None and robust_headline({"evaluation": {"robust": []}}) is None
+
+
+@pytest.mark.parametrize("bad_value", [float("inf"), float("-inf")])
+def test_inf_weights_are_refused(tmp_path, bad_value):
+    state = {k: v.clone() for k, v in SmallCNN().state_dict().items()}
+    state["classifier.1.bias"][5] = bad_value
+    path = tmp_path / "inf.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(ModelLoadError, match=r"classifier\.1\.bias contains NaN or inf"):
+        load_model(path)
+
+
+def test_integer_tensors_are_refused_and_half_precision_is_widened(tmp_path):
+    state = {k: v.clone() for k, v in SmallCNN().state_dict().items()}
+    ints = dict(state, **{"features.0.bias": torch.zeros(32, dtype=torch.int32)})
+    save_file(ints, str(tmp_path / "int.safetensors"))
+    with pytest.raises(ModelLoadError, match=r"features\.0\.bias has dtype torch\.int32"):
+        load_model(tmp_path / "int.safetensors")
+    save_file({k: v.half() for k, v in state.items()}, str(tmp_path / "half.safetensors"))
+    assert load_model(tmp_path / "half.safetensors")(torch.rand(1, 1, 28, 28)).dtype == torch.float32
+
+
+def test_a_header_pointing_past_the_end_of_the_file_is_refused(tmp_path):
+    good = tmp_path / "good.safetensors"
+    save_file({"features.0.bias": torch.zeros(32)}, str(good))
+    data = good.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8: 8 + n])
+    header["features.0.bias"]["data_offsets"] = [0, 10**9]  # lies about where the data is
+    header["features.0.bias"]["shape"] = [250_000_000]
+    body = json.dumps(header).encode()
+    bad = tmp_path / "liar.safetensors"
+    bad.write_bytes(len(body).to_bytes(8, "little") + body + data[8 + n:])
+    with pytest.raises(ModelLoadError, match="not a valid safetensors"):
+        load_model(bad)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from trav_gui.engine import data
 from trav_gui.engine.data import MnistUnavailableError, load_mnist, test_digits as shipped_digits
 from trav_gui.engine.preprocess import EmptyDrawingError, drawing_to_mnist
 
@@ -65,3 +66,53 @@ def test_shipped_test_digits_are_mnist():
 def test_missing_mnist_says_how_to_fix(tmp_path):
     with pytest.raises(MnistUnavailableError, match=r"--download.*TRAV_GUI_DATA"):
         load_mnist(train=True, root=tmp_path)
+
+
+# ----------------------------------------------------------------------------- damaged data
+
+
+def _data_root(tmp_path, how):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in data.MNIST_FILES[True]:
+        if how == "garbage":
+            (raw / name).write_bytes(np.random.default_rng(0).bytes(5000))
+        elif how == "empty":
+            (raw / name).write_bytes(b"")
+        elif how == "truncated":
+            (raw / name).write_bytes(b"\x00\x00\x08\x03\x00\x00\xea\x60" + b"\x00" * 100)
+    return tmp_path
+
+
+@pytest.mark.parametrize("how", ["garbage", "empty", "truncated"])
+def test_damaged_mnist_says_what_is_wrong_and_how_to_fix_it(tmp_path, how):
+    root = _data_root(tmp_path, how)
+    with pytest.raises(data.MnistUnavailableError) as info:
+        data.load_mnist(True, root)
+    message = str(info.value)
+    assert "damaged" in message and str(root / "MNIST" / "raw") in message
+    assert "Delete that folder" in message and "--download" in message and "--data-root" in message
+
+
+def test_missing_mnist_names_the_missing_files(tmp_path):
+    with pytest.raises(data.MnistUnavailableError, match="MNIST not found: .*train-images-idx3-ubyte.*--download"):
+        data.load_mnist(True, tmp_path)
+
+
+@pytest.mark.parametrize("content", ["missing", "garbage", "zip of other arrays"])
+def test_damaged_shipped_digits_are_a_clear_error(tmp_path, monkeypatch, content):
+    res = tmp_path / "res"
+    res.mkdir()
+    if content == "garbage":
+        (res / "mnist_test.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    elif content == "zip of other arrays":
+        np.savez(res / "mnist_test.npz", images=np.zeros((3, 10, 10), np.uint8), labels=np.zeros(3, np.uint8))
+    monkeypatch.setenv("TRAV_GUI_RESOURCES", str(res))
+    data.test_digits.cache_clear()
+    try:
+        with pytest.raises(data.DigitsUnavailableError, match="mnist_test.npz"):
+            data.test_digits()
+    finally:
+        monkeypatch.undo()
+        data.test_digits.cache_clear()
+    assert data.test_digits()[0].shape == (10000, 28, 28)

@@ -71,6 +71,17 @@ def test_missing_data_root_is_a_clear_exit(tmp_path):
                     "--data-root", str(tmp_path / "nowhere")])
 
 
+def test_damaged_data_root_is_a_clear_exit_saying_how_to_fix_it(tmp_path):
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        (raw / name).write_bytes(b"\x12\x34\x56\x78" * 100)  # a wrong magic number
+    with pytest.raises(SystemExit, match="MNIST under .* is damaged.*Delete that folder.*--download"):
+        train.main(["--kind", "standard", "--epochs", "1", "--out", str(tmp_path / "m.safetensors"),
+                    "--data-root", str(tmp_path / "data")])
+    assert not (tmp_path / "m.safetensors").exists()
+
+
 def test_bad_arguments_are_refused(tmp_path):
     with pytest.raises(SystemExit):
         train.main(["--kind", "robust", "--out", str(tmp_path / "m.pt")])

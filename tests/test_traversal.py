@@ -157,12 +157,47 @@ def test_bad_targets_are_refused(linear_model, target):
         next(traverse([linear_model], _start(), target))
 
 
-@pytest.mark.parametrize("kwargs", [dict(steps=0), dict(steps=10**9), dict(step_size=0), dict(eps=-1.0),
-                                    dict(objective="nope"), dict(norm="l3"), dict(stop_at_prob=1.5),
-                                    dict(random_start=True)])
-def test_bad_settings_are_refused(kwargs):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(steps=0), "steps must be between 1 and"), (dict(steps=-5), "steps must be between"),
+    (dict(steps=10**9), "steps must be between"), (dict(steps=2.5), "steps must be an integer"),
+    (dict(steps=True), "steps must be an integer"),
+    (dict(step_size=0), "step size must be > 0"), (dict(step_size=-0.1), "step size must be > 0"),
+    (dict(step_size=float("nan")), "step size must be > 0"),
+    (dict(step_size=float("inf")), "step size must be > 0"), (dict(step_size=1e39), "at most 100"),
+    (dict(step_size="0.1"), "step size"), (dict(step_size=True), "step size"),
+    (dict(eps=0.0), "eps must be > 0"), (dict(eps=-1.0), "eps must be > 0"),
+    (dict(eps=float("inf")), "eps must be > 0"), (dict(eps=float("nan")), "eps must be > 0"),
+    (dict(eps=10**400), "eps must be > 0"),
+    (dict(objective="nope"), "unknown objective"), (dict(objective=["logit"]), "unknown objective"),
+    (dict(norm="l3"), "unknown norm"), (dict(norm=2), "norm must be"),
+    (dict(stop_at_prob=1.5), "stop_at_prob"), (dict(stop_at_prob=0.0), "stop_at_prob"),
+    (dict(stop_at_prob="0.9"), "stop_at_prob"),
+    (dict(random_start=True), "random_start needs eps"), (dict(random_start="yes", eps=1.0), "random_start"),
+    (dict(seed=-1), "seed must be"), (dict(seed=2**63), "seed must be"), (dict(seed=1.5), "seed must be"),
+])
+def test_bad_settings_are_refused_naming_the_setting(kwargs, words):
+    with pytest.raises(ValueError, match=words):
         TraversalConfig(**kwargs)
+
+
+def test_limits_are_accepted_and_a_huge_step_stays_finite(linear_model):
+    TraversalConfig(steps=100_000, seed=2**63 - 1, eps=1000.0)
+    frames = list(traverse([linear_model], _start(), 1, TraversalConfig(steps=3, step_size=100.0)))
+    assert all(np.isfinite(f.images).all() and f.images.min() >= 0 and f.images.max() <= 1 for f in frames)
+
+
+def test_a_target_equal_to_the_start_class_is_allowed_and_climbs_further(linear_model):
+    first = next(traverse([linear_model], _start(), 0))
+    start_class = int(first.predictions[0, 0])
+    frames = list(traverse([linear_model], _start(), start_class, TraversalConfig(steps=5, step_size=0.2)))
+    p = [f.probs[0, 0, start_class] for f in frames]
+    assert all(b > a for a, b in zip(p, p[1:]))  # more of the same class, step by step
+    assert all(f.predictions[0, 0] == start_class for f in frames)
+
+
+def test_an_empty_black_image_is_a_valid_start(linear_model):
+    frames = list(traverse([linear_model], np.zeros((28, 28), np.float32), 4, TraversalConfig(steps=2)))
+    assert len(frames) == 3 and frames[-1].l2[0, 0] > 0
 
 
 def test_config_round_trips_through_a_dict():

@@ -36,6 +36,10 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+# 4096 x 4096: a photographed digit fits; a decompression bomb is refused before decoding.
+MAX_IMAGE_PIXELS = 4096 * 4096
+
+
 class CliError(Exception):
     """A user error: printed as one line, exit status 2."""
 
@@ -65,17 +69,24 @@ def _read_image(path: str):
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
-    from trav_gui.engine.preprocess import drawing_to_mnist
+    from trav_gui.engine.preprocess import INK_THRESHOLD, drawing_to_mnist
 
     try:
+        # Image.open reads the header only: the size is known before any pixel is decoded.
         with Image.open(path) as im:
-            if im.width * im.height > 4096 * 4096:
-                raise CliError(f"{path}: image too large ({im.width}x{im.height})")
+            if im.width * im.height > MAX_IMAGE_PIXELS:
+                raise CliError(f"{path}: image too large ({im.width}x{im.height} pixels; "
+                               f"at most {MAX_IMAGE_PIXELS} pixels)")
             a = np.asarray(im.convert("L"), np.float32) / 255.0
-    except (OSError, UnidentifiedImageError) as exc:
+    except Image.DecompressionBombError as exc:  # far past Pillow's own limit
+        raise CliError(f"{path}: image too large ({exc})") from None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise CliError(f"{path}: cannot read image ({exc})") from None
     if np.median(a) > 0.5:
         a = 1.0 - a
+    if a.max() <= INK_THRESHOLD:
+        raise CliError(f"{path}: the image is empty (no ink above {INK_THRESHOLD:.0%}); "
+                       "draw a digit or use --index")
     if a.shape == (28, 28):
         return a
     try:

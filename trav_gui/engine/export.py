@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as _dt
+import errno
 import io
 import json
 import math
@@ -79,6 +80,11 @@ STRIP_NAME = "strip.png"
 # A GIF of every step of a 10,000-step run would be hundreds of megabytes; the animation
 # keeps at most this many steps, evenly spread, always with the first and the last.
 MAX_ANIMATION_FRAMES = 400
+# A run record is about 20 kB (784 pixels and a few settings); anything far larger is not
+# one of ours, and reading it whole could exhaust memory.
+MAX_RECORD_BYTES = 4 << 20
+MAX_RECORD_MODELS = 16
+MAX_TEXT_CHARS = 4096
 
 Progress = Callable[[int, int, str], None]
 """``progress(done, total, what)``: called as the export goes; ``done`` counts work units."""
@@ -257,24 +263,32 @@ def validate_run_record(data: object) -> RunRecord:
 
     models = data.get("models")
     _require(isinstance(models, list) and len(models) >= 1, "'models' must be a non-empty list")
+    _require(len(models) <= MAX_RECORD_MODELS,
+             f"'models' lists {len(models)} models; a run compares at most {MAX_RECORD_MODELS}")
     refs = []
     for i, m in enumerate(models):
         _require(isinstance(m, dict), f"models[{i}] must be an object")
         name, sha = m.get("name"), m.get("sha256")
-        _require(isinstance(name, str) and name != "", f"models[{i}].name must be a non-empty string")
+        _require(isinstance(name, str) and 0 < len(name) <= 200,
+                 f"models[{i}].name must be a non-empty string of at most 200 characters")
         _require(isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha),
                  f"models[{i}].sha256 must be 64 lowercase hex digits")
         path = m.get("path")
-        _require(path is None or isinstance(path, str), f"models[{i}].path must be a string")
+        _require(path is None or (isinstance(path, str) and len(path) <= MAX_TEXT_CHARS),
+                 f"models[{i}].path must be a string of at most {MAX_TEXT_CHARS} characters")
         refs.append(ModelRef(name, sha, path))
 
     start = data.get("start")
     _require(isinstance(start, dict), "'start' must be an object")
-    try:
-        image = np.asarray(start.get("image"), dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise RunRecordError(f"start.image is not a 28×28 array of numbers ({exc})") from None
-    _require(image.shape == (28, 28), f"start.image must be 28×28, got shape {image.shape}")
+    rows = start.get("image")
+    # Check the nesting and the element types before numpy sees them: numpy would turn
+    # strings such as "0.5" and booleans into numbers without a word.
+    _require(isinstance(rows, list) and len(rows) == 28
+             and all(isinstance(r, list) and len(r) == 28 for r in rows),
+             f"start.image must be 28×28, got {_describe_shape(rows)}")
+    _require(all(isinstance(v, (int, float)) and not isinstance(v, bool) for r in rows for v in r),
+             "start.image must hold numbers only")
+    image = np.asarray(rows, dtype=np.float32)
     _require(bool(np.isfinite(image).all()), "start.image contains NaN or inf")
     _require(image.min() >= 0 and image.max() <= 1, "start.image values must lie in [0, 1]")
     index = start.get("mnist_index")
@@ -294,6 +308,10 @@ def validate_run_record(data: object) -> RunRecord:
     if "seed" in data:
         _require(data["seed"] == config.seed, "'seed' disagrees with config.seed")
 
+    for key in ("app_version", "created"):
+        _require(data.get(key) is None or (isinstance(data[key], str) and len(data[key]) <= 200),
+                 f"'{key}' must be a string of at most 200 characters")
+
     image.flags.writeable = False
     return RunRecord(
         models=tuple(refs),
@@ -301,10 +319,17 @@ def validate_run_record(data: object) -> RunRecord:
         mnist_index=index,
         target=target,
         config=config,
-        app_version=str(data.get("app_version", "?")),
-        created=str(data.get("created", "")),
+        app_version=data.get("app_version") or "?",
+        created=data.get("created") or "",
         raw=data,
     )
+
+
+def _describe_shape(value: object) -> str:
+    if not isinstance(value, list):
+        return f"a {type(value).__name__}"
+    inner = {len(r) if isinstance(r, list) else type(r).__name__ for r in value[:64]}
+    return f"{len(value)} rows of {', '.join(map(str, sorted(inner, key=str))) or 'nothing'}"
 
 
 def write_run_record(path: str | os.PathLike, record: dict) -> Path:
@@ -326,13 +351,20 @@ def read_run_record(path: str | os.PathLike) -> RunRecord:
     if path.is_dir():
         path = path / RECORD_NAME
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_RECORD_BYTES + 1)
+        if len(raw) > MAX_RECORD_BYTES:
+            raise RunRecordError(f"{path.name}: too large for a run record "
+                                 f"(over {MAX_RECORD_BYTES >> 20} MiB); not read")
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RunRecordError(f"{path}: cannot read ({exc})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise RunRecordError(f"{path.name}: not JSON ({exc})") from None
+    except RecursionError:
+        raise RunRecordError(f"{path.name}: JSON nested too deeply to be a run record") from None
     try:
         return validate_run_record(data)
     except RunRecordError as exc:
@@ -621,6 +653,13 @@ def export_run(folder: str | os.PathLike, record: dict, arrays: Mapping[str, np.
     Returns
     -------
     The paths written, the run record last (so its presence means the export finished).
+
+    Raises
+    ------
+    OSError : a file could not be written (read-only folder, disk full, folder deleted
+        meanwhile). Every file is complete or absent; the folder has no ``run.json``, so it
+        does not pass for a finished export, and calling again writes it all afresh.
+    ExportCancelled : ``cancel`` returned True.
     """
     parsed = validate_run_record(record)
     names = list(model_names) if model_names is not None else [m.name for m in parsed.models]
@@ -629,6 +668,10 @@ def export_run(folder: str | os.PathLike, record: dict, arrays: Mapping[str, np.
         raise ValueError(f"the record names {len(parsed.models)} models, the arrays hold {m}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    # An older export in the same folder loses its record first: from here on, run.json
+    # present means "this folder holds one complete export", even if this one fails halfway.
+    with contextlib.suppress(FileNotFoundError):
+        (folder / RECORD_NAME).unlink()
     if mp4 is None:
         mp4 = mp4_available()
     n_anim = len(_animation_indices(t))
@@ -662,6 +705,13 @@ def export_run(folder: str | os.PathLike, record: dict, arrays: Mapping[str, np.
         done += n_anim
     if cancel is not None and cancel():
         raise ExportCancelled("export cancelled")
+    # Writes recreate missing folders, so a folder deleted mid-export would otherwise end
+    # with a record that claims files which are gone.
+    gone = [p for p in written if not p.is_file()]
+    if gone:
+        raise FileNotFoundError(
+            errno.ENOENT, f"{len(gone)} exported files vanished while exporting (the folder was "
+            f"moved or deleted?), e.g. {gone[0]}; export again", str(gone[0]))
     written.append(write_run_record(folder / RECORD_NAME, record))
     done += 1
     if progress:

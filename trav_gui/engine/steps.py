@@ -21,11 +21,24 @@ Example
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 
 import torch
 
 __all__ = ["L2Step", "LinfStep", "Step", "make_step", "per_sample_norm"]
+
+
+# The pixel box [0, 1]^784 is 28 wide in L2; a longer step only overflows float32 sooner.
+MAX_STEP_SIZE = 100.0
+# A ball far wider than the box constrains nothing; larger radii are typing errors.
+MAX_EPS = 1000.0
+
+
+def _is_real(v: object) -> bool:
+    """A real number that is not a bool (``True`` is not a step size)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) or (
+        hasattr(v, "dtype") and getattr(v, "shape", None) == () and getattr(v.dtype, "kind", "") in "iuf")
 
 
 def per_sample_norm(t: torch.Tensor, p: float) -> torch.Tensor:
@@ -42,17 +55,27 @@ class Step(ABC):
 
     Parameters
     ----------
-    step_size : float > 0, the length of one step in this norm.
-    eps : float > 0 or None. None means unconstrained traversal: no projection.
+    step_size : float in (0, 100], the length of one step in this norm.
+    eps : float in (0, 1000] or None. None means unconstrained traversal: no projection.
+
+    Raises
+    ------
+    ValueError : a step size or eps that is not a number (bools included), NaN, inf, not
+        positive, or above its limit.
     """
 
     norm: str
 
     def __init__(self, step_size: float, eps: float | None = None) -> None:
-        if not step_size > 0:
-            raise ValueError(f"step size must be > 0, got {step_size}")
-        if eps is not None and not eps > 0:
-            raise ValueError(f"eps must be > 0 (or None for no ball), got {eps}")
+        # Comparisons, not math.isfinite: they also work for ints too large for a float.
+        if not _is_real(step_size) or not 0 < step_size < math.inf:
+            raise ValueError(f"step size must be > 0 and finite, got {step_size!r}")
+        if step_size > MAX_STEP_SIZE:
+            raise ValueError(f"step size must be at most {MAX_STEP_SIZE:g} (the whole image is 28 "
+                             f"wide in L2), got {step_size!r}")
+        if eps is not None and (not _is_real(eps) or not 0 < eps <= MAX_EPS):
+            raise ValueError(f"eps must be > 0 and at most {MAX_EPS:g} (or None for no ball), "
+                             f"got {eps!r}")
         self.step_size = float(step_size)
         self.eps = None if eps is None else float(eps)
 

@@ -28,6 +28,7 @@ from trav_gui.engine.steps import Step, make_step, per_sample_norm
 __all__ = ["Frame", "NonFiniteOutputError", "TraversalConfig", "as_batch", "stack_frames", "traverse"]
 
 MAX_STEPS = 100_000
+MAX_SEED = 2**63 - 1  # what torch.Generator.manual_seed takes
 
 
 class NonFiniteOutputError(RuntimeError):
@@ -46,15 +47,21 @@ class TraversalConfig:
     Parameters
     ----------
     steps : int in [1, 100000], the most steps to take (frames are ``steps + 1`` at most).
-    step_size : float > 0, the length of one step in ``norm`` (pixel units, [0, 1] scale).
+    step_size : float in (0, 100], the length of one step in ``norm`` (pixel units, [0, 1]
+        scale).
     norm : ``"l2"`` (normalized gradient) or ``"linf"`` (sign of the gradient).
-    eps : None for unconstrained traversal, or the radius of the ball around the start that
-        every frame is projected onto (the "adversarial example" variant, as in PGD).
+    eps : None for unconstrained traversal, or the radius in (0, 1000] of the ball around the
+        start that every frame is projected onto (the "adversarial example" variant, as in PGD).
     objective : ``"logprob"`` (target log-probability), ``"logit"`` or ``"margin"``.
     random_start : start from a random point of the eps-ball (needs ``eps``).
     stop_at_prob : None, or a probability in (0, 1]: a trajectory freezes once the target's
         probability reaches it, and the run ends when all have.
-    seed : seeds the random start; runs with the same seed are identical.
+    seed : int in [0, 2**63 - 1], seeds the random start; runs with the same seed are identical.
+
+    Raises
+    ------
+    ValueError : for any setting of the wrong type or out of its range (NaN and inf included),
+        naming the setting. Nothing is clamped silently.
     """
 
     steps: int = 200
@@ -71,10 +78,19 @@ class TraversalConfig:
             raise ValueError(f"steps must be an integer, got {self.steps!r}")
         if not 1 <= self.steps <= MAX_STEPS:
             raise ValueError(f"steps must be between 1 and {MAX_STEPS}, got {self.steps}")
-        if self.objective not in OBJECTIVES:
+        if not isinstance(self.objective, str) or self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; use one of {sorted(OBJECTIVES)}")
-        if self.stop_at_prob is not None and not 0 < self.stop_at_prob <= 1:
-            raise ValueError(f"stop_at_prob must be in (0, 1], got {self.stop_at_prob}")
+        if not isinstance(self.norm, str):
+            raise ValueError(f"norm must be 'l2' or 'linf', got {self.norm!r}")
+        if self.stop_at_prob is not None and (
+                not isinstance(self.stop_at_prob, (int, float)) or isinstance(self.stop_at_prob, bool)
+                or not 0 < self.stop_at_prob <= 1):
+            raise ValueError(f"stop_at_prob must be in (0, 1], got {self.stop_at_prob!r}")
+        if not isinstance(self.random_start, (bool, np.bool_)):
+            raise ValueError(f"random_start must be true or false, got {self.random_start!r}")
+        if (isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer))
+                or not 0 <= self.seed <= MAX_SEED):
+            raise ValueError(f"seed must be an integer in 0..{MAX_SEED}, got {self.seed!r}")
         if self.random_start and self.eps is None:
             raise ValueError("random_start needs eps (a ball to start in)")
         self.make_step()  # validates norm, step_size and eps

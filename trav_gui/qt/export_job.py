@@ -33,6 +33,11 @@ class _ExportWorker(QObject):
                        progress=self.progress.emit, cancel=self.cancelled.is_set)
         except ExportCancelled:
             self.export_failed.emit("export cancelled; the files already written are complete")
+        except OSError as exc:
+            self.export_failed.emit(
+                f"could not export into {self._folder}: {exc.strerror or exc}. Nothing half-written is left "
+                f"and {self._folder} has no run.json. The run is still here: free some space or "
+                "choose another folder, and export again.")
         except Exception as exc:  # noqa: BLE001 - reported in a dialog, not lost in a thread
             self.export_failed.emit(f"{type(exc).__name__}: {exc}")
         else:

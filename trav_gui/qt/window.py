@@ -44,7 +44,7 @@ from trav_gui.qt.history import RunHistory
 from trav_gui.qt.input_panel import InputPanel
 from trav_gui.qt.model_selector import MAX_MODELS, ModelSelector, describe_card
 from trav_gui.qt.plots import ComparisonView
-from trav_gui.qt.settings_panel import SettingsPanel
+from trav_gui.qt.settings_panel import MAX_UI_STEPS, SettingsPanel
 from trav_gui.qt.target_picker import TargetPicker
 from trav_gui.qt.worker import TraversalRun, TraversalWorker
 
@@ -109,6 +109,7 @@ class MainWindow(QMainWindow):
         self._rate = collections.deque(maxlen=120)  # (arrival time, frames) for steps/s
         self._steps_per_second = 0.0
         self._export: ExportJob | None = None
+        self._close_after_export = False
         self.error_dialog: QMessageBox | None = None
         self.last_error: str | None = None
 
@@ -523,6 +524,12 @@ class MainWindow(QMainWindow):
         with QSignalBlocker(self.timeline):
             self.timeline.setRange(0, 0)
         self._set_status("paused" if paused else "playing")
+        if self._start_probs and all(int(p.argmax()) == target for p in self._start_probs.values()):
+            # Allowed on purpose: climbing the class it already has shows what the model
+            # thinks makes a digit more of that digit.
+            self.statusBar().showMessage(
+                f"the models already predict {target}: this run makes the digit more of a {target}; "
+                "pick another target to watch it change class", 10_000)
         run.start()
         self._redraw_timer.start()
         self.run_started.emit(run_id)
@@ -736,7 +743,11 @@ class MainWindow(QMainWindow):
         self.export_progress.setVisible(False)
         self.export_cancel.setVisible(False)
         if job is not None:
+            job.thread.wait()  # "finished" is emitted just before the thread really ends
             job.deleteLater()
+        if self._close_after_export:
+            self._close_after_export = False
+            self.close()
 
     def open_run_file(self, path: str | Path, play: bool = True) -> bool:
         """Load a run record and replay the identical run; False (with a dialog) on error."""
@@ -762,12 +773,17 @@ class MainWindow(QMainWindow):
             self.show_error("Cannot open run", f"the run compares {len(record.models)} models; "
                                                f"the window shows at most {MAX_MODELS}")
             return False
-        self._leave_run("a run was opened")
-        try:
-            exact = self.settings.set_config(record.config)
-        except ValueError as exc:
-            self.show_error("Cannot open run", str(exc))
+        if len({m.sha256 for m in record.models}) < len(record.models):
+            self.show_error("Cannot open run", "the run compares a model with itself; the window "
+                                               "shows each model once (replay it with trav-gui traverse)")
             return False
+        if record.config.steps > MAX_UI_STEPS:
+            # Checked before leaving the run on screen: a refused file changes nothing.
+            self.show_error("Cannot open run", f"{record.config.steps} steps: the window keeps at "
+                                               f"most {MAX_UI_STEPS} (replay it with trav-gui traverse)")
+            return False
+        self._leave_run("a run was opened")
+        exact = self.settings.set_config(record.config)
         self._replay_config = None if exact else record.config
         self.selector.set_selected([by_sha[m.sha256]["path"] for m in record.models])
         self.target_picker.set_target(record.target)
@@ -784,7 +800,17 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ closing
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        """Stop every worker and wait for its thread: no thread outlives the window."""
+        """Stop every worker and wait for its thread: no thread outlives the window.
+
+        During an export the window stays open until the export has finished (or is
+        cancelled with its button), then closes: closing never loses an export.
+        """
+        if self._export is not None:
+            self._close_after_export = True
+            self.statusBar().showMessage("closing once the export has finished "
+                                         "(Cancel export to close now)…")
+            event.ignore()
+            return
         self._redraw_timer.stop()
         self._run = None
         for run in list(self._runs.values()):

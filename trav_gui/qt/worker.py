@@ -163,7 +163,9 @@ class TraversalWorker(QObject):
         except NonFiniteOutputError as exc:
             flush()
             reason = "failed"
-            self.run_failed.emit(self.run_id, f"{exc}. Frames up to step {exc.step - 1} are kept.")
+            kept = (f"Frames up to step {exc.step - 1} are kept and can be exported." if exc.step
+                    else "No frame could be computed.")
+            self.run_failed.emit(self.run_id, f"{exc}. {kept}")
         except Exception as exc:  # noqa: BLE001 - shown to the user, never a silent thread death
             reason = "failed"
             self.run_failed.emit(self.run_id, f"{type(exc).__name__}: {exc}")
