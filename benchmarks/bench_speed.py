@@ -10,7 +10,9 @@ Prints, for a single image and for a batch of 90 (the gallery's size), with two 
 - the gallery (``run_gallery``: 90 traversals x both models, ``--gallery-steps`` steps) in
   seconds, against the bare compute of its 90 x steps x 2 forward + backward passes
   (target <= 1.1).
-Each figure is the median of ``--repeats`` timed runs after a warm-up run.
+Each comparison times its two contenders alternately (A, B, A, B, ...) after a warm-up of
+each, so that a change of machine load hits both; times are medians, and each ratio is the
+median of the per-pair ratios.
 """
 
 from __future__ import annotations
@@ -29,14 +31,17 @@ from trav_gui.engine.objectives import logprob
 from trav_gui.engine.traversal import TraversalConfig, traverse
 
 
-def median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
+def paired(fa, fb, repeats: int) -> tuple[float, float, float]:
+    """(median time of fa, median time of fb, median of the ratios fa/fb), timed alternately."""
+    fa()
+    fb()
+    ta, tb = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for fn, out in ((fa, ta), (fb, tb)):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return statistics.median(ta), statistics.median(tb), statistics.median(a / b for a, b in zip(ta, tb))
 
 
 def engine_run(models, x0, targets, steps):
@@ -87,17 +92,16 @@ def main(argv=None) -> None:
     for n in (1, 90):
         x0 = (images[:n].astype(np.float32) / 255.0)
         targets = (labels[:n].astype(np.int64) + 1) % 10
-        engine = median_time(engine_run(models, x0, targets, args.steps), args.repeats)
-        bare = median_time(bare_run(models, x0, targets, args.steps), args.repeats)
-        per = 1000 * engine / args.steps
-        print(f"batch {n:>2}, {len(models)} models: engine {per:.3f} ms/step, bare fwd+bwd "
-              f"{1000 * bare / args.steps:.3f} ms/step, ratio {engine / bare:.3f} (target <= 1.05)")
+        engine, bare, ratio = paired(engine_run(models, x0, targets, args.steps),
+                                     bare_run(models, x0, targets, args.steps), args.repeats)
+        print(f"batch {n:>2}, {len(models)} models: engine {1000 * engine / args.steps:.3f} ms/step, bare "
+              f"fwd+bwd {1000 * bare / args.steps:.3f} ms/step, ratio {ratio:.3f} (target <= 1.05)")
         for name, model in zip(args.models, models):
-            one = median_time(engine_run([model], x0, targets, args.steps), args.repeats)
-            ta = median_time(torchattacks_run(model, x0, targets, args.steps), args.repeats)
+            one, ta, ratio = paired(engine_run([model], x0, targets, args.steps),
+                                    torchattacks_run(model, x0, targets, args.steps), args.repeats)
             target = 0.9 if n > 1 else 1.1
             print(f"batch {n:>2}, {name}: engine {1000 * one / args.steps:.3f} ms/step, "
-                  f"torchattacks.PGDL2 {1000 * ta / args.steps:.3f} ms/step, ratio {one / ta:.3f} "
+                  f"torchattacks.PGDL2 {1000 * ta / args.steps:.3f} ms/step, ratio {ratio:.3f} "
                   f"(target <= {target})")
 
     # The gallery: its 90 (start, target) pairs, timed as a whole against the bare loop.
@@ -106,10 +110,10 @@ def main(argv=None) -> None:
     x0 = np.stack([images[starts[r]] for r, _ in pairs]).astype(np.float32) / 255.0
     targets = np.array([c for _, c in pairs])
     config = TraversalConfig(steps=args.gallery_steps, step_size=0.1)
-    gallery = median_time(lambda: run_gallery(models, args.models, config), max(1, args.repeats // 2))
-    bare = median_time(bare_run(models, x0, targets, args.gallery_steps), max(1, args.repeats // 2))
+    gallery, bare, ratio = paired(lambda: run_gallery(models, args.models, config),
+                                  bare_run(models, x0, targets, args.gallery_steps), max(1, args.repeats // 2))
     print(f"gallery, 90 traversals x {len(models)} models x {args.gallery_steps} steps: {gallery:.2f} s, "
-          f"bare fwd+bwd {bare:.2f} s, ratio {gallery / bare:.3f} (target <= 1.1)")
+          f"bare fwd+bwd {bare:.2f} s, ratio {ratio:.3f} (target <= 1.1)")
 
 
 if __name__ == "__main__":

@@ -211,3 +211,36 @@ def test_frame_predictions(linear_model):
     frame = next(traverse([linear_model], _start(), 0))
     assert isinstance(frame, Frame)
     assert frame.predictions.shape == (1, 1) and frame.predictions[0, 0] == frame.probs[0, 0].argmax()
+
+
+def test_joint_and_per_model_autograd_give_the_same_frames(monkeypatch):
+    """Small batches use one autograd call for all models, large ones a call per model."""
+    from trav_gui.engine import traversal as tr
+    from trav_gui.engine.models import SmallCNN
+
+    torch.manual_seed(0)
+    models = [SmallCNN().eval().requires_grad_(False), SmallCNN().eval().requires_grad_(False)]
+    x0 = np.random.default_rng(0).uniform(0, 1, (3, 28, 28)).astype(np.float32)
+    config = tr.TraversalConfig(steps=4, step_size=0.5, objective="margin")
+    runs = {}
+    for limit in (0, 100):
+        monkeypatch.setattr(tr, "JOINT_AUTOGRAD_MAX_BATCH", limit)
+        runs[limit] = tr.stack_frames(list(tr.traverse(models, x0, [1, 2, 3], config)))
+    for key in ("images", "probs", "l2", "objective", "grad_norm"):
+        np.testing.assert_allclose(runs[0][key], runs[100][key], rtol=1e-5, atol=1e-6, err_msg=key)
+    assert not np.array_equal(runs[0]["images"][0], runs[0]["images"][-1])  # the runs moved
+
+
+def test_nan_is_reported_for_the_right_model_on_both_autograd_paths(monkeypatch):
+    from trav_gui.engine import traversal as tr
+
+    class NaNModel(torch.nn.Module):
+        def forward(self, x):
+            return torch.full((x.shape[0], 10), float("nan"))
+
+    good = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)).eval()
+    for limit in (0, 100):
+        monkeypatch.setattr(tr, "JOINT_AUTOGRAD_MAX_BATCH", limit)
+        with pytest.raises(tr.NonFiniteOutputError) as info:
+            list(tr.traverse([good, NaNModel()], np.zeros((2, 28, 28), np.float32), 1, tr.TraversalConfig(steps=2)))
+        assert info.value.model_index == 1 and info.value.step == 0
