@@ -7,6 +7,7 @@ while a run plays.
 
 from __future__ import annotations
 
+import math
 import time
 
 from typing import Sequence
@@ -101,6 +102,10 @@ class ModelColumn:
         self.eps_line.setVisible(False)
         self.norm_plot.addItem(self.eps_line)
 
+        for plot in (self.prob_plot, self.norm_plot):
+            # Fixed axis widths: tick labels that grow ("8" to "10") must not re-lay out the
+            # whole scene, which would paint it twice per redraw.
+            plot.getAxis("left").setWidth(48)
         self.cursors = []
         for plot in (self.prob_plot, self.norm_plot):
             line = pg.InfiniteLine(angle=90, movable=False,
@@ -109,6 +114,7 @@ class ModelColumn:
             self.cursors.append(line)
         self.target = 0
         self.start_class: int | None = None
+        self._norm_top = 1.0
 
     def link_x(self, other: "ModelColumn") -> None:
         self.prob_plot.setXLink(other.prob_plot)
@@ -135,6 +141,12 @@ class ModelColumn:
         self.l2_curve.setData([], [])
         self.linf_curve.setData([], [])
         self.prob_plot.setXRange(0, max(1, max_steps), padding=0.01)
+        # The norm plot's y range is set by hand and only grows, in round steps: pyqtgraph's
+        # auto-range would change it at paint time and so paint the whole scene twice.
+        self.norm_plot.disableAutoRange()
+        self.prob_plot.disableAutoRange()
+        self._norm_top = _nice_ceiling(1.1 * eps) if eps is not None else 1.0
+        self.norm_plot.setYRange(0, self._norm_top, padding=0.02)
         self.set_flip(None)
         if eps is None:
             self.eps_line.setVisible(False)
@@ -151,9 +163,13 @@ class ModelColumn:
     def set_curves(self, steps: np.ndarray, probs: np.ndarray, l2: np.ndarray, linf: np.ndarray) -> None:
         """Feed the curves: ``steps`` (n,), ``probs`` (n, 10), ``l2``/``linf`` (n,)."""
         for c, curve in enumerate(self.prob_curves):
-            curve.setData(steps, probs[:, c])
-        self.l2_curve.setData(steps, l2)
-        self.linf_curve.setData(steps, linf)
+            curve.setData(steps, probs[:, c], skipFiniteCheck=True)
+        self.l2_curve.setData(steps, l2, skipFiniteCheck=True)
+        self.linf_curve.setData(steps, linf, skipFiniteCheck=True)
+        top = float(max(np.max(l2, initial=0.0), np.max(linf, initial=0.0)))
+        if top > self._norm_top:
+            self._norm_top = _nice_ceiling(1.2 * top)
+            self.norm_plot.setYRange(0, self._norm_top, padding=0.02)
 
     def set_flip(self, step: int | None) -> None:
         """Mark the first step whose prediction is the target; None hides the marker."""
@@ -192,6 +208,15 @@ class ModelColumn:
             self.prediction.setText(f"start: predicts <b>{pred}</b> ({100 * float(probs[pred]):.1f}%)")
         for line in self.cursors:
             line.setPos(0)
+
+
+def _nice_ceiling(value: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 × 10^k that is at least ``value`` (``value`` > 0)."""
+    exp = math.floor(math.log10(value))
+    for m in (1, 2, 2.5, 5, 10):
+        if m * 10 ** exp >= value:
+            return m * 10 ** exp
+    return 10 ** (exp + 1)
 
 
 class _TimedLayoutWidget(pg.GraphicsLayoutWidget):

@@ -51,9 +51,11 @@ from trav_gui.qt.worker import TraversalRun, TraversalWorker
 __all__ = ["MainWindow"]
 
 REDRAW_INTERVAL_MS = 33  # about 30 Hz, however fast frames arrive
-# Drawing competes with the traversal for the CPU (and the GIL): when a redraw (setting the
-# data plus painting) costs more than a third of the interval, the interval grows, so that
-# drawing takes at most about a third of the time, up to this many ms between redraws.
+# Drawing competes with the traversal for the CPU (and the GIL): the interval between
+# redraws grows so that a redraw (setting the data plus painting) takes at most this share
+# of the time, up to MAX_REDRAW_INTERVAL_MS. Measured on 2 cores (benchmarks/bench_app.py):
+# a share of 1/3 left the run at 0.56 of the engine's speed, 1/5 at 0.63.
+REDRAW_TIME_SHARE = 0.2
 MAX_REDRAW_INTERVAL_MS = 250
 DEFAULT_MODELS = ("robust", "standard")
 
@@ -643,7 +645,8 @@ class MainWindow(QMainWindow):
         self.status_speed.setText(f"{self._steps_per_second:.0f} steps/s")
         self._update_controls()
         cost_ms = 1000 * (time.perf_counter() - started + self.view.graphics.last_paint_s)
-        self._redraw_timer.setInterval(int(min(MAX_REDRAW_INTERVAL_MS, max(REDRAW_INTERVAL_MS, 3 * cost_ms))))
+        interval = min(MAX_REDRAW_INTERVAL_MS, max(REDRAW_INTERVAL_MS, cost_ms / REDRAW_TIME_SHARE))
+        self._redraw_timer.setInterval(int(interval))
 
     def _show_index(self, index: int) -> None:
         h = self.history
