@@ -58,3 +58,18 @@ def test_gallery_can_be_cancelled_and_closing_waits_for_its_thread(qtbot, gui_mo
     assert tab.compute()
     w.close()
     assert not tab.is_running()
+
+
+def test_computing_again_right_after_a_result_does_not_wait_on_a_queued_quit(qtbot, gui_models):
+    """Regression: compute() waited for the old thread, whose quit() sat in the GUI's own queue."""
+    w = make_window(qtbot, gui_models)
+    tab = w.gallery_tab
+    tab.steps.setValue(2)
+    for _ in range(5):
+        with qtbot.waitSignal(tab.gallery_finished, timeout=60_000):
+            assert tab.compute()
+        # No event processing between the result and the next compute: the old thread's
+        # queued quit() has not run yet.
+        assert tab.compute()
+        with qtbot.waitSignal(tab.gallery_finished, timeout=60_000):
+            pass

@@ -140,7 +140,10 @@ class GalleryTab(QWidget):
         if self.is_running():
             if not self._worker_done:
                 return False
-            self._thread.wait()  # the last computation has reported; its thread is ending
+            # The last computation has reported and its thread is ending. Its queued quit()
+            # may still wait in this (the GUI) thread's event queue: quit here, then wait.
+            self._thread.quit()
+            self._thread.wait()
         chosen = self._models_provider()
         if chosen is None:
             return False
