@@ -15,6 +15,8 @@ from trav_gui.engine.data import test_digits as shipped_digits
 from trav_gui.engine.export import read_run_record
 from trav_gui.engine.gallery import gallery_start_indices
 
+from helpers import NanAfter
+
 
 def test_version_and_help_as_a_console_script():
     out = subprocess.run([sys.executable, "-m", "trav_gui", "--version"], capture_output=True, text=True)
@@ -181,16 +183,6 @@ def test_nan_mid_run_exits_1_and_writes_the_frames_before_it(model_folder, tmp_p
     import torch
 
     from trav_gui import cli
-
-    class NanAfter(torch.nn.Module):
-        def __init__(self, inner, good_calls):
-            super().__init__()
-            self.inner, self.calls, self.good = inner, 0, good_calls
-
-        def forward(self, x):
-            self.calls += 1
-            out = self.inner(x)
-            return out * float("nan") if self.calls > self.good else out
 
     real = cli._load_models
 

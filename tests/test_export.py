@@ -14,6 +14,8 @@ from trav_gui import __version__
 from trav_gui.engine import export as ex
 from trav_gui.engine.traversal import TraversalConfig, stack_frames, traverse
 
+from helpers import NanAfter
+
 SHA_A, SHA_B = "a" * 64, "b" * 64
 
 
@@ -393,16 +395,6 @@ def test_exporting_over_an_older_export_drops_its_record_first(tmp_path, run, mo
 
 def test_the_frames_before_a_nan_step_export_like_any_run(tmp_path, two_models):
     from trav_gui.engine.traversal import NonFiniteOutputError
-
-    class NanAfter(torch.nn.Module):
-        def __init__(self, inner, good_calls):
-            super().__init__()
-            self.inner, self.calls, self.good = inner, 0, good_calls
-
-        def forward(self, x):
-            self.calls += 1
-            out = self.inner(x)
-            return out * float("nan") if self.calls > self.good else out
 
     x0 = np.full((28, 28), 0.5, np.float32)
     config = TraversalConfig(steps=50, step_size=0.1)

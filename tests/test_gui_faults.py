@@ -15,15 +15,9 @@ from trav_gui.engine import export as ex
 from trav_gui.engine.models import SmallCNN, save_model
 from trav_gui.qt.window import MainWindow
 
+from helpers import NanAfter, make_window
+
 STEPS = 20
-
-
-def make_window(qtbot, folder, **kw) -> MainWindow:
-    w = MainWindow(models_folder=folder, device="cpu", **kw)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    return w
 
 
 @pytest.fixture
@@ -49,19 +43,6 @@ def play_to_end(qtbot, w, timeout=20_000) -> str:
 
 def wait_threads_done(qtbot, w) -> None:
     qtbot.waitUntil(lambda: not w._runs and w._export is None, timeout=10_000)
-
-
-class NanAfter(torch.nn.Module):
-    """The wrapped model, until ``good_calls`` forward passes; NaN logits after that."""
-
-    def __init__(self, inner, good_calls):
-        super().__init__()
-        self.inner, self.calls, self.good = inner, 0, good_calls
-
-    def forward(self, x):
-        self.calls += 1
-        out = self.inner(x)
-        return out * float("nan") if self.calls > self.good else out
 
 
 # ----------------------------------------------------------------------------- untrusted files

@@ -7,15 +7,8 @@ from PIL import Image
 
 from trav_gui.engine import data
 from trav_gui.engine.gallery import gallery_start_indices
-from trav_gui.qt.window import MainWindow
 
-
-def make_window(qtbot, folder) -> MainWindow:
-    w = MainWindow(models_folder=folder, device="cpu")
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    return w
+from helpers import make_window
 
 
 def test_gallery_tab_computes_shows_and_saves_the_grids_of_the_ticked_models(qtbot, gui_models, tmp_path):

@@ -16,15 +16,9 @@ from trav_gui.engine.models import SmallCNN, save_model
 from trav_gui.engine.preprocess import drawing_to_mnist
 from trav_gui.qt.window import MainWindow
 
+from helpers import make_window
+
 STEPS = 25
-
-
-def make_window(qtbot, folder, **kw) -> MainWindow:
-    w = MainWindow(models_folder=folder, device="cpu", **kw)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    return w
 
 
 @pytest.fixture
