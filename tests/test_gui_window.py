@@ -393,3 +393,7 @@ def test_norm_plot_range_only_grows_in_round_steps(qtbot, window):
     top = column.norm_plot.viewRange()[1][1]
     highest = max(curve_y(column.l2_curve).max(), curve_y(column.linf_curve).max())
     assert highest <= top <= 2.6 * highest + 1.1  # everything visible, not absurdly zoomed out
+    for col in window.view.columns:  # every plot of every column spans the run's steps
+        for plot in (col.prob_plot, col.norm_plot):
+            x0, x1 = plot.viewRange()[0]
+            assert x0 <= 0 and STEPS <= x1 <= 1.1 * STEPS

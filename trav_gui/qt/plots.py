@@ -95,6 +95,7 @@ class ModelColumn:
         self.norm_plot.setMenuEnabled(False)
         self.norm_plot.showGrid(x=False, y=False)
         self.norm_plot.setLabel("bottom", "step")
+        self.norm_plot.setXLink(self.prob_plot)  # steps line up; other columns link to this
         self.l2_curve = self.norm_plot.plot(pen=pg.mkPen(L2_COLOR, width=2))
         self.linf_curve = self.norm_plot.plot(pen=pg.mkPen(LINF_COLOR, width=2))
         self.eps_line = pg.InfiniteLine(angle=0, movable=False, label="ε",
@@ -118,7 +119,6 @@ class ModelColumn:
 
     def link_x(self, other: "ModelColumn") -> None:
         self.prob_plot.setXLink(other.prob_plot)
-        self.norm_plot.setXLink(other.prob_plot)
 
     def begin_run(self, target: int, start_class: int, max_steps: int, eps: float | None,
                   eps_norm: str, delta_level: float) -> None:
