@@ -43,7 +43,7 @@ import pyqtgraph as pg
 from trav_gui.qt.window import MainWindow
 marks["import pyqtgraph + app modules"] = time.perf_counter() - t0
 from trav_gui import app as trav_app
-torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+trav_app.configure_torch_threads()
 window = MainWindow()
 window.input_panel.pick_example(trav_app.FIRST_EXAMPLE)
 marks["build window (load models, digits)"] = time.perf_counter() - t0
@@ -120,7 +120,9 @@ def main(argv=None) -> None:
     import torch
     from PySide6.QtWidgets import QApplication
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))  # as the app does
+    from trav_gui.app import configure_torch_threads
+
+    configure_torch_threads()  # as the app does
     app = QApplication.instance() or QApplication(sys.argv)
     from trav_gui.engine.data import test_digits
     from trav_gui.engine.models import load_model

@@ -34,6 +34,19 @@ def _report(name: str, runs: int, seconds: float, start: float, end: float) -> f
     return growth
 
 
+def _measure(one_run, runs: int, warmup: int) -> tuple[float, float]:
+    """Call ``one_run(i)`` warmup + runs times; (seconds, RSS in MiB) from after the warm-up."""
+    start = None
+    t0 = time.perf_counter()
+    for i in range(warmup + runs):
+        if i == warmup:
+            gc.collect()
+            start = rss_mib()
+            t0 = time.perf_counter()
+        one_run(i)
+    return time.perf_counter() - t0, start
+
+
 def soak_engine(runs: int, steps: int, warmup: int) -> float:
     import numpy as np
 
@@ -44,19 +57,15 @@ def soak_engine(runs: int, steps: int, warmup: int) -> float:
     images, labels = test_digits()
     models = [load_model("robust"), load_model("standard")]
     config = TraversalConfig(steps=steps, step_size=0.2)
-    start = None
-    t0 = time.perf_counter()
-    for i in range(warmup + runs):
-        if i == warmup:
-            gc.collect()
-            start = rss_mib()
-            t0 = time.perf_counter()
+
+    def one_run(i: int) -> None:
         index = i % len(images)
         x0 = images[index].astype(np.float32) / 255
         target = (int(labels[index]) + 1 + i % 9) % 10
         arrays = stack_frames(list(traverse(models, x0, target, config)))
         assert arrays["images"].shape[0] == steps + 1
-    seconds = time.perf_counter() - t0
+
+    seconds, start = _measure(one_run, runs, warmup)
     gc.collect()
     return _report(f"engine ({steps} steps, 2 models)", runs, seconds, start, rss_mib())
 
@@ -86,15 +95,7 @@ def soak_gui(runs: int, steps: int, warmup: int) -> float:
         assert window.history is not None and len(window.history) == steps + 1, "run did not finish"
         app.processEvents()
 
-    start = None
-    t0 = time.perf_counter()
-    for i in range(warmup + runs):
-        if i == warmup:
-            gc.collect()
-            start = rss_mib()
-            t0 = time.perf_counter()
-        one_run(i)
-    seconds = time.perf_counter() - t0
+    seconds, start = _measure(one_run, runs, warmup)
     while window._runs:  # let the last worker thread end and be deleted
         app.processEvents()
     gc.collect()

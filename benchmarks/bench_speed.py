@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from trav_gui.engine.data import test_digits
-from trav_gui.engine.gallery import gallery_start_indices, run_gallery
+from trav_gui.engine.gallery import gallery_batch, run_gallery
 from trav_gui.engine.models import load_model
 from trav_gui.engine.objectives import logprob
 from trav_gui.engine.traversal import TraversalConfig, traverse
@@ -105,10 +105,7 @@ def main(argv=None) -> None:
                   f"(target <= {target})")
 
     # The gallery: its 90 (start, target) pairs, timed as a whole against the bare loop.
-    starts = gallery_start_indices()
-    pairs = [(r, c) for r in range(10) for c in range(10) if r != c]
-    x0 = np.stack([images[starts[r]] for r, _ in pairs]).astype(np.float32) / 255.0
-    targets = np.array([c for _, c in pairs])
+    _, x0, targets = gallery_batch()
     config = TraversalConfig(steps=args.gallery_steps, step_size=0.1)
     gallery, bare, ratio = paired(lambda: run_gallery(models, args.models, config),
                                   bare_run(models, x0, targets, args.gallery_steps), max(1, args.repeats // 2))

@@ -329,7 +329,7 @@ def test_a_failed_export_leaves_no_half_file_no_record_and_can_be_retried(tmp_pa
     ex.export_run(clean, record, arrays, mp4=False)
     out = tmp_path / "out"
     if fault == "disk full mid-write":
-        real_png = ex._save_png
+        real_png = ex.save_png
 
         def save_png(path, pixels):
             if path.name == "step_00003.png" and "frames_x10" in path.parts:
@@ -337,7 +337,7 @@ def test_a_failed_export_leaves_no_half_file_no_record_and_can_be_retried(tmp_pa
                     _disk_full(tmp)
             return real_png(path, pixels)
 
-        monkeypatch.setattr(ex, "_save_png", save_png)
+        monkeypatch.setattr(ex, "save_png", save_png)
         expected = OSError
     elif fault == "read-only folder":
         out.mkdir()

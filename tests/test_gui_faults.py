@@ -186,14 +186,14 @@ def test_a_failed_export_shows_an_error_keeps_the_run_and_the_retry_works(qtbot,
     before = window.history.stacked()
     out = tmp_path / "out"
     if fault == "disk full":
-        real = ex._save_png
+        real = ex.save_png
 
         def save_png(path, pixels):
             if path.name == "step_00004.png":
                 raise OSError(errno.ENOSPC, "No space left on device")
             return real(path, pixels)
 
-        monkeypatch.setattr(ex, "_save_png", save_png)
+        monkeypatch.setattr(ex, "save_png", save_png)
         words = "No space left on device"
     else:
         def refuse(*a, dir=None, **k):

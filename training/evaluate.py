@@ -184,7 +184,6 @@ def main(argv: list[str] | None = None) -> dict:
     result = evaluate(model, args.eps, args.attack_steps, args.restarts, tuple(args.curve_eps),
                       args.limit, None if args.apgd_limit < 0 else args.apgd_limit, args.curve_limit,
                       device=args.device)
-    model = model.cpu()
     print(format_table(path.stem, result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

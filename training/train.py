@@ -205,7 +205,7 @@ def train(args: argparse.Namespace) -> dict:
         save_checkpoint(_ckpt_dir(args.out), model, optimizer, epoch + 1, history, args)
         write_curve(args.out.with_suffix(".curve.csv"), history)
 
-    model.eval().cpu()
+    model.eval()
     train_seconds = sum(h["seconds"] for h in history)
     card = {
         "name": args.out.stem,

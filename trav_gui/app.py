@@ -7,11 +7,22 @@ import sys
 import traceback
 from types import TracebackType
 
-__all__ = ["main"]
+__all__ = ["configure_torch_threads", "main"]
 
 # The digit the app opens with: MNIST test digit 15, a 5, with target 0 preselected, the
 # product's canonical demo (press Space to watch it turn into a 0, or not).
 FIRST_EXAMPLE = 15
+
+
+def configure_torch_threads() -> None:
+    """Leave one core to the GUI thread.
+
+    One traversal step on one image is too small to gain from many threads; a core kept
+    free for drawing keeps the window smooth and makes the run faster overall.
+    """
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
 
 
 def _install_excepthook(window) -> None:
@@ -43,12 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     -------
     int : the event loop's exit code.
     """
-    import torch
     from PySide6.QtWidgets import QApplication
 
-    # One traversal step on one image is too small to gain from many threads; leaving a
-    # core to the GUI thread keeps drawing smooth and makes the run faster overall.
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+    configure_torch_threads()
 
     argv = list(sys.argv if argv is None else [sys.argv[0], *argv])
     app = QApplication.instance() or QApplication(argv)

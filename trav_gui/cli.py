@@ -165,12 +165,8 @@ def _cmd_traverse(args: argparse.Namespace) -> int:
 def _cmd_gallery(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from trav_gui.engine.export import atomic_path
+    from trav_gui.engine.export import save_png
     from trav_gui.engine.gallery import render_galleries_side_by_side, render_gallery, run_gallery
-
-    def save(image, path: Path) -> None:
-        with atomic_path(path) as tmp:
-            image.save(tmp, format="PNG")
 
     config = _config_from(args)
     models, refs = _load_models(args.model)
@@ -182,10 +178,10 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for i, name in enumerate(names):
-        save(render_gallery(gallery, i), out / f"gallery_{name}.png")
+        save_png(out / f"gallery_{name}.png", render_gallery(gallery, i))
         hits = (gallery.first_flip[i] > 0).sum()
         print(f"{name:>10}: {hits}/90 traversals reached their target")
-    save(render_galleries_side_by_side(gallery), out / "gallery_side_by_side.png")
+    save_png(out / "gallery_side_by_side.png", render_galleries_side_by_side(gallery))
     print(f"wrote {out}/")
     return 0
 

@@ -62,6 +62,7 @@ __all__ = [
     "read_steps_csv",
     "render_side_by_side",
     "render_strip",
+    "save_png",
     "validate_run_record",
     "write_animation",
     "write_png_frames",
@@ -432,9 +433,13 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def _save_png(path: Path, pixels: np.ndarray) -> None:
+def save_png(path: str | os.PathLike, image: np.ndarray | Image.Image) -> Path:
+    """Write ``image`` (uint8 pixels, or a PIL image) as PNG, atomically."""
+    path = Path(path)
+    pil = image if isinstance(image, Image.Image) else Image.fromarray(image)
     with atomic_path(path) as tmp:
-        Image.fromarray(pixels).save(tmp, format="PNG")
+        pil.save(tmp, format="PNG")
+    return path
 
 
 def write_png_frames(folder: str | os.PathLike, arrays: Mapping[str, np.ndarray],
@@ -459,8 +464,8 @@ def write_png_frames(folder: str | os.PathLike, arrays: Mapping[str, np.ndarray]
                 raise ExportCancelled("export cancelled")
             px = _to_uint8(images[s, j])
             fname = f"step_{int(steps[s]):05d}.png"
-            _save_png(small_dir / fname, px)
-            _save_png(big_dir / fname, np.kron(px, np.ones((scale, scale), np.uint8)))
+            save_png(small_dir / fname, px)
+            save_png(big_dir / fname, np.kron(px, np.ones((scale, scale), np.uint8)))
             written += [small_dir / fname, big_dir / fname]
             if progress is not None:
                 progress(j * t + s + 1, m * t, f"PNG frames of {name}")
@@ -570,8 +575,7 @@ def write_strip(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
                           np.asarray(arrays["probs"])[:, :, image_index],
                           [int(s) for s in np.asarray(arrays["step"])], model_names, target,
                           columns, scale, title)
-    _save_png(path, pixels)
-    return path
+    return save_png(path, pixels)
 
 
 def _animation_indices(t: int, limit: int = MAX_ANIMATION_FRAMES) -> np.ndarray:

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 from trav_gui.engine.data import test_digits
 from trav_gui.engine.traversal import TraversalConfig, stack_frames, traverse
 
-__all__ = ["Gallery", "gallery_start_indices", "render_gallery", "render_galleries_side_by_side", "run_gallery"]
+__all__ = ["Gallery", "gallery_batch", "gallery_start_indices", "render_gallery", "render_galleries_side_by_side", "run_gallery"]
 
 
 def gallery_start_indices() -> list[int]:
@@ -50,14 +50,25 @@ class Gallery:
     config: TraversalConfig
 
 
+def gallery_batch() -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
+    """The gallery's 90 traversals as one batch: (source, target) pairs, starts, targets.
+
+    Returns ``pairs`` (90 tuples, row-major, diagonal left out), ``x0`` (90, 28, 28) float32
+    in [0, 1] (the start digit of each pair's source class) and ``targets`` (90,) int.
+    """
+    images, _ = test_digits()
+    starts = gallery_start_indices()
+    pairs = [(r, c) for r in range(10) for c in range(10) if r != c]
+    x0 = np.stack([images[starts[r]] for r, _ in pairs]).astype(np.float32) / 255.0
+    return pairs, x0, np.array([c for _, c in pairs])
+
+
 def run_gallery(models: Sequence, model_names: Sequence[str], config: TraversalConfig = TraversalConfig(),
                 progress: Callable[[int, int], None] | None = None) -> Gallery:
     """Traverse each of the 10 start digits to each of the 9 other classes, for every model."""
     images, _ = test_digits()
     starts = gallery_start_indices()
-    pairs = [(r, c) for r in range(10) for c in range(10) if r != c]
-    x0 = np.stack([images[starts[r]] for r, _ in pairs]).astype(np.float32) / 255.0
-    targets = np.array([c for _, c in pairs])
+    pairs, x0, targets = gallery_batch()
     m = len(models)
     first_flip = np.full((m, len(pairs)), -1)
     last = None

@@ -265,8 +265,7 @@ def traverse(
     joint = n <= JOINT_AUTOGRAD_MAX_BATCH
     for t in range(config.steps + 1):
         logits, values, grad = _forward_backward(models, x, targets, objective_fn, t, joint)
-        x = x.detach()
-        probs = torch.softmax(logits.detach(), dim=-1)
+        probs = torch.softmax(logits, dim=-1)
         delta = (x - x0s).flatten(0, 1)
         if config.stop_at_prob is not None:
             done |= probs.gather(2, targets.expand(m, n)[..., None]).squeeze(2) >= config.stop_at_prob

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QProgressBar, Q
                                QSpinBox, QVBoxLayout, QWidget)
 from torch import nn
 
-from trav_gui.engine.export import atomic_path
+from trav_gui.engine.export import save_png
 from trav_gui.engine.gallery import Gallery, render_galleries_side_by_side, run_gallery
 from trav_gui.engine.traversal import TraversalConfig
 
@@ -35,7 +35,7 @@ class _Cancelled(Exception):
 
 class _GalleryWorker(QObject):
     progress = Signal(int, int)
-    gallery_ready = Signal(object)
+    gallery_ready = Signal(object, object)  # the Gallery and its rendered PIL image
     gallery_failed = Signal(str)
 
     def __init__(self, models: Sequence[nn.Module], names: Sequence[str], config: TraversalConfig) -> None:
@@ -52,12 +52,13 @@ class _GalleryWorker(QObject):
     def run(self) -> None:
         try:
             gallery = run_gallery(self._models, self._names, self._config, progress=self._on_progress)
+            image = render_galleries_side_by_side(gallery)  # here, not on the GUI thread
         except _Cancelled:
             self.gallery_failed.emit("cancelled")
         except Exception as exc:  # noqa: BLE001 - shown in the tab, never lost in a thread
             self.gallery_failed.emit(f"{type(exc).__name__}: {exc}")
         else:
-            self.gallery_ready.emit(gallery)
+            self.gallery_ready.emit(gallery, image)
 
 
 def _to_pixmap(image) -> QPixmap:
@@ -188,11 +189,11 @@ class GalleryTab(QWidget):
     def _on_progress(self, step: int, total: int) -> None:
         self.progress.setValue(step)
 
-    @Slot(object)
-    def _on_ready(self, gallery: Gallery) -> None:
+    @Slot(object, object)
+    def _on_ready(self, gallery: Gallery, image) -> None:
         self._worker_done = True
         self.gallery = gallery
-        self.image = render_galleries_side_by_side(gallery)
+        self.image = image
         self.picture.setPixmap(_to_pixmap(self.image))
         flipped = [(gallery.first_flip[i][~np.eye(10, dtype=bool)] >= 0).mean() for i in range(len(gallery.model_names))]
         summary = ", ".join(f"{n}: {100 * f:.0f} % reached the target" for n, f in zip(gallery.model_names, flipped))
@@ -220,10 +221,7 @@ class GalleryTab(QWidget):
         """Write the shown galleries as one PNG (atomically)."""
         if self.image is None:
             raise RuntimeError("no gallery computed yet")
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            self.image.save(tmp, format="PNG")
-        return path
+        return save_png(path, self.image)
 
     def _ask_save(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save gallery", "gallery.png", "PNG images (*.png)")
