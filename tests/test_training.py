@@ -122,12 +122,12 @@ def test_evaluate_writes_the_card_and_keeps_sha_valid(small_trained, capsys):
     load_model(small_trained)  # the rewritten card's sha256 still matches
 
 
-@pytest.mark.parametrize("name", ["robust", "standard"])
+@pytest.mark.parametrize("name", ["robust", "standard", "fashion-standard", "fashion-robust"])
 def test_shipped_card_clean_accuracy_is_reproduced_exactly(name):
     if not (models_dir() / f"{name}.safetensors").exists():
         pytest.skip(f"{name} weights not shipped yet")
     card = next(c for c in list_models() if c["name"] == name)
-    images, labels = evaluate.test_digits()
+    images, labels = evaluate.test_set(card.get("dataset", "mnist"))
     x = torch.from_numpy(images.astype("float32") / 255.0)[:, None]
     y = torch.from_numpy(labels.astype("int64"))
     assert evaluate.clean_accuracy(load_model(name), x, y) == card["evaluation"]["clean_accuracy"]

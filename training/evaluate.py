@@ -1,4 +1,4 @@
-"""Measure a model's clean and L2-robust accuracy on the MNIST test digits.
+"""Measure a model's clean and L2-robust accuracy on its data set's shipped test set.
 
     python -m training.evaluate robust [--eps 2.0] [--attack-steps 100] [--restarts 5] [--write-card]
 
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from trav_gui.engine.data import test_digits
+from trav_gui.engine.data import DATASETS, test_set
 from trav_gui.engine.models import ModelLoadError, card_path, load_model, read_card, resolve_model_path, save_model
 from trav_gui.engine.steps import L2Step
 
@@ -122,15 +122,18 @@ def apgd_survivors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, alive: to
 def evaluate(model: nn.Module, eps: float = 2.0, attack_steps: int = 100, restarts: int = 5,
              curve_eps: tuple[float, ...] = (1.0, 3.0), limit: int | None = None,
              apgd_limit: int | None = 1000, curve_limit: int | None = None,
-             progress: bool = True, device: str | torch.device = "cpu") -> dict:
-    """Clean and robust accuracies as a JSON-ready dict (see the module docstring)."""
-    images, labels = test_digits()
+             progress: bool = True, device: str | torch.device = "cpu", dataset: str = "mnist") -> dict:
+    """Clean and robust accuracies on ``dataset``'s shipped test set, as a JSON-ready dict.
+
+    See the module docstring.
+    """
+    images, labels = test_set(dataset)
     x = torch.from_numpy(images[:limit].astype("float32") / 255.0)[:, None].to(device)
     y = torch.from_numpy(labels[:limit].astype("int64")).to(device)
     model = model.to(device)
     n = len(y)
     t0 = time.time()
-    result = {"test_samples": n, "clean_accuracy": clean_accuracy(model, x, y), "robust": []}
+    result = {"dataset": dataset, "test_samples": n, "clean_accuracy": clean_accuracy(model, x, y), "robust": []}
     for e in (eps, *curve_eps):
         k = n if e == eps or curve_limit is None else min(curve_limit, n)
         alive = pgd_survivors(model, x[:k], y[:k], e, attack_steps, restarts, progress=progress)
@@ -171,6 +174,8 @@ def main(argv: list[str] | None = None) -> dict:
                    help="attack only the first N test digits at the --curve-eps radii")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cpu", help='torch device, e.g. "cuda" (default cpu)')
+    p.add_argument("--dataset", choices=sorted(DATASETS), default=None,
+                   help="the test set (default: the data set named by the model card, else mnist)")
     p.add_argument("--write-card", action="store_true", help="store the figures in the model card")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = p.parse_args(argv)
@@ -181,9 +186,13 @@ def main(argv: list[str] | None = None) -> dict:
         path = resolve_model_path(args.model)
     except ModelLoadError as exc:
         sys.exit(f"error: {exc}")
+    card_dataset = (read_card(path) or {}).get("dataset", "mnist")
+    if args.dataset and args.dataset != card_dataset:
+        sys.exit(f"error: {path.name} was trained on {card_dataset}, not {args.dataset}; "
+                 f"its accuracy on {args.dataset} would mean nothing")
     result = evaluate(model, args.eps, args.attack_steps, args.restarts, tuple(args.curve_eps),
                       args.limit, None if args.apgd_limit < 0 else args.apgd_limit, args.curve_limit,
-                      device=args.device)
+                      device=args.device, dataset=card_dataset)
     print(format_table(path.stem, result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

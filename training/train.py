@@ -1,4 +1,4 @@
-"""Train the standard or the L2-PGD adversarially robust MNIST classifier.
+"""Train the standard or the L2-PGD adversarially robust classifier of a data set (MNIST, Fashion-MNIST).
 
     python -m training.train --kind robust --epochs 10 --eps 2.0 --attack-steps 7 \\
         --out resources/models/robust.safetensors --seed 0
@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from trav_gui import __version__
 from trav_gui.engine.attacks import pgd
-from trav_gui.engine.data import MnistUnavailableError, load_mnist
+from trav_gui.engine.data import DATASETS, DatasetUnavailableError, load_training_set
 from trav_gui.engine.models import ARCHITECTURES, save_model
 from trav_gui.engine.steps import L2Step
 from training import evaluate
@@ -45,6 +45,8 @@ CURVE_FIELDS = ["epoch", "loss", "train_acc", "clean_acc", "robust_acc", "second
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--kind", choices=["standard", "robust"], required=True)
+    p.add_argument("--dataset", choices=sorted(DATASETS), default="mnist",
+                   help="the data set to train on (default mnist)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--eps", type=float, default=2.0, help="L2 radius of the training attack")
     p.add_argument("--attack-steps", type=int, default=7)
@@ -55,8 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-3, help="Adam, cosine-annealed to 0")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
-    p.add_argument("--data-root", default=None, help="MNIST root (default $TRAV_GUI_DATA or ~/.cache/trav_gui/data)")
-    p.add_argument("--download", action="store_true", help="download MNIST to the data root if missing")
+    p.add_argument("--data-root", default=None, help="data root (default $TRAV_GUI_DATA or ~/.cache/trav_gui/data)")
+    p.add_argument("--download", action="store_true", help="download the data set to the data root if missing")
     p.add_argument("--resume", type=Path, default=None, help="a <out>.ckpt folder to continue from")
     p.add_argument("--limit", type=int, default=None, help="train on the first N images only (tests)")
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate the final model on N test images only")
@@ -138,9 +140,9 @@ def train(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     started = time.time()
     try:
-        x_train, y_train, data_hash = load_mnist(True, args.data_root, args.download)
-        x_test, y_test, _ = load_mnist(False, args.data_root, args.download)
-    except MnistUnavailableError as exc:
+        x_train, y_train, data_hash = load_training_set(args.dataset, True, args.data_root, args.download)
+        x_test, y_test, _ = load_training_set(args.dataset, False, args.data_root, args.download)
+    except DatasetUnavailableError as exc:
         sys.exit(f"error: {exc}")
     if args.limit:
         x_train, y_train = x_train[: args.limit], y_train[: args.limit]
@@ -210,6 +212,7 @@ def train(args: argparse.Namespace) -> dict:
     card = {
         "name": args.out.stem,
         "kind": args.kind,
+        "dataset": args.dataset,
         "description": ("adversarially trained with L2 PGD" if args.kind == "robust"
                         else "standard training on clean images"),
         "training": {

@@ -1,37 +1,106 @@
-"""MNIST: the shipped test digits (no download needed) and the training set at the data root."""
+"""Data sets: a registry of 28×28 grey sets, their shipped test sets and their training data.
+
+Each entry (:class:`Dataset`) names the set, its class names, the torchvision class that
+reads its training data from the data root, and the compressed test set shipped in
+``resources/`` (so the app, the CLI and the evaluator need no download). Adding a third
+28×28 grey set is one entry in :data:`DATASETS` plus its weights.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import zipfile
-from pathlib import Path
+from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from trav_gui.paths import data_root, resources_dir
 
-__all__ = ["DigitsUnavailableError", "MnistUnavailableError", "load_mnist", "test_digits"]
+__all__ = [
+    "DATASETS",
+    "DEFAULT_DATASET",
+    "Dataset",
+    "DatasetUnavailableError",
+    "DigitsUnavailableError",
+    "MnistUnavailableError",
+    "get_dataset",
+    "load_mnist",
+    "load_training_set",
+    "test_digits",
+    "test_set",
+]
 
-MNIST_FILES = {
+
+@dataclass(frozen=True)
+class Dataset:
+    """One 28×28 grey data set with ten classes."""
+
+    name: str                      # registry key and ``--dataset`` value
+    title: str                     # for people: "MNIST", "Fashion-MNIST"
+    class_names: tuple[str, ...]   # in label order
+    torchvision_class: str         # the ``torchvision.datasets`` class reading the training data
+    folder: str                    # torchvision's folder under the data root
+    test_file: str                 # the shipped test set under ``resources/``
+    item: str                      # what one image is: "digit", "garment"
+    apt_package: str | None = None  # a Debian package that ships the raw files, if any
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def label(self, k: int) -> str:
+        """Class ``k``'s name for readouts: ``"7"`` for digits, ``"Sneaker"`` for clothes."""
+        return self.class_names[k]
+
+
+DATASETS: dict[str, Dataset] = {
+    "mnist": Dataset(
+        name="mnist", title="MNIST", class_names=tuple(str(k) for k in range(10)),
+        torchvision_class="MNIST", folder="MNIST", test_file="mnist_test.npz", item="digit"),
+    "fashion-mnist": Dataset(
+        name="fashion-mnist", title="Fashion-MNIST",
+        class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        torchvision_class="FashionMNIST", folder="FashionMNIST",
+        test_file="fashion_mnist_test.npz", item="garment", apt_package="dataset-fashion-mnist"),
+}
+DEFAULT_DATASET = "mnist"
+
+RAW_FILES = {
     True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+MNIST_FILES = RAW_FILES  # the same names for every set in torchvision's layout
 
 
-class MnistUnavailableError(RuntimeError):
-    """The MNIST files at the data root are missing or unreadable; the message says how to fix it."""
+class DatasetUnavailableError(RuntimeError):
+    """The training files at the data root are missing or unreadable; the message says how to fix it."""
+
+
+MnistUnavailableError = DatasetUnavailableError
 
 
 class DigitsUnavailableError(ValueError):
-    """The shipped test digits (``resources/mnist_test.npz``) are missing or corrupt."""
+    """A shipped test set (``resources/*_test.npz``) is missing or corrupt."""
 
 
-@lru_cache(maxsize=1)
-def test_digits() -> tuple[np.ndarray, np.ndarray]:
-    """The 10,000 MNIST test digits shipped in ``resources/mnist_test.npz``.
+def get_dataset(name: str | Dataset | None) -> Dataset:
+    """The registry entry called ``name`` (None: MNIST); a clear ValueError for unknown names."""
+    if isinstance(name, Dataset):
+        return name
+    key = DEFAULT_DATASET if name is None else str(name).lower()
+    if key not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
+    return DATASETS[key]
+
+
+@lru_cache(maxsize=4)
+def test_set(name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The 10,000 test images of data set ``name`` shipped in ``resources/``.
 
     Returns
     -------
@@ -41,27 +110,37 @@ def test_digits() -> tuple[np.ndarray, np.ndarray]:
     Raises
     ------
     DigitsUnavailableError : the file is missing, corrupt, or holds arrays of other shapes.
+    ValueError : ``name`` is not a registered data set.
     """
-    path = resources_dir() / "mnist_test.npz"
+    ds = get_dataset(name)
+    path = resources_dir() / ds.test_file
     try:
         with np.load(path, allow_pickle=False) as f:
             images, labels = f["images"], f["labels"]
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise DigitsUnavailableError(f"{path}: cannot read the shipped test digits ({exc})") from exc
+        raise DigitsUnavailableError(f"{path}: cannot read the shipped {ds.title} test set ({exc})") from exc
     if (images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8
             or labels.shape != images.shape[:1] or labels.dtype.kind not in "iu"
-            or len(labels) == 0 or labels.min() < 0 or labels.max() > 9):
+            or len(labels) == 0 or labels.min() < 0 or labels.max() >= ds.num_classes):
         raise DigitsUnavailableError(
-            f"{path}: not the shipped test digits (images {images.shape} {images.dtype}, "
+            f"{path}: not the shipped {ds.title} test set (images {images.shape} {images.dtype}, "
             f"labels {labels.shape} {labels.dtype}); reinstall or restore resources/")
     images.flags.writeable = False
     labels.flags.writeable = False
     return images, labels
 
 
-def load_mnist(train: bool, root: str | os.PathLike | None = None, download: bool = False
-               ) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """MNIST from torchvision's layout under the data root (see :func:`trav_gui.paths.data_root`).
+def test_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The 10,000 MNIST test digits shipped in ``resources/mnist_test.npz`` (see :func:`test_set`)."""
+    return test_set(DEFAULT_DATASET)
+
+
+test_digits.cache_clear = test_set.cache_clear  # type: ignore[attr-defined]
+
+
+def load_training_set(dataset: str | None, train: bool, root: str | os.PathLike | None = None,
+                      download: bool = False) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """A data set's training (or test) split from torchvision's layout under the data root.
 
     Returns
     -------
@@ -71,42 +150,52 @@ def load_mnist(train: bool, root: str | os.PathLike | None = None, download: boo
 
     Raises
     ------
-    MnistUnavailableError : the files are missing or corrupt (with ``download=False``), with
-        the path looked at and the two ways to fix it.
+    DatasetUnavailableError : the files are missing or corrupt (with ``download=False``),
+        with the path looked at and the ways to fix it.
     """
-    return _load_mnist(train, data_root(root), download)
+    return _load(get_dataset(dataset).name, train, data_root(root), download)
+
+
+def load_mnist(train: bool, root: str | os.PathLike | None = None, download: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """MNIST's training (or test) split; see :func:`load_training_set`."""
+    return load_training_set(DEFAULT_DATASET, train, root, download)
 
 
 @lru_cache(maxsize=4)
-def _load_mnist(train: bool, root, download: bool) -> tuple[torch.Tensor, torch.Tensor, str]:
+def _load(name: str, train: bool, root, download: bool) -> tuple[torch.Tensor, torch.Tensor, str]:
     import torchvision
 
-    raw = Path(root) / "MNIST" / "raw"
-    missing = [name for name in MNIST_FILES[train] if not (raw / name).is_file()]
+    ds = DATASETS[name]
+    raw = Path(root) / ds.folder / "raw"
+    missing = [f for f in RAW_FILES[train] if not (raw / f).is_file()]
     if missing and not download:
-        raise MnistUnavailableError(
-            f"MNIST not found: {raw} has no {', '.join(missing)}. Either pass --download "
-            f"(or download=True) to fetch it there, or point the data root at a folder "
-            f"holding MNIST/raw/*-ubyte: --data-root DIR or TRAV_GUI_DATA=DIR.")
+        apt = (f", or install Debian's {ds.apt_package} and copy its files (ungzipped) there"
+               if ds.apt_package else "")
+        raise DatasetUnavailableError(
+            f"{ds.title} not found: {raw} has no {', '.join(missing)}. Either pass --download "
+            f"(or download=True) to fetch it there{apt}, or point the data root at a folder "
+            f"holding {ds.folder}/raw/*-ubyte: --data-root DIR or TRAV_GUI_DATA=DIR.")
     try:
-        ds = torchvision.datasets.MNIST(root=str(root), train=train, download=download)
-        raw_x, raw_y = ds.data.numpy(), ds.targets.numpy()
+        reader = getattr(torchvision.datasets, ds.torchvision_class)
+        data = reader(root=str(root), train=train, download=download)
+        raw_x, raw_y = data.data.numpy(), data.targets.numpy()
     # torchvision reports a damaged file with whatever its parser trips over, an
     # AssertionError on a bad magic number included.
     except Exception as exc:  # noqa: BLE001
-        raise MnistUnavailableError(_corrupt_message(raw, exc)) from exc
+        raise DatasetUnavailableError(_corrupt_message(ds, raw, exc)) from exc
     expected = 60_000 if train else 10_000
     if (raw_x.shape != (expected, 28, 28) or raw_y.shape != (expected,)
-            or raw_y.min() < 0 or raw_y.max() > 9):
-        raise MnistUnavailableError(_corrupt_message(
-            raw, f"images {raw_x.shape}, labels {raw_y.shape} in {raw_y.min()}..{raw_y.max()}; "
-                 f"expected {expected} 28x28 images labelled 0..9"))
+            or raw_y.min() < 0 or raw_y.max() >= ds.num_classes):
+        raise DatasetUnavailableError(_corrupt_message(
+            ds, raw, f"images {raw_x.shape}, labels {raw_y.shape} in {raw_y.min()}..{raw_y.max()}; "
+                     f"expected {expected} 28x28 images labelled 0..{ds.num_classes - 1}"))
     digest = hashlib.sha256(raw_x.tobytes() + raw_y.tobytes()).hexdigest()
     images = torch.from_numpy(raw_x).float().div_(255.0)[:, None]
     return images, torch.from_numpy(raw_y).long(), digest
 
 
-def _corrupt_message(raw: Path, why: object) -> str:
-    return (f"MNIST under {raw} is damaged ({why}). Delete that folder and fetch it again "
+def _corrupt_message(ds: Dataset, raw: Path, why: object) -> str:
+    return (f"{ds.title} under {raw} is damaged ({why}). Delete that folder and fetch it again "
             f"with --download (or download=True), or point the data root at a good copy: "
             f"--data-root DIR or TRAV_GUI_DATA=DIR.")
