@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from PIL import Image
 
 from trav_gui import __version__
 from trav_gui.engine import export as ex
+from trav_gui.engine import files, render
 from trav_gui.engine.traversal import TraversalConfig, stack_frames, traverse
 
 from helpers import NanAfter
@@ -89,6 +91,11 @@ def _mutations():
         "string step size": (set_(["config", "step_size"], "0.3"), "step size"),
         "zero steps": (set_(["config", "steps"], 0), "steps must be between"),
         "huge seed": (set_(["config", "seed"], 2**64), "seed must be"),
+        "huge int pixel": (set_(["start", "image", 0, 0], 10**400), "[0, 1]"),
+        "string index": (set_(["start", "mnist_index"], "3"), "start.mnist_index"),
+        "float target": (set_(["target"], 3.0), "'target'"),
+        "null seed": (set_(["seed"], None), "'seed'"),
+        "string version": (set_(["format_version"], "1"), "'format_version'"),
     }
 
 
@@ -165,9 +172,9 @@ def test_gif_is_side_by_side_with_one_frame_per_step(tmp_path, run):
 
 
 def test_animation_of_a_long_run_is_subsampled_keeping_first_and_last():
-    idx = ex._animation_indices(10_001)
-    assert len(idx) <= ex.MAX_ANIMATION_FRAMES and idx[0] == 0 and idx[-1] == 10_000
-    assert np.array_equal(ex._animation_indices(5), np.arange(5))
+    idx = render.animation_indices(10_001)
+    assert len(idx) <= render.MAX_ANIMATION_FRAMES and idx[0] == 0 and idx[-1] == 10_000
+    assert np.array_equal(render.animation_indices(5), np.arange(5))
 
 
 def test_export_run_writes_everything_and_reports_progress(tmp_path, run):
@@ -177,7 +184,7 @@ def test_export_run_writes_everything_and_reports_progress(tmp_path, run):
                             progress=lambda d, t, w: seen.append((d, t)))
     out = tmp_path / "out"
     assert written[-1] == out / "run.json"  # the record last: its presence means complete
-    assert {p.name for p in out.iterdir()} == {"run.json", "steps.csv", "traversal.gif",
+    assert {p.name for p in out.iterdir()} == {"run.json", "manifest.json", "steps.csv", "traversal.gif",
                                                 "strip.png", "frames", "frames_x10"}
     assert seen[-1][0] == seen[-1][1]
     assert all(b[0] >= a[0] for a, b in zip(seen, seen[1:]))
@@ -190,10 +197,10 @@ def test_strip_shows_chosen_steps_of_every_model_pixel_exact(tmp_path, run):
     path = ex.write_strip(tmp_path / "strip.png", arrays, ["robust", "standard"], target=3,
                           columns=4, scale=scale)
     strip = np.asarray(Image.open(path).convert("L"))
-    idx = ex._animation_indices(len(arrays["step"]), 4)
+    idx = render.animation_indices(len(arrays["step"]), 4)
     assert list(idx) == [0, 2, 4, 6] or (idx[0] == 0 and idx[-1] == len(arrays["step"]) - 1)
     # The last frame of the second model must appear, upscaled, somewhere in the strip.
-    tile = np.kron(ex._to_uint8(arrays["images"][idx[-1], 1, 0]), np.ones((scale, scale), np.uint8))
+    tile = np.kron(render.to_uint8(arrays["images"][idx[-1], 1, 0]), np.ones((scale, scale), np.uint8))
     h, w = tile.shape
     found = any(np.array_equal(strip[y:y + h, x:x + w], tile)
                 for y in range(strip.shape[0] - h + 1) for x in range(strip.shape[1] - w + 1)
@@ -410,3 +417,132 @@ def test_the_frames_before_a_nan_step_export_like_any_run(tmp_path, two_models):
     assert len(ex.read_steps_csv(tmp_path / "steps.csv")) == 4 * 2
     assert len(list((tmp_path / "frames" / "b").glob("*.png"))) == 4
     assert ex.read_run_record(tmp_path).raw["extra"]["steps_taken"] == 3
+
+
+# ----------------------------------------------------------------------------- re-export
+
+
+def _steps_run(two_models, steps):
+    x0 = np.full((28, 28), 0.5, np.float32)
+    config = TraversalConfig(steps=steps, step_size=0.01)  # small steps: no early stop
+    arrays = stack_frames(list(traverse(two_models, x0, 3, config)))
+    record = ex.build_run_record([ex.ModelRef("robust", SHA_A), ex.ModelRef("standard", SHA_B)], x0, 3, config)
+    return arrays, record
+
+
+def _files(folder):
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_shorter_export_over_a_longer_one_leaves_none_of_its_frames(tmp_path, two_models):
+    ex.export_run(tmp_path, *reversed(_steps_run(two_models, 30)), mp4=False)
+    assert (tmp_path / "frames" / "robust" / "step_00030.png").exists()
+    arrays, record = _steps_run(two_models, 10)
+    written = ex.export_run(tmp_path, record, arrays, mp4=False)
+    pngs = sorted(p.name for p in tmp_path.rglob("step_*.png"))
+    assert pngs and max(pngs) == "step_00010.png"  # nothing of step 11..30 is left
+    assert len(pngs) == 11 * 2 * 2
+    # The manifest names exactly what the export wrote, besides itself.
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert set(manifest["files"]) == _files(tmp_path) - {"manifest.json"}
+    assert {p.relative_to(tmp_path).as_posix() for p in written} == _files(tmp_path)
+    assert ex.read_manifest(tmp_path) == manifest["files"]
+
+
+def test_frames_of_models_no_longer_exported_go_with_their_folders(tmp_path, two_models):
+    arrays, record = _steps_run(two_models, 5)
+    ex.export_run(tmp_path, record, arrays, mp4=False)
+    ex.export_run(tmp_path, record, arrays, ["fast", "slow"], mp4=False)
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["fast", "slow"]
+    assert sorted(p.name for p in (tmp_path / "frames_x10").iterdir()) == ["fast", "slow"]
+    ex.export_run(tmp_path, record, arrays, png=False, gif=False, mp4=False)
+    assert _files(tmp_path) == {"manifest.json", "run.json", "steps.csv", "strip.png"}
+    assert not (tmp_path / "frames").exists()
+
+
+def test_a_cancelled_export_is_cleaned_up_by_the_next(tmp_path, two_models):
+    arrays, record = _steps_run(two_models, 30)
+    calls = []
+    with pytest.raises(ex.ExportCancelled):
+        ex.export_run(tmp_path, record, arrays, mp4=False, cancel=lambda: calls.append(1) or len(calls) > 40)
+    assert (tmp_path / "frames" / "robust" / "step_00030.png").exists()
+    assert not (tmp_path / "run.json").exists()
+    arrays, record = _steps_run(two_models, 3)
+    ex.export_run(tmp_path, record, arrays, mp4=False)
+    assert max(p.name for p in tmp_path.rglob("step_*.png")) == "step_00003.png"
+
+
+def _bait(tmp_path):
+    out, outside = tmp_path / "out", tmp_path / "outside.txt"
+    out.mkdir()
+    outside.write_text("keep me")
+    (out / "steps.csv").write_text("not ours to keep either")
+    return out, outside
+
+
+@pytest.mark.parametrize("name", ["../outside.txt", "ABSOLUTE", "frames/../../outside.txt", "frames/x/../../../outside.txt",
+                                  "./steps.csv", "steps.csv/", "frames\\..\\..\\outside.txt", "outside.txt"])
+def test_a_manifest_cannot_delete_outside_the_folder_or_what_is_not_ours(tmp_path, run, name):
+    _, _, arrays, record = run
+    out, outside = _bait(tmp_path)
+    name = str(outside) if name == "ABSOLUTE" else name
+    # A single bad name makes the whole manifest untrusted: not even steps.csv is deleted first.
+    (out / "manifest.json").write_text(json.dumps({"format": "trav_gui.export", "files": [name, "steps.csv"]}))
+    assert ex.read_manifest(out) == []
+    if name != "outside.txt":  # not a name an export writes, but a plain one inside the folder
+        assert files.remove_files_inside(out, [name]) == []  # the second guard, on its own
+    (out / "outside.txt").write_text("a file of the user's")
+    ex.export_run(out, record, arrays, png=False, gif=False, mp4=False)
+    assert outside.read_text() == "keep me"
+    assert (out / "outside.txt").read_text() == "a file of the user's"
+
+
+@pytest.mark.parametrize("text", ["", "{not json", "[]", '{"files": ["steps.csv"]}',
+                                  '{"format": "trav_gui.export", "files": "steps.csv"}',
+                                  '{"format": "trav_gui.export", "files": [["steps.csv"]]}',
+                                  '{"format": "trav_gui.export", "files": ' + "[" * 100_000 + "]" * 100_000 + "}"])
+def test_a_missing_or_malformed_manifest_deletes_nothing(tmp_path, text):
+    (tmp_path / "manifest.json").write_text(text)
+    assert ex.read_manifest(tmp_path) == []
+    assert ex.read_manifest(tmp_path / "missing") == []
+
+
+@pytest.mark.parametrize("dir_fd", [True, False], ids=["dir_fd", "by path"])
+def test_a_manifest_does_not_follow_symlinks_out_of_the_folder(tmp_path, run, monkeypatch, dir_fd):
+    _, _, arrays, record = run
+    monkeypatch.setattr(files, "_HAVE_DIR_FD", dir_fd and files._HAVE_DIR_FD)
+    out, outside = _bait(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "m").mkdir(parents=True)
+    (elsewhere / "m" / "step_00000.png").write_text("keep me")
+    (out / "frames").symlink_to(elsewhere, target_is_directory=True)  # frames/m/... lies outside
+    (out / "strip.png").symlink_to(outside)  # a link named like ours: the link is not a file of ours
+    (out / "manifest.json").write_text(json.dumps(
+        {"format": "trav_gui.export", "files": ["frames/m/step_00000.png", "strip.png", "steps.csv"]}))
+    assert files.remove_files_inside(out, ex.read_manifest(out)) == ["steps.csv"]
+    assert (elsewhere / "m" / "step_00000.png").read_text() == "keep me"
+    assert outside.read_text() == "keep me"
+    (out / "frames").unlink()
+    ex.export_run(out, record, arrays, gif=False, mp4=False)
+    assert outside.read_text() == "keep me" and not (out / "strip.png").is_symlink()
+
+
+def test_a_symlinked_or_special_manifest_is_not_trusted(tmp_path):
+    real = tmp_path / "real.json"
+    real.write_text(json.dumps({"format": "trav_gui.export", "files": ["steps.csv"]}))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.json").symlink_to(real)
+    assert ex.read_manifest(out) == []
+    (out / "manifest.json").unlink()
+    os.mkfifo(out / "manifest.json")  # would block a plain open() forever
+    assert ex.read_manifest(out) == []
+
+
+def test_an_export_folder_that_is_itself_a_symlink_is_cleaned_up(tmp_path, two_models):
+    real, link = tmp_path / "real", tmp_path / "link"
+    real.mkdir()
+    link.symlink_to(real, target_is_directory=True)  # e.g. ~/exports -> /data/exports
+    ex.export_run(link, *reversed(_steps_run(two_models, 12)), mp4=False)
+    ex.export_run(link, *reversed(_steps_run(two_models, 4)), mp4=False)
+    assert max(p.name for p in real.rglob("step_*.png")) == "step_00004.png"

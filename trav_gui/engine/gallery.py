@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from trav_gui.engine.data import test_digits
+from trav_gui.engine.render import font, tile
 from trav_gui.engine.traversal import TraversalConfig, stack_frames, traverse
 
 __all__ = ["Gallery", "gallery_batch", "gallery_start_indices", "render_gallery", "render_galleries_side_by_side", "run_gallery"]
@@ -94,13 +95,6 @@ def run_gallery(models: Sequence, model_names: Sequence[str], config: TraversalC
     return Gallery(tuple(model_names), tuple(starts), grid, probs, flips, config)
 
 
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1
-        return ImageFont.load_default()
-
-
 def render_gallery(gallery: Gallery, model_index: int, scale: int = 3) -> Image.Image:
     """A labelled PNG-ready picture of one model's 10×10 grid.
 
@@ -113,26 +107,24 @@ def render_gallery(gallery: Gallery, model_index: int, scale: int = 3) -> Image.
     h = margin + 30 + 10 * (cell + caption + 4)
     img = Image.new("RGB", (w, h), "white")
     draw = ImageDraw.Draw(img)
-    font, title_font = _font(11), _font(14)
+    small, title_font = font(11), font(14)
     name = gallery.model_names[model_index]
     cfg = gallery.config
     draw.text((4, 4), f"{name}: source (rows) -> target (columns), {cfg.steps} steps of "
                       f"{cfg.step_size} {cfg.norm.upper()}", fill="black", font=title_font)
     top = 30
     for c in range(10):
-        draw.text((margin + c * (cell + 4) + cell // 2 - 3, top), str(c), fill="black", font=font)
+        draw.text((margin + c * (cell + 4) + cell // 2 - 3, top), str(c), fill="black", font=small)
     for r in range(10):
         y = top + margin + r * (cell + caption + 4)
-        draw.text((4, y + cell // 2 - 6), str(r), fill="black", font=font)
+        draw.text((4, y + cell // 2 - 6), str(r), fill="black", font=small)
         for c in range(10):
             x = margin + c * (cell + 4)
-            pixels = (np.clip(gallery.images[model_index, r, c], 0, 1) * 255).round().astype(np.uint8)
-            tile = Image.fromarray(pixels, "L").resize((cell, cell), Image.NEAREST).convert("RGB")
-            img.paste(tile, (x, y))
+            img.paste(tile(gallery.images[model_index, r, c], scale), (x, y))
             p = gallery.probs[model_index, r, c]
             pred = int(p.argmax())
             colour = "black" if pred == c else "red"
-            draw.text((x + 2, y + cell + 1), f"{pred} {p[pred]:.2f}", fill=colour, font=font)
+            draw.text((x + 2, y + cell + 1), f"{pred} {p[pred]:.2f}", fill=colour, font=small)
     return img
 
 

@@ -1,0 +1,361 @@
+"""The run record (``run.json``): what a traversal was, exactly enough to replay it.
+
+A run record names the app version, the models with the sha256 of their weights, the
+start image (28×28 values, and its MNIST test index if it was picked), the target, every
+:class:`~trav_gui.engine.traversal.TraversalConfig` setting, the seed and the time.
+
+Records come from other people (File → Open run…), so :func:`validate_run_record` checks
+every field with a strict pydantic model before anything uses it: booleans are not
+integers, strings are not numbers, NaN and inf are refused, and the error names the field
+(``start.image``, ``models[0].sha256``, ``'target'``). Fields this version does not know
+are accepted and kept in :attr:`RunRecord.raw`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import reprlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, Mapping, Sequence
+
+import numpy as np
+from pydantic import (BaseModel, ConfigDict, Field, PlainValidator, StrictInt, StrictStr, ValidationError,
+                      model_validator)
+from pydantic_core import PydanticCustomError
+
+from trav_gui import __version__
+from trav_gui.engine.files import write_bytes_atomic
+from trav_gui.engine.traversal import TraversalConfig
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "MAX_RECORD_BYTES",
+    "MAX_RECORD_MODELS",
+    "MAX_TEXT_CHARS",
+    "RECORD_NAME",
+    "ModelRef",
+    "RunRecord",
+    "RunRecordError",
+    "build_run_record",
+    "read_run_record",
+    "validate_run_record",
+    "write_run_record",
+]
+
+FORMAT = "trav_gui.run"
+FORMAT_VERSION = 1
+RECORD_NAME = "run.json"
+# A run record is about 20 kB (784 pixels and a few settings); anything far larger is not
+# one of ours, and reading it whole could exhaust memory.
+MAX_RECORD_BYTES = 4 << 20
+MAX_RECORD_MODELS = 16
+MAX_TEXT_CHARS = 4096
+MAX_NAME_CHARS = 200
+
+
+class RunRecordError(ValueError):
+    """A run record that cannot be read or replayed; the message says which field and why."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model as a run record names it.
+
+    Parameters
+    ----------
+    name : the model's display name (the file stem for cards in a models folder).
+    sha256 : hex digest of the weights file; what a replay matches models by.
+    path : where the weights were, for the user's information only.
+    """
+
+    name: str
+    sha256: str
+    path: str | None = None
+
+    def to_dict(self) -> dict:
+        out = {"name": self.name, "sha256": self.sha256}
+        if self.path is not None:
+            out["path"] = self.path
+        return out
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A validated run record.
+
+    Attributes
+    ----------
+    models : the models, in column order.
+    start_image : (28, 28) float32 in [0, 1], exactly the image the run started from.
+    mnist_index : index into the shipped MNIST test digits, or None for a drawing.
+    target : int in 0..9.
+    config : the run's :class:`TraversalConfig` (its ``seed`` seeds the run).
+    app_version, created : who wrote it and when (ISO 8601, UTC).
+    raw : the record as read, including any fields this version does not know.
+    """
+
+    models: tuple[ModelRef, ...]
+    start_image: np.ndarray
+    mnist_index: int | None
+    target: int
+    config: TraversalConfig
+    app_version: str
+    created: str
+    raw: dict = field(repr=False, compare=False)
+
+
+# ----------------------------------------------------------------------------- schema
+# strict=True everywhere: no bool for an int, no "0.5" for a float, no tuple for a list.
+# Unknown fields are ignored here and kept in RunRecord.raw.
+
+_STRICT = ConfigDict(strict=True, extra="ignore", arbitrary_types_allowed=True)
+_Pixel = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+_Row = Annotated[list[_Pixel], Field(min_length=28, max_length=28)]
+_Text = Annotated[StrictStr, Field(max_length=MAX_NAME_CHARS)]
+
+
+class _Model(BaseModel):
+    model_config = _STRICT
+    name: Annotated[StrictStr, Field(min_length=1, max_length=MAX_NAME_CHARS)]
+    sha256: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")]
+    path: Annotated[StrictStr, Field(max_length=MAX_TEXT_CHARS)] | None = None
+
+
+class _Start(BaseModel):
+    model_config = _STRICT
+    image: Annotated[list[_Row], Field(min_length=28, max_length=28)]
+    mnist_index: Annotated[StrictInt, Field(ge=0)] | None = None
+
+
+def _config(value: Any) -> TraversalConfig:
+    if not isinstance(value, dict):
+        raise PydanticCustomError("run_record", "'config' must be an object")
+    try:
+        return TraversalConfig.from_dict(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise PydanticCustomError("run_record", "config: {error}", {"error": str(exc)}) from None
+
+
+class _Record(BaseModel):
+    # Field order is the order errors are reported in: format first.
+    model_config = _STRICT
+    format: Literal["trav_gui.run"]  # FORMAT
+    format_version: Annotated[StrictInt, Field(le=FORMAT_VERSION)]
+    models: Annotated[list[_Model], Field(min_length=1, max_length=MAX_RECORD_MODELS)]
+    start: _Start
+    target: Annotated[StrictInt, Field(ge=0, le=9)]
+    config: Annotated[TraversalConfig, PlainValidator(_config)]
+    seed: StrictInt | None = None
+    app_version: _Text | None = None
+    created: _Text | None = None
+
+    @model_validator(mode="after")
+    def _seed_matches_config(self) -> "_Record":
+        if "seed" in self.model_fields_set and self.seed != self.config.seed:
+            raise PydanticCustomError("run_record", "'seed' disagrees with config.seed")
+        return self
+
+
+# ----------------------------------------------------------------------------- messages
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
+
+# What to say when the field at this path (list indices as "*") is missing or wrong; the
+# indices fill the {} in order.
+_MESSAGES: dict[tuple, str] = {
+    (): "a run record must be a JSON object",
+    ("format_version",): "'format_version' must be an integer",
+    ("models",): "'models' must be a non-empty list",
+    ("models", "*"): "models[{}] must be an object",
+    ("models", "*", "name"): f"models[{{}}].name must be a non-empty string of at most {MAX_NAME_CHARS} characters",
+    ("models", "*", "sha256"): "models[{}].sha256 must be 64 lowercase hex digits",
+    ("models", "*", "path"): f"models[{{}}].path must be a string of at most {MAX_TEXT_CHARS} characters",
+    ("start",): "'start' must be an object",
+    ("start", "mnist_index"): "start.mnist_index must be null or a non-negative integer",
+    ("config",): "'config' must be an object",
+    ("seed",): "'seed' must be an integer equal to config.seed",
+    ("app_version",): f"'app_version' must be a string of at most {MAX_NAME_CHARS} characters",
+    ("created",): f"'created' must be a string of at most {MAX_NAME_CHARS} characters",
+}
+
+
+def _path(loc: Sequence) -> str:
+    out = ""
+    for k in loc:
+        out += f"[{k}]" if isinstance(k, int) else (f".{k}" if out else str(k))
+    return out or "the record"
+
+
+def _is_28x28(rows: object) -> bool:
+    return isinstance(rows, list) and len(rows) == 28 and all(isinstance(r, list) and len(r) == 28 for r in rows)
+
+
+def _describe_shape(value: object) -> str:
+    if not isinstance(value, list):
+        return f"a {type(value).__name__}"
+    inner = {len(r) if isinstance(r, list) else type(r).__name__ for r in value[:64]}
+    return f"{len(value)} rows of {', '.join(map(str, sorted(inner, key=str))) or 'nothing'}"
+
+
+def _message(error: Mapping, data: Any) -> str:
+    """One pydantic error as a sentence that names the field (``data`` is the input)."""
+    kind, loc = error["type"], tuple(error["loc"])
+    if kind == "run_record":  # ours, already worded
+        return str(error["msg"])
+    key = tuple("*" if isinstance(k, int) else k for k in loc)
+    if key == ("format",):
+        return f"not a run record: 'format' is {_SHORT.repr(data.get('format'))}, expected {FORMAT!r}"
+    if key == ("format_version",) and kind == "less_than_equal":
+        return (f"run record format {data['format_version']} is newer than this app understands "
+                f"({FORMAT_VERSION}); update trav-gui")
+    if key == ("models",) and kind == "too_long":
+        return (f"'models' lists {len(data['models'])} models; "
+                f"a run compares at most {MAX_RECORD_MODELS}")
+    if key[:2] == ("start", "image"):
+        rows = data["start"].get("image")
+        # The shape first: pydantic reports a short image with a bad row by its elements.
+        if len(key) < 4 or not _is_28x28(rows):
+            return f"start.image must be 28×28, got {_describe_shape(rows)}"
+        if kind == "finite_number":
+            return "start.image contains NaN or inf"
+        value = error.get("input")
+        if kind in ("greater_than_equal", "less_than_equal") or (
+                isinstance(value, int) and not isinstance(value, bool)):  # an int too large for a float
+            return "start.image values must lie in [0, 1]"
+        return "start.image must hold numbers only"
+    if key == ("target",):
+        return f"'target' must be an integer 0..9, got {_SHORT.repr(data.get('target'))}"
+    template = _MESSAGES.get(key)
+    if template is None:
+        return f"{_path(loc)}: {error['msg']}"
+    return template.format(*(k for k in loc if isinstance(k, int)))
+
+
+# ----------------------------------------------------------------------------- public
+
+
+def validate_run_record(data: object) -> RunRecord:
+    """Check a run record (parsed JSON) field by field.
+
+    Returns
+    -------
+    RunRecord
+
+    Raises
+    ------
+    RunRecordError : naming the first field that is missing or wrong.
+    """
+    try:
+        parsed = _Record.model_validate(data)
+    except ValidationError as exc:
+        raise RunRecordError(_message(exc.errors(include_url=False)[0], data)) from None
+    assert isinstance(data, dict)
+    image = np.asarray(parsed.start.image, dtype=np.float32)
+    image.flags.writeable = False
+    return RunRecord(
+        models=tuple(ModelRef(m.name, m.sha256, m.path) for m in parsed.models),
+        start_image=image,
+        mnist_index=parsed.start.mnist_index,
+        target=parsed.target,
+        config=parsed.config,
+        app_version=parsed.app_version or "?",
+        created=parsed.created or "",
+        raw=data,
+    )
+
+
+def _utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def build_run_record(
+    models: Sequence[ModelRef],
+    start_image: np.ndarray,
+    target: int,
+    config: TraversalConfig,
+    mnist_index: int | None = None,
+    created: str | None = None,
+    extra: Mapping | None = None,
+) -> dict:
+    """The JSON-ready run record of one traversal.
+
+    Parameters
+    ----------
+    models : the models in column order, with the sha256 of their weights.
+    start_image : (28, 28) float in [0, 1]; stored as float32 values, which JSON round-trips
+        exactly.
+    target : int in 0..9.
+    config : every setting of the run, seed included.
+    mnist_index : the shipped MNIST test digit the start came from, or None.
+    created : ISO 8601 time; now (UTC) when None.
+    extra : more JSON-ready fields to store under ``"extra"`` (device, a summary, ...).
+
+    Returns
+    -------
+    dict, validated by :func:`validate_run_record`.
+    """
+    image = np.asarray(start_image, dtype=np.float32)
+    record = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "app_version": __version__,
+        "created": created or _utc_now(),
+        "models": [m.to_dict() for m in models],
+        "start": {
+            "image": image.tolist(),
+            "mnist_index": None if mnist_index is None else int(mnist_index),
+            "source": "mnist_test" if mnist_index is not None else "drawing",
+        },
+        "target": int(target),
+        "config": config.to_dict(),
+        "seed": int(config.seed),
+        "mode": "traversal" if config.eps is None else "pgd",
+    }
+    if extra:
+        record["extra"] = dict(extra)
+    validate_run_record(record)
+    return record
+
+
+def write_run_record(path: str | os.PathLike, record: dict) -> Path:
+    """Validate ``record`` and write it as JSON to ``path`` (atomically)."""
+    validate_run_record(record)
+    path = Path(path)
+    write_bytes_atomic(path, (json.dumps(record, indent=1) + "\n").encode("utf-8"))
+    return path
+
+
+def read_run_record(path: str | os.PathLike) -> RunRecord:
+    """Read and validate a run record; a run folder means its ``run.json``.
+
+    Raises
+    ------
+    RunRecordError : unreadable file, not JSON, or a record that fails validation.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / RECORD_NAME
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_RECORD_BYTES + 1)
+        if len(raw) > MAX_RECORD_BYTES:
+            raise RunRecordError(f"{path.name}: too large for a run record "
+                                 f"(over {MAX_RECORD_BYTES >> 20} MiB); not read")
+        text = raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunRecordError(f"{path}: cannot read ({exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RunRecordError(f"{path.name}: not JSON ({exc})") from None
+    except RecursionError:
+        raise RunRecordError(f"{path.name}: JSON nested too deeply to be a run record") from None
+    try:
+        return validate_run_record(data)
+    except RunRecordError as exc:
+        raise RunRecordError(f"{path.name}: {exc}") from None
