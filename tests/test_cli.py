@@ -199,3 +199,37 @@ def test_nan_mid_run_exits_1_and_writes_the_frames_before_it(model_folder, tmp_p
     assert np.load(out / "a.npz")["frames"].shape == (5, 28, 28)
     assert read_run_record(out).config.steps == 50
     assert len(list((out / "frames" / "a").glob("*.png"))) == 5
+
+
+# ----------------------------------------------------------------------------- one source of settings
+
+
+def _options(parser) -> dict:
+    """``--option`` -> its argparse action, for one subcommand's parser."""
+    return {a.option_strings[-1]: a for a in parser._actions if a.option_strings}
+
+
+@pytest.mark.parametrize("command", ["traverse", "gallery"])
+def test_defaults_and_choices_are_the_engines(command):
+    from trav_gui.cli import build_parser
+    from trav_gui.engine.objectives import OBJECTIVES
+    from trav_gui.engine.steps import NORMS
+    from trav_gui.engine.traversal import DEFAULTS, TraversalConfig
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    options = _options(sub)
+    assert DEFAULTS == TraversalConfig()
+    for option, field in [("--steps", "steps"), ("--step-size", "step_size"), ("--norm", "norm"),
+                          ("--eps", "eps"), ("--objective", "objective"), ("--seed", "seed")]:
+        assert options[option].default == getattr(DEFAULTS, field), option
+    if command == "traverse":
+        assert options["--stop-at-prob"].default == DEFAULTS.stop_at_prob
+    assert list(options["--norm"].choices) == list(NORMS)
+    assert list(options["--objective"].choices) == list(OBJECTIVES)
+    # and a run with no settings given is a run with the engine's defaults
+    args = parser.parse_args([command, "--model", "robust", "--out", "o",
+                              *(["--index", "0", "--target", "1"] if command == "traverse" else [])])
+    from trav_gui.cli import _config_from
+
+    assert _config_from(args) == DEFAULTS

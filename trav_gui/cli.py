@@ -11,7 +11,7 @@ from trav_gui import __version__
 
 
 def _cmd_gui(args: argparse.Namespace) -> int:
-    from trav_gui.app import main as app_main
+    from trav_gui.qt.app import main as app_main  # imported here: the other commands never load Qt
 
     return app_main([])
 
@@ -186,19 +186,29 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_traversal_options(p: argparse.ArgumentParser, steps: int = 200) -> None:
+def _add_traversal_options(p: argparse.ArgumentParser) -> None:
+    # Defaults and choices are the engine's own (TraversalConfig, NORMS, OBJECTIVES), as in the app.
+    from trav_gui.engine.objectives import OBJECTIVES
+    from trav_gui.engine.steps import NORMS
+    from trav_gui.engine.traversal import DEFAULTS
+
     p.add_argument("--model", action="append", required=True,
                    help='"robust", "standard" or a .safetensors path; repeat for side by side')
-    p.add_argument("--steps", type=int, default=steps)
-    p.add_argument("--step-size", type=float, default=0.1)
-    p.add_argument("--norm", choices=["l2", "linf"], default="l2")
-    p.add_argument("--eps", type=float, default=None, help="project onto this ball around the start (PGD mode)")
-    p.add_argument("--objective", choices=["logprob", "logit", "margin"], default="logprob")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=DEFAULTS.steps, help="default: %(default)s")
+    p.add_argument("--step-size", type=float, default=DEFAULTS.step_size, help="default: %(default)s")
+    p.add_argument("--norm", choices=list(NORMS), default=DEFAULTS.norm,
+                   help="the norm of a step (default: %(default)s)")
+    p.add_argument("--eps", type=float, default=DEFAULTS.eps,
+                   help="project onto this ball around the start (PGD mode); default: no ball")
+    p.add_argument("--objective", choices=list(OBJECTIVES), default=DEFAULTS.objective,
+                   help="what the steps climb for the target (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="default: %(default)s")
     p.add_argument("--out", required=True, help="output folder")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from trav_gui.engine.traversal import DEFAULTS
+
     parser = argparse.ArgumentParser(
         prog="trav-gui",
         description="Watch adversarially robust and standard MNIST networks traverse an image "
@@ -221,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--index", type=int, help="an MNIST test digit (0..9999)")
     src.add_argument("--image", help="a PNG; 28x28 as is, anything else preprocessed like a drawing")
     trav.add_argument("--target", type=int, required=True)
-    trav.add_argument("--stop-at-prob", type=float, default=None)
+    trav.add_argument("--stop-at-prob", type=float, default=DEFAULTS.stop_at_prob,
+                      help="stop a model once P(target) reaches this; default: never")
     _add_traversal_options(trav)
     trav.set_defaults(func=_cmd_traverse)
 

@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["OBJECTIVES", "get_objective", "logit", "logprob", "margin"]
+__all__ = ["OBJECTIVES", "OBJECTIVE_DESCRIPTIONS", "get_objective", "logit", "logprob", "margin"]
 
 
 def logprob(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -34,6 +34,13 @@ OBJECTIVES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "logprob": logprob,
     "logit": logit,
     "margin": margin,
+}
+
+# The objectives' names in words, in the order of OBJECTIVES (the app's menu, the CLI's help).
+OBJECTIVE_DESCRIPTIONS: dict[str, str] = {
+    "logprob": "log-probability of target",
+    "logit": "logit of target",
+    "margin": "margin (target − best other)",
 }
 
 

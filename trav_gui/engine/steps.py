@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 
 import torch
 
-__all__ = ["L2Step", "LinfStep", "Step", "make_step", "per_sample_norm"]
+__all__ = ["NORMS", "L2Step", "LinfStep", "Step", "make_step", "per_sample_norm"]
 
 
 # The pixel box [0, 1]^784 is 28 wide in L2; a longer step only overflows float32 sooner.
@@ -160,6 +160,13 @@ class LinfStep(Step):
     def _random_delta(self, x0: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         u = torch.rand(x0.shape, generator=generator, dtype=x0.dtype, device="cpu").to(x0.device)
         return (2 * u - 1) * self.eps
+
+
+# The norms make_step takes, each with its step in words (the app's menu, the CLI's help).
+NORMS: dict[str, str] = {
+    L2Step.norm: "L2 (normalized gradient)",
+    LinfStep.norm: "L∞ (sign of gradient)",
+}
 
 
 def make_step(norm: str, step_size: float, eps: float | None = None) -> Step:

@@ -25,7 +25,8 @@ from torch import nn
 from trav_gui.engine.objectives import OBJECTIVES, get_objective
 from trav_gui.engine.steps import Step, make_step, per_sample_norm
 
-__all__ = ["Frame", "NonFiniteOutputError", "TraversalConfig", "as_batch", "stack_frames", "traverse"]
+__all__ = ["DEFAULTS", "DEFAULT_PGD_EPS", "DEFAULT_STOP_AT_PROB", "Frame", "NonFiniteOutputError",
+           "TraversalConfig", "as_batch", "stack_frames", "traverse"]
 
 MAX_STEPS = 100_000
 MAX_SEED = 2**63 - 1  # what torch.Generator.manual_seed takes
@@ -108,6 +109,15 @@ class TraversalConfig:
         if unknown:
             raise ValueError(f"unknown traversal settings: {sorted(unknown)}")
         return cls(**data)
+
+
+# The default settings: what the app opens with and the command line's defaults.
+DEFAULTS = TraversalConfig()
+# The radius offered when PGD mode is switched on (DEFAULTS has no ball): the robust model's
+# training radius.
+DEFAULT_PGD_EPS = 2.0
+# The probability offered when stopping at a probability is switched on (DEFAULTS never stops).
+DEFAULT_STOP_AT_PROB = 0.99
 
 
 def _frozen(a: torch.Tensor) -> np.ndarray:

@@ -7,22 +7,21 @@ import sys
 import traceback
 from types import TracebackType
 
-__all__ = ["configure_torch_threads", "main"]
+from trav_gui.engine.threads import configure_torch_threads
+from trav_gui.qt.preflight import check_display, with_platform_argument
+
+__all__ = ["FIRST_EXAMPLE", "main"]
 
 # The digit the app opens with: MNIST test digit 15, a 5, with target 0 preselected, the
 # product's canonical demo (press Space to watch it turn into a 0, or not).
 FIRST_EXAMPLE = 15
 
 
-def configure_torch_threads() -> None:
-    """Leave one core to the GUI thread.
-
-    One traversal step on one image is too small to gain from many threads; a core kept
-    free for drawing keeps the window smooth and makes the run faster overall.
-    """
-    import torch
-
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+def _qt_application_exists() -> bool:
+    """Whether this process already has a Qt application (tests, benchmarks), without
+    importing Qt when it has none."""
+    core = sys.modules.get("PySide6.QtCore")
+    return core is not None and core.QCoreApplication.instance() is not None
 
 
 def _install_excepthook(window) -> None:
@@ -52,21 +51,29 @@ def main(argv: list[str] | None = None) -> int:
 
     Returns
     -------
-    int : the event loop's exit code.
+    int : the event loop's exit code; 1, with one line on stderr, when Qt could not open
+    a window here (no display, or missing system libraries: see :mod:`trav_gui.qt.preflight`).
     """
+    argv = list(sys.argv if argv is None else [sys.argv[0], *argv])
+    if not _qt_application_exists():
+        # Qt aborts the process (a core dump) when its platform plugin cannot start; say why first.
+        problem = check_display(with_platform_argument(os.environ, argv))
+        if problem:
+            print(problem, file=sys.stderr)
+            return 1
+
     from PySide6.QtWidgets import QApplication
 
     configure_torch_threads()
 
-    argv = list(sys.argv if argv is None else [sys.argv[0], *argv])
     app = QApplication.instance() or QApplication(argv)
     app.setApplicationName("trav-gui")
     app.setOrganizationName("trav-gui")
 
-    import pyqtgraph as pg
-
-    pg.setConfigOptions(antialias=True, foreground="#dddddd")
+    from trav_gui.qt.plots import configure_pyqtgraph
     from trav_gui.qt.window import MainWindow
+
+    configure_pyqtgraph()
 
     window = MainWindow()
     window.input_panel.pick_example(FIRST_EXAMPLE)  # a no-op if the digits are missing

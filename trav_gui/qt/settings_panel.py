@@ -14,7 +14,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from trav_gui.engine.traversal import TraversalConfig
+from trav_gui.engine.objectives import OBJECTIVE_DESCRIPTIONS
+from trav_gui.engine.steps import NORMS
+from trav_gui.engine.traversal import DEFAULT_PGD_EPS, DEFAULT_STOP_AT_PROB, DEFAULTS, TraversalConfig
 
 __all__ = ["SettingsPanel"]
 
@@ -23,6 +25,9 @@ MAX_UI_STEPS = 10_000  # the window keeps every frame for scrubbing: 10k frames 
 
 class SettingsPanel(QGroupBox):
     """Widgets for every :class:`TraversalConfig` field, plus the playback speed.
+
+    It opens on the engine's defaults (``DEFAULTS``) and offers the engine's norms and
+    objectives, as the command line does.
 
     Signals
     -------
@@ -46,41 +51,42 @@ class SettingsPanel(QGroupBox):
         form.addRow("Mode", self.mode)
 
         self.norm = QComboBox()
-        self.norm.addItem("L2 (normalized gradient)", "l2")
-        self.norm.addItem("L∞ (sign of gradient)", "linf")
+        for name, description in NORMS.items():
+            self.norm.addItem(description, name)
         form.addRow("Norm", self.norm)
 
-        self.step_size = QDoubleSpinBox(decimals=4, minimum=0.0001, maximum=10.0, singleStep=0.01, value=0.1)
+        self.step_size = QDoubleSpinBox(decimals=4, minimum=0.0001, maximum=10.0, singleStep=0.01,
+                                        value=DEFAULTS.step_size)
         self.step_size.setToolTip("Length of one step in the chosen norm (pixels in [0, 1]).")
         form.addRow("Step size", self.step_size)
 
         eps_row = QHBoxLayout()
-        self.eps = QDoubleSpinBox(decimals=3, minimum=0.001, maximum=28.0, singleStep=0.1, value=2.0)
+        self.eps = QDoubleSpinBox(decimals=3, minimum=0.001, maximum=28.0, singleStep=0.1, value=DEFAULT_PGD_EPS)
         self.eps.setToolTip("Radius of the ball around the start (PGD mode).")
         self.random_start = QCheckBox("random start")
         eps_row.addWidget(self.eps, 1)
         eps_row.addWidget(self.random_start)
         form.addRow("ε", eps_row)
 
-        self.max_steps = QSpinBox(minimum=1, maximum=MAX_UI_STEPS, value=200, singleStep=10)
+        self.max_steps = QSpinBox(minimum=1, maximum=MAX_UI_STEPS, value=DEFAULTS.steps, singleStep=10)
         form.addRow("Max steps", self.max_steps)
 
         self.objective = QComboBox()
-        self.objective.addItem("log-probability of target", "logprob")
-        self.objective.addItem("logit of target", "logit")
-        self.objective.addItem("margin (target − best other)", "margin")
+        for name, description in OBJECTIVE_DESCRIPTIONS.items():
+            self.objective.addItem(description, name)
         form.addRow("Objective", self.objective)
 
         stop_row = QHBoxLayout()
         self.stop_enabled = QCheckBox()
-        self.stop_at = QDoubleSpinBox(decimals=3, minimum=0.01, maximum=1.0, singleStep=0.05, value=0.99)
+        self.stop_at = QDoubleSpinBox(decimals=3, minimum=0.01, maximum=1.0, singleStep=0.05,
+                                      value=DEFAULT_STOP_AT_PROB)
         self.stop_at.setToolTip("Freeze a model's trajectory once P(target) reaches this.")
         self.stop_at.setEnabled(False)
         stop_row.addWidget(self.stop_enabled)
         stop_row.addWidget(self.stop_at, 1)
         form.addRow("Stop at P ≥", stop_row)
 
-        self.seed = QSpinBox(minimum=0, maximum=2**31 - 1, value=0)
+        self.seed = QSpinBox(minimum=0, maximum=2**31 - 1, value=DEFAULTS.seed)
         form.addRow("Seed", self.seed)
 
         self.speed = QSpinBox(minimum=0, maximum=1000, value=0, singleStep=5, suffix=" steps/s")
@@ -97,7 +103,7 @@ class SettingsPanel(QGroupBox):
         for w in (self.random_start, self.stop_enabled):
             w.toggled.connect(self.settings_changed)
         self.speed.valueChanged.connect(lambda v: self.speed_changed.emit(float(v)))
-        self._update_enabled()
+        self.set_config(DEFAULTS)  # mode, norm, objective, random start and stop as the engine's defaults
 
     def _update_enabled(self) -> None:
         pgd = self.mode.currentData() == "pgd"
