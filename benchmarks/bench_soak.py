@@ -96,7 +96,7 @@ def soak_gui(runs: int, steps: int, warmup: int) -> float:
         app.processEvents()
 
     seconds, start = _measure(one_run, runs, warmup)
-    while window._runs:  # let the last worker thread end and be deleted
+    while window.runs.threads():  # let the last worker thread end and be deleted
         app.processEvents()
     gc.collect()
     end = rss_mib()

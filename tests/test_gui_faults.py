@@ -42,7 +42,7 @@ def play_to_end(qtbot, w, timeout=20_000) -> str:
 
 
 def wait_threads_done(qtbot, w) -> None:
-    qtbot.waitUntil(lambda: not w._runs and w._export is None, timeout=10_000)
+    qtbot.waitUntil(lambda: not w.runs.threads() and not w.exporter.busy, timeout=10_000)
 
 
 # ----------------------------------------------------------------------------- untrusted files
@@ -161,7 +161,7 @@ def test_the_window_starts_without_the_picker_when_the_shipped_digits_are_damage
 
 def test_nan_mid_run_keeps_the_frames_before_it_and_they_export(qtbot, window, tmp_path):
     card = window.selector.selected_cards()[1]
-    window._loaded[card["path"]] = NanAfter(window._model(card), 6)
+    window.models.put(card["path"], NanAfter(window.models.get(card["path"]), 6))
     with qtbot.waitSignal(window.run_finished, timeout=10_000) as blocker:
         window.play()
     assert blocker.args == ["failed"]
@@ -237,7 +237,7 @@ def _enter(qtbot, w, state, tmp_path):
     elif state == "exporting":
         assert play_to_end(qtbot, w) == "completed"
         assert w.export_to(tmp_path / "export")
-        assert w._export is not None
+        assert w.exporter.busy
         return tmp_path / "export"
     return None
 
@@ -252,7 +252,7 @@ def test_closing_in_every_state_leaves_no_thread_and_loses_no_export(qtbot, gui_
     w.settings.max_steps.setValue(STEPS)
     w.input_panel.pick_example(15)
     export = _enter(qtbot, w, state, tmp_path)
-    threads = [r.thread for r in w._runs.values()] + ([w._export.thread] if w._export else [])
+    threads = w.runs.threads() + ([w.exporter.job.thread] if w.exporter.busy else [])
     if export is not None:
         with qtbot.waitSignal(w.export_finished, timeout=30_000):
             w.close()
@@ -263,24 +263,24 @@ def test_closing_in_every_state_leaves_no_thread_and_loses_no_export(qtbot, gui_
         w.close()
         assert not w.isVisible()
     assert not any(t.isRunning() for t in threads)
-    assert not w._runs and w._export is None
+    assert not w.runs.threads() and not w.exporter.busy
     w.deleteLater()
 
 
 @pytest.mark.parametrize("state", STATES)
 def test_a_new_run_in_every_state_replaces_the_old_one_cleanly(qtbot, window, tmp_path, state):
     export = _enter(qtbot, window, state, tmp_path)
-    old_id = window._run_counter
+    old_id = window.runs.run_id
     window.settings.max_steps.setValue(STEPS)
     window.settings.step_size.setValue(0.5)
     new_target = (window.target_picker.target + 3) % 10
     window.set_target(new_target)  # leaves the old run
     assert window.history is None and window.run_status == "idle"
     assert play_to_end(qtbot, window) == "completed"
-    assert window._run_counter == old_id + 1
+    assert window.runs.run_id == old_id + 1
     assert window.history.target == new_target and list(window.history.steps) == list(range(STEPS + 1))
     if export is not None:
-        qtbot.waitUntil(lambda: window._export is None, timeout=30_000)
+        qtbot.waitUntil(lambda: not window.exporter.busy, timeout=30_000)
         assert ex.read_run_record(export).target != new_target  # the old run's export, complete
     wait_threads_done(qtbot, window)
 
@@ -314,7 +314,7 @@ def test_200_rapid_play_stop_reset_and_target_changes_end_consistent(qtbot, wind
         if h is not None:
             assert h.target == window.target_picker.target
             assert list(h.steps) == list(range(len(h)))
-            assert window._run_info["run_id"] == window._run_counter
+            assert window.runs.context.run_id == window.runs.run_id
         else:
             assert window.run_status == "idle"
     assert started == sorted(started) and len(set(started)) == len(started) and len(started) > 20
@@ -330,7 +330,7 @@ def test_200_rapid_play_stop_reset_and_target_changes_end_consistent(qtbot, wind
         n = len(h)
         assert list(h.steps) == list(range(n)) and h.target == window.target_picker.target
         np.testing.assert_array_equal(h.images[0, 0], window.input_panel.start_image)
-        window._redraw(force=True)
+        window.display.redraw(force=True)
         for j, column in enumerate(window.view.columns):
             assert np.array_equal(column.frame_item.image, h.images[window.timeline.value(), j])
         assert window.timeline.maximum() == n - 1

@@ -104,8 +104,8 @@ def test_play_to_the_end_one_point_per_step_and_flip_marker_where_probabilities_
     h = window.history
     assert len(h) == STEPS + 1 and list(h.steps) == list(range(STEPS + 1))
     for j, column in enumerate(window.view.columns):
-        for c, curve in enumerate(column.prob_curves):
-            x, y = curve.getData()
+        for c in range(10):
+            x, y = column.class_curve(c)
             assert len(x) == STEPS + 1
             assert np.allclose(y, h.probs[:, j, c])
         assert len(column.l2_curve.getData()[0]) == STEPS + 1
@@ -120,9 +120,10 @@ def test_play_to_the_end_one_point_per_step_and_flip_marker_where_probabilities_
         assert h.probs[k - 1, j, target] < h.probs[k - 1, j].max()
         assert f"at step {k}" in column.flip_line.label.format
         # Target bold, start class dashed.
-        assert column.prob_curves[target].opts["pen"].width() == 4
+        assert column.target_curve.opts["pen"].width() == 4
         start = int(h.probs[0, j].argmax())
-        assert column.prob_curves[start].opts["pen"].style() == Qt.PenStyle.DashLine
+        assert column.start_curve.opts["pen"].style() == Qt.PenStyle.DashLine
+        assert np.allclose(column.start_curve.getData()[1], h.probs[:, j, start])
     assert window.timeline.maximum() == STEPS and window.timeline.value() == STEPS
     assert window.status_step.text() == f"step {STEPS} / {STEPS}"
 
@@ -213,13 +214,13 @@ def test_changing_target_while_running_stops_the_run_and_drops_its_frames(qtbot,
     window.settings.step_size.setValue(0.001)
     window.play()
     qtbot.waitUntil(lambda: window.history is not None and len(window.history) > 3, timeout=5000)
-    old_run = window._run
+    old_threads = window.runs.threads()
     with qtbot.waitSignal(window.run_finished, timeout=2000) as blocker:
         window.set_target(4)
     assert blocker.args == ["stopped"]
     assert window.history is None
     # The old worker may still deliver a batch; it must never reach the views.
-    qtbot.waitUntil(lambda: not old_run.is_running(), timeout=5000)
+    qtbot.waitUntil(lambda: not any(t.isRunning() for t in old_threads), timeout=5000)
     qtbot.wait(50)
     assert window.history is None and window.timeline.maximum() == 0
     # Changing the start image also stops a run.
@@ -238,11 +239,11 @@ def test_closing_during_a_run_leaves_no_thread(qtbot, gui_models):
     w.settings.step_size.setValue(0.001)
     w.play()
     qtbot.waitUntil(lambda: w.history is not None and len(w.history) > 2, timeout=5000)
-    threads = [r.thread for r in w._runs.values()]
+    threads = w.runs.threads()
     assert threads and threads[0].isRunning()
     w.close()
     assert not any(t.isRunning() for t in threads)
-    assert not w._runs
+    assert not w.runs.threads()
     w.deleteLater()
 
 
@@ -257,8 +258,8 @@ def test_export_then_open_run_replays_the_identical_run(qtbot, window, tmp_path)
     out = tmp_path / "export"
     with qtbot.waitSignal(window.export_finished, timeout=30_000):
         assert window.export_to(out)
-    qtbot.waitUntil(lambda: window._export is None, timeout=5000)
-    assert not window.export_progress.isVisible()
+    qtbot.waitUntil(lambda: not window.exporter.busy, timeout=5000)
+    assert not window.exporter.progress.isVisible()
     record = read_run_record(out)
     assert record.mnist_index == 15 and record.target == target
     assert record.config == window.settings.config() and record.config.seed == 3
@@ -366,21 +367,28 @@ def test_redraws_are_throttled_while_frames_arrive_fast(qtbot, window):
 
 
 def test_slow_painting_stretches_the_redraw_interval_within_bounds(qtbot, window):
-    from trav_gui.qt.window import MAX_REDRAW_INTERVAL_MS, REDRAW_INTERVAL_MS
+    from trav_gui.qt.run_display import (MAX_REDRAW_INTERVAL_MS, REDRAW_INTERVAL_MS, REDRAW_TIME_SHARE,
+                                         REDRAW_TIME_SHARE_LIMITED)
 
     window.input_panel.pick_example(15)
     play_to_end(qtbot, window)
     window.view.graphics.last_paint_s = 0.0
-    window._redraw(force=True)
-    fast = window._redraw_timer.interval()
-    window.view.graphics.last_paint_s = 0.020  # a 20 ms paint: redraw at most every ~100 ms
-    window._redraw(force=True)
-    slow = window._redraw_timer.interval()
-    window.view.graphics.last_paint_s = 10.0  # absurdly slow: capped
-    window._redraw(force=True)
+    window.display.redraw(force=True)
+    fast = window.display.timer.interval()
+    window.view.graphics.last_paint_s = 0.010  # a 10 ms paint may take at most the set share
+    window.display.redraw(force=True)
+    slow = window.display.timer.interval()
     assert REDRAW_INTERVAL_MS <= fast < slow
-    assert 100 <= slow <= 150
-    assert window._redraw_timer.interval() == MAX_REDRAW_INTERVAL_MS
+    assert slow >= min(MAX_REDRAW_INTERVAL_MS, 10 / REDRAW_TIME_SHARE)
+    # With a speed limit the worker waits anyway: the same paint allows more redraws.
+    window.runs.set_speed(50)
+    window.display.redraw(force=True)
+    limited = window.display.timer.interval()
+    assert 10 / REDRAW_TIME_SHARE_LIMITED <= limited < slow
+    window.runs.set_speed(None)
+    window.view.graphics.last_paint_s = 10.0  # absurdly slow: capped
+    window.display.redraw(force=True)
+    assert window.display.timer.interval() == MAX_REDRAW_INTERVAL_MS
 
 
 def test_norm_plot_range_only_grows_in_round_steps(qtbot, window):

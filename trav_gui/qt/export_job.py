@@ -1,92 +1,121 @@
-"""Export a run in the background: a QThread worker around :func:`engine.export.export_run`."""
+"""Exports of the run on screen, one at a time, in the background, with progress in the status bar.
+
+The work is :func:`trav_gui.engine.export.export_run` in a :class:`~trav_gui.qt.jobs.BackgroundJob`;
+this module holds what the window needs around it: the progress bar and its cancel button,
+the messages for a failed export, and the "idle" signal the window waits for before closing.
+"""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QProgressBar, QStatusBar, QToolButton
 
 from trav_gui.engine.export import ExportCancelled, export_run
+from trav_gui.qt.jobs import BackgroundJob
 
-__all__ = ["ExportJob"]
-
-
-class _ExportWorker(QObject):
-    progress = Signal(int, int, str)
-    export_finished = Signal(str)
-    export_failed = Signal(str)
-
-    def __init__(self, folder: Path, record: dict, arrays: Mapping[str, np.ndarray],
-                 model_names: Sequence[str]) -> None:
-        super().__init__()
-        self._folder, self._record, self._arrays = folder, record, arrays
-        self._names = list(model_names)
-        self.cancelled = threading.Event()
-
-    @Slot()
-    def run(self) -> None:
-        try:
-            export_run(self._folder, self._record, self._arrays, self._names,
-                       progress=self.progress.emit, cancel=self.cancelled.is_set)
-        except ExportCancelled:
-            self.export_failed.emit("export cancelled; the files already written are complete")
-        except OSError as exc:
-            self.export_failed.emit(
-                f"could not export into {self._folder}: {exc.strerror or exc}. Nothing half-written is left "
-                f"and {self._folder} has no run.json. The run is still here: free some space or "
-                "choose another folder, and export again.")
-        except Exception as exc:  # noqa: BLE001 - reported in a dialog, not lost in a thread
-            self.export_failed.emit(f"{type(exc).__name__}: {exc}")
-        else:
-            self.export_finished.emit(str(self._folder))
+__all__ = ["Exporter"]
 
 
-class ExportJob(QObject):
-    """One export in its own QThread.
+def _export_error(folder: Path):
+    def describe(exc: BaseException) -> str:
+        if isinstance(exc, ExportCancelled):
+            return "cancelled"
+        if isinstance(exc, OSError):
+            return (f"could not export into {folder}: {exc.strerror or exc}. Nothing half-written is "
+                    f"left and {folder} has no run.json. The run is still here: free some space or "
+                    "choose another folder, and export again.")
+        return f"{type(exc).__name__}: {exc}"
+    return describe
+
+
+class Exporter(QObject):
+    """Runs exports one at a time; shows progress and a cancel button in ``status_bar``.
 
     Signals
     -------
-    progress(done, total, what)
     export_finished(folder)
     export_failed(message)
-    thread_finished() : the thread has ended; the job can be dropped.
+    idle() : the export's thread has ended (finished, failed or cancelled).
     """
 
-    progress = Signal(int, int, str)
     export_finished = Signal(str)
     export_failed = Signal(str)
-    thread_finished = Signal()
+    idle = Signal()
 
-    def __init__(self, folder: str | Path, record: dict, arrays: Mapping[str, np.ndarray],
-                 model_names: Sequence[str], parent: QObject | None = None) -> None:
+    def __init__(self, status_bar: QStatusBar, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.folder = Path(folder)
-        self.worker = _ExportWorker(self.folder, record, arrays, model_names)
-        self.thread = QThread()
-        self.thread.setObjectName("export")
-        self.worker.moveToThread(self.thread)
-        self.thread.started.connect(self.worker.run)
-        self.worker.progress.connect(self.progress)
-        self.worker.export_finished.connect(self.export_finished)
-        self.worker.export_failed.connect(self.export_failed)
-        self.worker.export_finished.connect(self.thread.quit)
-        self.worker.export_failed.connect(self.thread.quit)
-        self.thread.finished.connect(self.thread_finished)
+        self._bar = status_bar
+        self.job: BackgroundJob | None = None
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(220)
+        self.progress.setVisible(False)
+        self.cancel_button = QToolButton()
+        self.cancel_button.setText("Cancel export")
+        self.cancel_button.setVisible(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        status_bar.addPermanentWidget(self.progress)
+        status_bar.addPermanentWidget(self.cancel_button)
 
-    def start(self) -> None:
-        self.thread.start()
+    @property
+    def busy(self) -> bool:
+        return self.job is not None
+
+    def start(self, folder: str | Path, record: dict, arrays: Mapping[str, np.ndarray],
+              model_names: Sequence[str]) -> bool:
+        """Export into ``folder`` in the background; False if an export is already running."""
+        if self.job is not None:
+            return False
+        folder = Path(folder)
+        names = list(model_names)
+        job = BackgroundJob(
+            "export",
+            lambda progress, cancelled: export_run(folder, record, arrays, names,
+                                                   progress=progress, cancel=cancelled),
+            _export_error(folder), self)
+        job.progress.connect(self._on_progress)
+        job.succeeded.connect(lambda _written: self._on_finished(folder))
+        job.failed.connect(self._on_failed)
+        job.thread_finished.connect(self._on_thread_finished)
+        self.job = job
+        self.progress.setRange(0, 0)
+        self.progress.setVisible(True)
+        self.cancel_button.setVisible(True)
+        job.start()
+        self._bar.showMessage(f"exporting to {folder}…")
+        return True
 
     def cancel(self) -> None:
-        self.worker.cancelled.set()
+        if self.job is not None:
+            self.job.cancel()
 
-    def is_running(self) -> bool:
-        return self.thread.isRunning()
+    def wait(self) -> None:
+        """Cancel a running export and block until its thread has ended."""
+        if self.job is not None:
+            self.job.wait()
 
-    def wait(self, timeout_ms: int = 30_000) -> bool:
-        """Cancel and block until the thread has ended; True if it did."""
-        self.cancel()
-        self.thread.quit()
-        return self.thread.wait(timeout_ms)
+    def _on_progress(self, done: int, total: int, what: str) -> None:
+        self.progress.setRange(0, total)
+        self.progress.setValue(done)
+        self.progress.setFormat(f"export %p% ({what})")
+
+    def _on_finished(self, folder: Path) -> None:
+        self._bar.showMessage(f"exported the run to {folder}", 8000)
+        self.export_finished.emit(str(folder))
+
+    def _on_failed(self, message: str) -> None:
+        if message == "cancelled":
+            message = "export cancelled; the files already written are complete"
+        self.export_failed.emit(message)
+
+    def _on_thread_finished(self) -> None:
+        job, self.job = self.job, None
+        self.progress.setVisible(False)
+        self.cancel_button.setVisible(False)
+        if job is not None:
+            job.thread.wait()  # "finished" is emitted just before the thread really ends
+            job.deleteLater()
+        self.idle.emit()

@@ -8,13 +8,12 @@ cancel button; the window stays responsive, and the picture can be saved as PNG.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea,
                                QSpinBox, QVBoxLayout, QWidget)
@@ -23,42 +22,21 @@ from torch import nn
 from trav_gui.engine.export import save_png
 from trav_gui.engine.gallery import Gallery, render_galleries_side_by_side, run_gallery
 from trav_gui.engine.traversal import TraversalConfig
+from trav_gui.qt.jobs import BackgroundJob
 
 __all__ = ["GalleryTab"]
 
 ModelsProvider = Callable[[], "tuple[list[nn.Module], list[str]] | None"]
 
 
-class _Cancelled(Exception):
-    pass
+def _compute(models: Sequence[nn.Module], names: Sequence[str], config: TraversalConfig):
+    """The job: every traversal, then the picture (here, not on the GUI thread)."""
 
+    def run(progress, _cancelled):
+        gallery = run_gallery(models, names, config, progress=lambda step, total: progress(step, total, ""))
+        return gallery, render_galleries_side_by_side(gallery)
 
-class _GalleryWorker(QObject):
-    progress = Signal(int, int)
-    gallery_ready = Signal(object, object)  # the Gallery and its rendered PIL image
-    gallery_failed = Signal(str)
-
-    def __init__(self, models: Sequence[nn.Module], names: Sequence[str], config: TraversalConfig) -> None:
-        super().__init__()
-        self._models, self._names, self._config = list(models), list(names), config
-        self.cancelled = threading.Event()
-
-    def _on_progress(self, step: int, total: int) -> None:
-        if self.cancelled.is_set():
-            raise _Cancelled
-        self.progress.emit(step, total)
-
-    @Slot()
-    def run(self) -> None:
-        try:
-            gallery = run_gallery(self._models, self._names, self._config, progress=self._on_progress)
-            image = render_galleries_side_by_side(gallery)  # here, not on the GUI thread
-        except _Cancelled:
-            self.gallery_failed.emit("cancelled")
-        except Exception as exc:  # noqa: BLE001 - shown in the tab, never lost in a thread
-            self.gallery_failed.emit(f"{type(exc).__name__}: {exc}")
-        else:
-            self.gallery_ready.emit(gallery, image)
+    return run
 
 
 def _to_pixmap(image) -> QPixmap:
@@ -89,9 +67,8 @@ class GalleryTab(QWidget):
         super().__init__(parent)
         self._models_provider = models_provider
         self._config_provider = config_provider
-        self._thread: QThread | None = None
-        self._worker: _GalleryWorker | None = None
-        self._worker_done = True
+        self._job: BackgroundJob | None = None
+        self._ending: set[BackgroundJob] = set()  # reported, thread still ending
         self.gallery: Gallery | None = None
         self.image = None  # the rendered PIL image of self.gallery
 
@@ -134,17 +111,13 @@ class GalleryTab(QWidget):
     # ------------------------------------------------------------------ computing
 
     def is_running(self) -> bool:
-        return self._thread is not None and self._thread.isRunning()
+        """A computation is under way (it has not reported yet)."""
+        return self._job is not None
 
     def compute(self) -> bool:
         """Start computing the galleries of the ticked models; False if it could not start."""
-        if self.is_running():
-            if not self._worker_done:
-                return False
-            # The last computation has reported and its thread is ending. Its queued quit()
-            # may still wait in this (the GUI) thread's event queue: quit here, then wait.
-            self._thread.quit()
-            self._thread.wait()
+        if self._job is not None:
+            return False
         chosen = self._models_provider()
         if chosen is None:
             return False
@@ -154,44 +127,50 @@ class GalleryTab(QWidget):
         except ValueError as exc:
             self.status.setText(f"Cannot compute: {exc}")
             return False
-        self._worker = _GalleryWorker(models, names, config)
-        self._worker_done = False
-        self._thread = QThread()
-        self._thread.setObjectName("gallery")
-        self._worker.moveToThread(self._thread)
-        self._thread.started.connect(self._worker.run)
-        self._worker.progress.connect(self._on_progress)
-        self._worker.gallery_ready.connect(self._on_ready)
-        self._worker.gallery_failed.connect(self._on_failed)
-        self._worker.gallery_ready.connect(self._thread.quit)
-        self._worker.gallery_failed.connect(self._thread.quit)
-        self._thread.finished.connect(self._update_buttons)
+        job = BackgroundJob("gallery", _compute(models, names, config), parent=self)
+        job.progress.connect(self._on_progress)
+        job.succeeded.connect(self._on_ready)
+        job.failed.connect(self._on_failed)
+        job.thread_finished.connect(lambda: self._forget(job))
+        self._job = job
         self.progress.setRange(0, config.steps)
         self.progress.setValue(0)
         self.status.setText(f"Computing 90 traversals × {len(models)} models, {config.steps} steps…")
-        self._thread.start()
-        self._update_buttons(running=True)
+        job.start()
+        self._update_buttons()
         return True
 
     def cancel(self) -> None:
-        if self._worker is not None:
-            self._worker.cancelled.set()
+        if self._job is not None:
+            self._job.cancel()
 
     def shutdown(self, timeout_ms: int = 30_000) -> bool:
-        """Cancel a computation and wait for its thread (the window calls this when closing)."""
-        self.cancel()
-        if self._thread is None:
-            return True
-        self._thread.quit()
-        return self._thread.wait(timeout_ms)
+        """Cancel a computation and wait for every thread (the window calls this when closing)."""
+        jobs = [j for j in (self._job, *self._ending) if j is not None]
+        ended = all([j.wait(timeout_ms) for j in jobs])
+        self._job = None
+        self._ending.clear()
+        return ended
 
-    @Slot(int, int)
-    def _on_progress(self, step: int, total: int) -> None:
+    def _reported(self) -> None:
+        # The job has reported; its thread ends shortly (a new computation may start now).
+        if self._job is not None:
+            self._ending.add(self._job)
+        self._job = None
+
+    def _forget(self, job: BackgroundJob) -> None:
+        self._ending.discard(job)
+        job.thread.wait()  # "finished" comes just before the thread really ends
+        job.deleteLater()
+
+    @Slot(int, int, str)
+    def _on_progress(self, step: int, total: int, _what: str) -> None:
         self.progress.setValue(step)
 
-    @Slot(object, object)
-    def _on_ready(self, gallery: Gallery, image) -> None:
-        self._worker_done = True
+    @Slot(object)
+    def _on_ready(self, result) -> None:
+        gallery, image = result
+        self._reported()
         self.gallery = gallery
         self.image = image
         self.picture.setPixmap(_to_pixmap(self.image))
@@ -199,17 +178,19 @@ class GalleryTab(QWidget):
         summary = ", ".join(f"{n}: {100 * f:.0f} % reached the target" for n, f in zip(gallery.model_names, flipped))
         self.status.setText(f"{gallery.config.steps} steps of {gallery.config.step_size} "
                             f"{gallery.config.norm.upper()}. {summary}. Red captions: not (yet) the target.")
+        self._update_buttons()
         self.gallery_finished.emit(True)
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
-        self._worker_done = True
+        self._reported()
         self.status.setText("Gallery cancelled." if message == "cancelled" else f"Gallery failed: {message}")
         self.progress.setValue(0)
+        self._update_buttons()
         self.gallery_finished.emit(False)
 
-    def _update_buttons(self, running: bool | None = None) -> None:
-        running = self.is_running() if running is None else running
+    def _update_buttons(self) -> None:
+        running = self.is_running()
         self.compute_button.setEnabled(not running)
         self.steps.setEnabled(not running)
         self.cancel_button.setEnabled(running)

@@ -214,3 +214,13 @@ class InputPanel(QGroupBox):
 
     def set_predictions_html(self, html: str) -> None:
         self.predictions_label.setText(html)
+
+    def show_predictions(self, predictions) -> None:
+        """Each model's prediction for the start (a list of ``StartPrediction``), in one line."""
+        lines = []
+        for p in predictions:
+            if p.error is not None:
+                lines.append(f"{p.name}: <span style='color:#e57373'>{p.error}</span>")
+            else:
+                lines.append(f"{p.name}: <b>{p.predicted}</b> ({100 * p.probs[p.predicted]:.1f}%)")
+        self.set_predictions_html("Models predict: " + " · ".join(lines) if lines else "")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Sequence
+
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import QGroupBox, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
-from trav_gui.engine.models import robust_headline
+from trav_gui.engine.models import list_models, robust_headline
 
 __all__ = ["MAX_MODELS", "ModelSelector", "describe_card"]
 
@@ -65,6 +68,24 @@ class ModelSelector(QGroupBox):
         with QSignalBlocker(self.list):
             item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
             self.list.addItem(item)
+
+    def populate(self, folder: str | Path, default_names: Sequence[str] = ()) -> None:
+        """List every model with a card in ``folder``; tick ``default_names`` (else the first two)."""
+        try:
+            cards = list_models(folder)
+        except OSError:
+            cards = []
+        names = [c["name"] for c in cards]
+        default = [n for n in default_names if n in names] or names[:2]
+        for card in cards:
+            self.add_card(card, checked=card["name"] in default)
+
+    def add_and_tick(self, card: dict) -> None:
+        """List ``card`` and tick it too if fewer than :data:`MAX_MODELS` are ticked."""
+        room = len(self.selected_cards()) < MAX_MODELS
+        self.add_card(card, checked=False)
+        if room:
+            self.set_selected([c["path"] for c in self.selected_cards()] + [card["path"]])
 
     def _items(self) -> list[QListWidgetItem]:
         return [self.list.item(i) for i in range(self.list.count())]

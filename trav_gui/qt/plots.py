@@ -15,10 +15,9 @@ from typing import Sequence
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QFont
-from PySide6.QtWidgets import QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGraphicsItem, QVBoxLayout, QWidget
 
-__all__ = ["CLASS_COLORS", "ComparisonView", "ModelColumn"]
+__all__ = ["CLASS_COLORS", "ComparisonView", "ModelColumn", "configure_pyqtgraph"]
 
 # matplotlib's tab10: ten classes that stay distinguishable on a dark background.
 CLASS_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -27,8 +26,14 @@ L2_COLOR = "#4fc3f7"
 LINF_COLOR = "#ffb74d"
 CURSOR_COLOR = (200, 200, 200, 140)
 FLIP_COLOR = "#66bb6a"
+OTHERS_COLOR = "#8a8a8a"
 
 _GRAY_LUT = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
+
+
+def configure_pyqtgraph() -> None:
+    """pyqtgraph's global look, as the app uses it (the benchmarks call it too)."""
+    pg.setConfigOptions(antialias=True, foreground="#dddddd")
 
 
 def _diverging_lut() -> np.ndarray:
@@ -73,15 +78,20 @@ class ModelColumn:
         self.prediction = layout.addLabel("", row=2, col=col, size="12pt")
 
         self.prob_plot: pg.PlotItem = layout.addPlot(row=3, col=col)
-        self.prob_plot.setTitle(
-            "P(class) · " + " ".join(f"<span style='color:{c}'>{k}</span>"
-                                     for k, c in enumerate(CLASS_COLORS)), size="9pt")
+        self.prob_plot.setTitle("P(class)", size="9pt")
         self.prob_plot.setYRange(0, 1, padding=0.02)
         self.prob_plot.setMouseEnabled(x=False, y=False)
         self.prob_plot.setMenuEnabled(False)
         self.prob_plot.showGrid(x=False, y=False)
         self.prob_plot.setLabel("left", "probability")
-        self.prob_curves = [self.prob_plot.plot(pen=pg.mkPen(CLASS_COLORS[c], width=1)) for c in range(10)]
+        self.prob_plot.hideAxis("bottom")  # the norm plot below shares the steps axis
+        # Three items, not ten: the target, the start class, and every other class in one
+        # muted item (a curve per class costs a setData and a paint each, on the GUI thread
+        # that the traversal shares the interpreter with).
+        self.others_curve = self.prob_plot.plot(pen=pg.mkPen(OTHERS_COLOR, width=1), antialias=False)
+        self.start_curve = self.prob_plot.plot()
+        self.target_curve = self.prob_plot.plot()
+        self._others: list[int] = list(range(10))
         self.flip_line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(FLIP_COLOR, width=2),
                                          label="", labelOpts={"position": 0.55, "color": FLIP_COLOR,
                                                               "fill": (20, 20, 20, 200)})
@@ -107,6 +117,10 @@ class ModelColumn:
             # Fixed axis widths: tick labels that grow ("8" to "10") must not re-lay out the
             # whole scene, which would paint it twice per redraw.
             plot.getAxis("left").setWidth(48)
+            # Axes change only when a range does: paint them from a cached pixmap, not anew
+            # at every redraw of the curves they frame.
+            for name in ("left", "bottom"):
+                plot.getAxis(name).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.cursors = []
         for plot in (self.prob_plot, self.norm_plot):
             line = pg.InfiniteLine(angle=90, movable=False,
@@ -117,6 +131,11 @@ class ModelColumn:
         self.start_class: int | None = None
         self._norm_top = 1.0
 
+    @property
+    def delta_level(self) -> float:
+        """The ± range of the δ map's colours."""
+        return self._delta_level
+
     def link_x(self, other: "ModelColumn") -> None:
         self.prob_plot.setXLink(other.prob_plot)
 
@@ -124,19 +143,16 @@ class ModelColumn:
                   eps_norm: str, delta_level: float) -> None:
         """Style the curves for a new run and clear the old data."""
         self.target, self.start_class = target, start_class
-        for c, curve in enumerate(self.prob_curves):
-            color = QColor(CLASS_COLORS[c])
-            if c == target:
-                pen = pg.mkPen(color, width=4)
-                curve.setZValue(10)
-            elif c == start_class:
-                pen = pg.mkPen(color, width=2.5, style=Qt.PenStyle.DashLine)
-                curve.setZValue(5)
-            else:
-                color.setAlpha(150)
-                pen = pg.mkPen(color, width=1)
-                curve.setZValue(0)
-            curve.setPen(pen)
+        self.target_curve.setPen(pg.mkPen(CLASS_COLORS[target], width=4))
+        self.start_curve.setPen(pg.mkPen(CLASS_COLORS[start_class % 10], width=2.5, style=Qt.PenStyle.DashLine))
+        self.start_curve.setVisible(0 <= start_class != target)
+        self._others = [c for c in range(10) if c not in (target, start_class)]
+        self.prob_plot.setTitle(
+            f"P(class) · <span style='color:{CLASS_COLORS[target]}'>━ target {target}</span>"
+            + (f" · <span style='color:{CLASS_COLORS[start_class]}'>╌ start {start_class}</span>"
+               if 0 <= start_class != target else "")
+            + f" · <span style='color:{OTHERS_COLOR}'>others</span>", size="9pt")
+        for curve in (self.target_curve, self.start_curve, self.others_curve):
             curve.setData([], [])
         self.l2_curve.setData([], [])
         self.linf_curve.setData([], [])
@@ -162,8 +178,15 @@ class ModelColumn:
 
     def set_curves(self, steps: np.ndarray, probs: np.ndarray, l2: np.ndarray, linf: np.ndarray) -> None:
         """Feed the curves: ``steps`` (n,), ``probs`` (n, 10), ``l2``/``linf`` (n,)."""
-        for c, curve in enumerate(self.prob_curves):
-            curve.setData(steps, probs[:, c], skipFiniteCheck=True)
+        n = len(steps)
+        self.target_curve.setData(steps, probs[:, self.target], skipFiniteCheck=True)
+        if self.start_curve.isVisible():
+            self.start_curve.setData(steps, probs[:, self.start_class], skipFiniteCheck=True)
+        k = len(self._others)
+        connect = np.ones(n * k, dtype=bool)
+        connect[n - 1::n] = False  # no line from one class's last step to the next one's first
+        self.others_curve.setData(np.tile(steps, k), probs[:, self._others].T.ravel(), connect=connect,
+                                  skipFiniteCheck=True)
         self.l2_curve.setData(steps, l2, skipFiniteCheck=True)
         self.linf_curve.setData(steps, linf, skipFiniteCheck=True)
         top = float(max(np.max(l2, initial=0.0), np.max(linf, initial=0.0)))
@@ -179,6 +202,17 @@ class ModelColumn:
         self.flip_line.setPos(step)
         self.flip_line.label.setFormat(f"→ {self.target} at step {step}")
         self.flip_line.setVisible(True)
+
+    def class_curve(self, c: int) -> tuple[np.ndarray, np.ndarray]:
+        """The (steps, probabilities) drawn for class ``c``."""
+        if c == self.target:
+            return self.target_curve.getData()
+        if c == self.start_class and self.start_curve.isVisible():
+            return self.start_curve.getData()
+        x, y = self.others_curve.getData()
+        n = len(x) // len(self._others) if self._others else 0
+        i = self._others.index(c)
+        return x[i * n:(i + 1) * n], y[i * n:(i + 1) * n]
 
     @property
     def flip_step(self) -> int | None:
@@ -266,6 +300,39 @@ class ComparisonView(QWidget):
         self.graphics.ci.clear()
         self.columns = []
         self._message = self.graphics.ci.addLabel(html, row=0, col=0, size="13pt")
+
+    def begin_run(self, target: int, start_probs: dict, config) -> None:
+        """Clear every column for a new run of ``config`` toward ``target``."""
+        delta_level = min(1.0, config.eps) if (config.eps is not None and config.norm == "linf") else 1.0
+        for column in self.columns:
+            start = start_probs.get(column.name)
+            column.begin_run(target, int(start.argmax()) if start is not None else -1,
+                             config.steps, config.eps, config.norm, delta_level)
+
+    def show_start(self, image: np.ndarray, target: int, start_probs: dict) -> None:
+        """Before a run: every column shows ``image`` and its model's prediction of it."""
+        for column in self.columns:
+            column.target = target
+            column.show_start(image, start_probs.get(column.name))
+
+    def draw_curves(self, history, config) -> None:
+        """Feed every column the curves of ``history`` (a RunHistory) so far."""
+        steps = history.steps
+        flips = history.flip_steps()
+        start_classes = history.start_classes()
+        for j, column in enumerate(self.columns[: history.n_models]):
+            if column.start_class != start_classes[j]:
+                column.begin_run(history.target, start_classes[j], config.steps, config.eps, config.norm,
+                                 column.delta_level)
+            column.set_curves(steps, history.probs[:, j], history.l2[:, j], history.linf[:, j])
+            column.set_flip(flips[j])
+
+    def show_frame(self, history, index: int, x0: np.ndarray) -> None:
+        """Show frame ``index`` of ``history`` in every column (δ against ``x0``)."""
+        step = int(history.steps[index])
+        for j, column in enumerate(self.columns[: history.n_models]):
+            image = history.images[index, j]
+            column.show_step(step, image, image - x0, history.probs[index, j])
 
     @property
     def message(self) -> str | None:

@@ -1,0 +1,96 @@
+"""Loaded models kept by path, and what they predict for a start image.
+
+The app loads a model once, the first time it is ticked, and keeps it; the command line
+asks the same questions of the same cache. No Qt here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from trav_gui.engine.models import ModelLoadError, load_model, sha256_of
+
+__all__ = ["ModelCache", "StartPrediction", "classify", "predict_start"]
+
+
+class ModelCache:
+    """Models loaded once per weights file, on one device.
+
+    Parameters
+    ----------
+    device : where every model is put (``"cpu"``, ``"cuda"``...).
+    """
+
+    def __init__(self, device: str | torch.device = "cpu") -> None:
+        self.device = str(device)
+        self._models: dict[str, nn.Module] = {}
+        self._sha: dict[str, str] = {}
+
+    def get(self, path: str | os.PathLike) -> nn.Module:
+        """The model in ``path``, loaded on first use (raises :class:`ModelLoadError`)."""
+        key = os.fspath(path)
+        if key not in self._models:
+            self._models[key] = load_model(key, device=self.device)
+        return self._models[key]
+
+    def put(self, path: str | os.PathLike, model: nn.Module) -> None:
+        """Keep an already loaded ``model`` as the one for ``path``."""
+        self._models[os.fspath(path)] = model
+
+    def __contains__(self, path: object) -> bool:
+        return isinstance(path, (str, os.PathLike)) and os.fspath(path) in self._models
+
+    def sha256(self, card: Mapping) -> str:
+        """The sha256 of a card's weights: the card's own, else hashed once from the file."""
+        key = os.fspath(card["path"])
+        if key not in self._sha:
+            self._sha[key] = card.get("sha256") or sha256_of(key)
+        return self._sha[key]
+
+
+def classify(model: nn.Module, image: np.ndarray, device: str | torch.device = "cpu") -> np.ndarray:
+    """Class probabilities (10,) of one (28, 28) image in [0, 1], as float32 numpy."""
+    with torch.no_grad():
+        x = torch.as_tensor(np.asarray(image, np.float32), device=device)[None, None]
+        return torch.softmax(model(x), -1)[0].float().cpu().numpy()
+
+
+@dataclass(frozen=True)
+class StartPrediction:
+    """What one model says of the start image: ``probs`` (10,), or ``error`` and no probs."""
+
+    name: str
+    probs: np.ndarray | None = None
+    error: str | None = None
+
+    @property
+    def predicted(self) -> int | None:
+        return None if self.probs is None else int(self.probs.argmax())
+
+
+def predict_start(cache: ModelCache, cards: Sequence[Mapping], image: np.ndarray
+                  ) -> list[StartPrediction]:
+    """Each card's model's prediction for ``image``, in card order.
+
+    A model that cannot be loaded, or answers NaN or inf, gets an ``error`` instead of
+    probabilities; the others are unaffected.
+    """
+    out = []
+    for card in cards:
+        try:
+            model = cache.get(card["path"])
+        except ModelLoadError as exc:
+            out.append(StartPrediction(card["name"], error=f"cannot load ({exc})"))
+            continue
+        probs = classify(model, image, cache.device)
+        if not np.isfinite(probs).all():
+            out.append(StartPrediction(card["name"], error="NaN or inf output"))
+            continue
+        out.append(StartPrediction(card["name"], probs))
+    return out
