@@ -41,7 +41,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from trav_gui.engine.data import load_mnist, test_digits
+from trav_gui.engine.data import DATASETS, load_training_set, test_set
 from trav_gui.engine.models import load_model
 from trav_gui.engine.traversal import TraversalConfig, traverse
 
@@ -95,18 +95,21 @@ def typical_class_distance(bank: torch.Tensor, sample: int = 500) -> float:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["robust", "standard"])
-    p.add_argument("--judge", default=str(HERE / "models" / "judge.safetensors"))
+    p.add_argument("--judge", default=None, help="default: benchmarks/models/judge.safetensors (MNIST) or fashion-judge.safetensors")
     p.add_argument("--digits", type=int, default=100)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--step-size", type=float, default=0.1)
     p.add_argument("--data-root", default=None)
+    p.add_argument("--dataset", choices=sorted(DATASETS), default="mnist",
+                   help="the data set (models, judge and test images must be of it)")
     p.add_argument("--out", type=Path, default=Path("docs"))
     args = p.parse_args(argv)
     t_start = time.time()
     models = [load_model(m) for m in args.models]
-    judge = load_model(args.judge)
-    x_train, y_train, _ = load_mnist(True, args.data_root)
-    images, labels = test_digits()
+    judge = load_model(args.judge or HERE / "models" / ("judge.safetensors" if args.dataset == "mnist"
+                                                          else f"{args.dataset.split('-')[0]}-judge.safetensors"))
+    x_train, y_train, _ = load_training_set(args.dataset, True, args.data_root)
+    images, labels = test_set(args.dataset)
     starts = np.repeat(np.arange(args.digits), 9)
     targets = np.array([t for i in range(args.digits) for t in range(10) if t != labels[i]])
     x0 = images[starts].astype(np.float32) / 255.0

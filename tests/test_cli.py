@@ -186,9 +186,9 @@ def test_nan_mid_run_exits_1_and_writes_the_frames_before_it(model_folder, tmp_p
 
     real = cli._load_models
 
-    def load(names):
-        models, refs = real(names)
-        return [NanAfter(models[0], 5)], refs
+    def load(names, dataset=None):
+        models, refs, found = real(names, dataset)
+        return [NanAfter(models[0], 5)], refs, found
 
     monkeypatch.setattr(cli, "_load_models", load)
     out = tmp_path / "o"

@@ -122,7 +122,8 @@ def apgd_survivors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, alive: to
 def evaluate(model: nn.Module, eps: float = 2.0, attack_steps: int = 100, restarts: int = 5,
              curve_eps: tuple[float, ...] = (1.0, 3.0), limit: int | None = None,
              apgd_limit: int | None = 1000, curve_limit: int | None = None,
-             progress: bool = True, device: str | torch.device = "cpu", dataset: str = "mnist") -> dict:
+             progress: bool = True, device: str | torch.device = "cpu", dataset: str = "mnist",
+             attack_limit: int | None = None) -> dict:
     """Clean and robust accuracies on ``dataset``'s shipped test set, as a JSON-ready dict.
 
     See the module docstring.
@@ -135,7 +136,8 @@ def evaluate(model: nn.Module, eps: float = 2.0, attack_steps: int = 100, restar
     t0 = time.time()
     result = {"dataset": dataset, "test_samples": n, "clean_accuracy": clean_accuracy(model, x, y), "robust": []}
     for e in (eps, *curve_eps):
-        k = n if e == eps or curve_limit is None else min(curve_limit, n)
+        limit_here = attack_limit if e == eps else (curve_limit or attack_limit)
+        k = n if limit_here is None else min(limit_here, n)
         alive = pgd_survivors(model, x[:k], y[:k], e, attack_steps, restarts, progress=progress)
         result["robust"].append({"eps": e, "attack": f"L2 PGD-{attack_steps}, {restarts} restarts",
                                  "samples": k, "accuracy": _fraction(alive)})
@@ -172,6 +174,8 @@ def main(argv: list[str] | None = None) -> dict:
                    help="run APGD on the first N test digits (0: skip; -1: all)")
     p.add_argument("--curve-limit", type=int, default=None,
                    help="attack only the first N test digits at the --curve-eps radii")
+    p.add_argument("--attack-limit", type=int, default=None,
+                   help="attack only the first N test images at every radius (clean accuracy stays on all)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cpu", help='torch device, e.g. "cuda" (default cpu)')
     p.add_argument("--dataset", choices=sorted(DATASETS), default=None,
@@ -192,7 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
                  f"its accuracy on {args.dataset} would mean nothing")
     result = evaluate(model, args.eps, args.attack_steps, args.restarts, tuple(args.curve_eps),
                       args.limit, None if args.apgd_limit < 0 else args.apgd_limit, args.curve_limit,
-                      device=args.device, dataset=card_dataset)
+                      device=args.device, dataset=card_dataset, attack_limit=args.attack_limit)
     print(format_table(path.stem, result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -17,7 +17,7 @@ def _cmd_gui(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from trav_gui.engine.models import list_models, robust_headline
+    from trav_gui.engine.models import card_dataset, list_models, robust_headline
 
     cards = list_models(args.folder)
     if args.json:
@@ -26,13 +26,15 @@ def _cmd_models(args: argparse.Namespace) -> int:
     if not cards:
         print("no models with cards found", file=sys.stderr)
         return 1
-    print(f"{'name':<12} {'kind':<9} {'clean':>7} {'robust (eps, attack)':<40}")
+    if args.dataset:
+        cards = [c for c in cards if card_dataset(c) == args.dataset]
+    print(f"{'name':<18} {'data set':<14} {'kind':<9} {'clean':>7} {'robust (eps, attack)':<40}")
     for card in cards:
         ev = card.get("evaluation") or {}
         clean = f"{100 * ev['clean_accuracy']:.2f}%" if "clean_accuracy" in ev else "-"
         r = robust_headline(card)
         rob = f"{100 * r['accuracy']:.2f}% (eps {r['eps']}, {r['attack']})" if r else "-"
-        print(f"{card['name']:<12} {card.get('kind', '?'):<9} {clean:>7} {rob}")
+        print(f"{card['name']:<18} {card_dataset(card):<14} {card.get('kind', '?'):<9} {clean:>7} {rob}")
     return 0
 
 
@@ -44,22 +46,32 @@ class CliError(Exception):
     """A user error: printed as one line, exit status 2."""
 
 
-def _load_models(names: list[str]):
+def _load_models(names: list[str], dataset: str | None = None):
+    """The models, their run-record references and their one data set (``dataset`` if given)."""
     from trav_gui.engine.export import ModelRef
-    from trav_gui.engine.models import ModelLoadError, load_model, resolve_model_path, sha256_of
+    from trav_gui.engine.models import (ModelLoadError, card_dataset, check_one_dataset, load_model, read_card,
+                                        resolve_model_path, sha256_of)
 
-    models, refs = [], []
+    models, refs, cards = [], [], []
     for name in names:
         try:
             models.append(load_model(name))
             path = resolve_model_path(name)
         except ModelLoadError as exc:
             raise CliError(str(exc)) from None
+        cards.append({"name": path.stem, "dataset": card_dataset(read_card(path))})
         label, k = path.stem, 2
         while label in {r.name for r in refs}:  # the same model twice, or two files of one name
             label, k = f"{path.stem}-{k}", k + 1
         refs.append(ModelRef(label, sha256_of(path), str(path)))
-    return models, refs
+    try:
+        found = check_one_dataset(cards)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if dataset is not None and found != dataset:
+        which = ", ".join(f"{c['name']} ({c['dataset']})" for c in cards)
+        raise CliError(f"--dataset {dataset}, but the models were trained on another data set: {which}")
+    return models, refs, found
 
 
 def _read_image(path: str):
@@ -110,21 +122,21 @@ def _cmd_traverse(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from trav_gui.engine.data import test_digits
+    from trav_gui.engine.data import get_dataset, test_set
     from trav_gui.engine.export import build_run_record, export_run
     from trav_gui.engine.traversal import NonFiniteOutputError, stack_frames, traverse
 
     config = _config_from(args)
     if not 0 <= args.target <= 9:
         raise CliError(f"--target must be 0..9, got {args.target}")
+    models, refs, dataset = _load_models(args.model, args.dataset)
     if args.index is not None:
-        images, labels = test_digits()
+        images, labels = test_set(dataset)
         if not 0 <= args.index < len(images):
             raise CliError(f"--index must be 0..{len(images) - 1}, got {args.index}")
         x0 = images[args.index].astype(np.float32) / 255.0
     else:
         x0 = _read_image(args.image)
-    models, refs = _load_models(args.model)
     names = [r.name for r in refs]
     frames = []
     bar = tqdm(total=config.steps, desc="traversal", unit="step", disable=None, file=sys.stderr)
@@ -148,16 +160,19 @@ def _cmd_traverse(args: argparse.Namespace) -> int:
         np.savez_compressed(out / f"{name}.npz", frames=arrays["images"][:, i, 0], probs=arrays["probs"][:, i, 0],
                             l2=arrays["l2"][:, i, 0], linf=arrays["linf"][:, i, 0],
                             objective=arrays["objective"][:, i, 0], step=arrays["step"])
-    record = build_run_record(refs, x0, args.target, config, mnist_index=args.index)
+    record = build_run_record(refs, x0, args.target, config, mnist_index=args.index,
+                              extra={"dataset": dataset})
     export_run(out, record, arrays, names)
     last = frames[-1]
+    ds = get_dataset(dataset)
+    goal = ds.label(args.target)
     for i, name in enumerate(names):
         p = last.probs[i, 0]
         flips = np.flatnonzero(arrays["probs"][:, i, 0].argmax(-1) == args.target)
-        flip = f"first predicted {args.target} at step {arrays['step'][flips[0]]}" if flips.size else \
-            f"never predicted {args.target}"
-        print(f"{name:>10}: step {last.step}: predicts {p.argmax()} (p={p.max():.3f}), "
-              f"P({args.target})={p[args.target]:.3f}, |d|2={last.l2[i, 0]:.2f}; {flip}")
+        flip = f"first predicted {goal} at step {arrays['step'][flips[0]]}" if flips.size else \
+            f"never predicted {goal}"
+        print(f"{name:>10}: step {last.step}: predicts {ds.label(int(p.argmax()))} (p={p.max():.3f}), "
+              f"P({goal})={p[args.target]:.3f}, |d|2={last.l2[i, 0]:.2f}; {flip}")
     print(f"wrote {out}/")
     return status
 
@@ -169,11 +184,12 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
     from trav_gui.engine.gallery import render_galleries_side_by_side, render_gallery, run_gallery
 
     config = _config_from(args)
-    models, refs = _load_models(args.model)
+    models, refs, dataset = _load_models(args.model, args.dataset)
     names = [r.name for r in refs]
     bar = tqdm(total=config.steps, desc=f"gallery, 90 traversals x {len(names)} models", unit="step",
                disable=None, file=sys.stderr)
-    gallery = run_gallery(models, names, config, progress=lambda t, total: bar.update(1) if t else None)
+    gallery = run_gallery(models, names, config, progress=lambda t, total: bar.update(1) if t else None,
+                          dataset=dataset)
     bar.close()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -188,6 +204,7 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
 
 def _add_traversal_options(p: argparse.ArgumentParser) -> None:
     # Defaults and choices are the engine's own (TraversalConfig, NORMS, OBJECTIVES), as in the app.
+    from trav_gui.engine.data import DATASETS
     from trav_gui.engine.objectives import OBJECTIVES
     from trav_gui.engine.steps import NORMS
     from trav_gui.engine.traversal import DEFAULTS
@@ -203,6 +220,8 @@ def _add_traversal_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--objective", choices=list(OBJECTIVES), default=DEFAULTS.objective,
                    help="what the steps climb for the target (default: %(default)s)")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="default: %(default)s")
+    p.add_argument("--dataset", choices=list(DATASETS), default=None,
+                   help="the models' data set (default: the one their cards name); a run never mixes two")
     p.add_argument("--out", required=True, help="output folder")
 
 
@@ -211,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="trav-gui",
-        description="Watch adversarially robust and standard MNIST networks traverse an image "
+        description="Watch adversarially robust and standard networks (MNIST, Fashion-MNIST) traverse an image "
                     "from one class to another.",
     )
     parser.add_argument("--version", action="version", version=f"trav-gui {__version__}")
@@ -221,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list the available models and their measured accuracy")
     models.add_argument("--folder", default=None, help="a folder of .safetensors + .json cards")
     models.add_argument("--json", action="store_true", help="print the cards as JSON")
+    models.add_argument("--dataset", default=None, help="only the models of this data set (mnist, fashion-mnist)")
     models.set_defaults(func=_cmd_models)
 
     trav = sub.add_parser("traverse", help="run one traversal and write frames, npz, CSV, GIF and run record",
@@ -228,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "Writes DIR/<model>.npz (frames, probs, l2, linf, objective), PNG "
                                       "frames, a side-by-side GIF, steps.csv and run.json (the app's format).")
     src = trav.add_mutually_exclusive_group(required=True)
-    src.add_argument("--index", type=int, help="an MNIST test digit (0..9999)")
+    src.add_argument("--index", type=int, help="a test image of the data set (0..9999)")
     src.add_argument("--image", help="a PNG; 28x28 as is, anything else preprocessed like a drawing")
     trav.add_argument("--target", type=int, required=True)
     trav.add_argument("--stop-at-prob", type=float, default=DEFAULTS.stop_at_prob,

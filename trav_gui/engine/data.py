@@ -47,6 +47,7 @@ class Dataset:
     test_file: str                 # the shipped test set under ``resources/``
     item: str                      # what one image is: "digit", "garment"
     apt_package: str | None = None  # a Debian package that ships the raw files, if any
+    short_names: tuple[str, ...] | None = None  # for tight captions; the class names if None
 
     @property
     def num_classes(self) -> int:
@@ -55,6 +56,10 @@ class Dataset:
     def label(self, k: int) -> str:
         """Class ``k``'s name for readouts: ``"7"`` for digits, ``"Sneaker"`` for clothes."""
         return self.class_names[k]
+
+    def short(self, k: int) -> str:
+        """Class ``k``'s name in at most 8 characters, for gallery captions and buttons."""
+        return (self.short_names or self.class_names)[k]
 
 
 DATASETS: dict[str, Dataset] = {
@@ -66,7 +71,9 @@ DATASETS: dict[str, Dataset] = {
         class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
         torchvision_class="FashionMNIST", folder="FashionMNIST",
-        test_file="fashion_mnist_test.npz", item="garment", apt_package="dataset-fashion-mnist"),
+        test_file="fashion_mnist_test.npz", item="garment", apt_package="dataset-fashion-mnist",
+        short_names=("T-shirt", "Trouser", "Pullover", "Dress", "Coat",
+                     "Sandal", "Shirt", "Sneaker", "Bag", "Boot")),
 }
 DEFAULT_DATASET = "mnist"
 

@@ -14,16 +14,16 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from trav_gui.engine.data import test_digits
+from trav_gui.engine.data import DEFAULT_DATASET, get_dataset, test_set
 from trav_gui.engine.render import font, tile
-from trav_gui.engine.traversal import TraversalConfig, stack_frames, traverse
+from trav_gui.engine.traversal import TraversalConfig, traverse
 
 __all__ = ["Gallery", "gallery_batch", "gallery_start_indices", "render_gallery", "render_galleries_side_by_side", "run_gallery"]
 
 
-def gallery_start_indices() -> list[int]:
-    """Index of the first MNIST test digit of each class 0..9."""
-    _, labels = test_digits()
+def gallery_start_indices(dataset: str = DEFAULT_DATASET) -> list[int]:
+    """Index of the first test image of each class 0..9 in ``dataset``'s shipped test set."""
+    _, labels = test_set(dataset)
     return [int(np.flatnonzero(labels == c)[0]) for c in range(10)]
 
 
@@ -49,27 +49,29 @@ class Gallery:
     probs: np.ndarray
     first_flip: np.ndarray
     config: TraversalConfig
+    dataset: str = DEFAULT_DATASET
 
 
-def gallery_batch() -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
+def gallery_batch(dataset: str = DEFAULT_DATASET) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
     """The gallery's 90 traversals as one batch: (source, target) pairs, starts, targets.
 
     Returns ``pairs`` (90 tuples, row-major, diagonal left out), ``x0`` (90, 28, 28) float32
     in [0, 1] (the start digit of each pair's source class) and ``targets`` (90,) int.
     """
-    images, _ = test_digits()
-    starts = gallery_start_indices()
+    images, _ = test_set(dataset)
+    starts = gallery_start_indices(dataset)
     pairs = [(r, c) for r in range(10) for c in range(10) if r != c]
     x0 = np.stack([images[starts[r]] for r, _ in pairs]).astype(np.float32) / 255.0
     return pairs, x0, np.array([c for _, c in pairs])
 
 
-def run_gallery(models: Sequence, model_names: Sequence[str], config: TraversalConfig = TraversalConfig(),
-                progress: Callable[[int, int], None] | None = None) -> Gallery:
-    """Traverse each of the 10 start digits to each of the 9 other classes, for every model."""
-    images, _ = test_digits()
-    starts = gallery_start_indices()
-    pairs, x0, targets = gallery_batch()
+def run_gallery(models: Sequence, model_names: Sequence[str], config: TraversalConfig | None = None,
+                progress: Callable[[int, int], None] | None = None, dataset: str = DEFAULT_DATASET) -> Gallery:
+    """Traverse each of the 10 start images to each of the 9 other classes, for every model."""
+    config = config or TraversalConfig()
+    images, _ = test_set(dataset)
+    starts = gallery_start_indices(dataset)
+    pairs, x0, targets = gallery_batch(dataset)
     m = len(models)
     first_flip = np.full((m, len(pairs)), -1)
     last = None
@@ -92,7 +94,7 @@ def run_gallery(models: Sequence, model_names: Sequence[str], config: TraversalC
     for r in range(10):
         grid[:, r, r] = start_frame.images[:, r]
         probs[:, r, r] = start_frame.probs[:, r]
-    return Gallery(tuple(model_names), tuple(starts), grid, probs, flips, config)
+    return Gallery(tuple(model_names), tuple(starts), grid, probs, flips, config, get_dataset(dataset).name)
 
 
 def render_gallery(gallery: Gallery, model_index: int, scale: int = 3) -> Image.Image:
@@ -102,7 +104,11 @@ def render_gallery(gallery: Gallery, model_index: int, scale: int = 3) -> Image.
     predicted class and its probability below; a cell whose prediction is not its target is
     captioned in red.
     """
-    cell, caption, margin = 28 * scale, 14, 22
+    ds = get_dataset(gallery.dataset)
+    names = [ds.short(k) for k in range(10)]
+    wide = max(len(n) for n in names) > 2
+    cell, caption = 28 * scale, 14
+    margin = 60 if wide else 22
     w = margin + 10 * (cell + 4)
     h = margin + 30 + 10 * (cell + caption + 4)
     img = Image.new("RGB", (w, h), "white")
@@ -114,17 +120,17 @@ def render_gallery(gallery: Gallery, model_index: int, scale: int = 3) -> Image.
                       f"{cfg.step_size} {cfg.norm.upper()}", fill="black", font=title_font)
     top = 30
     for c in range(10):
-        draw.text((margin + c * (cell + 4) + cell // 2 - 3, top), str(c), fill="black", font=small)
+        draw.text((margin + c * (cell + 4) + 2, top), names[c], fill="black", font=small)
     for r in range(10):
         y = top + margin + r * (cell + caption + 4)
-        draw.text((4, y + cell // 2 - 6), str(r), fill="black", font=small)
+        draw.text((4, y + cell // 2 - 6), names[r], fill="black", font=small)
         for c in range(10):
             x = margin + c * (cell + 4)
             img.paste(tile(gallery.images[model_index, r, c], scale), (x, y))
             p = gallery.probs[model_index, r, c]
             pred = int(p.argmax())
             colour = "black" if pred == c else "red"
-            draw.text((x + 2, y + cell + 1), f"{pred} {p[pred]:.2f}", fill=colour, font=small)
+            draw.text((x + 2, y + cell + 1), f"{names[pred]} {p[pred]:.2f}", fill=colour, font=small)
     return img
 
 

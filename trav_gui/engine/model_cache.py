@@ -7,6 +7,7 @@ asks the same questions of the same cache. No Qt here.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from trav_gui.engine.models import ModelLoadError, load_model, sha256_of
+from trav_gui.engine.models import ModelLoadError, load_model, read_card, sha256_of
 
 __all__ = ["ModelCache", "StartPrediction", "classify", "predict_start"]
 
@@ -38,6 +39,16 @@ class ModelCache:
         if key not in self._models:
             self._models[key] = load_model(key, device=self.device)
         return self._models[key]
+
+    def add_file(self, path: str | os.PathLike) -> dict:
+        """Load a weights file the user chose; its card (``name``: the file stem, ``path``) to list it.
+
+        Raises :class:`ModelLoadError` with the reason if it cannot be loaded.
+        """
+        path = os.fspath(path)
+        self._models[path] = load_model(path, device=self.device)
+        card = read_card(path) or {"kind": "user", "evaluation": {}}
+        return {**card, "name": Path(path).stem, "path": path}
 
     def put(self, path: str | os.PathLike, model: nn.Module) -> None:
         """Keep an already loaded ``model`` as the one for ``path``."""

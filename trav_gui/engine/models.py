@@ -24,7 +24,9 @@ __all__ = [
     "ModelLoadError",
     "SmallCNN",
     "WideCNN",
+    "card_dataset",
     "card_path",
+    "check_one_dataset",
     "list_models",
     "robust_headline",
     "load_model",
@@ -281,6 +283,25 @@ def save_model(model: nn.Module, path: str | os.PathLike, card: dict, architectu
     os.replace(tmp, path)
     os.replace(card_tmp, card_path(path))
     return card
+
+
+def card_dataset(card: dict | None) -> str:
+    """The data set a card says its model was trained on; ``"mnist"`` for cards before data sets."""
+    return str((card or {}).get("dataset") or "mnist")
+
+
+def check_one_dataset(cards: list[dict]) -> str:
+    """The one data set of ``cards``; a ValueError naming each model's data set if they differ.
+
+    A traversal compares models on one image of one data set: a digit classifier has nothing
+    to say about a sneaker.
+    """
+    sets = {card_dataset(c) for c in cards}
+    if len(sets) > 1:
+        which = ", ".join(f"{c.get('name', '?')} ({card_dataset(c)})" for c in cards)
+        raise ValueError(f"these models were trained on different data sets: {which}; "
+                         "a run compares models of one data set")
+    return sets.pop() if sets else "mnist"
 
 
 def robust_headline(card: dict) -> dict | None:

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from trav_gui.engine.data import DATASETS
 from trav_gui.engine.preprocess import EmptyDrawingError, drawing_to_mnist
 from trav_gui.qt.canvas import DrawingCanvas
 
@@ -53,11 +54,14 @@ class InputPanel(QGroupBox):
     """
 
     start_changed = Signal()
+    dataset_changed = Signal(str)
 
     def __init__(self, images: np.ndarray | None, labels: np.ndarray | None,
                  parent: QWidget | None = None) -> None:
         super().__init__("Start image", parent)
         self._images, self._labels = images, labels
+        self.class_names: list[str] = [str(c) for c in range(10)]
+        self.set_title = "MNIST"
         self._rng = np.random.default_rng()
         self.start_image: np.ndarray | None = None
         self.mnist_index: int | None = None
@@ -66,6 +70,10 @@ class InputPanel(QGroupBox):
         self._base_image: np.ndarray | None = None
         self.error: str | None = EmptyDrawingError("the canvas is empty: draw a digit first").args[0]
 
+        self.dataset_box = QComboBox()
+        for ds in DATASETS.values():
+            self.dataset_box.addItem(ds.title, ds.name)
+        self.dataset_box.setToolTip("The data set: its test images, class names and models")
         self.canvas = DrawingCanvas()
         self.brush = QSpinBox(minimum=4, maximum=60, value=int(self.canvas.brush_width), suffix=" px")
         self.brush.setToolTip("Brush width on the 280×280 canvas (MNIST strokes are about 20 px).")
@@ -84,15 +92,15 @@ class InputPanel(QGroupBox):
         self.predictions_label.setTextFormat(Qt.TextFormat.RichText)
 
         self.index = QSpinBox(minimum=0, maximum=max(0, (len(labels) if labels is not None else 1) - 1))
-        self.index.setToolTip("Index of the MNIST test digit")
+        self.index.setToolTip("Index of the test image")
         self.pick_button = QPushButton("Use")
-        self.pick_button.setToolTip("Use MNIST test digit #index")
+        self.pick_button.setToolTip("Use test image #index")
         self.class_filter = QComboBox()
         self.class_filter.addItem("any class", None)
         for c in range(10):
             self.class_filter.addItem(f"class {c}", c)
         self.random_button = QPushButton("Random")
-        self.random_button.setToolTip("A random test digit of the chosen class")
+        self.random_button.setToolTip("A random test image of the chosen class")
         self.true_label = QLabel("")
 
         top = QHBoxLayout()
@@ -109,7 +117,8 @@ class InputPanel(QGroupBox):
         top.addLayout(tools)
 
         picker = QGridLayout()
-        picker.addWidget(QLabel("MNIST test #"), 0, 0)
+        self.index_caption = QLabel("MNIST test #")
+        picker.addWidget(self.index_caption, 0, 0)
         picker.addWidget(self.index, 0, 1)
         picker.addWidget(self.pick_button, 0, 2)
         picker.addWidget(self.class_filter, 1, 0, 1, 2)
@@ -117,6 +126,10 @@ class InputPanel(QGroupBox):
         picker.addWidget(self.true_label, 2, 0, 1, 3)
 
         layout = QVBoxLayout(self)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Data set"))
+        row.addWidget(self.dataset_box, 1)
+        layout.addLayout(row)
         layout.addLayout(top)
         layout.addLayout(picker)
         layout.addWidget(self.source_label)
@@ -134,11 +147,30 @@ class InputPanel(QGroupBox):
         self.pick_button.clicked.connect(lambda: self.pick_example(self.index.value()))
         self.index.editingFinished.connect(lambda: self.pick_example(self.index.value()))
         self.random_button.clicked.connect(self.pick_random)
+        self.dataset_box.currentIndexChanged.connect(
+            lambda _i: self.dataset_changed.emit(self.dataset_box.currentData()))
         undo = QShortcut(QKeySequence.StandardKey.Undo, self)
         undo.activated.connect(self.canvas.undo)
         self._show_preview()
 
     # --- picking ---------------------------------------------------------------------
+
+    def set_test_set(self, images: np.ndarray, labels: np.ndarray, class_names, title: str) -> None:
+        """Pick from another data set's test images, whose classes are ``class_names``."""
+        self._images, self._labels = images, labels
+        self.class_names, self.set_title = list(class_names), title
+        self.index_caption.setText(f"{title} test #")
+        with QSignalBlocker(self.dataset_box):
+            self.dataset_box.setCurrentIndex(max(0, self.dataset_box.findText(title)))
+        with QSignalBlocker(self.index), QSignalBlocker(self.class_filter):
+            self.index.setMaximum(len(labels) - 1)
+            for c, name in enumerate(self.class_names):
+                self.class_filter.setItemText(c + 1, f"class {name}")
+        for w in (self.index, self.pick_button, self.class_filter, self.random_button):
+            w.setEnabled(True)
+
+    def _describe(self, index: int) -> str:
+        return f"{self.set_title} test #{index}: true label <b>{self.class_names[int(self._labels[index])]}</b>"
 
     def pick_example(self, index: int) -> None:
         """Use MNIST test digit ``index`` as the start image (exact values, no preprocessing)."""
@@ -152,7 +184,7 @@ class InputPanel(QGroupBox):
         image = self._images[index].astype(np.float32) / 255.0
         self.canvas.set_background(image)
         self._base_index, self._base_image = index, image
-        self.true_label.setText(f"test digit #{index}: true label <b>{int(self._labels[index])}</b>")
+        self.true_label.setText(self._describe(index))
         self._set_start(image, index, None)
 
     def pick_random(self) -> int | None:
@@ -171,7 +203,7 @@ class InputPanel(QGroupBox):
         self.canvas.set_background(image)
         self._base_index, self._base_image = mnist_index, image
         if mnist_index is not None and self._labels is not None and mnist_index < len(self._labels):
-            self.true_label.setText(f"test digit #{mnist_index}: true label <b>{int(self._labels[mnist_index])}</b>")
+            self.true_label.setText(self._describe(mnist_index))
         self._set_start(image, mnist_index, None)
 
     # --- drawing ---------------------------------------------------------------------
@@ -192,7 +224,7 @@ class InputPanel(QGroupBox):
             self._set_start(None, None, str(exc))
             return
         if self._base_index is not None:
-            self.true_label.setText(f"test digit #{self._base_index}, edited by hand")
+            self.true_label.setText(f"{self.set_title} test #{self._base_index}, edited by hand")
         self._set_start(image, None, None)
 
     def _set_start(self, image: np.ndarray | None, index: int | None, error: str | None) -> None:
@@ -202,9 +234,9 @@ class InputPanel(QGroupBox):
         if image is None:
             self.source_label.setText(f"<i>{error}</i>")
         elif index is not None:
-            self.source_label.setText(f"Start: MNIST test digit #{index}")
+            self.source_label.setText(f"Start: {self.set_title} test image #{index}")
         else:
-            self.source_label.setText("Start: your drawing, preprocessed like MNIST")
+            self.source_label.setText(f"Start: your drawing, preprocessed like {self.set_title}")
         self._show_preview()
         self.start_changed.emit()
 
@@ -222,5 +254,5 @@ class InputPanel(QGroupBox):
             if p.error is not None:
                 lines.append(f"{p.name}: <span style='color:#e57373'>{p.error}</span>")
             else:
-                lines.append(f"{p.name}: <b>{p.predicted}</b> ({100 * p.probs[p.predicted]:.1f}%)")
+                lines.append(f"{p.name}: <b>{self.class_names[p.predicted]}</b> ({100 * p.probs[p.predicted]:.1f}%)")
         self.set_predictions_html("Models predict: " + " · ".join(lines) if lines else "")

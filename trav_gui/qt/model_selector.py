@@ -8,7 +8,7 @@ from typing import Sequence
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import QGroupBox, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
-from trav_gui.engine.models import list_models, robust_headline
+from trav_gui.engine.models import card_dataset, list_models, robust_headline
 
 __all__ = ["MAX_MODELS", "ModelSelector", "describe_card"]
 
@@ -48,6 +48,7 @@ class ModelSelector(QGroupBox):
         layout.addWidget(self.list)
         layout.addWidget(self.note)
         self._cards: dict[str, dict] = {}
+        self.dataset = "mnist"
         self.list.itemChanged.connect(self._on_item_changed)
 
     def add_card(self, card: dict, checked: bool = False) -> None:
@@ -59,7 +60,7 @@ class ModelSelector(QGroupBox):
         item = QListWidgetItem(f"{card['name']} — {describe_card(card)}")
         item.setData(_PATH_ROLE, path)
         item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-        tip = [path, f"kind: {card.get('kind', '?')}", f"sha256: {card.get('sha256', '?')}"]
+        tip = [path, f"data set: {card_dataset(card)}", f"kind: {card.get('kind', '?')}", f"sha256: {card.get('sha256', '?')}"]
         for r in (card.get("evaluation") or {}).get("robust") or []:
             if isinstance(r, dict):
                 tip.append(f"robust {100 * r.get('accuracy', float('nan')):.1f}% at ε {r.get('eps')} "
@@ -68,21 +69,34 @@ class ModelSelector(QGroupBox):
         with QSignalBlocker(self.list):
             item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
             self.list.addItem(item)
+            item.setHidden(card_dataset(card) != self.dataset)
 
-    def populate(self, folder: str | Path, default_names: Sequence[str] = ()) -> None:
-        """List every model with a card in ``folder``; tick ``default_names`` (else the first two)."""
+    def populate(self, folder: str | Path) -> None:
+        """List every model with a card in ``folder`` (nothing ticked: see :meth:`show_dataset`)."""
         try:
             cards = list_models(folder)
         except OSError:
             cards = []
-        names = [c["name"] for c in cards]
-        default = [n for n in default_names if n in names] or names[:2]
         for card in cards:
-            self.add_card(card, checked=card["name"] in default)
+            self.add_card(card, checked=False)
+
+    def show_dataset(self, dataset: str, default_names: Sequence[str] = ()) -> None:
+        """Offer only the models of ``dataset``; tick ``default_names`` (else its first two)."""
+        self.dataset = dataset
+        ours = [c for c in self.cards(visible_only=False) if card_dataset(c) == dataset]
+        names = [c["name"] for c in ours]
+        default = {n for n in default_names if n in names} or set(names[:2])
+        with QSignalBlocker(self.list):
+            for it in self._items():
+                card = self._cards[it.data(_PATH_ROLE)]
+                it.setHidden(card_dataset(card) != dataset)
+                if it.isHidden():
+                    it.setCheckState(Qt.CheckState.Unchecked)
+        self.set_selected([c["path"] for c in ours if c["name"] in default])
 
     def add_and_tick(self, card: dict) -> None:
         """List ``card`` and tick it too if fewer than :data:`MAX_MODELS` are ticked."""
-        room = len(self.selected_cards()) < MAX_MODELS
+        room = len(self.selected_cards()) < MAX_MODELS and card_dataset(card) == self.dataset
         self.add_card(card, checked=False)
         if room:
             self.set_selected([c["path"] for c in self.selected_cards()] + [card["path"]])
@@ -95,8 +109,10 @@ class ModelSelector(QGroupBox):
         return [self._cards[it.data(_PATH_ROLE)] for it in self._items()
                 if it.checkState() == Qt.CheckState.Checked]
 
-    def cards(self) -> list[dict]:
-        return [self._cards[it.data(_PATH_ROLE)] for it in self._items()]
+    def cards(self, visible_only: bool = True) -> list[dict]:
+        """The listed models' cards (those of the data set shown, unless ``visible_only`` is False)."""
+        return [self._cards[it.data(_PATH_ROLE)] for it in self._items()
+                if not (visible_only and it.isHidden())]
 
     def set_selected(self, paths: list[str]) -> None:
         """Tick exactly the models at ``paths`` (emits ``selection_changed`` once)."""

@@ -60,8 +60,9 @@ class ModelColumn:
     """
 
     def __init__(self, layout: pg.GraphicsLayout, col: int, name: str, subtitle: str,
-                 delta_lut: np.ndarray) -> None:
+                 delta_lut: np.ndarray, class_names: Sequence[str] | None = None) -> None:
         self.name = name
+        self.class_names = list(class_names or (str(c) for c in range(10)))
         self.title = layout.addLabel(f"<b>{name}</b><br><span style='color:#aaa'>{subtitle}</span>",
                                      row=0, col=col, size="10pt")
         images = layout.addLayout(row=1, col=col)
@@ -148,8 +149,8 @@ class ModelColumn:
         self.start_curve.setVisible(0 <= start_class != target)
         self._others = [c for c in range(10) if c not in (target, start_class)]
         self.prob_plot.setTitle(
-            f"P(class) · <span style='color:{CLASS_COLORS[target]}'>━ target {target}</span>"
-            + (f" · <span style='color:{CLASS_COLORS[start_class]}'>╌ start {start_class}</span>"
+            f"P(class) · <span style='color:{CLASS_COLORS[target]}'>━ target {self.class_names[target]}</span>"
+            + (f" · <span style='color:{CLASS_COLORS[start_class]}'>╌ start {self.class_names[start_class]}</span>"
                if 0 <= start_class != target else "")
             + f" · <span style='color:{OTHERS_COLOR}'>others</span>", size="9pt")
         for curve in (self.target_curve, self.start_curve, self.others_curve):
@@ -200,7 +201,7 @@ class ModelColumn:
             self.flip_line.setVisible(False)
             return
         self.flip_line.setPos(step)
-        self.flip_line.label.setFormat(f"→ {self.target} at step {step}")
+        self.flip_line.label.setFormat(f"→ {self.class_names[self.target]} at step {step}")
         self.flip_line.setVisible(True)
 
     def class_curve(self, c: int) -> tuple[np.ndarray, np.ndarray]:
@@ -225,8 +226,9 @@ class ModelColumn:
         pred = int(np.argmax(probs))
         color = FLIP_COLOR if pred == self.target else "#ffb74d"
         self.prediction.setText(
-            f"step {step}: predicts <b style='color:{color}'>{pred}</b> ({100 * float(probs[pred]):.1f}%)"
-            f" · P({self.target}) = {100 * float(probs[self.target]):.1f}%")
+            f"step {step}: predicts <b style='color:{color}'>{self.class_names[pred]}</b> "
+            f"({100 * float(probs[pred]):.1f}%) · P({self.class_names[self.target]}) = "
+            f"{100 * float(probs[self.target]):.1f}%")
         for line in self.cursors:
             line.setPos(step)
 
@@ -239,7 +241,7 @@ class ModelColumn:
             self.prediction.setText("no start image")
         else:
             pred = int(np.argmax(probs))
-            self.prediction.setText(f"start: predicts <b>{pred}</b> ({100 * float(probs[pred]):.1f}%)")
+            self.prediction.setText(f"start: predicts <b>{self.class_names[pred]}</b> ({100 * float(probs[pred]):.1f}%)")
         for line in self.cursors:
             line.setPos(0)
 
@@ -276,6 +278,7 @@ class ComparisonView(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.graphics)
         self.columns: list[ModelColumn] = []
+        self.class_names: list[str] = [str(c) for c in range(10)]  # of the data set shown
         self._delta_lut = _diverging_lut()
         self._message = None
 
@@ -287,7 +290,7 @@ class ComparisonView(QWidget):
         if not names:
             return
         for col, (name, sub) in enumerate(zip(names, subtitles)):
-            column = ModelColumn(self.graphics.ci, col, name, sub, self._delta_lut)
+            column = ModelColumn(self.graphics.ci, col, name, sub, self._delta_lut, self.class_names)
             if self.columns:
                 column.link_x(self.columns[0])
             self.columns.append(column)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from PySide6.QtCore import QObject, QSignalBlocker, QTimer
-from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QLabel, QStatusBar
 
 from trav_gui.qt.plots import ComparisonView
 from trav_gui.qt.run_controller import RunController
@@ -33,13 +33,16 @@ MAX_REDRAW_INTERVAL_MS = 250
 
 
 class RunDisplay(QObject):
-    """Draws ``runs``' history into ``view``, ``timeline`` and the two status labels."""
+    """Draws ``runs``' history into ``view`` and ``timeline``, with the step and speed in ``status_bar``."""
 
     def __init__(self, runs: RunController, view: ComparisonView, timeline: Timeline,
-                 step_label: QLabel, speed_label: QLabel, parent: QObject | None = None) -> None:
+                 status_bar: QStatusBar, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.runs, self.view, self.timeline = runs, view, timeline
-        self._step_label, self._speed_label = step_label, speed_label
+        self.step_label, self.speed_label = QLabel("step –"), QLabel("– steps/s")
+        for label in (self.step_label, self.speed_label):
+            label.setMinimumWidth(120)
+            status_bar.addPermanentWidget(label)
         self._follow = True  # show the newest frame (False once the user scrubs back)
         self._dirty = False
         self.timer = QTimer(self)
@@ -81,10 +84,10 @@ class RunDisplay(QObject):
             if self._follow:
                 slider.setValue(len(h) - 1)
         self.show_index(slider.value())
-        self._step_label.setText(f"step {int(h.steps[-1])} / {context.config.steps}")
+        self.step_label.setText(f"step {int(h.steps[-1])} / {context.config.steps}")
         rate = self.runs.steps_per_second()
         if rate is not None:
-            self._speed_label.setText(f"{rate:.0f} steps/s")
+            self.speed_label.setText(f"{rate:.0f} steps/s")
         cost_ms = 1000 * (time.perf_counter() - started + self.view.graphics.last_paint_s)
         share = REDRAW_TIME_SHARE_LIMITED if self.runs.speed_limit else REDRAW_TIME_SHARE
         interval = min(MAX_REDRAW_INTERVAL_MS, max(REDRAW_INTERVAL_MS, cost_ms / share))

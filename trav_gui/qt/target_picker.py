@@ -27,8 +27,9 @@ class TargetPicker(QGroupBox):
         self.group = QButtonGroup(self)
         self.group.setExclusive(True)
         self.buttons: list[QPushButton] = []
-        grid = QGridLayout(self)
+        self._grid = grid = QGridLayout(self)
         grid.setSpacing(3)
+        self.class_names = [str(c) for c in range(10)]
         for c in range(10):
             b = QPushButton(str(c))
             b.setCheckable(True)
@@ -42,6 +43,16 @@ class TargetPicker(QGroupBox):
         grid.addWidget(self.hint, 1, 0, 1, 10)
         self.buttons[0].setChecked(True)
         self.group.idClicked.connect(self.target_changed)
+
+    def set_class_names(self, names, short_names) -> None:
+        """Label the buttons with a data set's classes (two rows of five for long names)."""
+        self.class_names = list(names)
+        wide = max(len(n) for n in short_names) > 2
+        for c, b in enumerate(self.buttons):
+            b.setText(short_names[c])
+            b.setToolTip(f"{c}: {names[c]}")
+            self._grid.addWidget(b, c // 5 if wide else 0, c % 5 if wide else c)
+        self._grid.addWidget(self.hint, 2, 0, 1, 10)
 
     @property
     def target(self) -> int:
@@ -62,7 +73,7 @@ class TargetPicker(QGroupBox):
             b.setProperty("predicted", c in by_class)
             b.setToolTip(f"predicted for the start by {', '.join(by_class[c])}" if c in by_class else "")
         if by_class:
-            parts = [f"{', '.join(names)} → {c}" for c, names in sorted(by_class.items())]
+            parts = [f"{', '.join(names)} → {self.class_names[c]}" for c, names in sorted(by_class.items())]
             self.hint.setText("Start predicted (outlined): " + "; ".join(parts))
         else:
             self.hint.setText("")

@@ -30,11 +30,12 @@ from PySide6.QtWidgets import (
 from torch import nn
 
 from trav_gui import __version__
+from trav_gui.engine.data import get_dataset, test_set
 from trav_gui.engine.export import RunRecordError, read_run_record
 from trav_gui.engine.history import RunHistory
 from trav_gui.engine.model_cache import ModelCache, predict_start
 from trav_gui.engine.replay import ReplayError, match_record_models
-from trav_gui.engine.models import ModelLoadError, load_model, read_card
+from trav_gui.engine.models import ModelLoadError, card_dataset
 from trav_gui.paths import models_dir
 from trav_gui.qt.actions import build_menus
 from trav_gui.qt.export_job import Exporter
@@ -50,7 +51,7 @@ from trav_gui.qt.transport import Timeline, Transport
 
 __all__ = ["MainWindow"]
 
-DEFAULT_MODELS = ("robust", "standard")
+DEFAULT_MODELS = {"mnist": ("robust", "standard"), "fashion-mnist": ("fashion-robust", "fashion-standard")}
 
 
 def _default_device() -> str:
@@ -98,7 +99,10 @@ class MainWindow(QMainWindow):
         self.last_error: str | None = None
 
         if digits is True:
-            digits = self._load_digits()
+            try:
+                digits = test_set("mnist")
+            except (OSError, ValueError):
+                digits = None
         images, labels = digits if digits else (None, None)
 
         self.input_panel = InputPanel(images, labels)
@@ -108,14 +112,18 @@ class MainWindow(QMainWindow):
         self.view = ComparisonView()
         self._build_layout()
         build_menus(self)
-        self._build_status_bar()
-
-        self.display = RunDisplay(self.runs, self.view, self._timeline, self.status_step, self.status_speed, self)
+        self.display = RunDisplay(self.runs, self.view, self._timeline, self.statusBar(), self)
+        self.status_step = self.display.step_label
+        device = f"CUDA ({torch.cuda.get_device_name(self.device)})" if self.device.startswith("cuda") else "CPU"
+        self.status_device = QLabel(f"device: {device}")
+        self.statusBar().addPermanentWidget(self.status_device)
+        self.exporter = Exporter(self.statusBar(), self)
 
         self.input_panel.start_changed.connect(self._on_start_changed)
+        self.input_panel.dataset_changed.connect(self.set_dataset)
         self.target_picker.target_changed.connect(self._on_target_changed)
         self.selector.selection_changed.connect(self._on_selection_changed)
-        self.settings.settings_changed.connect(self._on_settings_changed)
+        self.settings.settings_changed.connect(lambda: setattr(self, "_replay_config", None))
         self.settings.speed_changed.connect(lambda sps: self.runs.set_speed(sps))
         self.runs.failed.connect(lambda message: self.show_error("The run stopped", message))
         self.runs.finished.connect(self._on_run_finished)
@@ -125,20 +133,12 @@ class MainWindow(QMainWindow):
         self.exporter.export_failed.connect(self._on_export_failed)
         self.exporter.idle.connect(self._on_export_idle)
 
-        self.selector.populate(self.models_folder, DEFAULT_MODELS)
-        self._on_selection_changed()
+        self.dataset = "mnist"
+        self.selector.populate(self.models_folder)
+        self.selector.show_dataset(self.dataset, DEFAULT_MODELS[self.dataset])
         self.resize(1560, 960)
 
     # ------------------------------------------------------------------ construction
-
-    @staticmethod
-    def _load_digits() -> tuple[np.ndarray, np.ndarray] | None:
-        from trav_gui.engine.data import test_digits
-
-        try:
-            return test_digits()
-        except (OSError, KeyError, ValueError):
-            return None
 
     def _build_layout(self) -> None:
         left = QWidget()
@@ -185,18 +185,6 @@ class MainWindow(QMainWindow):
         self.transport.reset_button.clicked.connect(self.reset)
         self.transport.stop_button.clicked.connect(self.stop)
 
-    def _build_status_bar(self) -> None:
-        bar = self.statusBar()
-        self.status_step = QLabel("step –")
-        self.status_speed = QLabel("– steps/s")
-        name = "CPU"
-        if self.device.startswith("cuda"):
-            name = f"CUDA ({torch.cuda.get_device_name(torch.device(self.device))})"
-        self.status_device = QLabel(f"device: {name}")
-        for w in (self.status_step, self.status_speed, self.status_device):
-            w.setMinimumWidth(120)
-            bar.addPermanentWidget(w)
-        self.exporter = Exporter(bar, self)
 
     # ------------------------------------------------------------------ models
 
@@ -218,17 +206,15 @@ class MainWindow(QMainWindow):
 
     def add_model_file(self, path: str | Path) -> bool:
         """Load a ``.safetensors`` file, list it and tick it if there is room; False on error."""
-        path = Path(path)
         try:
-            model = load_model(path, device=self.device)
+            card = self.models.add_file(path)
         except ModelLoadError as exc:
             self.show_error("Cannot add model", str(exc))
             return False
-        card = read_card(path) or {"kind": "user", "evaluation": {}}
-        card = {**card, "name": path.stem, "path": str(path)}
-        self.models.put(path, model)
         self.selector.add_and_tick(card)
-        self.statusBar().showMessage(f"added model {path.name}", 5000)
+        other = card_dataset(card) != self.dataset
+        self.statusBar().showMessage(f"added model {Path(path).name}" + (
+            f" (a {card_dataset(card)} model: choose that data set to use it)" if other else ""), 8000)
         return True
 
     def ask_add_model(self) -> None:
@@ -261,6 +247,23 @@ class MainWindow(QMainWindow):
         self._leave_run()
         self._show_start()
 
+    def set_dataset(self, name: str) -> bool:
+        """Switch to data set ``name``: its test images, class names and models; False on error."""
+        ds = get_dataset(name)
+        try:
+            images, labels = test_set(ds.name)
+        except (OSError, ValueError) as exc:
+            self.show_error("Cannot switch data set", str(exc))
+            return False
+        self._leave_run()
+        self.dataset = ds.name
+        self.view.class_names = list(ds.class_names)
+        self.input_panel.set_test_set(images, labels, ds.class_names, ds.title)
+        self.target_picker.set_class_names(ds.class_names, [ds.short(k) for k in range(10)])
+        self.selector.show_dataset(ds.name, DEFAULT_MODELS.get(ds.name, ()))
+        self.input_panel.pick_example(0)
+        return True
+
     def set_target(self, target: int) -> None:
         """Choose the target class (as the buttons and keys 0–9 do)."""
         if target == self.target_picker.target and self.history is None:
@@ -282,9 +285,6 @@ class MainWindow(QMainWindow):
             return
         self.view.set_models([c["name"] for c in cards], [describe_card(c) for c in cards])
         self._update_start_predictions()
-
-    def _on_settings_changed(self) -> None:
-        self._replay_config = None
 
     def _update_start_predictions(self) -> None:
         """Classify the start image with every ticked model; mark the predicted class."""
@@ -420,7 +420,8 @@ class MainWindow(QMainWindow):
         context, h = self.runs.context, self.history
         if context is None or h is None or len(h) == 0:
             raise RuntimeError("there is no run to export: press Play first")
-        return context.record(h, self.models.sha256, {"device": self.device, "status": self.runs.status})
+        extra = {"device": self.device, "status": self.runs.status, "dataset": self.dataset}
+        return context.record(h, self.models.sha256, extra)
 
     def export_to(self, folder: str | Path) -> bool:
         """Export the run on screen into ``folder`` in the background; False if not started."""
@@ -433,9 +434,6 @@ class MainWindow(QMainWindow):
             self.show_error("Nothing to export", str(exc))
             return False
         return self.exporter.start(folder, record, self.history.stacked(), self.runs.context.names)
-
-    def cancel_export(self) -> None:
-        self.exporter.cancel()
 
     def ask_export(self) -> None:
         if self.history is None or len(self.history) == 0:
@@ -458,11 +456,13 @@ class MainWindow(QMainWindow):
         """Load a run record and replay the identical run; False (with a dialog) on error."""
         try:  # all checked before leaving the run on screen: a refused file changes nothing
             record = read_run_record(path)
-            cards = match_record_models(record, self.selector.cards(), self.models.sha256,
+            cards = match_record_models(record, self.selector.cards(visible_only=False), self.models.sha256,
                                         MAX_MODELS, MAX_UI_STEPS)
         except (RunRecordError, ReplayError) as exc:
             self.show_error(getattr(exc, "title", "Cannot open run"), str(exc))
             return False
+        if card_dataset(cards[0]) != self.dataset:
+            self.set_dataset(card_dataset(cards[0]))
         self._leave_run()
         exact = self.settings.set_config(record.config)
         self._replay_config = None if exact else record.config
