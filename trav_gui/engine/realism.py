@@ -1,0 +1,194 @@
+"""How real is a traversed image? Judge-based and judge-free measures, one module for all.
+
+Used by the app (live, in the worker thread), the command line (every export) and the
+benchmarks, so that every figure means the same thing everywhere.
+
+- **Judge**: a shipped model with the role ``"judge"`` (``load_model("judge")`` for MNIST,
+  ``"fashion-judge"`` for Fashion-MNIST): another architecture and seed than anything that is
+  traversed. It is never traversed, ensembled or used by a stopping rule: a judge that agrees
+  the image is the target says its meaning changed, not only one network's decision.
+- **Nearest real image** (judge-free): the L2 distance of an image to the nearest reference
+  training image of the target class, divided by what is *typical* for that class (the median
+  such distance of the real held-out test images). 1 is as close to real images as real
+  images are; a real test image scores about 1 by construction. The reference images ship in
+  ``resources/realism_<dataset>.npz`` (built by ``python -m training.build_realism_reference``).
+- **Confident point**: the first step where the traversed model's own p(target) >= 0.9;
+  **flip**: the first step it predicts the target.
+- **Most realistic** (judge-free): from the confident point on, the step with the lowest
+  nearest-real ratio.
+- **Success** at a step: the judge predicts the target and the ratio is within the real test
+  images' 90th percentile (real images succeed about 90 % of the time: the ceiling).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from trav_gui.engine.data import DEFAULT_DATASET, get_dataset
+from trav_gui.paths import resources_dir
+
+__all__ = [
+    "CONFIDENT_PROB",
+    "JUDGES",
+    "Realism",
+    "RealismScorer",
+    "ReferenceSet",
+    "ReferenceUnavailableError",
+    "confident_point",
+    "flip_step",
+    "judge_name",
+    "most_realistic",
+    "reference_set",
+    "summary",
+]
+
+CONFIDENT_PROB = 0.9
+JUDGES = {"mnist": "judge", "fashion-mnist": "fashion-judge"}
+
+
+class ReferenceUnavailableError(ValueError):
+    """The shipped reference images of a data set are missing or corrupt."""
+
+
+def judge_name(dataset: str | None = None) -> str:
+    """The shipped judge of ``dataset`` (a name for :func:`~trav_gui.engine.models.load_model`)."""
+    return JUDGES[get_dataset(dataset).name]
+
+
+def confident_point(probs: np.ndarray, target: int, threshold: float = CONFIDENT_PROB) -> int | None:
+    """Index of the first row of ``probs`` (T, C) whose p(target) >= ``threshold``; None if none."""
+    hits = np.flatnonzero(np.asarray(probs)[:, target] >= threshold)
+    return int(hits[0]) if hits.size else None
+
+
+def flip_step(probs: np.ndarray, target: int) -> int | None:
+    """Index of the first row of ``probs`` (T, C) whose most probable class is ``target``."""
+    hits = np.flatnonzero(np.asarray(probs).argmax(-1) == target)
+    return int(hits[0]) if hits.size else None
+
+
+def most_realistic(nn_ratio: np.ndarray, start: int | None) -> int | None:
+    """From index ``start`` (the confident point) on, the index of the lowest finite ratio."""
+    if start is None:
+        return None
+    tail = np.asarray(nn_ratio, dtype=np.float64)[start:]
+    if not np.isfinite(tail).any():
+        return None
+    return start + int(np.nanargmin(np.where(np.isfinite(tail), tail, np.nan)))
+
+
+def summary(probs: np.ndarray, nn_ratio: np.ndarray | None, steps: np.ndarray, target: int) -> dict:
+    """The run record's realism fields of one model's trajectory: the step numbers of the flip,
+    the confident point and the most realistic frame (None where there is none)."""
+    def step_of(i: int | None) -> int | None:
+        return None if i is None else int(steps[i])
+
+    confident = confident_point(probs, target)
+    best = most_realistic(nn_ratio, confident) if nn_ratio is not None else None
+    return {"flip_step": step_of(flip_step(probs, target)), "confident_step": step_of(confident),
+            "confident_prob": CONFIDENT_PROB, "most_realistic_step": step_of(best)}
+
+
+@dataclass(frozen=True)
+class ReferenceSet:
+    """Real training images per class and what is typical for each class.
+
+    Attributes
+    ----------
+    images : (K, 784) float32 in [0, 1], the reference training images.
+    labels : (K,) int.
+    typical : (10,) the median nearest-reference distance of real test images of each class.
+    p90 : (10,) the 90th percentile of the real test images' ratio (distance / typical).
+    """
+
+    dataset: str
+    images: np.ndarray
+    labels: np.ndarray
+    typical: np.ndarray
+    p90: np.ndarray
+
+    def nearest(self, images: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per image (K, 28, 28): the ratio to the typical distance, and the nearest reference's index."""
+        x = np.asarray(images, np.float32).reshape(len(images), -1)
+        idx = np.flatnonzero(self.labels == target)
+        bank = self.images[idx]
+        d2 = (x * x).sum(1)[:, None] - 2.0 * x @ bank.T + (bank * bank).sum(1)[None]
+        best = d2.argmin(1)
+        dist = np.sqrt(np.maximum(d2[np.arange(len(x)), best], 0.0))
+        return (dist / self.typical[target]).astype(np.float32), idx[best]
+
+    def image(self, index: int) -> np.ndarray:
+        """Reference image ``index`` as (28, 28) float32 in [0, 1]."""
+        return self.images[index].reshape(28, 28)
+
+
+@lru_cache(maxsize=4)
+def reference_set(dataset: str | None = None) -> ReferenceSet:
+    """The shipped reference images of ``dataset`` (loaded once)."""
+    ds = get_dataset(dataset)
+    path = resources_dir() / f"realism_{ds.name.replace('-', '_')}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            images, labels, typical, p90 = f["images"], f["labels"], f["typical"], f["p90"]
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ReferenceUnavailableError(f"{path}: cannot read the reference images ({exc}); rebuild them "
+                                        "with python -m training.build_realism_reference") from exc
+    if (images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8
+            or labels.shape != images.shape[:1] or typical.shape != (10,) or p90.shape != (10,)
+            or not set(range(10)) <= set(labels.tolist()) or not (typical > 0).all()):
+        raise ReferenceUnavailableError(f"{path}: not a reference set of 28x28 images of 10 classes")
+    flat = (images.reshape(len(images), -1).astype(np.float32) / 255.0)
+    flat.flags.writeable = False
+    return ReferenceSet(ds.name, flat, labels.astype(np.int64), typical.astype(np.float64), p90.astype(np.float64))
+
+
+@dataclass(frozen=True)
+class Realism:
+    """Realism of frames: ``judge_probs`` (..., 10), ``nn_ratio`` (...), ``nearest`` (...) reference indices."""
+
+    judge_probs: np.ndarray
+    nn_ratio: np.ndarray
+    nearest: np.ndarray
+
+
+class RealismScorer:
+    """Scores images toward a target with a judge and the reference images of one data set.
+
+    Parameters
+    ----------
+    judge : the judge model (eval mode), or None to load the shipped judge of ``dataset``.
+    dataset : the data set of the images.
+    device : where the judge runs.
+    """
+
+    def __init__(self, judge: torch.nn.Module | None = None, dataset: str = DEFAULT_DATASET,
+                 device: str | torch.device = "cpu") -> None:
+        from trav_gui.engine.models import load_model
+
+        self.dataset = get_dataset(dataset).name
+        self.reference = reference_set(self.dataset)
+        self.device = torch.device(device)
+        self.judge = judge if judge is not None else load_model(judge_name(self.dataset), device=self.device)
+
+    def score(self, images: np.ndarray, target: int) -> Realism:
+        """Judge probabilities and nearest-real ratio of ``images`` (..., 28, 28) toward ``target``.
+
+        One batched judge call for all images: cheap enough to run on every frame.
+        """
+        images = np.asarray(images, np.float32)
+        lead = images.shape[:-2]
+        flat = images.reshape(-1, 28, 28)
+        with torch.no_grad():
+            x = torch.from_numpy(np.ascontiguousarray(flat))[:, None].to(self.device)
+            probs = torch.softmax(self.judge(x), -1).float().cpu().numpy()
+        ratio, nearest = self.reference.nearest(flat, target)
+        return Realism(probs.reshape(*lead, 10), ratio.reshape(lead), nearest.reshape(lead))
+
+    def success(self, judge_probs: np.ndarray, nn_ratio: np.ndarray, target: int) -> np.ndarray:
+        """Judge predicts ``target`` and the ratio is within the real images' 90th percentile."""
+        return (np.asarray(judge_probs).argmax(-1) == target) & (np.asarray(nn_ratio) <= self.reference.p90[target])
