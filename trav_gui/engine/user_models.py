@@ -1,0 +1,199 @@
+"""The user's own models: a per-user folder that ``trav-gui models add`` and File → Add model… fill.
+
+Adding a model checks it exactly as loading does (:func:`~trav_gui.engine.models.load_model`:
+safetensors with a card, or ONNX compared with onnxruntime), measures its clean accuracy on
+the shipped test set of its data set, and keeps a copy with a card beside it, so that the app
+lists it on every start and ``trav-gui traverse --model NAME`` finds it. The folder is
+``platformdirs.user_data_dir("trav-gui")/models`` (``~/.local/share/trav-gui/models`` on
+Linux), or ``$TRAV_GUI_USER_MODELS``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from trav_gui import __version__
+from trav_gui.engine.data import test_set
+from trav_gui.engine.models import (ModelLoadError, card_dataset, card_path, list_models, load_model, model_sha256,
+                                    read_card)
+from trav_gui.engine.onnx_model import self_contained_bytes
+from trav_gui.paths import models_dir
+
+__all__ = ["USER_MODELS_ENV", "UserModelError", "accuracy_warning", "add_user_model", "clean_accuracy",
+           "list_user_models", "remove_user_model", "user_models_dir"]
+
+USER_MODELS_ENV = "TRAV_GUI_USER_MODELS"
+NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+# Below this clean accuracy a model almost surely got its card wrong (or is untrained): say so.
+SUSPICIOUS_ACCURACY = 0.5
+# Card entries that belong to the file, not to what the model is; never copied from a user's card.
+_FILE_ENTRIES = {"name", "path", "sha256", "weights", "role", "source"}
+
+
+class UserModelError(ValueError):
+    """A user-model operation was refused (bad name, name taken, nothing to remove); the message says why."""
+
+
+def user_models_dir() -> Path:
+    """The user models folder: ``$TRAV_GUI_USER_MODELS``, else the platform's user data folder."""
+    override = os.environ.get(USER_MODELS_ENV)
+    if override:
+        return Path(override).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("trav-gui", appauthor=False)) / "models"
+
+
+def list_user_models() -> list[dict]:
+    """The cards of the user's models (``name``, ``path`` added), by name."""
+    folder = user_models_dir()
+    return list_models(folder) if folder.is_dir() else []
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_RULE.fullmatch(name):
+        raise UserModelError(f"model name {name!r} is not allowed: use 1-64 letters, digits, '-' or '_', "
+                             "starting with a letter or digit")
+    return name
+
+
+def _shipped_names() -> set[str]:
+    return {c["name"] for c in list_models(models_dir())} if models_dir().is_dir() else set()
+
+
+def clean_accuracy(model: nn.Module, dataset: str, device: str | torch.device = "cpu",
+                   batch: int = 500) -> tuple[float, int]:
+    """The fraction of the shipped test set of ``dataset`` that ``model`` labels right, and its size."""
+    images, labels = test_set(dataset)
+    right = 0
+    with torch.no_grad():
+        for start in range(0, len(images), batch):
+            x = torch.from_numpy(images[start: start + batch].astype(np.float32) / 255.0)[:, None].to(device)
+            predicted = model(x).argmax(1).cpu().numpy()
+            right += int((predicted == labels[start: start + batch]).sum())
+    return right / len(images), len(images)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _free_name(stem: str, taken: set[str]) -> str:
+    name, k = stem, 2
+    while name in taken:
+        name, k = f"{stem}-{k}", k + 1
+    return name
+
+
+def add_user_model(path: str | os.PathLike, name: str | None = None, device: str | torch.device = "cpu",
+                   rename: bool = False) -> tuple[dict, nn.Module]:
+    """Check a ``.safetensors`` or ``.onnx`` file, measure it and keep it in the user models folder.
+
+    Parameters
+    ----------
+    path : the file (its card beside it, ``<stem>.json``, where one is needed).
+    name : what to call it (default: the file's stem).
+    device : where the accuracy is measured and the returned model lives.
+    rename : when the name is taken by another model, use ``name-2``, ``name-3``... instead of
+        refusing (what the app does; the command line refuses and says to pass ``--name``).
+
+    Returns
+    -------
+    (card, model) : the card written beside the kept copy (``name``, ``path`` of the copy,
+    ``evaluation.clean_accuracy`` as measured, ``sha256``) and the copy, loaded. A file whose
+    weights are already among the user models is not copied again: that model's card is returned.
+
+    Raises
+    ------
+    ModelLoadError : the file is refused (the reasons of :func:`~trav_gui.engine.models.load_model`).
+    UserModelError : a bad or taken name.
+    """
+    from trav_gui.engine.model_card import conventions_from_card
+
+    source = Path(path)
+    model = load_model(source, device=device)  # every check, before anything is written
+    raw_card = read_card(source)
+    card = raw_card or {}
+    sha = model_sha256(source)
+    for existing in list_user_models():
+        if sha in (existing.get("sha256"), existing.get("source_sha256")):
+            return existing, load_model(existing["path"], device=device)
+    wanted = _check_name(name if name is not None else re.sub(r"[^A-Za-z0-9_-]", "-", source.stem)[:64] or "model")
+    shipped = _shipped_names()
+    taken = shipped | {c["name"] for c in list_user_models()}
+    if wanted in taken:
+        if not rename:
+            where = "a shipped model" if wanted in shipped else "another user model"
+            raise UserModelError(f"the name {wanted!r} is taken by {where}; choose another with --name "
+                                 f"(or remove it first: trav-gui models remove {wanted})")
+        wanted = _free_name(wanted, taken)
+    onnx = source.suffix.lower() == ".onnx"
+    arch = None if onnx else _architecture_of(source, card)
+    conventions, dataset = conventions_from_card(raw_card, source.name, card_path(source).name, arch, onnx)
+    accuracy, samples = clean_accuracy(model, dataset, device)
+    evaluation = dict(card["evaluation"]) if isinstance(card.get("evaluation"), dict) else {}
+    evaluation.update(clean_accuracy=accuracy, clean_samples=samples,
+                      clean_measured_by=f"trav-gui {__version__} models add")
+    folder = user_models_dir()
+    dest = folder / f"{wanted}{source.suffix.lower()}"
+    new_card = {**{k: v for k, v in card.items() if k not in _FILE_ENTRIES}, **({"architecture": arch} if arch else {}),
+                "kind": str(card.get("kind") or "user")[:32], "dataset": dataset, **conventions.to_card(),
+                "evaluation": evaluation, "weights": dest.name, "source": str(source.resolve()),
+                "source_sha256": sha, "added": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_atomically(dest, self_contained_bytes(source) if onnx else source.read_bytes())
+        new_card["sha256"] = model_sha256(dest)
+        _write_atomically(card_path(dest), (json.dumps(new_card, indent=2) + "\n").encode())
+        stored = load_model(dest, device=device)
+    except (OSError, ModelLoadError) as exc:
+        for f in (dest, card_path(dest)):
+            f.unlink(missing_ok=True)
+        if isinstance(exc, ModelLoadError):
+            raise
+        raise UserModelError(f"cannot keep the model in {folder} ({exc})") from None
+    return {**new_card, "name": wanted, "path": str(dest)}, stored
+
+
+def _architecture_of(source: Path, card: dict) -> str:
+    from safetensors import safe_open
+
+    with safe_open(str(source), framework="pt") as f:
+        metadata = f.metadata() or {}
+    return metadata.get("architecture") or card.get("architecture") or "small_cnn"
+
+
+def remove_user_model(name: str) -> list[Path]:
+    """Delete a user model (its weights and card); the files removed. Shipped models stay."""
+    _check_name(name)
+    folder = user_models_dir()
+    files = [folder / f"{name}{ext}" for ext in (".safetensors", ".onnx", ".json")]
+    present = [f for f in files if f.is_file() and not f.is_symlink()]
+    if not any(f.suffix != ".json" for f in present):
+        if name in _shipped_names():
+            raise UserModelError(f"{name!r} is a shipped model; only models added with trav-gui models add "
+                                 "can be removed")
+        known = ", ".join(c["name"] for c in list_user_models()) or "none"
+        raise UserModelError(f"no user model named {name!r} in {folder}; user models: {known}")
+    for f in present:
+        f.unlink()
+    return present
+
+
+def accuracy_warning(card: dict) -> str | None:
+    """A sentence when a model's measured clean accuracy is so low that its card is probably wrong."""
+    accuracy = (card.get("evaluation") or {}).get("clean_accuracy")
+    if not isinstance(accuracy, (int, float)) or accuracy >= SUSPICIOUS_ACCURACY:
+        return None
+    return (f"its clean accuracy is only {100 * accuracy:.1f} % on the {card_dataset(card)} test set: check the card's "
+            "\"input\" (range, mean and std, layout), \"output\" and \"architecture\", and the data set")

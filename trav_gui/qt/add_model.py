@@ -1,0 +1,79 @@
+"""Adding models to the window: files through File → Add model…, in-memory models through ``trav_gui.show``.
+
+A file is checked, measured and kept in the user models folder by the engine
+(:func:`~trav_gui.engine.user_models.add_user_model`), so the window lists it again on every
+start. An in-memory model gets a card of its own: path ``memory:<name>`` and the sha256 of its
+state dict, so run records made with it name it like any other model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QFileDialog
+from torch import nn
+
+from trav_gui.engine.models import ModelLoadError, card_dataset, state_sha256
+from trav_gui.engine.user_models import UserModelError, accuracy_warning, add_user_model, clean_accuracy
+from trav_gui.qt.model_selector import MAX_MODELS
+
+__all__ = ["FILE_FILTER", "add_memory_models", "add_model_file", "ask_add_model", "memory_card"]
+
+FILE_FILTER = "models (*.safetensors *.onnx);;safetensors weights (*.safetensors);;ONNX graphs (*.onnx);;All files (*)"
+
+
+def add_model_file(window, path: str | Path) -> bool:
+    """Check, measure and keep a ``.safetensors`` or ``.onnx`` file among the user models, list it
+    and tick it if there is room; False (after an error dialog) if it is refused."""
+    QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+    try:
+        card, model = add_user_model(path, device=window.device, rename=True)
+    except (ModelLoadError, UserModelError) as exc:
+        window.show_error("Cannot add model", str(exc))
+        return False
+    finally:
+        QApplication.restoreOverrideCursor()
+    window.models.put(card["path"], model)
+    window.selector.add_and_tick(card)
+    notes = [f"added model {card['name']} from {Path(path).name}, kept in {Path(card['path']).parent}"]
+    if card_dataset(card) != window.dataset:
+        notes.append(f"a {card_dataset(card)} model: choose that data set to use it")
+    warning = accuracy_warning(card)
+    if warning:
+        notes.append(warning)
+    window.statusBar().showMessage("; ".join(notes), 15_000)
+    return True
+
+
+def ask_add_model(window) -> None:
+    """File → Add model…: pick a file and add it."""
+    path, _ = QFileDialog.getOpenFileName(window, "Add model", str(Path.home()), FILE_FILTER)
+    if path:
+        add_model_file(window, path)
+
+
+def memory_card(name: str, model: nn.Module, dataset: str, device: str = "cpu") -> dict:
+    """The card that lists an in-memory model: its name, ``memory:<name>``, its state dict's
+    sha256, and its clean accuracy measured on the data set's shipped test set."""
+    try:
+        accuracy, samples = clean_accuracy(model, dataset, device)
+        evaluation = {"clean_accuracy": accuracy, "clean_samples": samples}
+    except (OSError, ValueError, RuntimeError):  # no shipped test set, or a model that fails on a batch
+        evaluation = {}
+    return {"name": name, "path": f"memory:{name}", "kind": "in-memory", "dataset": dataset,
+            "sha256": state_sha256(model), "evaluation": evaluation}
+
+
+def add_memory_models(window, models: Mapping[str, nn.Module], dataset: str) -> list[dict]:
+    """List ``models`` in ``window`` and tick the first :data:`MAX_MODELS` of them (only them)."""
+    cards = []
+    for name, model in models.items():
+        card = memory_card(name, model, dataset, window.device)
+        window.models.put(card["path"], model)
+        window.selector.add_card(card)
+        cards.append(card)
+    if cards:
+        window.selector.set_selected([c["path"] for c in cards[:MAX_MODELS]])
+    return cards
