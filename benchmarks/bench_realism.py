@@ -1,7 +1,7 @@
 """How realistic are traversals? Robust vs standard, measured, on 100 test digits × 9 targets.
 
     python benchmarks/bench_realism.py [--models robust standard] [--digits 100] [--steps 200]
-        [--judge benchmarks/models/judge.safetensors] [--out docs]
+        [--judge judge] [--dataset mnist] [--out docs]
 
 Every one of the first ``--digits`` MNIST test digits is traversed to each of the 9 other
 classes (one batch per model, 200 unconstrained L2 steps of 0.1 on the target's
@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from trav_gui.engine.data import DATASETS, load_training_set, test_set
 from trav_gui.engine.models import load_model
+from trav_gui.engine.realism import judge_name
 from trav_gui.engine.traversal import TraversalConfig, traverse
 
 HERE = Path(__file__).resolve().parent
@@ -95,7 +96,7 @@ def typical_class_distance(bank: torch.Tensor, sample: int = 500) -> float:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["robust", "standard"])
-    p.add_argument("--judge", default=None, help="default: benchmarks/models/judge.safetensors (MNIST) or fashion-judge.safetensors")
+    p.add_argument("--judge", default=None, help="default: the shipped judge of the data set (judge, fashion-judge)")
     p.add_argument("--digits", type=int, default=100)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--step-size", type=float, default=0.1)
@@ -106,8 +107,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     t_start = time.time()
     models = [load_model(m) for m in args.models]
-    judge = load_model(args.judge or HERE / "models" / ("judge.safetensors" if args.dataset == "mnist"
-                                                          else f"{args.dataset.split('-')[0]}-judge.safetensors"))
+    judge = load_model(args.judge or judge_name(args.dataset))
     x_train, y_train, _ = load_training_set(args.dataset, True, args.data_root)
     images, labels = test_set(args.dataset)
     starts = np.repeat(np.arange(args.digits), 9)

@@ -29,6 +29,14 @@ class LinearModel(nn.Module):
         return x.flatten(1) @ self.weight.T + self.bias
 
 
+@pytest.fixture(autouse=True)
+def user_models(tmp_path_factory, monkeypatch):
+    """An empty user models folder per test: no test reads or fills the real one (~/.local/share)."""
+    folder = tmp_path_factory.mktemp("user_models")
+    monkeypatch.setenv("TRAV_GUI_USER_MODELS", str(folder))
+    return folder
+
+
 @pytest.fixture
 def linear_model():
     return LinearModel(seed=0).eval()
@@ -37,6 +45,42 @@ def linear_model():
 @pytest.fixture
 def two_models():
     return [LinearModel(seed=1).eval(), LinearModel(seed=2).eval()]
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a module of small-batch work (much faster on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def trained_lenet():
+    """A LeNet-5 trained for 300 steps on the shipped MNIST test images (about 95 % right on them)."""
+    import numpy as np
+
+    from trav_gui.engine.architectures import LeNet5
+    from trav_gui.engine.data import test_set
+
+    images, labels = test_set("mnist")
+    x = torch.from_numpy(images.astype(np.float32) / 255.0)[:, None]
+    y = torch.from_numpy(labels.astype(np.int64))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small batches: one thread is the fastest on a busy machine
+    torch.manual_seed(0)
+    model = LeNet5()
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        i = torch.randint(0, len(x), (64,), generator=g)
+        loss = nn.functional.cross_entropy(model(x[i]), y[i])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.set_num_threads(threads)
+    return model.eval().requires_grad_(False)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Helpers shared by several test files: a window factory and a model that turns to NaN."""
+"""Helpers shared by several test files: a window factory, a model that turns to NaN, test images,
+and a model saved as a user saves one."""
 
 from __future__ import annotations
 
@@ -27,3 +28,25 @@ def make_window(qtbot, folder, **kw):
     w.show()
     qtbot.waitExposed(w)
     return w
+
+
+def mnist_images(n: int):
+    """The first ``n`` shipped MNIST test images as (n, 1, 28, 28) float32 in [0, 1], and their labels."""
+    import numpy as np
+
+    from trav_gui.engine.data import test_set
+
+    images, labels = test_set("mnist")
+    return torch.from_numpy(images[:n].astype(np.float32) / 255.0)[:, None], labels[:n]
+
+
+def save_with_card(model, path, card=None):
+    """What a user does: ``save_file(model.state_dict(), path)``, and a card beside it (unless None)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    if card is not None:
+        path.with_suffix(".json").write_text(json.dumps(card))
+    return path

@@ -22,7 +22,8 @@ def test_no_module_in_the_package_is_over_500_lines():
 
 def test_the_command_line_and_the_engine_load_no_qt():
     code = ("import sys, trav_gui.cli, trav_gui.engine.export, trav_gui.engine.traversal, "
-            "trav_gui.engine.gallery, trav_gui.engine.model_cache, training.evaluate;"
+            "trav_gui.engine.gallery, trav_gui.engine.model_cache, training.evaluate, trav_gui.api, "
+            "trav_gui.cli_models, trav_gui.engine.user_models, trav_gui.engine.onnx_model, trav_gui.engine.onnx_ops;"
             "trav_gui.cli.build_parser();"
             "print(sorted(m for m in sys.modules if m.startswith(('PySide6', 'pyqtgraph', 'trav_gui.qt'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -180,7 +180,6 @@ def test_target_equal_to_the_start_class_runs_and_says_it_is_reached_at_step_0(m
 
 
 def test_nan_mid_run_exits_1_and_writes_the_frames_before_it(model_folder, tmp_path, capsys, monkeypatch):
-    import torch
 
     from trav_gui import cli
 

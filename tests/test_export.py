@@ -8,7 +8,6 @@ import os
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from trav_gui import __version__

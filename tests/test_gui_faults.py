@@ -12,7 +12,7 @@ import torch
 
 from trav_gui.engine import data
 from trav_gui.engine import export as ex
-from trav_gui.engine.models import SmallCNN, save_model
+from trav_gui.engine.models import SmallCNN
 from trav_gui.qt.window import MainWindow
 
 from helpers import NanAfter, make_window

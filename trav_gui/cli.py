@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from trav_gui import __version__
+from trav_gui.cli_models import add_model_commands
 
 
 def _cmd_gui(args: argparse.Namespace) -> int:
@@ -18,23 +19,33 @@ def _cmd_gui(args: argparse.Namespace) -> int:
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from trav_gui.engine.models import card_dataset, list_models, robust_headline
+    from trav_gui.engine.user_models import list_user_models, user_models_dir
 
-    cards = list_models(args.folder)
+    groups = [("shipped" if args.folder is None else "folder", list_models(args.folder))]
+    if args.folder is None:  # the models added with trav-gui models add, listed apart
+        groups.append(("user", list_user_models()))
     if args.json:
-        print(json.dumps(cards, indent=2))
+        print(json.dumps([{**c, "source": source} for source, cards in groups for c in cards], indent=2))
         return 0
-    if not cards:
+    if not any(cards for _, cards in groups):
         print("no models with cards found", file=sys.stderr)
         return 1
-    if args.dataset:
-        cards = [c for c in cards if card_dataset(c) == args.dataset]
-    print(f"{'name':<18} {'data set':<14} {'kind':<9} {'clean':>7} {'robust (eps, attack)':<40}")
-    for card in cards:
-        ev = card.get("evaluation") or {}
-        clean = f"{100 * ev['clean_accuracy']:.2f}%" if "clean_accuracy" in ev else "-"
-        r = robust_headline(card)
-        rob = f"{100 * r['accuracy']:.2f}% (eps {r['eps']}, {r['attack']})" if r else "-"
-        print(f"{card['name']:<18} {card_dataset(card):<14} {card.get('kind', '?'):<9} {clean:>7} {rob}")
+    for source, cards in groups:
+        if args.dataset:
+            cards = [c for c in cards if card_dataset(c) == args.dataset]
+        if source == "user":
+            print(f"\nuser models ({user_models_dir()}):" if cards else
+                  "\nno user models yet: trav-gui models add FILE (.safetensors with a card, or .onnx)")
+            if not cards:
+                continue
+        print(f"{'name':<18} {'data set':<14} {'kind':<9} {'clean':>7} {'robust (eps, attack)':<40}")
+        for card in cards:
+            ev = card.get("evaluation") or {}
+            clean = f"{100 * ev['clean_accuracy']:.2f}%" if "clean_accuracy" in ev else "-"
+            r = robust_headline(card)
+            rob = f"{100 * r['accuracy']:.2f}% (eps {r['eps']}, {r['attack']})" if r else "-"
+            kind = "judge" if card.get("role") == "judge" else card.get("kind", "?")
+            print(f"{card['name']:<18} {card_dataset(card):<14} {kind:<9} {clean:>7} {rob}")
     return 0
 
 
@@ -50,7 +61,7 @@ def _load_models(names: list[str], dataset: str | None = None):
     """The models, their run-record references and their one data set (``dataset`` if given)."""
     from trav_gui.engine.export import ModelRef
     from trav_gui.engine.models import (ModelLoadError, card_dataset, check_one_dataset, load_model, read_card,
-                                        resolve_model_path, sha256_of)
+                                        refuse_judges, model_sha256, resolve_model_path)
 
     models, refs, cards = [], [], []
     for name in names:
@@ -59,12 +70,14 @@ def _load_models(names: list[str], dataset: str | None = None):
             path = resolve_model_path(name)
         except ModelLoadError as exc:
             raise CliError(str(exc)) from None
-        cards.append({"name": path.stem, "dataset": card_dataset(read_card(path))})
+        card = read_card(path) or {}
+        cards.append({"name": path.stem, "dataset": card_dataset(card), "role": card.get("role")})
         label, k = path.stem, 2
         while label in {r.name for r in refs}:  # the same model twice, or two files of one name
             label, k = f"{path.stem}-{k}", k + 1
-        refs.append(ModelRef(label, sha256_of(path), str(path)))
+        refs.append(ModelRef(label, model_sha256(path), str(path)))
     try:
+        refuse_judges(cards)
         found = check_one_dataset(cards)
     except ValueError as exc:
         raise CliError(str(exc)) from None
@@ -108,14 +121,27 @@ def _read_image(path: str):
 
 
 def _config_from(args):
+    from trav_gui.engine.realism import CONFIDENT_PROB
     from trav_gui.engine.traversal import TraversalConfig
 
     try:
         return TraversalConfig(steps=args.steps, step_size=args.step_size, norm=args.norm, eps=args.eps,
                                objective=args.objective, seed=args.seed,
-                               stop_at_prob=getattr(args, "stop_at_prob", None))
+                               stop_at_prob=(CONFIDENT_PROB if getattr(args, "stop_at", None) == "confident"
+                                             else getattr(args, "stop_at_prob", None)))
     except ValueError as exc:
         raise CliError(str(exc)) from None
+
+
+def _scorer(dataset: str):
+    """The data set's realism scorer (shipped judge and reference images), or None with a note."""
+    from trav_gui.engine.model_cache import ModelCache
+
+    cache = ModelCache()
+    scorer = cache.scorer(dataset)
+    if scorer is None:
+        print(f"note: no realism fields ({cache.scorer_errors.get(dataset)})", file=sys.stderr)
+    return scorer
 
 
 def _cmd_traverse(args: argparse.Namespace) -> int:
@@ -124,6 +150,7 @@ def _cmd_traverse(args: argparse.Namespace) -> int:
 
     from trav_gui.engine.data import get_dataset, test_set
     from trav_gui.engine.export import build_run_record, export_run
+    from trav_gui.engine.realism import summary
     from trav_gui.engine.traversal import NonFiniteOutputError, stack_frames, traverse
 
     config = _config_from(args)
@@ -154,14 +181,23 @@ def _cmd_traverse(args: argparse.Namespace) -> int:
     if not frames:
         return status or 1
     arrays = stack_frames(frames)
+    scorer = _scorer(dataset)
+    if scorer is not None:  # every frame judged in one batch, as the app does in its worker
+        realism = scorer.score(arrays["images"][:, :, 0], args.target)
+        arrays["judge_probs"], arrays["nn_ratio"] = realism.judge_probs[:, :, None], realism.nn_ratio[:, :, None]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for i, name in enumerate(names):
-        np.savez_compressed(out / f"{name}.npz", frames=arrays["images"][:, i, 0], probs=arrays["probs"][:, i, 0],
-                            l2=arrays["l2"][:, i, 0], linf=arrays["linf"][:, i, 0],
-                            objective=arrays["objective"][:, i, 0], step=arrays["step"])
+        fields = {"frames": arrays["images"][:, i, 0], "probs": arrays["probs"][:, i, 0],
+                  "l2": arrays["l2"][:, i, 0], "linf": arrays["linf"][:, i, 0],
+                  "objective": arrays["objective"][:, i, 0], "step": arrays["step"]}
+        if scorer is not None:
+            fields.update(judge_probs=arrays["judge_probs"][:, i, 0], nn_ratio=arrays["nn_ratio"][:, i, 0])
+        np.savez_compressed(out / f"{name}.npz", **fields)
+    summaries = {name: summary(arrays["probs"][:, i, 0], arrays["nn_ratio"][:, i, 0] if scorer else None,
+                               arrays["step"], args.target) for i, name in enumerate(names)}
     record = build_run_record(refs, x0, args.target, config, mnist_index=args.index,
-                              extra={"dataset": dataset})
+                              extra={"dataset": dataset, "realism": summaries})
     export_run(out, record, arrays, names)
     last = frames[-1]
     ds = get_dataset(dataset)
@@ -173,6 +209,13 @@ def _cmd_traverse(args: argparse.Namespace) -> int:
             f"never predicted {goal}"
         print(f"{name:>10}: step {last.step}: predicts {ds.label(int(p.argmax()))} (p={p.max():.3f}), "
               f"P({goal})={p[args.target]:.3f}, |d|2={last.l2[i, 0]:.2f}; {flip}")
+        sm = summaries[name]
+        if sm["confident_step"] is not None:
+            k = int(np.flatnonzero(arrays["step"] == sm["confident_step"])[0])
+            judged = (f"; judge says {ds.label(int(arrays['judge_probs'][k, i, 0].argmax()))}, nearest real "
+                      f"{arrays['nn_ratio'][k, i, 0]:.2f}x typical, most realistic at step "
+                      f"{sm['most_realistic_step']}" if scorer is not None else "")
+            print(f"{'':>10}  confident (p >= 0.9) at step {sm['confident_step']}{judged}")
     print(f"wrote {out}/")
     return status
 
@@ -210,7 +253,8 @@ def _add_traversal_options(p: argparse.ArgumentParser) -> None:
     from trav_gui.engine.traversal import DEFAULTS
 
     p.add_argument("--model", action="append", required=True,
-                   help='"robust", "standard" or a .safetensors path; repeat for side by side')
+                   help='"robust", "standard", a user model\'s name (trav-gui models) or a .safetensors or .onnx '
+                        'path; repeat for side by side')
     p.add_argument("--steps", type=int, default=DEFAULTS.steps, help="default: %(default)s")
     p.add_argument("--step-size", type=float, default=DEFAULTS.step_size, help="default: %(default)s")
     p.add_argument("--norm", choices=list(NORMS), default=DEFAULTS.norm,
@@ -237,11 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     gui = sub.add_parser("gui", help="open the desktop app (same as python main.py)")
     gui.set_defaults(func=_cmd_gui)
-    models = sub.add_parser("models", help="list the available models and their measured accuracy")
+    models = sub.add_parser("models", help="list the shipped and user models and their measured accuracy; "
+                                           "add or remove user models")
     models.add_argument("--folder", default=None, help="a folder of .safetensors + .json cards")
     models.add_argument("--json", action="store_true", help="print the cards as JSON")
     models.add_argument("--dataset", default=None, help="only the models of this data set (mnist, fashion-mnist)")
     models.set_defaults(func=_cmd_models)
+    add_model_commands(models)
 
     trav = sub.add_parser("traverse", help="run one traversal and write frames, npz, CSV, GIF and run record",
                           description="Traverse one image toward a target with each model, in lock-step. "
@@ -251,8 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--index", type=int, help="a test image of the data set (0..9999)")
     src.add_argument("--image", help="a PNG; 28x28 as is, anything else preprocessed like a drawing")
     trav.add_argument("--target", type=int, required=True)
-    trav.add_argument("--stop-at-prob", type=float, default=DEFAULTS.stop_at_prob,
+    stop = trav.add_mutually_exclusive_group()
+    stop.add_argument("--stop-at-prob", type=float, default=DEFAULTS.stop_at_prob,
                       help="stop a model once P(target) reaches this; default: never")
+    stop.add_argument("--stop-at", choices=["confident"], default=None,
+                      help="confident: stop each model at its confident point (its own P(target) >= 0.9)")
     _add_traversal_options(trav)
     trav.set_defaults(func=_cmd_traverse)
 

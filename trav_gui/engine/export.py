@@ -51,6 +51,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 from PIL import Image
 
+from trav_gui.engine.data import DATASETS, get_dataset
+from trav_gui.engine.realism import confident_point, most_realistic
 from trav_gui.engine.files import atomic_path, remove_files_inside, safe_relative_parts, save_png, write_bytes_atomic
 from trav_gui.engine.render import (MAX_ANIMATION_FRAMES, animation_indices, render_side_by_side, render_strip,
                                     to_uint8, upscale)
@@ -141,7 +143,8 @@ def _frame_files(model_name: str, step: int, scale: int) -> tuple[str, str]:
 
 def write_steps_csv(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
                     model_names: Sequence[str]) -> Path:
-    """One row per step and model: ``step, model, p0..p9, l2, linf, objective``.
+    """One row per step and model: ``step, model, p0..p9, l2, linf, objective`` (and, when the
+    arrays hold realism, ``judge_p0..judge_p9, nn_ratio``; NaN where a frame was not scored).
 
     Parameters
     ----------
@@ -153,8 +156,9 @@ def write_steps_csv(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
     significant digits, enough to recover every float32 exactly.
     """
     t, m, n = _check_arrays(arrays, model_names)
+    realism = "judge_probs" in arrays and "nn_ratio" in arrays
     header = ["step", "model"] + (["image"] if n > 1 else []) + [f"p{c}" for c in range(10)] + [
-        "l2", "linf", "objective"]
+        "l2", "linf", "objective"] + ([f"judge_p{c}" for c in range(10)] + ["nn_ratio"] if realism else [])
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
@@ -166,6 +170,9 @@ def write_steps_csv(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
                 row = [int(steps[s]), name] + ([i] if n > 1 else [])
                 row += [f"{v:.9g}" for v in probs[s, j, i]]
                 row += [f"{l2[s, j, i]:.9g}", f"{linf[s, j, i]:.9g}", f"{obj[s, j, i]:.9g}"]
+                if realism:
+                    row += [f"{v:.9g}" for v in arrays["judge_probs"][s, j, i]]
+                    row += [f"{arrays['nn_ratio'][s, j, i]:.9g}"]
                 writer.writerow(row)
     path = Path(path)
     write_bytes_atomic(path, buf.getvalue().encode("utf-8"))
@@ -202,14 +209,23 @@ def write_png_frames(folder: str | os.PathLike, arrays: Mapping[str, np.ndarray]
 
 def write_strip(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
                 model_names: Sequence[str], target: int, image_index: int = 0,
-                columns: int = 9, scale: int = 3, title: str | None = None) -> Path:
-    """Save :func:`render_strip` of one image of a run as PNG (atomically)."""
+                columns: int = 9, scale: int = 3, title: str | None = None,
+                target_name: str | None = None) -> Path:
+    """Save :func:`render_strip` of one image of a run as PNG (atomically); the confident
+    point and, with realism in ``arrays``, the most realistic frame of each model are marked."""
     _check_arrays(arrays, model_names)
     path = Path(path)
-    pixels = render_strip(np.asarray(arrays["images"])[:, :, image_index],
-                          np.asarray(arrays["probs"])[:, :, image_index],
+    probs = np.asarray(arrays["probs"])[:, :, image_index]
+    ratio = np.asarray(arrays["nn_ratio"])[:, :, image_index] if "nn_ratio" in arrays else None
+    marks = []
+    for j in range(len(model_names)):
+        at = confident_point(probs[:, j], target)
+        best = most_realistic(ratio[:, j], at) if ratio is not None else None
+        marks.append({**({best: "most realistic"} if best is not None else {}),
+                      **({at: "confident" if best != at else "confident = most real"} if at is not None else {})})
+    pixels = render_strip(np.asarray(arrays["images"])[:, :, image_index], probs,
                           [int(s) for s in np.asarray(arrays["step"])], model_names, target,
-                          columns, scale, title)
+                          columns, scale, title, marks, target_name)
     return save_png(path, pixels)
 
 
@@ -225,7 +241,7 @@ def mp4_available() -> bool:
 def write_animation(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
                     model_names: Sequence[str], target: int, fps: float = 20.0, scale: int = 8,
                     image_index: int = 0, progress: Progress | None = None,
-                    cancel: Callable[[], bool] | None = None) -> Path:
+                    cancel: Callable[[], bool] | None = None, class_names: Sequence[str] | None = None) -> Path:
     """A side-by-side animation of all models, as GIF (or MP4 if ``path`` ends in ``.mp4``).
 
     At most :data:`MAX_ANIMATION_FRAMES` steps are drawn (evenly spread, first and last
@@ -241,7 +257,8 @@ def write_animation(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
     for k, s in enumerate(idx):
         if cancel is not None and cancel():
             raise ExportCancelled("export cancelled")
-        frames.append(render_side_by_side(images[s], probs[s], model_names, int(steps[s]), target, scale))
+        frames.append(render_side_by_side(images[s], probs[s], model_names, int(steps[s]), target, scale,
+                                          class_names))
         if progress is not None:
             progress(k + 1, len(idx), f"animation {path.name}")
     if path.suffix.lower() == ".mp4":
@@ -370,7 +387,10 @@ def export_run(folder: str | os.PathLike, record: dict, arrays: Mapping[str, np.
     done += 1
     if progress:
         progress(done, total, CSV_NAME)
-    written.append(write_strip(folder / STRIP_NAME, arrays, names, parsed.target))
+    dataset = (record.get("extra") or {}).get("dataset") or "mnist"
+    class_names = get_dataset(dataset).class_names if dataset in DATASETS else None
+    target_name = class_names[parsed.target] if class_names else None
+    written.append(write_strip(folder / STRIP_NAME, arrays, names, parsed.target, target_name=target_name))
     done += 1
     if progress:
         progress(done, total, STRIP_NAME)
@@ -379,11 +399,11 @@ def export_run(folder: str | os.PathLike, record: dict, arrays: Mapping[str, np.
         done += m * t
     if gif:
         written.append(write_animation(folder / GIF_NAME, arrays, names, parsed.target,
-                                       progress=sub(done), cancel=cancel))
+                                       progress=sub(done), cancel=cancel, class_names=class_names))
         done += n_anim
     if mp4:
         written.append(write_animation(folder / MP4_NAME, arrays, names, parsed.target,
-                                       progress=sub(done), cancel=cancel))
+                                       progress=sub(done), cancel=cancel, class_names=class_names))
         done += n_anim
     if cancel is not None and cancel():
         raise ExportCancelled("export cancelled")
@@ -415,7 +435,7 @@ def read_steps_csv(path: str | os.PathLike) -> list[dict]:
                 parsed[k] = int(v)
             else:
                 parsed[k] = float(v)
-                if not math.isfinite(parsed[k]):
+                if not math.isfinite(parsed[k]) and not k.startswith(("judge_", "nn_")):
                     raise ValueError(f"{path}: non-finite {k} in step {row.get('step')}")
         out.append(parsed)
     return out

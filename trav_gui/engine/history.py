@@ -52,9 +52,15 @@ class RunContext:
         """The run record (see :mod:`trav_gui.engine.export`) of this run with ``history``'s frames."""
         from trav_gui.engine.export import ModelRef, build_run_record
 
+        from trav_gui.engine.realism import summary
+
         refs = [ModelRef(c["name"], sha256(c), c.get("path")) for c in self.cards]
         extra = {"steps_taken": int(history.steps[-1]),
                  "flip_step": dict(zip(self.names, history.flip_steps())), **(extra or {})}
+        ratio = history.nn_ratio if history.has_realism else None
+        extra["realism"] = {name: summary(history.probs[:, j], None if ratio is None else ratio[:, j],
+                                          history.steps, self.target)
+                            for j, name in enumerate(self.names)}
         return build_run_record(refs, self.image, self.target, self.config,
                                 mnist_index=self.mnist_index, extra=extra)
 
@@ -93,6 +99,13 @@ class RunHistory:
         self._grad_norm = grow(get("_grad_norm"), (m,), np.float32)
         self._done = grow(get("_done"), (m,), bool)
         self._steps = grow(get("_steps"), (), np.int64)
+        # Realism, when a scorer runs beside the traversal: NaN until known.
+        self._judge = grow(get("_judge"), (m, 10), np.float32)
+        self._ratio = grow(get("_ratio"), (m,), np.float32)
+        self._nearest = grow(get("_nearest"), (m,), np.int64)
+        self._judge[self._n:] = np.nan
+        self._ratio[self._n:] = np.nan
+        self._nearest[self._n:] = -1
 
     def __len__(self) -> int:
         return self._n
@@ -117,7 +130,54 @@ class RunHistory:
         self._flip[hit] = frame.step
         self._n += 1
 
+    def add_realism(self, first: int, realism) -> None:
+        """Store the realism of frames ``first``, ``first + 1``, ... (a ``Realism`` of (k, M, ...))."""
+        k = len(realism.nn_ratio)
+        if first < 0 or first + k > self._n:
+            raise ValueError(f"realism for frames {first}..{first + k - 1}, but only {self._n} frames")
+        self._judge[first:first + k] = realism.judge_probs
+        self._ratio[first:first + k] = realism.nn_ratio
+        self._nearest[first:first + k] = realism.nearest
+
     # --- views of frames 0..n-1 (read-only) ---------------------------------------------
+
+    @property
+    def judge_probs(self) -> np.ndarray:
+        """(n, M, 10) the judge's class probabilities; NaN where not scored."""
+        return self._view(self._judge)
+
+    @property
+    def nn_ratio(self) -> np.ndarray:
+        """(n, M) distance to the nearest real image of the target ÷ typical; NaN where not scored."""
+        return self._view(self._ratio)
+
+    @property
+    def nearest(self) -> np.ndarray:
+        """(n, M) index of the nearest reference image (-1 where not scored)."""
+        return self._view(self._nearest)
+
+    @property
+    def has_realism(self) -> bool:
+        return self._n > 0 and bool(np.isfinite(self._ratio[: self._n]).any())
+
+    def confident_points(self, threshold: float | None = None) -> list[int | None]:
+        """Per model, the first step with own p(target) >= threshold (0.9 by default), or None."""
+        from trav_gui.engine.realism import CONFIDENT_PROB, confident_point
+
+        at = [confident_point(self._probs[: self._n, j], self.target, threshold or CONFIDENT_PROB)
+              for j in range(self.n_models)]
+        return [None if i is None else int(self._steps[i]) for i in at]
+
+    def most_realistic(self) -> list[int | None]:
+        """Per model, the judge-free most realistic step from the confident point on, or None."""
+        from trav_gui.engine.realism import CONFIDENT_PROB, confident_point, most_realistic
+
+        out = []
+        for j in range(self.n_models):
+            i = most_realistic(self._ratio[: self._n, j],
+                               confident_point(self._probs[: self._n, j], self.target, CONFIDENT_PROB))
+            out.append(None if i is None else int(self._steps[i]))
+        return out
 
     def _view(self, a: np.ndarray) -> np.ndarray:
         v = a[: self._n]
@@ -164,7 +224,10 @@ class RunHistory:
     def stacked(self) -> dict[str, np.ndarray]:
         """The same arrays as ``stack_frames`` (T, M, N=1, ...), copies, for export."""
         n = self._n
+        realism = {"judge_probs": self._judge[:n, :, None].copy(),
+                   "nn_ratio": self._ratio[:n, :, None].copy()} if self.has_realism else {}
         return {
+            **realism,
             "images": self._images[:n, :, None].copy(),
             "probs": self._probs[:n, :, None].copy(),
             "l2": self._l2[:n, :, None].copy(),

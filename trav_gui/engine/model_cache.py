@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from trav_gui.engine.models import ModelLoadError, load_model, read_card, sha256_of
+from trav_gui.engine.models import ModelLoadError, load_model, model_sha256, read_card
 
 __all__ = ["ModelCache", "StartPrediction", "classify", "predict_start"]
 
@@ -32,6 +32,21 @@ class ModelCache:
         self.device = str(device)
         self._models: dict[str, nn.Module] = {}
         self._sha: dict[str, str] = {}
+        self._scorers: dict[str, object] = {}
+        self.scorer_errors: dict[str, str] = {}
+
+    def scorer(self, dataset: str):
+        """The :class:`~trav_gui.engine.realism.RealismScorer` of ``dataset`` (its shipped judge
+        and reference images), loaded once; None, with the reason in ``scorer_errors``, if unavailable."""
+        from trav_gui.engine.realism import RealismScorer, ReferenceUnavailableError
+
+        if dataset not in self._scorers:
+            try:
+                self._scorers[dataset] = RealismScorer(dataset=dataset, device=self.device)
+            except (ReferenceUnavailableError, ModelLoadError, KeyError, ValueError) as exc:
+                self._scorers[dataset] = None
+                self.scorer_errors[dataset] = str(exc)
+        return self._scorers[dataset]
 
     def get(self, path: str | os.PathLike) -> nn.Module:
         """The model in ``path``, loaded on first use (raises :class:`ModelLoadError`)."""
@@ -61,7 +76,7 @@ class ModelCache:
         """The sha256 of a card's weights: the card's own, else hashed once from the file."""
         key = os.fspath(card["path"])
         if key not in self._sha:
-            self._sha[key] = card.get("sha256") or sha256_of(key)
+            self._sha[key] = card.get("sha256") or model_sha256(key)
         return self._sha[key]
 
 

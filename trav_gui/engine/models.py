@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from trav_gui.engine.architectures import MLP, LeNet5
 from trav_gui.paths import models_dir
 
 __all__ = [
@@ -27,17 +28,25 @@ __all__ = [
     "card_dataset",
     "card_path",
     "check_one_dataset",
+    "is_judge",
+    "refuse_judges",
+    "LeNet5",
+    "MLP",
     "list_models",
+    "model_sha256",
     "robust_headline",
     "load_model",
     "resolve_model_path",
     "save_model",
     "sha256_of",
+    "state_sha256",
 ]
 
 PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt"}
 # A safetensors header of more than this is not a model of ours; refuse before parsing it.
 MAX_HEADER_BYTES = 1 << 20
+# A model card is a few kB; a larger file is not one (and is not read whole).
+MAX_CARD_BYTES = 1 << 20
 
 
 class ModelLoadError(ValueError):
@@ -113,7 +122,12 @@ class WideCNN(nn.Module):
 ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
     "small_cnn": SmallCNN,
     "wide_cnn": WideCNN,
+    "lenet5": LeNet5,
+    "mlp": MLP,
 }
+# The input each architecture takes: "image" (N, 1, 28, 28) or "flat" (N, 784).
+ARCHITECTURE_LAYOUTS = {"small_cnn": "image", "wide_cnn": "image", "lenet5": "image", "mlp": "flat"}
+MODEL_SUFFIXES = (".safetensors", ".onnx")
 
 
 def card_path(weights: str | os.PathLike) -> Path:
@@ -130,18 +144,43 @@ def sha256_of(path: str | os.PathLike) -> str:
 
 
 def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
-    """Turn ``"robust"``/``"standard"`` (or any shipped name) or a path into a file path."""
+    """Turn a model's name (shipped, such as ``"robust"``, or added to the user models) or a path
+    into a file path."""
     text = os.fspath(name_or_path)
-    if os.sep not in text and "/" not in text and not text.endswith(".safetensors"):
-        shipped = models_dir() / f"{text}.safetensors"
-        if shipped.exists():
-            return shipped
+    suffix = Path(text).suffix.lower()
+    if os.sep not in text and "/" not in text and suffix not in (*MODEL_SUFFIXES, *PICKLE_SUFFIXES):
+        from trav_gui.engine.user_models import user_models_dir
+
+        for folder in (models_dir(), user_models_dir()):
+            for ext in MODEL_SUFFIXES:
+                if (folder / f"{text}{ext}").exists():
+                    return folder / f"{text}{ext}"
         known = ", ".join(sorted(p.stem for p in models_dir().glob("*.safetensors")))
         raise ModelLoadError(
-            f"no model named {text!r}; shipped models: {known or 'none'}; "
-            "or give the path of a .safetensors file"
+            f"no model named {text!r}; shipped models: {known or 'none'} (trav-gui models lists the "
+            "user models too); or give the path of a .safetensors or .onnx file"
         )
     return Path(text)
+
+
+def model_sha256(path: str | os.PathLike) -> str:
+    """What identifies a model's weights in run records: the file's sha256, and for an ONNX
+    graph with external data, the sha256 of the graph and its data files together."""
+    if Path(path).suffix.lower() == ".onnx":
+        from trav_gui.engine.onnx_model import onnx_sha256
+
+        return onnx_sha256(Path(path))
+    return sha256_of(path)
+
+
+def state_sha256(model: nn.Module) -> str:
+    """The sha256 of a model's state dict (names, dtypes, shapes and bytes): an in-memory model's id."""
+    digest = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        t = value.detach().cpu().contiguous()
+        digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
 
 
 def _looks_like_pickle(head: bytes) -> bool:
@@ -149,25 +188,26 @@ def _looks_like_pickle(head: bytes) -> bool:
     return head[:1] == b"\x80" or head[:2] == b"PK"
 
 
+def pickle_refusal(name: str, what: str) -> str:
+    """Why a pickle is refused, and the two lines that convert it where its owner trusts it."""
+    return (f"{name}: {what}, which can run code when opened, so it was not opened; this app reads "
+            ".safetensors (with a JSON card naming the architecture) and .onnx. Convert it in Python, "
+            "where you trust the file: safetensors.torch.save_file(model.state_dict(), 'model.safetensors') "
+            "or torch.onnx.export(model, torch.rand(1, 1, 28, 28), 'model.onnx')")
+
+
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     from safetensors import SafetensorError, safe_open
 
     if path.suffix.lower() in PICKLE_SUFFIXES:
-        raise ModelLoadError(
-            f"{path.name}: {path.suffix} files are pickles, which can run code when opened; "
-            "this app reads only .safetensors. Convert it where you trust it: "
-            "safetensors.torch.save_file(torch.load(f).state_dict(), 'model.safetensors')"
-        )
+        raise ModelLoadError(pickle_refusal(path.name, f"{path.suffix} files are pickles (torch.save, TorchScript)"))
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such model file")
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(8)
     if _looks_like_pickle(head):
-        raise ModelLoadError(
-            f"{path.name}: this is a pickle/torch.save file, not safetensors; "
-            "it was not opened, because a pickle can run code"
-        )
+        raise ModelLoadError(pickle_refusal(path.name, "this is a pickle/torch.save/TorchScript file, not safetensors"))
     if len(head) < 8:
         raise ModelLoadError(f"{path.name}: file is truncated ({size} bytes), not safetensors")
     header_len = int.from_bytes(head, "little")
@@ -208,16 +248,32 @@ def _check_state(state: dict[str, torch.Tensor], model: nn.Module, arch: str, na
         raise ModelLoadError(f"{name} does not fit architecture {arch!r}: " + "; ".join(problems))
 
 
-def read_card(weights: str | os.PathLike) -> dict | None:
-    """The model card beside ``weights``, or None if there is none or it is not JSON."""
+def read_card(weights: str | os.PathLike, strict: bool = False) -> dict | None:
+    """The model card beside ``weights``; None if there is none (or, unless ``strict``, if it is
+    not a JSON object of at most 1 MiB: ``strict`` raises :class:`ModelLoadError` then)."""
     path = card_path(weights)
     if not path.is_file():
         return None
     try:
+        if path.stat().st_size > MAX_CARD_BYTES:
+            raise ValueError(f"{path.stat().st_size} bytes, more than a card's {MAX_CARD_BYTES}")
         card = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        if not isinstance(card, dict):
+            raise ValueError(f"a JSON {type(card).__name__}, not an object")
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        if strict:
+            raise ModelLoadError(f"{path.name}: the model card cannot be read ({exc}); fix it, or delete it "
+                                 "and write a new one") from None
         return None
-    return card if isinstance(card, dict) else None
+    return card
+
+
+def _refuse_card_for_other_weights(card: dict | None, path: Path) -> None:
+    if card and card.get("sha256") and card["sha256"] != model_sha256(path):
+        raise ModelLoadError(
+            f"{path.name}: its card {card_path(path).name} was written for other weights "
+            "(sha256 differs); the card's accuracies would not describe this model"
+        )
 
 
 def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
@@ -225,14 +281,18 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
 
     Parameters
     ----------
-    name_or_path : ``"robust"``, ``"standard"`` (the weights in ``resources/models/``) or the
-        path of a ``.safetensors`` file. Its architecture comes from the file's metadata, else
-        from its model card, else ``small_cnn``.
+    name_or_path : a shipped model's name (``"robust"``, ``"standard"``...), a user model's name
+        (``trav-gui models add``), or the path of a ``.safetensors`` or ``.onnx`` file. A
+        ``.safetensors`` file's architecture comes from its metadata, else from its model card,
+        else ``small_cnn``; an ``.onnx`` file is converted to torch (needs the ``onnx`` extra),
+        see :mod:`trav_gui.engine.onnx_model`. Input and output conventions come from the card
+        (:mod:`trav_gui.engine.model_card`).
     device : where to put the model.
 
     Returns
     -------
-    torch.nn.Module taking ``(N, 1, 28, 28)`` float32 in [0, 1] and returning logits ``(N, 10)``,
+    torch.nn.Module taking ``(N, 1, 28, 28)`` float32 in [0, 1] and returning logits ``(N, 10)``
+    (normalization, flattening and the log of probabilities happen inside, as the card says),
     with ``requires_grad`` off on its parameters (traversal differentiates the input only).
     Its 4-D (convolution) weights are stored channels-last, which makes a forward + backward
     pass on a CPU about 10 % faster, on one image as on 90 (see benchmarks/bench_speed.py);
@@ -242,26 +302,61 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
     ------
     ModelLoadError : for a pickle (refused, never unpickled), a missing, truncated or corrupt
         file, an unknown architecture, tensors of the wrong name, shape or dtype, NaN or inf
-        weights, or a card whose sha256 does not match the weights.
+        weights, a card that is missing where one is needed, incomplete or inconsistent, or
+        whose sha256 does not match the weights, and for an ONNX graph that is refused.
     """
+    from trav_gui.engine.model_card import adapt, conventions_from_card
+
     path = resolve_model_path(name_or_path)
+    card_name = card_path(path).name
+    if path.suffix.lower() == ".onnx":
+        from trav_gui.engine.onnx_model import load_onnx
+
+        card = read_card(path, strict=True)
+        conventions, dataset = conventions_from_card(card, path.name, card_name, None, onnx=True)
+        _refuse_card_for_other_weights(card, path)
+        model = adapt(load_onnx(path, conventions, dataset), conventions)
+        return model.eval().to(device=device)
     state, metadata = _read_safetensors(path)
-    card = read_card(path)
+    card = read_card(path, strict=True)
     arch = metadata.get("architecture") or (card or {}).get("architecture") or "small_cnn"
-    if arch not in ARCHITECTURES:
+    if not isinstance(arch, str) or arch not in ARCHITECTURES:
         raise ModelLoadError(
             f"{path.name}: unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}"
         )
-    if card and card.get("sha256") and card["sha256"] != sha256_of(path):
-        raise ModelLoadError(
-            f"{path.name}: its card {card_path(path).name} was written for other weights "
-            "(sha256 differs); the card's accuracies would not describe this model"
-        )
+    if card and card.get("architecture") not in (None, arch):
+        raise ModelLoadError(f"{path.name}: its metadata says architecture {arch!r}, its card {card_name} "
+                             f"says {card['architecture']!r}; correct the card")
+    _refuse_card_for_other_weights(card, path)
+    conventions, _ = conventions_from_card(card, path.name, card_name, arch)
     model = ARCHITECTURES[arch]()
-    _check_state(state, model, arch, path.name)
+    try:
+        _check_state(state, model, arch, path.name)
+    except ModelLoadError as exc:
+        from trav_gui.engine.model_card import fitting_architectures
+
+        if card is None and "architecture" not in metadata:
+            raise _no_card_error(path, state, exc) from None
+        fits = [a for a in fitting_architectures(state) if a != arch]
+        if fits:
+            raise ModelLoadError(f"{exc}; its tensors fit architecture {fits[0]!r}: correct the card's "
+                                 "\"architecture\"") from None
+        raise
     model.load_state_dict({k: v.float() for k, v in state.items()})
     model.requires_grad_(False)
-    return model.eval().to(device=device, memory_format=torch.channels_last)
+    return adapt(model, conventions).eval().to(device=device, memory_format=torch.channels_last)
+
+
+def _no_card_error(path: Path, state: dict[str, torch.Tensor], exc: ModelLoadError) -> ModelLoadError:
+    """A file without a card whose tensors are not the default small_cnn's: say what to write."""
+    from trav_gui.engine.model_card import fitting_architectures, missing_card_message
+
+    fits = fitting_architectures(state)
+    hint = (f"its tensors fit architecture {fits[0]!r}" if fits
+            else f"its tensors fit none of the known architectures ({', '.join(ARCHITECTURES)})")
+    return ModelLoadError(missing_card_message(
+        path.name, card_path(path).name, f"without one it is read as small_cnn, and {exc}; {hint}",
+        fits[0] if fits else " | ".join(ARCHITECTURES), ARCHITECTURE_LAYOUTS[fits[0]] if fits else "image"))
 
 
 def save_model(model: nn.Module, path: str | os.PathLike, card: dict, architecture: str) -> dict:
@@ -304,6 +399,19 @@ def check_one_dataset(cards: list[dict]) -> str:
     return sets.pop() if sets else "mnist"
 
 
+def is_judge(card: dict | None) -> bool:
+    """A judge of realism (role ``"judge"``): never traversed, ensembled or used to stop a run."""
+    return (card or {}).get("role") == "judge"
+
+
+def refuse_judges(cards: list[dict]) -> None:
+    """ValueError naming any judge among ``cards``: a judge that is traversed judges itself."""
+    judges = [c.get("name", "?") for c in cards if is_judge(c)]
+    if judges:
+        raise ValueError(f"{', '.join(judges)} is a judge of realism (role \"judge\"): it is never "
+                         "traversed, so that its verdict stays independent; pick another model")
+
+
 def robust_headline(card: dict) -> dict | None:
     """The card's strongest robustness figure: the lowest accuracy measured at its main radius.
 
@@ -323,14 +431,14 @@ def robust_headline(card: dict) -> dict | None:
 
 
 def list_models(folder: str | os.PathLike | None = None) -> list[dict]:
-    """The model cards of every ``.safetensors`` file with a card in ``folder``.
+    """The model cards of every ``.safetensors`` or ``.onnx`` file with a card in ``folder``.
 
     Each card is the JSON beside the weights, with ``"name"`` (the file stem) and ``"path"``
     added. Defaults to the shipped models folder.
     """
     folder = Path(folder) if folder is not None else models_dir()
     cards = []
-    for weights in sorted(folder.glob("*.safetensors")):
+    for weights in sorted(p for p in folder.glob("*") if p.suffix in MODEL_SUFFIXES and p.is_file()):
         card = read_card(weights)
         if card is not None:
             cards.append({**card, "name": weights.stem, "path": str(weights)})

@@ -7,7 +7,7 @@ default font (:func:`font`).
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -52,7 +52,8 @@ def animation_indices(t: int, limit: int = MAX_ANIMATION_FRAMES) -> np.ndarray:
 
 
 def render_side_by_side(images: np.ndarray, probs: np.ndarray, model_names: Sequence[str],
-                        step: int, target: int, scale: int = 8) -> np.ndarray:
+                        step: int, target: int, scale: int = 8,
+                        class_names: Sequence[str] | None = None) -> np.ndarray:
     """One animation frame: the models' images side by side with captions.
 
     Parameters
@@ -62,12 +63,14 @@ def render_side_by_side(images: np.ndarray, probs: np.ndarray, model_names: Sequ
     model_names : M names.
     step, target : shown in the footer.
     scale : upscaling of each 28×28 image (nearest neighbour).
+    class_names : the data set's class names (digits by default).
 
     Returns
     -------
     (H, W, 3) uint8 RGB.
     """
     m = images.shape[0]
+    names = list(class_names) if class_names is not None else [str(c) for c in range(10)]
     side = 28 * scale
     pad, head, foot = 8, 38, 26
     width = m * side + (m + 1) * pad
@@ -81,17 +84,24 @@ def render_side_by_side(images: np.ndarray, probs: np.ndarray, model_names: Sequ
         pred = int(np.argmax(probs[j]))
         hit = pred == target
         draw.text((x, 3), str(model_names[j]), fill=(230, 230, 230), font=text_font)
-        draw.text((x, 20), f"predicts {pred} ({100 * float(probs[j, pred]):.1f}%)",
+        draw.text((x, 20), f"predicts {names[pred]} ({100 * float(probs[j, pred]):.1f}%)",
                   fill=(120, 220, 120) if hit else (240, 170, 90), font=text_font)
-    draw.text((pad, head + side + 5), f"step {step}    target {target}", fill=(230, 230, 230),
+    draw.text((pad, head + side + 5), f"step {step}    target {names[target]}", fill=(230, 230, 230),
               font=text_font)
     return np.asarray(canvas)
 
 
+MARK_COLOURS = {"confident": (230, 170, 0), "most realistic": (0, 150, 170), "confident = most real": (0, 150, 170)}
+
+
 def render_strip(images: np.ndarray, probs: np.ndarray, steps: Sequence[int],
                  model_names: Sequence[str], target: int, columns: int = 9, scale: int = 3,
-                 title: str | None = None) -> np.ndarray:
+                 title: str | None = None, marks: Sequence[Mapping[int, str]] | None = None,
+                 target_name: str | None = None) -> np.ndarray:
     """A still summary of a run: one row per model, ``columns`` evenly spread steps.
+
+    ``marks`` (one dict per model, frame index -> "confident" or "most realistic") adds
+    those frames as columns too and frames them in colour, with the mark written above.
 
     Parameters
     ----------
@@ -109,10 +119,12 @@ def render_strip(images: np.ndarray, probs: np.ndarray, steps: Sequence[int],
     (H, W, 3) uint8 RGB.
     """
     t, m = images.shape[:2]
-    idx = animation_indices(t, columns)
+    marks = [dict(mk) for mk in marks] if marks else [{} for _ in range(m)]
+    idx = np.union1d(animation_indices(t, columns), [i for mk in marks for i in mk]).astype(int)
+    name = target_name if target_name is not None else str(target)
     side, pad, label_w = 28 * scale, 6, 96
     head = 22 + (20 if title else 0)
-    cap = 16
+    cap = 16 + (14 if any(marks) else 0)
     width = label_w + len(idx) * (side + pad) + pad
     height = head + m * (side + cap + pad) + pad
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
@@ -131,6 +143,10 @@ def render_strip(images: np.ndarray, probs: np.ndarray, steps: Sequence[int],
             canvas.paste(tile(images[s, j], scale), (x, y))
             pred = int(np.argmax(probs[s, j]))
             colour = (0, 130, 0) if pred == target else (90, 90, 90)
-            draw.text((x, y + side + 1), f"p({target}) {float(probs[s, j, target]):.2f}",
+            draw.text((x, y + side + 1), f"p({name}) {float(probs[s, j, target]):.2f}",
                       fill=colour, font=small)
+            if s in marks[j]:
+                mark = MARK_COLOURS.get(marks[j][s], (200, 0, 0))
+                draw.rectangle((x - 2, y - 2, x + side + 1, y + side + 1), outline=mark, width=2)
+                draw.text((x, y + side + 15), marks[j][s], fill=mark, font=small)
     return np.asarray(canvas)

@@ -1,11 +1,23 @@
-"""The main window's menus and keyboard shortcuts."""
+"""The main window's menus, keyboard shortcuts and error dialogs."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QMessageBox
 
-__all__ = ["build_menus"]
+__all__ = ["build_menus", "open_error_dialog"]
+
+
+def open_error_dialog(parent, title: str, message: str, previous: QMessageBox | None) -> QMessageBox:
+    """Show a window-modal warning without blocking the event loop (closing ``previous``)."""
+    if previous is not None:
+        previous.close()
+    box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, parent)
+    box.setWindowModality(Qt.WindowModality.WindowModal)
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
+    box.open()
+    return box
 
 
 def build_menus(window) -> None:
@@ -37,5 +49,10 @@ def build_menus(window) -> None:
     window.step_action = action("Step", window.step_once, Qt.Key.Key_Right, run_menu)
     window.reset_action = action("Reset to start", window.reset, Qt.Key.Key_R, run_menu)
     window.stop_action = action("Stop", window.stop, Qt.Key.Key_Escape, run_menu)
+    window.jump_action = action("Jump to the most realistic step", window.jump_to_most_realistic, Qt.Key.Key_M,
+                                run_menu)
+    window.realism_action = action("Judge and nearest real image (realism)", lambda _=False: None, None, run_menu)
+    window.realism_action.setCheckable(True)
+    window.realism_action.setChecked(True)
     window.target_actions = [
         action(f"Target {c}", lambda _=False, c=c: window.set_target(c), str(c)) for c in range(10)]

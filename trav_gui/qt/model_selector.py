@@ -8,7 +8,7 @@ from typing import Sequence
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import QGroupBox, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
-from trav_gui.engine.models import card_dataset, list_models, robust_headline
+from trav_gui.engine.models import card_dataset, is_judge, list_models, robust_headline
 
 __all__ = ["MAX_MODELS", "ModelSelector", "describe_card"]
 
@@ -78,7 +78,8 @@ class ModelSelector(QGroupBox):
         except OSError:
             cards = []
         for card in cards:
-            self.add_card(card, checked=False)
+            if not is_judge(card):  # judges judge; they are never traversed
+                self.add_card(card, checked=False)
 
     def show_dataset(self, dataset: str, default_names: Sequence[str] = ()) -> None:
         """Offer only the models of ``dataset``; tick ``default_names`` (else its first two)."""

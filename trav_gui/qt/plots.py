@@ -17,6 +17,9 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QGraphicsItem, QVBoxLayout, QWidget
 
+from trav_gui.qt.plot_items import GRAY_LUT, image_box
+from trav_gui.qt.realism_view import JUDGE_COLOR, ColumnRealism
+
 __all__ = ["CLASS_COLORS", "ComparisonView", "ModelColumn", "configure_pyqtgraph"]
 
 # matplotlib's tab10: ten classes that stay distinguishable on a dark background.
@@ -28,7 +31,6 @@ CURSOR_COLOR = (200, 200, 200, 140)
 FLIP_COLOR = "#66bb6a"
 OTHERS_COLOR = "#8a8a8a"
 
-_GRAY_LUT = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
 
 
 def configure_pyqtgraph() -> None:
@@ -43,16 +45,6 @@ def _diverging_lut() -> np.ndarray:
         return pg.ColorMap([0, 0.5, 1], [(40, 90, 200), (245, 245, 245), (200, 40, 40)]).getLookupTable(nPts=256)
 
 
-def _image_box(layout: pg.GraphicsLayout, row: int, col: int) -> tuple[pg.ViewBox, pg.ImageItem]:
-    box = layout.addViewBox(row=row, col=col, lockAspect=True, enableMouse=False, invertY=True)
-    box.setMenuEnabled(False)
-    box.setDefaultPadding(0.0)
-    item = pg.ImageItem(axisOrder="row-major")
-    box.addItem(item)
-    box.setRange(xRange=(0, 28), yRange=(0, 28), padding=0)
-    return box, item
-
-
 class ModelColumn:
     """The views of one model, placed in column ``col`` of a ``pg.GraphicsLayout``.
 
@@ -60,23 +52,25 @@ class ModelColumn:
     """
 
     def __init__(self, layout: pg.GraphicsLayout, col: int, name: str, subtitle: str,
-                 delta_lut: np.ndarray, class_names: Sequence[str] | None = None) -> None:
+                 delta_lut: np.ndarray, class_names: Sequence[str] | None = None, compact: bool = False) -> None:
         self.name = name
+        if compact:  # three or four columns: shorter lines, so that every column fits
+            subtitle = subtitle.split(" (")[0]
         self.class_names = list(class_names or (str(c) for c in range(10)))
         self.title = layout.addLabel(f"<b>{name}</b><br><span style='color:#aaa'>{subtitle}</span>",
                                      row=0, col=col, size="10pt")
         images = layout.addLayout(row=1, col=col)
         images.setSpacing(4)
-        self.frame_box, self.frame_item = _image_box(images, 0, 0)
-        self.delta_box, self.delta_item = _image_box(images, 0, 1)
+        self.frame_box, self.frame_item = image_box(images, 0, 0)
+        self.delta_box, self.delta_item = image_box(images, 0, 1)
         images.addLabel("x (current frame)", row=1, col=0, size="8pt", color="#aaa")
         self.delta_caption = images.addLabel("δ = x − x₀", row=1, col=1, size="8pt", color="#aaa")
-        self.frame_item.setLookupTable(_GRAY_LUT)
+        self.frame_item.setLookupTable(GRAY_LUT)
         self.frame_item.setLevels((0.0, 1.0))
         self.delta_item.setLookupTable(delta_lut)
         self._delta_level = 1.0
         self.delta_item.setLevels((-1.0, 1.0))
-        self.prediction = layout.addLabel("", row=2, col=col, size="12pt")
+        self.prediction = layout.addLabel("", row=2, col=col, size="10pt" if compact else "12pt")
 
         self.prob_plot: pg.PlotItem = layout.addPlot(row=3, col=col)
         self.prob_plot.setTitle("P(class)", size="9pt")
@@ -114,6 +108,7 @@ class ModelColumn:
         self.eps_line.setVisible(False)
         self.norm_plot.addItem(self.eps_line)
 
+        self.realism = ColumnRealism(layout, col, images, self.prob_plot, self.prob_plot, row=5, compact=compact)
         for plot in (self.prob_plot, self.norm_plot):
             # Fixed axis widths: tick labels that grow ("8" to "10") must not re-lay out the
             # whole scene, which would paint it twice per redraw.
@@ -129,6 +124,7 @@ class ModelColumn:
             plot.addItem(line, ignoreBounds=True)
             self.cursors.append(line)
         self.target = 0
+        self._p90: float | None = None
         self.start_class: int | None = None
         self._norm_top = 1.0
 
@@ -141,9 +137,11 @@ class ModelColumn:
         self.prob_plot.setXLink(other.prob_plot)
 
     def begin_run(self, target: int, start_class: int, max_steps: int, eps: float | None,
-                  eps_norm: str, delta_level: float) -> None:
-        """Style the curves for a new run and clear the old data."""
+                  eps_norm: str, delta_level: float, p90: float | None = None) -> None:
+        """Style the curves for a new run and clear the old data (``p90``: realism threshold)."""
         self.target, self.start_class = target, start_class
+        self.realism.clear(p90)
+        self._p90 = p90
         self.target_curve.setPen(pg.mkPen(CLASS_COLORS[target], width=4))
         self.start_curve.setPen(pg.mkPen(CLASS_COLORS[start_class % 10], width=2.5, style=Qt.PenStyle.DashLine))
         self.start_curve.setVisible(0 <= start_class != target)
@@ -152,7 +150,8 @@ class ModelColumn:
             f"P(class) · <span style='color:{CLASS_COLORS[target]}'>━ target {self.class_names[target]}</span>"
             + (f" · <span style='color:{CLASS_COLORS[start_class]}'>╌ start {self.class_names[start_class]}</span>"
                if 0 <= start_class != target else "")
-            + f" · <span style='color:{OTHERS_COLOR}'>others</span>", size="9pt")
+            + f" · <span style='color:{OTHERS_COLOR}'>others</span>"
+            + f" · <span style='color:{JUDGE_COLOR}'>⋯ judge</span>", size="9pt")
         for curve in (self.target_curve, self.start_curve, self.others_curve):
             curve.setData([], [])
         self.l2_curve.setData([], [])
@@ -219,8 +218,11 @@ class ModelColumn:
     def flip_step(self) -> int | None:
         return int(round(self.flip_line.value())) if self.flip_line.isVisible() else None
 
-    def show_step(self, step: int, image: np.ndarray, delta: np.ndarray, probs: np.ndarray) -> None:
-        """Show the state at ``step``: image (28, 28) in [0, 1], δ (28, 28), probs (10,)."""
+    def show_step(self, step: int, image: np.ndarray, delta: np.ndarray, probs: np.ndarray,
+                  judge_probs: np.ndarray | None = None, ratio: float = float("nan"),
+                  nearest: np.ndarray | None = None) -> None:
+        """Show the state at ``step``: image (28, 28) in [0, 1], δ (28, 28), probs (10,), and
+        the judge's probabilities, nearest-real ratio and nearest real image when known."""
         self.frame_item.setImage(image, autoLevels=False, levels=(0.0, 1.0))
         self.delta_item.setImage(delta, autoLevels=False, levels=(-self._delta_level, self._delta_level))
         pred = int(np.argmax(probs))
@@ -228,9 +230,14 @@ class ModelColumn:
         self.prediction.setText(
             f"step {step}: predicts <b style='color:{color}'>{self.class_names[pred]}</b> "
             f"({100 * float(probs[pred]):.1f}%) · P({self.class_names[self.target]}) = "
-            f"{100 * float(probs[self.target]):.1f}%")
+            f"{100 * float(probs[self.target]):.1f}%" + self._readout(judge_probs, ratio))
         for line in self.cursors:
             line.setPos(step)
+        self.realism.show(step, nearest, self.class_names[self.target])
+
+    def _readout(self, judge_probs, ratio) -> str:
+        text = ColumnRealism.readout(judge_probs, ratio, self.class_names, self.target, self._p90)
+        return f"<br><span style='font-size:10pt'>{text}</span>" if text else ""
 
     def show_start(self, image: np.ndarray, probs: np.ndarray | None) -> None:
         """Before a run: the start image, no δ, the start prediction."""
@@ -279,6 +286,7 @@ class ComparisonView(QWidget):
         layout.addWidget(self.graphics)
         self.columns: list[ModelColumn] = []
         self.class_names: list[str] = [str(c) for c in range(10)]  # of the data set shown
+        self.reference = None  # the realism ReferenceSet of the run on screen, if it is scored
         self._delta_lut = _diverging_lut()
         self._message = None
 
@@ -290,12 +298,13 @@ class ComparisonView(QWidget):
         if not names:
             return
         for col, (name, sub) in enumerate(zip(names, subtitles)):
-            column = ModelColumn(self.graphics.ci, col, name, sub, self._delta_lut, self.class_names)
+            column = ModelColumn(self.graphics.ci, col, name, sub, self._delta_lut, self.class_names,
+                                 compact=len(names) > 2)
             if self.columns:
                 column.link_x(self.columns[0])
             self.columns.append(column)
         ci = self.graphics.ci
-        for row, factor in ((0, 1), (1, 5), (2, 1), (3, 4), (4, 3)):
+        for row, factor in ((0, 1), (1, 4), (2, 1), (3, 4), (4, 3), (5, 3)):
             ci.layout.setRowStretchFactor(row, factor)
 
     def show_message(self, html: str) -> None:
@@ -307,10 +316,11 @@ class ComparisonView(QWidget):
     def begin_run(self, target: int, start_probs: dict, config) -> None:
         """Clear every column for a new run of ``config`` toward ``target``."""
         delta_level = min(1.0, config.eps) if (config.eps is not None and config.norm == "linf") else 1.0
+        p90 = float(self.reference.p90[target]) if self.reference is not None else None
         for column in self.columns:
             start = start_probs.get(column.name)
             column.begin_run(target, int(start.argmax()) if start is not None else -1,
-                             config.steps, config.eps, config.norm, delta_level)
+                             config.steps, config.eps, config.norm, delta_level, p90)
 
     def show_start(self, image: np.ndarray, target: int, start_probs: dict) -> None:
         """Before a run: every column shows ``image`` and its model's prediction of it."""
@@ -329,13 +339,21 @@ class ComparisonView(QWidget):
                                  column.delta_level)
             column.set_curves(steps, history.probs[:, j], history.l2[:, j], history.linf[:, j])
             column.set_flip(flips[j])
+        if history.has_realism:
+            confident, best = history.confident_points(), history.most_realistic()
+            for j, column in enumerate(self.columns[: history.n_models]):
+                column.realism.set_curves(steps, history.judge_probs[:, j, history.target], history.nn_ratio[:, j])
+                column.realism.set_markers(confident[j], best[j])
 
     def show_frame(self, history, index: int, x0: np.ndarray) -> None:
         """Show frame ``index`` of ``history`` in every column (δ against ``x0``)."""
         step = int(history.steps[index])
         for j, column in enumerate(self.columns[: history.n_models]):
             image = history.images[index, j]
-            column.show_step(step, image, image - x0, history.probs[index, j])
+            nearest = int(history.nearest[index, j])
+            column.show_step(step, image, image - x0, history.probs[index, j], history.judge_probs[index, j],
+                             float(history.nn_ratio[index, j]),
+                             self.reference.image(nearest) if self.reference is not None and nearest >= 0 else None)
 
     @property
     def message(self) -> str | None:

@@ -88,16 +88,17 @@ class RunController(QObject):
     # ------------------------------------------------------------------ commands
 
     def start(self, context: RunContext, models: Sequence[nn.Module], paused: bool = False,
-              steps_per_second: float | None = None) -> RunContext:
+              steps_per_second: float | None = None, scorer=None) -> RunContext:
         """Leave the current run and start ``context`` (returned with its run id)."""
         self.leave()
         self._counter += 1
         context = RunContext(context.cards, context.image, context.mnist_index, context.target,
                              context.config, run_id=self._counter)
         worker = TraversalWorker(context.run_id, models, context.image, context.target, context.config,
-                                 paused=paused, steps_per_second=steps_per_second)
+                                 paused=paused, steps_per_second=steps_per_second, scorer=scorer)
         run = TraversalRun(worker, self)
         run.frame_ready.connect(self._on_frames)
+        run.realism_ready.connect(self._on_realism)
         run.run_failed.connect(self._on_failed)
         run.run_finished.connect(self._on_finished)
         run.thread_finished.connect(self._on_thread_finished)
@@ -180,6 +181,12 @@ class RunController(QObject):
             self.history.append(frame)
         self._rate.append((time.perf_counter(), len(frames)))
         self.frames_added.emit()
+
+    @Slot(int, int, object)
+    def _on_realism(self, run_id: int, first: int, realism) -> None:
+        if self._current(run_id) and self.history is not None:
+            self.history.add_realism(first, realism)
+            self.frames_added.emit()
 
     @Slot(int, str)
     def _on_failed(self, run_id: int, message: str) -> None:

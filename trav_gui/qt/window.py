@@ -1,11 +1,8 @@
 """The main window: input, target, settings and models on the left; model columns on the right.
 
-The window is layout and wiring: it turns widget state into a
-:class:`~trav_gui.qt.run_controller.RunContext`, hands it to the
-:class:`~trav_gui.qt.run_controller.RunController` (which owns the worker threads and the
-frames received), and repaints from the controller's history at most about 30 times a
-second. Exports run in :class:`~trav_gui.qt.export_job.Exporter`; loaded models live in the
-engine's :class:`~trav_gui.engine.model_cache.ModelCache`.
+The window is layout and wiring: it turns widget state into a ``RunContext`` and hands it
+to the ``RunController`` (worker threads, frames received); ``RunDisplay`` draws them at a
+bounded rate, ``Exporter`` exports, and the engine's ``ModelCache`` holds loaded models.
 """
 
 from __future__ import annotations
@@ -37,7 +34,9 @@ from trav_gui.engine.model_cache import ModelCache, predict_start
 from trav_gui.engine.replay import ReplayError, match_record_models
 from trav_gui.engine.models import ModelLoadError, card_dataset
 from trav_gui.paths import models_dir
-from trav_gui.qt.actions import build_menus
+from trav_gui.engine.user_models import user_models_dir
+from trav_gui.qt.actions import build_menus, open_error_dialog
+from trav_gui.qt.add_model import add_model_file, ask_add_model
 from trav_gui.qt.export_job import Exporter
 from trav_gui.qt.gallery_tab import GalleryTab
 from trav_gui.qt.input_panel import InputPanel
@@ -135,6 +134,7 @@ class MainWindow(QMainWindow):
 
         self.dataset = "mnist"
         self.selector.populate(self.models_folder)
+        self.selector.populate(user_models_dir())  # what File → Add model… kept, on every start
         self.selector.show_dataset(self.dataset, DEFAULT_MODELS[self.dataset])
         self.resize(1560, 960)
 
@@ -205,36 +205,19 @@ class MainWindow(QMainWindow):
         return chosen and (chosen[1], [c["name"] for c in chosen[0]])
 
     def add_model_file(self, path: str | Path) -> bool:
-        """Load a ``.safetensors`` file, list it and tick it if there is room; False on error."""
-        try:
-            card = self.models.add_file(path)
-        except ModelLoadError as exc:
-            self.show_error("Cannot add model", str(exc))
-            return False
-        self.selector.add_and_tick(card)
-        other = card_dataset(card) != self.dataset
-        self.statusBar().showMessage(f"added model {Path(path).name}" + (
-            f" (a {card_dataset(card)} model: choose that data set to use it)" if other else ""), 8000)
-        return True
+        """Check a ``.safetensors`` or ``.onnx`` file, keep it among the user models (listed on every
+        start), list it and tick it if there is room; False (with a dialog) if it is refused."""
+        return add_model_file(self, path)
 
     def ask_add_model(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Add model", str(self.models_folder),
-                                              "safetensors weights (*.safetensors);;All files (*)")
-        if path:
-            self.add_model_file(path)
+        ask_add_model(self)
 
     # ------------------------------------------------------------------ errors
 
     def show_error(self, title: str, message: str) -> None:
         """A window-modal message box that does not block the event loop."""
-        if self.error_dialog is not None:
-            self.error_dialog.close()
-        box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self)
-        box.setWindowModality(Qt.WindowModality.WindowModal)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
-        self.error_dialog = box
+        self.error_dialog = open_error_dialog(self, title, message, self.error_dialog)
         self.last_error = message
-        box.open()
         self.error_shown.emit(message)
 
     # ------------------------------------------------------------------ start, target, selection
@@ -279,7 +262,7 @@ class MainWindow(QMainWindow):
                 "<b>No models found.</b><br><br>"
                 f"The models folder {self.models_folder} holds no <code>.safetensors</code> "
                 "file with a card.<br>Train the shipped ones (see README), or use "
-                "<b>File → Add model…</b> to open a <code>.safetensors</code> file.")
+                "<b>File → Add model…</b> to add a <code>.safetensors</code> or <code>.onnx</code> file.")
             self._update_controls()
             self.input_panel.set_predictions_html("")
             return
@@ -375,9 +358,11 @@ class MainWindow(QMainWindow):
         self._leave_run()
         target = self.target_picker.target
         context = RunContext(tuple(cards), image, self.input_panel.mnist_index, target, config)
+        scorer = self.models.scorer(self.dataset) if self.realism_action.isChecked() else None
+        self.view.reference = scorer.reference if scorer is not None else None
         self.view.begin_run(target, self._start_probs, config)
         context = self.runs.start(context, models, paused=paused,
-                                  steps_per_second=self.settings.steps_per_second)
+                                  steps_per_second=self.settings.steps_per_second, scorer=scorer)
         if self._start_probs and all(int(p.argmax()) == target for p in self._start_probs.values()):
             # Allowed on purpose: climbing the class it already has shows what the model
             # thinks makes a digit more of that digit.
@@ -408,6 +393,13 @@ class MainWindow(QMainWindow):
         for a in (self.play_action, self.step_action):
             a.setEnabled(has_models)
         self.export_action.setEnabled(self.history is not None and len(self.history) > 0)
+
+    def jump_to_most_realistic(self) -> int | None:
+        """M: show the step the judge-free rule calls most realistic (the first column that has one)."""
+        best = next((s for s in (self.history.most_realistic() if self.history else []) if s is not None), None)
+        if best is not None:
+            self.scrub_to(int(np.flatnonzero(self.history.steps == best)[0]))
+        return best
 
     def scrub_to(self, step_index: int) -> None:
         """Show frame ``step_index`` in every view (as dragging the timeline does)."""

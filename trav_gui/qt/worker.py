@@ -45,18 +45,24 @@ class TraversalWorker(QObject):
     Signals
     -------
     frame_ready(run_id, frames) : list of new :class:`Frame`\\ s, in step order.
+    realism_ready(run_id, first, realism) : with a ``scorer``, right after each ``frame_ready``:
+        the :class:`~trav_gui.engine.realism.Realism` of those frames ((k, M, ...) arrays),
+        ``first`` being the index of the first of them in the run.
     run_failed(run_id, message) : the run hit an error (NaN from a model, ...).
     run_finished(run_id, reason) : ``"completed"``, ``"stopped"`` or ``"failed"``; always last.
     """
 
     frame_ready = Signal(int, object)
+    realism_ready = Signal(int, int, object)
     run_failed = Signal(int, str)
     run_finished = Signal(int, str)
 
     def __init__(self, run_id: int, models: Sequence[nn.Module], x0: np.ndarray, target: int,
                  config: TraversalConfig, paused: bool = False,
-                 steps_per_second: float | None = None) -> None:
+                 steps_per_second: float | None = None, scorer=None) -> None:
         super().__init__()
+        self._scorer = scorer  # a RealismScorer, or None
+        self._emitted = 0
         self.run_id = run_id
         self._models = list(models)
         self._x0 = np.array(x0, dtype=np.float32, copy=True)
@@ -140,6 +146,11 @@ class TraversalWorker(QObject):
             nonlocal pending, last_emit
             if pending and not self._stop.is_set():
                 self.frame_ready.emit(self.run_id, pending)
+                if self._scorer is not None:
+                    # Here, in the worker: one batched judge call per batch of frames.
+                    images = np.stack([f.images[:, 0] for f in pending])
+                    self.realism_ready.emit(self.run_id, self._emitted, self._scorer.score(images, self._target))
+                self._emitted += len(pending)
             pending = []
             last_emit = time.perf_counter()
 
@@ -182,6 +193,7 @@ class TraversalRun(QObject):
     """
 
     frame_ready = Signal(int, object)
+    realism_ready = Signal(int, int, object)
     run_failed = Signal(int, str)
     run_finished = Signal(int, str)
     thread_finished = Signal(int)
@@ -195,6 +207,7 @@ class TraversalRun(QObject):
         worker.moveToThread(self.thread)
         self.thread.started.connect(worker.run)
         worker.frame_ready.connect(self.frame_ready)
+        worker.realism_ready.connect(self.realism_ready)
         worker.run_failed.connect(self.run_failed)
         worker.run_finished.connect(self.run_finished)
         worker.run_finished.connect(self.thread.quit)

@@ -1,0 +1,140 @@
+"""Realism measures with known answers, the judge's role, realism in exports, and in the app's worker."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from trav_gui.cli import main
+from trav_gui.engine import data, realism
+from trav_gui.engine.export import read_steps_csv
+from trav_gui.engine.models import is_judge, list_models, load_model
+from tests.helpers import make_window
+
+
+def test_real_test_digits_score_about_one_and_a_blank_image_fails():
+    scorer = realism.RealismScorer(dataset="mnist")
+    images, labels = data.test_set("mnist")
+    sevens = images[labels == 7][:200].astype(np.float32) / 255.0
+    got = scorer.score(sevens, 7)
+    # By construction the median real test digit is at 1x typical; most are within the 90th percentile.
+    assert 0.9 <= float(np.median(got.nn_ratio)) <= 1.1
+    ok = scorer.success(got.judge_probs, got.nn_ratio, 7)
+    assert 0.8 <= ok.mean() <= 0.97
+    assert got.judge_probs.shape == (200, 10) and np.allclose(got.judge_probs.sum(-1), 1, atol=1e-5)
+    # A blank image is farther from real 7s than a typical 7 is, and the judge does not call it
+    # a 7: it fails. (Thin strokes make a blank image fairly near to real 7s in L2: the ratio
+    # alone would not reject it, which is why success needs the judge too.)
+    blank = scorer.score(np.zeros((1, 28, 28), np.float32), 7)
+    assert blank.nn_ratio[0] > 1.1 and blank.judge_probs[0].argmax() != 7
+    assert not scorer.success(blank.judge_probs, blank.nn_ratio, 7)[0]
+    # The nearest reference of a reference image is itself, at distance 0.
+    ref = scorer.reference
+    i = int(np.flatnonzero(ref.labels == 3)[5])
+    ratio, nearest = ref.nearest(ref.image(i)[None], 3)
+    assert nearest[0] == i and ratio[0] == pytest.approx(0, abs=1e-3)
+
+
+def test_confident_point_flip_and_most_realistic_on_a_synthetic_trajectory():
+    p_target = np.array([0.05, 0.3, 0.55, 0.85, 0.92, 0.97, 0.99])
+    probs = np.zeros((7, 10))
+    probs[:, 4] = p_target
+    probs[:, 1] = 1 - p_target
+    assert realism.flip_step(probs, 4) == 2
+    assert realism.confident_point(probs, 4) == 4
+    assert realism.confident_point(probs, 4, threshold=0.99) == 6
+    assert realism.confident_point(probs, 1) == 0 and realism.confident_point(probs, 7) is None
+    ratio = np.array([3.0, 2.5, 2.0, 1.2, 1.4, 1.3, 1.6])
+    # From the confident point (4) on; the lower ratio at step 3 comes before it and does not count.
+    assert realism.most_realistic(ratio, 4) == 5
+    assert realism.most_realistic(ratio, None) is None
+    assert realism.most_realistic(np.full(7, np.nan), 2) is None
+    steps = np.arange(0, 70, 10)
+    assert realism.summary(probs, ratio, steps, 4) == {
+        "flip_step": 20, "confident_step": 40, "confident_prob": 0.9, "most_realistic_step": 50}
+
+
+def test_the_judge_is_shipped_listed_as_a_judge_and_never_traversed(tmp_path, capsys):
+    judge = next(c for c in list_models() if c["name"] == "judge")
+    assert is_judge(judge) and judge["dataset"] == "mnist" and judge["architecture"] == "wide_cnn"
+    assert load_model(realism.judge_name("mnist"))(torch.rand(1, 1, 28, 28)).shape == (1, 10)
+    assert main(["models"]) == 0
+    assert any(line.startswith("judge") and " judge " in line for line in capsys.readouterr().out.splitlines())
+    assert main(["traverse", "--model", "robust", "--model", "judge", "--index", "0", "--target", "3",
+                 "--steps", "2", "--out", str(tmp_path / "o")]) == 2
+    assert "judge of realism" in capsys.readouterr().err
+
+
+def test_traverse_writes_realism_into_npz_csv_run_record_and_stops_at_the_confident_point(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["traverse", "--model", "robust", "--index", "15", "--target", "0", "--steps", "120",
+                 "--stop-at", "confident", "--out", str(out)]) == 0
+    z = np.load(out / "robust.npz")
+    t = len(z["step"])
+    assert z["judge_probs"].shape == (t, 10) and z["nn_ratio"].shape == (t,)
+    record = json.loads((out / "run.json").read_text())
+    r = record["extra"]["realism"]["robust"]
+    assert r["confident_step"] == int(z["step"][-1])  # stopped right there
+    assert z["probs"][-1, 0] >= 0.9 > z["probs"][-2, 0]
+    assert r["flip_step"] <= r["confident_step"] <= r["most_realistic_step"]
+    # The numbers are the scorer's on the saved frames.
+    again = realism.RealismScorer(dataset="mnist").score(z["frames"], 0)
+    assert np.allclose(again.nn_ratio, z["nn_ratio"], atol=1e-5)
+    assert np.allclose(again.judge_probs, z["judge_probs"], atol=1e-5)
+    rows = read_steps_csv(out / "steps.csv")
+    assert rows[-1]["nn_ratio"] == pytest.approx(float(z["nn_ratio"][-1]), rel=1e-6)
+    assert rows[-1]["judge_p0"] == pytest.approx(float(z["judge_probs"][-1, 0]), rel=1e-5)
+
+
+def test_the_worker_not_the_gui_thread_judges_and_the_readout_shows_its_numbers(qtbot, gui_models, monkeypatch):
+    calls: list[str] = []
+    real = realism.RealismScorer.score
+
+    def spy(self, images, target):
+        calls.append(threading.current_thread().name)
+        return real(self, images, target)
+
+    monkeypatch.setattr(realism.RealismScorer, "score", spy)
+    window = make_window(qtbot, gui_models)
+    window.input_panel.pick_example(15)
+    window.set_target(0)
+    window.settings.max_steps.setValue(30)
+    with qtbot.waitSignal(window.run_finished, timeout=30_000):
+        window.play()
+    qtbot.wait(100)  # the last realism batch follows its frames
+    assert calls and threading.main_thread().name not in calls
+    h = window.history
+    assert h.has_realism and np.isfinite(h.nn_ratio).all()
+    last = len(h) - 1
+    verdict = int(h.judge_probs[last, 0].argmax())
+    text = window.view.columns[0].prediction.text
+    assert "judge: <b" in text and f">{verdict}</b>, {100 * h.judge_probs[last, 0, verdict]:.0f} %" in text
+    assert f"{h.nn_ratio[last, 0]:.2f}×" in text
+    record = window.current_record()
+    assert set(record["extra"]["realism"]) == {"robust", "standard"}
+    # Switched off, a run has no realism at all.
+    window.realism_action.setChecked(False)
+    with qtbot.waitSignal(window.run_finished, timeout=30_000):
+        window.play()
+    assert not window.history.has_realism and "judge" not in window.view.columns[0].prediction.text
+
+
+def test_an_old_run_record_without_realism_or_data_set_still_opens_and_replays(qtbot, gui_models, tmp_path):
+    from trav_gui.engine.export import write_run_record
+
+    window = make_window(qtbot, gui_models)
+    window.input_panel.pick_example(3)
+    window.settings.max_steps.setValue(4)
+    with qtbot.waitSignal(window.run_finished, timeout=30_000):
+        window.play()
+    record = window.current_record()
+    del record["extra"]  # as records were written before realism and data sets
+    write_run_record(tmp_path / "old.json", record)
+    with qtbot.waitSignal(window.run_finished, timeout=30_000):
+        assert window.open_run_file(tmp_path / "old.json")
+    assert window.dataset == "mnist" and len(window.history) == 5
+    assert window.current_record()["extra"]["realism"]["robust"]["flip_step"] == window.history.flip_steps()[0]
