@@ -12,7 +12,7 @@ from trav_gui.engine.gallery import gallery_start_indices, run_gallery
 from trav_gui.engine.export import write_run_record
 from trav_gui.engine.models import SmallCNN, check_one_dataset, load_model, save_model
 from trav_gui.engine.traversal import TraversalConfig
-from tests.helpers import make_window
+from helpers import make_window
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from trav_gui.cli import main
 from trav_gui.engine import data, realism
 from trav_gui.engine.export import read_steps_csv
 from trav_gui.engine.models import is_judge, list_models, load_model
-from tests.helpers import make_window
+from helpers import make_window
 
 
 def test_real_test_digits_score_about_one_and_a_blank_image_fails():
