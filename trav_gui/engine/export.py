@@ -389,7 +389,7 @@ def export_run(folder: str | os.PathLike, record: dict, arrays: Mapping[str, np.
         progress(done, total, CSV_NAME)
     dataset = (record.get("extra") or {}).get("dataset") or "mnist"
     class_names = get_dataset(dataset).class_names if dataset in DATASETS else None
-    target_name = class_names[parsed.target] if class_names else None
+    target_name = get_dataset(dataset).short(parsed.target) if class_names else None
     written.append(write_strip(folder / STRIP_NAME, arrays, names, parsed.target, target_name=target_name))
     done += 1
     if progress:

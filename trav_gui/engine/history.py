@@ -130,14 +130,16 @@ class RunHistory:
         self._flip[hit] = frame.step
         self._n += 1
 
-    def add_realism(self, first: int, realism) -> None:
-        """Store the realism of frames ``first``, ``first + 1``, ... (a ``Realism`` of (k, M, ...))."""
-        k = len(realism.nn_ratio)
-        if first < 0 or first + k > self._n:
-            raise ValueError(f"realism for frames {first}..{first + k - 1}, but only {self._n} frames")
-        self._judge[first:first + k] = realism.judge_probs
-        self._ratio[first:first + k] = realism.nn_ratio
-        self._nearest[first:first + k] = realism.nearest
+    def add_realism(self, indices, realism) -> None:
+        """Store the realism (a ``Realism`` of (k, M, ...) arrays) of the frames at ``indices`` (k,)."""
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if len(indices) != len(realism.nn_ratio):
+            raise ValueError(f"{len(indices)} frame indices for realism of {len(realism.nn_ratio)} frames")
+        if indices.size and (indices.min() < 0 or indices.max() >= self._n):
+            raise ValueError(f"realism for frames {indices.min()}..{indices.max()}, but only {self._n} frames")
+        self._judge[indices] = realism.judge_probs
+        self._ratio[indices] = realism.nn_ratio
+        self._nearest[indices] = realism.nearest
 
     # --- views of frames 0..n-1 (read-only) ---------------------------------------------
 

@@ -112,12 +112,20 @@ class ReferenceSet:
     typical: np.ndarray
     p90: np.ndarray
 
+    def _bank(self, target: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The reference images of ``target`` (indices, pixels, squared norms), computed once."""
+        cache = self.__dict__.setdefault("_banks", {})
+        if target not in cache:
+            idx = np.flatnonzero(self.labels == target)
+            bank = np.ascontiguousarray(self.images[idx])
+            cache[target] = (idx, bank, (bank * bank).sum(1))
+        return cache[target]
+
     def nearest(self, images: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray]:
         """Per image (K, 28, 28): the ratio to the typical distance, and the nearest reference's index."""
         x = np.asarray(images, np.float32).reshape(len(images), -1)
-        idx = np.flatnonzero(self.labels == target)
-        bank = self.images[idx]
-        d2 = (x * x).sum(1)[:, None] - 2.0 * x @ bank.T + (bank * bank).sum(1)[None]
+        idx, bank, bank_sq = self._bank(int(target))
+        d2 = (x * x).sum(1)[:, None] - 2.0 * x @ bank.T + bank_sq[None]
         best = d2.argmin(1)
         dist = np.sqrt(np.maximum(d2[np.arange(len(x)), best], 0.0))
         return (dist / self.typical[target]).astype(np.float32), idx[best]
@@ -184,7 +192,7 @@ class RealismScorer:
         lead = images.shape[:-2]
         flat = images.reshape(-1, 28, 28)
         with torch.no_grad():
-            x = torch.from_numpy(np.ascontiguousarray(flat))[:, None].to(self.device)
+            x = torch.from_numpy(np.array(flat, copy=True))[:, None].to(self.device)
             probs = torch.softmax(self.judge(x), -1).float().cpu().numpy()
         ratio, nearest = self.reference.nearest(flat, target)
         return Realism(probs.reshape(*lead, 10), ratio.reshape(lead), nearest.reshape(lead))

@@ -122,7 +122,8 @@ def render_strip(images: np.ndarray, probs: np.ndarray, steps: Sequence[int],
     marks = [dict(mk) for mk in marks] if marks else [{} for _ in range(m)]
     idx = np.union1d(animation_indices(t, columns), [i for mk in marks for i in mk]).astype(int)
     name = target_name if target_name is not None else str(target)
-    side, pad, label_w = 28 * scale, 6, 96
+    side, pad = 28 * scale, 6
+    label_w = max(96, 12 + int(max(font(14).getlength(str(n)) for n in model_names)))
     head = 22 + (20 if title else 0)
     cap = 16 + (14 if any(marks) else 0)
     width = label_w + len(idx) * (side + pad) + pad

@@ -182,10 +182,10 @@ class RunController(QObject):
         self._rate.append((time.perf_counter(), len(frames)))
         self.frames_added.emit()
 
-    @Slot(int, int, object)
-    def _on_realism(self, run_id: int, first: int, realism) -> None:
+    @Slot(int, object, object)
+    def _on_realism(self, run_id: int, indices, realism) -> None:
         if self._current(run_id) and self.history is not None:
-            self.history.add_realism(first, realism)
+            self.history.add_realism(indices, realism)
             self.frames_added.emit()
 
     @Slot(int, str)

@@ -45,15 +45,15 @@ class TraversalWorker(QObject):
     Signals
     -------
     frame_ready(run_id, frames) : list of new :class:`Frame`\\ s, in step order.
-    realism_ready(run_id, first, realism) : with a ``scorer``, right after each ``frame_ready``:
-        the :class:`~trav_gui.engine.realism.Realism` of those frames ((k, M, ...) arrays),
-        ``first`` being the index of the first of them in the run.
+    realism_ready(run_id, indices, realism) : with a ``scorer``: the
+        :class:`~trav_gui.engine.realism.Realism` ((k, M, ...) arrays) of the frames at
+        ``indices`` (the frames of the ``frame_ready`` just before it), computed in the worker.
     run_failed(run_id, message) : the run hit an error (NaN from a model, ...).
     run_finished(run_id, reason) : ``"completed"``, ``"stopped"`` or ``"failed"``; always last.
     """
 
     frame_ready = Signal(int, object)
-    realism_ready = Signal(int, int, object)
+    realism_ready = Signal(int, object, object)
     run_failed = Signal(int, str)
     run_finished = Signal(int, str)
 
@@ -147,9 +147,12 @@ class TraversalWorker(QObject):
             if pending and not self._stop.is_set():
                 self.frame_ready.emit(self.run_id, pending)
                 if self._scorer is not None:
-                    # Here, in the worker: one batched judge call per batch of frames.
+                    # Here, in the worker, never on the GUI thread: one batched judge call per
+                    # batch of frames. (A separate judging thread was measured slower on 2
+                    # cores: it competes with the traversal and the GUI for the GIL.)
+                    indices = np.arange(self._emitted, self._emitted + len(pending))
                     images = np.stack([f.images[:, 0] for f in pending])
-                    self.realism_ready.emit(self.run_id, self._emitted, self._scorer.score(images, self._target))
+                    self.realism_ready.emit(self.run_id, indices, self._scorer.score(images, self._target))
                 self._emitted += len(pending)
             pending = []
             last_emit = time.perf_counter()
@@ -193,7 +196,7 @@ class TraversalRun(QObject):
     """
 
     frame_ready = Signal(int, object)
-    realism_ready = Signal(int, int, object)
+    realism_ready = Signal(int, object, object)
     run_failed = Signal(int, str)
     run_finished = Signal(int, str)
     thread_finished = Signal(int)
