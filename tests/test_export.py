@@ -184,7 +184,8 @@ def test_export_run_writes_everything_and_reports_progress(tmp_path, run):
     out = tmp_path / "out"
     assert written[-1] == out / "run.json"  # the record last: its presence means complete
     assert {p.name for p in out.iterdir()} == {"run.json", "manifest.json", "steps.csv", "traversal.gif",
-                                                "strip.png", "frames", "frames_x10"}
+                                                "strip.png", "frames", "frames_x10",
+                                                *(f"{m.name}.npz" for m in ex.validate_run_record(record).models)}
     assert seen[-1][0] == seen[-1][1]
     assert all(b[0] >= a[0] for a, b in zip(seen, seen[1:]))
     assert not list(out.rglob("*.part"))
@@ -455,7 +456,9 @@ def test_frames_of_models_no_longer_exported_go_with_their_folders(tmp_path, two
     assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["fast", "slow"]
     assert sorted(p.name for p in (tmp_path / "frames_x10").iterdir()) == ["fast", "slow"]
     ex.export_run(tmp_path, record, arrays, png=False, gif=False, mp4=False)
-    assert _files(tmp_path) == {"manifest.json", "run.json", "steps.csv", "strip.png"}
+    names = [m.name for m in ex.validate_run_record(record).models]
+    # fast.npz and slow.npz of the second export went with its manifest.
+    assert _files(tmp_path) == {"manifest.json", "run.json", "steps.csv", "strip.png", *(f"{n}.npz" for n in names)}
     assert not (tmp_path / "frames").exists()
 
 

@@ -92,13 +92,13 @@ def test_traverse_writes_realism_into_npz_csv_run_record_and_stops_at_the_confid
 
 def test_the_worker_not_the_gui_thread_judges_and_the_readout_shows_its_numbers(qtbot, gui_models, monkeypatch):
     calls: list[str] = []
-    real = realism.RealismScorer.score
+    real = realism.RealismScorer.judge_probs
 
-    def spy(self, images, target):
+    def spy(self, images):
         calls.append(threading.current_thread().name)
-        return real(self, images, target)
+        return real(self, images)
 
-    monkeypatch.setattr(realism.RealismScorer, "score", spy)
+    monkeypatch.setattr(realism.RealismScorer, "judge_probs", spy)
     window = make_window(qtbot, gui_models)
     window.input_panel.pick_example(15)
     window.set_target(0)
@@ -108,7 +108,14 @@ def test_the_worker_not_the_gui_thread_judges_and_the_readout_shows_its_numbers(
     qtbot.wait(100)  # the last realism batch follows its frames
     assert calls and threading.main_thread().name not in calls
     h = window.history
+    # Every frame has its nearest-real ratio; the judge saw the newest frame of each batch it
+    # was sent (at least the last one), not every frame.
     assert h.has_realism and np.isfinite(h.nn_ratio).all()
+    judged = np.isfinite(h.judge_probs[:, 0, 0])
+    assert judged[-1] and 1 <= judged.sum() <= len(h)
+    scorer = window.models.scorer("mnist")
+    k = int(np.flatnonzero(judged)[0])
+    assert np.allclose(h.judge_probs[k], scorer.judge_probs(h.images[k]), atol=1e-5)
     last = len(h) - 1
     verdict = int(h.judge_probs[last, 0].argmax())
     text = window.view.columns[0].prediction.text
@@ -138,3 +145,27 @@ def test_an_old_run_record_without_realism_or_data_set_still_opens_and_replays(q
         assert window.open_run_file(tmp_path / "old.json")
     assert window.dataset == "mnist" and len(window.history) == 5
     assert window.current_record()["extra"]["realism"]["robust"]["flip_step"] == window.history.flip_steps()[0]
+
+
+def test_the_app_export_judges_the_frames_not_judged_live(qtbot, gui_models, tmp_path):
+    window = make_window(qtbot, gui_models)
+    window.input_panel.pick_example(15)
+    window.set_target(0)
+    window.settings.max_steps.setValue(60)
+    with qtbot.waitSignal(window.run_finished, timeout=30_000):
+        window.play()
+    assert window.history.has_realism
+    with qtbot.waitSignal(window.export_finished, timeout=60_000):
+        assert window.export_to(tmp_path / "out")
+    z = np.load(tmp_path / "out" / "robust.npz")
+    rows = read_steps_csv(tmp_path / "out" / "steps.csv")
+    assert len(rows) == 2 * 61
+    judge = np.array([[r[f"judge_p{c}"] for c in range(10)] for r in rows])
+    assert np.isfinite(judge).all() and np.allclose(judge.sum(1), 1, atol=1e-5)
+    scorer = window.models.scorer("mnist")
+    first = [r for r in rows if r["model"] == "robust" and r["step"] == 1][0]
+    expected = scorer.judge_probs(window.history.images[1, 0])
+    assert np.allclose([first[f"judge_p{c}"] for c in range(10)], expected, atol=1e-5)
+    robust_rows = np.array([r["model"] == "robust" for r in rows])
+    assert z["judge_probs"].shape == (61, 10) and np.allclose(z["judge_probs"], judge[robust_rows], atol=1e-6)
+    assert z["nn_ratio"].shape == (61,) and np.isfinite(z["nn_ratio"]).all()

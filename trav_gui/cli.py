@@ -187,13 +187,6 @@ def _cmd_traverse(args: argparse.Namespace) -> int:
         arrays["judge_probs"], arrays["nn_ratio"] = realism.judge_probs[:, :, None], realism.nn_ratio[:, :, None]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for i, name in enumerate(names):
-        fields = {"frames": arrays["images"][:, i, 0], "probs": arrays["probs"][:, i, 0],
-                  "l2": arrays["l2"][:, i, 0], "linf": arrays["linf"][:, i, 0],
-                  "objective": arrays["objective"][:, i, 0], "step": arrays["step"]}
-        if scorer is not None:
-            fields.update(judge_probs=arrays["judge_probs"][:, i, 0], nn_ratio=arrays["nn_ratio"][:, i, 0])
-        np.savez_compressed(out / f"{name}.npz", **fields)
     summaries = {name: summary(arrays["probs"][:, i, 0], arrays["nn_ratio"][:, i, 0] if scorer else None,
                                arrays["step"], args.target) for i, name in enumerate(names)}
     record = build_run_record(refs, x0, args.target, config, mnist_index=args.index,

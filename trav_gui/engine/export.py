@@ -84,6 +84,7 @@ __all__ = [
     "save_png",
     "validate_run_record",
     "write_animation",
+    "write_npz",
     "write_png_frames",
     "write_run_record",
     "write_steps_csv",
@@ -101,7 +102,7 @@ MANIFEST_FORMAT = "trav_gui.export"
 MAX_MANIFEST_BYTES = 64 << 20
 # What an export writes, and so all that a manifest may ask to delete.
 _OWNED = re.compile("|".join(map(re.escape, (RECORD_NAME, CSV_NAME, STRIP_NAME, GIF_NAME, MP4_NAME)))
-                    + r"|frames(_x[0-9]+)?/[^/]+/step_[0-9]{5,}\.png")
+                    + r"|frames(_x[0-9]+)?/[^/]+/step_[0-9]{5,}\.png|[^/]+\.npz")
 
 Progress = Callable[[int, int, str], None]
 """``progress(done, total, what)``: called as the export goes; ``done`` counts work units."""
@@ -177,6 +178,25 @@ def write_steps_csv(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
     path = Path(path)
     write_bytes_atomic(path, buf.getvalue().encode("utf-8"))
     return path
+
+
+def write_npz(folder: str | os.PathLike, arrays: Mapping[str, np.ndarray], model_names: Sequence[str],
+              image_index: int = 0) -> list[Path]:
+    """Per model, ``<model>.npz``: ``frames`` (T, 28, 28), ``probs`` (T, 10), ``l2``, ``linf``,
+    ``objective``, ``step`` (T,), and with realism ``judge_probs`` (T, 10) and ``nn_ratio`` (T,)."""
+    _check_arrays(arrays, model_names)
+    folder = Path(folder)
+    keys = {"frames": "images", "probs": "probs", "l2": "l2", "linf": "linf", "objective": "objective",
+            **({"judge_probs": "judge_probs", "nn_ratio": "nn_ratio"} if "nn_ratio" in arrays else {})}
+    written = []
+    for j, name in enumerate(model_names):
+        fields = {k: np.asarray(arrays[src])[:, j, image_index] for k, src in keys.items()}
+        buf = io.BytesIO()
+        np.savez_compressed(buf, step=np.asarray(arrays["step"]), **fields)
+        path = folder / f"{_safe_name(name)}.npz"
+        write_bytes_atomic(path, buf.getvalue())
+        written.append(path)
+    return written
 
 
 def write_png_frames(folder: str | os.PathLike, arrays: Mapping[str, np.ndarray],
@@ -370,7 +390,7 @@ def export_run(folder: str | os.PathLike, record: dict, arrays: Mapping[str, np.
     remove_files_inside(folder, read_manifest(folder))
     steps = np.asarray(arrays["step"])
     frames = [rel for name in names for s in steps for rel in _frame_files(name, s, PNG_SCALE)] if png else []
-    planned = [CSV_NAME, STRIP_NAME, *frames, *([GIF_NAME] if gif else []), *([MP4_NAME] if mp4 else []),
+    planned = [CSV_NAME, *(f"{_safe_name(n)}.npz" for n in names), STRIP_NAME, *frames, *([GIF_NAME] if gif else []), *([MP4_NAME] if mp4 else []),
                RECORD_NAME]
     written: list[Path] = [_write_manifest(folder, list(dict.fromkeys(planned)))]
 
@@ -384,6 +404,7 @@ def export_run(folder: str | os.PathLike, record: dict, arrays: Mapping[str, np.
         return lambda d, _t, what: progress(offset + d, total, what) if progress else None
 
     written.append(write_steps_csv(folder / CSV_NAME, arrays, names))
+    written += write_npz(folder, arrays, names)
     done += 1
     if progress:
         progress(done, total, CSV_NAME)

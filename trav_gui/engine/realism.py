@@ -190,12 +190,38 @@ class RealismScorer:
         """
         images = np.asarray(images, np.float32)
         lead = images.shape[:-2]
+        ratio, nearest = self.reference.nearest(images.reshape(-1, 28, 28), target)
+        return Realism(self.judge_probs(images), ratio.reshape(lead), nearest.reshape(lead))
+
+    def judge_probs(self, images: np.ndarray) -> np.ndarray:
+        """The judge's class probabilities (..., 10) of ``images`` (..., 28, 28), one batched call."""
+        images = np.asarray(images, np.float32)
         flat = images.reshape(-1, 28, 28)
         with torch.no_grad():
             x = torch.from_numpy(np.array(flat, copy=True))[:, None].to(self.device)
             probs = torch.softmax(self.judge(x), -1).float().cpu().numpy()
-        ratio, nearest = self.reference.nearest(flat, target)
-        return Realism(probs.reshape(*lead, 10), ratio.reshape(lead), nearest.reshape(lead))
+        return probs.reshape(*images.shape[:-2], 10)
+
+    def fill_judge(self, arrays: dict) -> int:
+        """Judge the frames of export ``arrays`` that were not judged live (NaN rows of
+        ``judge_probs`` (T, M, N, 10)) in place; the number of frames judged."""
+        probs = arrays.get("judge_probs")
+        if probs is None:
+            return 0
+        missing = ~np.isfinite(probs[..., 0])
+        if missing.any():
+            probs[missing] = self.judge_probs(np.asarray(arrays["images"])[missing])
+        return int(missing.sum())
+
+    def sampled(self, images: np.ndarray, target: int) -> Realism:
+        """Realism of frames (k, M, 28, 28) for a live view: the nearest-real ratio of every
+        frame, the judge only on the newest (the others NaN). The judge costs about as much as
+        a traversal step; this keeps the cost of watching it live to a few per cent."""
+        images = np.asarray(images, np.float32)
+        ratio, nearest = self.reference.nearest(images.reshape(-1, 28, 28), target)
+        probs = np.full((*images.shape[:-2], 10), np.nan, np.float32)
+        probs[-1] = self.judge_probs(images[-1])
+        return Realism(probs, ratio.reshape(images.shape[:-2]), nearest.reshape(images.shape[:-2]))
 
     def success(self, judge_probs: np.ndarray, nn_ratio: np.ndarray, target: int) -> np.ndarray:
         """Judge predicts ``target`` and the ratio is within the real images' 90th percentile."""

@@ -65,17 +65,22 @@ class Exporter(QObject):
         return self.job is not None
 
     def start(self, folder: str | Path, record: dict, arrays: Mapping[str, np.ndarray],
-              model_names: Sequence[str]) -> bool:
-        """Export into ``folder`` in the background; False if an export is already running."""
+              model_names: Sequence[str], scorer=None) -> bool:
+        """Export into ``folder`` in the background; False if an export is already running.
+
+        With a realism ``scorer``, the frames the judge did not see live are judged first, in
+        the export's thread, so that the exported ``judge_probs`` are complete."""
         if self.job is not None:
             return False
         folder = Path(folder)
         names = list(model_names)
-        job = BackgroundJob(
-            "export",
-            lambda progress, cancelled: export_run(folder, record, arrays, names,
-                                                   progress=progress, cancel=cancelled),
-            _export_error(folder), self)
+        def work(progress, cancelled):
+            if scorer is not None:
+                progress(0, 0, "judging the frames")
+                scorer.fill_judge(arrays)
+            return export_run(folder, record, arrays, names, progress=progress, cancel=cancelled)
+
+        job = BackgroundJob("export", work, _export_error(folder), self)
         job.progress.connect(self._on_progress)
         job.succeeded.connect(lambda _written: self._on_finished(folder))
         job.failed.connect(self._on_failed)

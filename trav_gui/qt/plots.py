@@ -351,7 +351,9 @@ class ComparisonView(QWidget):
         for j, column in enumerate(self.columns[: history.n_models]):
             image = history.images[index, j]
             nearest = int(history.nearest[index, j])
-            column.show_step(step, image, image - x0, history.probs[index, j], history.judge_probs[index, j],
+            judged = np.flatnonzero(np.isfinite(history.judge_probs[: index + 1, j, 0]))  # judged while live
+            column.show_step(step, image, image - x0, history.probs[index, j],
+                             history.judge_probs[judged[-1], j] if judged.size else None,
                              float(history.nn_ratio[index, j]),
                              self.reference.image(nearest) if self.reference is not None and nearest >= 0 else None)
 

@@ -425,7 +425,8 @@ class MainWindow(QMainWindow):
         except RuntimeError as exc:
             self.show_error("Nothing to export", str(exc))
             return False
-        return self.exporter.start(folder, record, self.history.stacked(), self.runs.context.names)
+        scorer = self.models.scorer(self.dataset) if self.history.has_realism else None
+        return self.exporter.start(folder, record, self.history.stacked(), self.runs.context.names, scorer)
 
     def ask_export(self) -> None:
         if self.history is None or len(self.history) == 0:

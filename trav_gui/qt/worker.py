@@ -27,6 +27,9 @@ from trav_gui.engine.traversal import Frame, NonFiniteOutputError, TraversalConf
 __all__ = ["TraversalRun", "TraversalWorker"]
 
 EMIT_INTERVAL_S = 1 / 60
+# Realism is computed at most this often while a run plays (all frames' nearest-real ratio,
+# the judge on the newest): judging every frame cost the app about 40 % of its speed.
+REALISM_INTERVAL_S = 0.1
 
 
 class TraversalWorker(QObject):
@@ -47,7 +50,9 @@ class TraversalWorker(QObject):
     frame_ready(run_id, frames) : list of new :class:`Frame`\\ s, in step order.
     realism_ready(run_id, indices, realism) : with a ``scorer``: the
         :class:`~trav_gui.engine.realism.Realism` ((k, M, ...) arrays) of the frames at
-        ``indices`` (the frames of the ``frame_ready`` just before it), computed in the worker.
+        ``indices`` (sent since the last one, at most every ``REALISM_INTERVAL_S`` and once
+        more before ``run_finished``), computed in the worker: every frame's nearest-real
+        ratio, the judge on the newest of them (NaN for the others).
     run_failed(run_id, message) : the run hit an error (NaN from a model, ...).
     run_finished(run_id, reason) : ``"completed"``, ``"stopped"`` or ``"failed"``; always last.
     """
@@ -63,6 +68,8 @@ class TraversalWorker(QObject):
         super().__init__()
         self._scorer = scorer  # a RealismScorer, or None
         self._emitted = 0
+        self._unscored: list[tuple[int, np.ndarray]] = []  # (frame index, images (M, 28, 28))
+        self._scored_at = 0.0
         self.run_id = run_id
         self._models = list(models)
         self._x0 = np.array(x0, dtype=np.float32, copy=True)
@@ -136,6 +143,16 @@ class TraversalWorker(QObject):
             slow = self._paused or self._interval >= EMIT_INTERVAL_S
         return slow or time.perf_counter() - last_emit >= EMIT_INTERVAL_S
 
+    def _score_unscored(self) -> None:
+        """Here, in the worker, never on the GUI thread: the realism of the frames sent since
+        the last time (a separate judging thread was measured slower on 2 cores)."""
+        if not self._unscored or self._stop.is_set():
+            return
+        part, self._unscored = self._unscored, []
+        realism = self._scorer.sampled(np.stack([im for _, im in part]), self._target)
+        self.realism_ready.emit(self.run_id, np.array([i for i, _ in part]), realism)
+        self._scored_at = time.perf_counter()
+
     @Slot()
     def run(self) -> None:
         pending: list[Frame] = []
@@ -147,13 +164,12 @@ class TraversalWorker(QObject):
             if pending and not self._stop.is_set():
                 self.frame_ready.emit(self.run_id, pending)
                 if self._scorer is not None:
-                    # Here, in the worker, never on the GUI thread: one batched judge call per
-                    # batch of frames. (A separate judging thread was measured slower on 2
-                    # cores: it competes with the traversal and the GUI for the GIL.)
-                    indices = np.arange(self._emitted, self._emitted + len(pending))
-                    images = np.stack([f.images[:, 0] for f in pending])
-                    self.realism_ready.emit(self.run_id, indices, self._scorer.score(images, self._target))
+                    self._unscored += [(self._emitted + i, f.images[:, 0]) for i, f in enumerate(pending)]
                 self._emitted += len(pending)
+                with self._cond:  # paused, stepping or slower than the realism rate: every frame
+                    slow = self._paused or self._interval >= REALISM_INTERVAL_S
+                if self._scorer is not None and (slow or time.perf_counter() - self._scored_at >= REALISM_INTERVAL_S):
+                    self._score_unscored()
             pending = []
             last_emit = time.perf_counter()
 
@@ -174,6 +190,8 @@ class TraversalWorker(QObject):
                     break
                 last_step_at = time.perf_counter()
             flush()
+            if self._scorer is not None:
+                self._score_unscored()  # the last frames, before run_finished
         except NonFiniteOutputError as exc:
             flush()
             reason = "failed"
