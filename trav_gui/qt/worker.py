@@ -28,8 +28,9 @@ __all__ = ["TraversalRun", "TraversalWorker"]
 
 EMIT_INTERVAL_S = 1 / 60
 # Realism is computed at most this often while a run plays (all frames' nearest-real ratio,
-# the judge on the newest): judging every frame cost the app about 40 % of its speed.
-REALISM_INTERVAL_S = 0.1
+# the judge on the newest): judging every frame cost the app about 40 % of its speed,
+# every 0.1 s 14 %, every 0.25 s 6 % (benchmarks/bench_app.py).
+REALISM_INTERVAL_S = 0.25
 
 
 class TraversalWorker(QObject):
