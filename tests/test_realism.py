@@ -123,6 +123,7 @@ def test_the_worker_not_the_gui_thread_judges_and_the_readout_shows_its_numbers(
     assert f"{h.nn_ratio[last, 0]:.2f}×" in text
     record = window.current_record()
     assert set(record["extra"]["realism"]) == {"robust", "standard"}
+    assert record["extra"]["realism"]["robust"]["most_realistic_step"] == h.most_realistic()[0]
     # Switched off, a run has no realism at all.
     window.realism_action.setChecked(False)
     with qtbot.waitSignal(window.run_finished, timeout=30_000):
@@ -169,3 +170,22 @@ def test_the_app_export_judges_the_frames_not_judged_live(qtbot, gui_models, tmp
     robust_rows = np.array([r["model"] == "robust" for r in rows])
     assert z["judge_probs"].shape == (61, 10) and np.allclose(z["judge_probs"], judge[robust_rows], atol=1e-6)
     assert z["nn_ratio"].shape == (61,) and np.isfinite(z["nn_ratio"]).all()
+
+
+def test_m_jumps_to_the_most_realistic_step_of_a_shipped_model(qtbot):
+    from trav_gui.paths import models_dir
+
+    window = make_window(qtbot, models_dir())
+    window.input_panel.pick_example(15)
+    window.set_target(0)
+    window.settings.max_steps.setValue(90)
+    with qtbot.waitSignal(window.run_finished, timeout=60_000):
+        window.play()
+    h = window.history
+    confident, best = h.confident_points(), h.most_realistic()
+    assert confident[0] is not None and best[0] is not None and best[0] >= confident[0]
+    assert window.jump_to_most_realistic() == best[0]
+    assert int(h.steps[window.timeline.value()]) == best[0]
+    column = window.view.columns[0]
+    assert column.realism.best_line.isVisible() and int(column.realism.best_line.value()) == best[0]
+    assert int(column.realism.confident_line.value()) == confident[0]
