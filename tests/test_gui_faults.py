@@ -145,12 +145,12 @@ def test_the_window_starts_without_the_picker_when_the_shipped_digits_are_damage
                                                                                 monkeypatch):
     (tmp_path / "mnist_test.npz").write_bytes(b"PK\x03\x04 broken")
     monkeypatch.setenv("TRAV_GUI_RESOURCES", str(tmp_path))
-    data.test_digits.cache_clear()
+    data.test_set.cache_clear()
     try:
         w = make_window(qtbot, gui_models)
     finally:
         monkeypatch.undo()
-        data.test_digits.cache_clear()
+        data.test_set.cache_clear()
     assert not w.input_panel.pick_button.isEnabled()
     assert "not found" in w.input_panel.true_label.text()
     assert len(w.view.columns) == 2  # drawing still works

@@ -108,11 +108,11 @@ def test_damaged_shipped_digits_are_a_clear_error(tmp_path, monkeypatch, content
     elif content == "zip of other arrays":
         np.savez(res / "mnist_test.npz", images=np.zeros((3, 10, 10), np.uint8), labels=np.zeros(3, np.uint8))
     monkeypatch.setenv("TRAV_GUI_RESOURCES", str(res))
-    data.test_digits.cache_clear()
+    data.test_set.cache_clear()
     try:
         with pytest.raises(data.DigitsUnavailableError, match="mnist_test.npz"):
             data.test_digits()
     finally:
         monkeypatch.undo()
-        data.test_digits.cache_clear()
+        data.test_set.cache_clear()
     assert data.test_digits()[0].shape == (10000, 28, 28)

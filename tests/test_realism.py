@@ -16,6 +16,16 @@ from trav_gui.engine.models import is_judge, list_models, load_model
 from helpers import make_window
 
 
+def play_to_end(qtbot, window, example, steps, target=None):
+    """Pick test digit ``example`` (and ``target``), play ``steps`` steps and wait for the end."""
+    window.input_panel.pick_example(example)
+    if target is not None:
+        window.set_target(target)
+    window.settings.max_steps.setValue(steps)
+    with qtbot.waitSignal(window.run_finished, timeout=60_000):
+        window.play()
+
+
 def test_real_test_digits_score_about_one_and_a_blank_image_fails():
     scorer = realism.RealismScorer(dataset="mnist")
     images, labels = data.test_set("mnist")
@@ -100,11 +110,7 @@ def test_the_worker_not_the_gui_thread_judges_and_the_readout_shows_its_numbers(
 
     monkeypatch.setattr(realism.RealismScorer, "judge_probs", spy)
     window = make_window(qtbot, gui_models)
-    window.input_panel.pick_example(15)
-    window.set_target(0)
-    window.settings.max_steps.setValue(30)
-    with qtbot.waitSignal(window.run_finished, timeout=30_000):
-        window.play()
+    play_to_end(qtbot, window, example=15, target=0, steps=30)
     qtbot.wait(100)  # the last realism batch follows its frames
     assert calls and threading.main_thread().name not in calls
     h = window.history
@@ -135,10 +141,7 @@ def test_an_old_run_record_without_realism_or_data_set_still_opens_and_replays(q
     from trav_gui.engine.export import write_run_record
 
     window = make_window(qtbot, gui_models)
-    window.input_panel.pick_example(3)
-    window.settings.max_steps.setValue(4)
-    with qtbot.waitSignal(window.run_finished, timeout=30_000):
-        window.play()
+    play_to_end(qtbot, window, example=3, steps=4)
     record = window.current_record()
     del record["extra"]  # as records were written before realism and data sets
     write_run_record(tmp_path / "old.json", record)
@@ -150,11 +153,7 @@ def test_an_old_run_record_without_realism_or_data_set_still_opens_and_replays(q
 
 def test_the_app_export_judges_the_frames_not_judged_live(qtbot, gui_models, tmp_path):
     window = make_window(qtbot, gui_models)
-    window.input_panel.pick_example(15)
-    window.set_target(0)
-    window.settings.max_steps.setValue(60)
-    with qtbot.waitSignal(window.run_finished, timeout=30_000):
-        window.play()
+    play_to_end(qtbot, window, example=15, target=0, steps=60)
     assert window.history.has_realism
     with qtbot.waitSignal(window.export_finished, timeout=60_000):
         assert window.export_to(tmp_path / "out")
@@ -176,11 +175,7 @@ def test_m_jumps_to_the_most_realistic_step_of_a_shipped_model(qtbot):
     from trav_gui.paths import models_dir
 
     window = make_window(qtbot, models_dir())
-    window.input_panel.pick_example(15)
-    window.set_target(0)
-    window.settings.max_steps.setValue(90)
-    with qtbot.waitSignal(window.run_finished, timeout=60_000):
-        window.play()
+    play_to_end(qtbot, window, example=15, target=0, steps=90)
     h = window.history
     confident, best = h.confident_points(), h.most_realistic()
     assert confident[0] is not None and best[0] is not None and best[0] >= confident[0]

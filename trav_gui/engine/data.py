@@ -142,9 +142,6 @@ def test_digits() -> tuple[np.ndarray, np.ndarray]:
     return test_set(DEFAULT_DATASET)
 
 
-test_digits.cache_clear = test_set.cache_clear  # type: ignore[attr-defined]
-
-
 def load_training_set(dataset: str | None, train: bool, root: str | os.PathLike | None = None,
                       download: bool = False) -> tuple[torch.Tensor, torch.Tensor, str]:
     """A data set's training (or test) split from torchvision's layout under the data root.
