@@ -1,31 +1,27 @@
-"""How realistic are traversals? Robust vs standard, measured, on 100 test digits × 9 targets.
+"""Which levers make traversal realistic? Every lever and the recipe, measured on 100 test digits × 9 targets.
 
-    python benchmarks/bench_realism.py [--models robust standard] [--digits 100] [--steps 200]
-        [--judge judge] [--dataset mnist] [--out docs]
+    python benchmarks/bench_realism.py [--levers robust standard ... realistic] [--digits 100]
+        [--steps 200] [--step-size 0.1] [--device cpu] [--out docs]
 
-Every one of the first ``--digits`` MNIST test digits is traversed to each of the 9 other
-classes (one batch per model, 200 unconstrained L2 steps of 0.1 on the target's
-log-probability). Each trajectory is then judged at three kinds of point:
+Each lever (a model, an ensemble, a prior, a schedule or a stop rule; see ``LEVERS``) traverses
+each of the first ``--digits`` test digits to each of the 9 other classes (200 unconstrained
+L2 steps of 0.1 on the target's log-probability). A trajectory is measured at its
+**confident point** (the first step where the traversed model's own p(target) >= 0.9), at its
+first flip and at its last frame (for a stop rule, the frame it stopped at), with the metrics
+of :mod:`trav_gui.engine.realism`:
 
-- at the model's own first flip (the first step it predicts the target);
-- at equal L2 distance from the start, ‖δ‖₂ = 2, 3, 4 (the first step that far out);
-- at the last step.
+- ``reach``: the confident point exists;
+- ``judge``: an independent judge calls the image the target, for each judge (the robust
+  WideCNN ``judge`` and the standard WideCNN ``judge-standard``; never part of a lever);
+- ``nn``: nearest-real ratio against the shipped training reference; ``nn_test``: the same
+  against held-out test digits;
+- ``success``: judge agrees and nn within the real digits' 90th percentile, over **all**
+  traversals (one that never gets confident fails); real digits score about 90 %;
+- ``growth``: nn at the last frame over nn at the confident point;
+- ``l2`` and ``ssim``: distance from, and structural similarity to, the start.
 
-Metrics at each point:
-
-- ``own``: the traversed model predicts the target (success rate);
-- ``judge``: an independent robust model (another architecture, WideCNN, and seed, adversarially
-  trained only for this benchmark) also calls the image the target: a change of meaning, not
-  only of one network's decision;
-- ``nn``: L2 distance to the nearest training image of the target class, divided by the
-  median distance of a real training image of that class to its nearest other one
-  (1 ≈ as close as real digits are to each other; real test digits are given for reference);
-- ``im1``: IM1 (Van Looveren & Klaise 2019): reconstruction error under an autoencoder of the
-  target class over that under an autoencoder of the start class (< 1: looks more like the
-  target than like the start).
-
-Also the steps and ‖δ‖₂ to the first flip. Writes ``<out>/realism.json`` and a plot
-``<out>/realism_vs_distance.png`` of judge agreement and nn distance against ‖δ‖₂.
+Writes ``<out>/realism_levers.json`` and ``<out>/realism_levers.png`` (success per lever and
+the ε ladder's accuracy/realism trade-off) and prints the table.
 """
 
 from __future__ import annotations
@@ -38,182 +34,208 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
-from trav_gui.engine.data import DATASETS, load_training_set, test_set
-from trav_gui.engine.models import load_model
-from trav_gui.engine.realism import judge_name
+from trav_gui.engine.data import DATASETS, test_set
+from trav_gui.engine.models import ModelLoadError, is_judge, list_models, load_model, read_card, resolve_model_path
+from trav_gui.engine.priors import PriorLoadError
+from trav_gui.engine.realism import (CONFIDENT_PROB, held_out_reference, noise_growth, reference_set, ssim)
+from trav_gui.engine.recipes import Recipe, RecipeError, load_recipe
 from trav_gui.engine.traversal import TraversalConfig, traverse
 
-HERE = Path(__file__).resolve().parent
-DISTANCES = (2.0, 3.0, 4.0)
-GRID = tuple(np.round(np.arange(0.5, 6.01, 0.5), 2))
+# name -> (what it is, a model/recipe name or a Recipe)
+LEVERS: dict[str, tuple[str, str | Recipe]] = {
+    "standard": ("standard training", "standard"),
+    "robust": ("robust, L2 eps 2 (shipped)", "robust"),
+    "eps1": ("robust, eps 1", "robust-eps1"),
+    "eps3": ("robust, eps 3", "robust-eps3"),
+    "eps4": ("robust, eps 4", "robust-eps4"),
+    "shift": ("robust eps 2 + shifts of up to 2 px", "robust-shift"),
+    "dae": ("robust + denoising autoencoder, lambda 0.05", Recipe(("robust",), prior="dae-mnist", prior_weight=0.05)),
+    "score": ("robust + score model, lambda 0.1, sigma 0.3 -> 0.05",
+              Recipe(("robust",), prior="score-mnist", prior_weight=0.1, sigma_max=0.3, sigma_min=0.05)),
+    "ensemble": ("mean log-prob of robust, eps3, shift", Recipe(("robust", "robust-eps3", "robust-shift"))),
+    "decay": ("robust, step size x 0.99 per step", Recipe(("robust",), step_decay=0.99)),
+    "plateau": ("robust + score, stop when the prior's correction stops shrinking",
+                Recipe(("robust",), prior="score-mnist", prior_weight=0.1, sigma_max=0.3, sigma_min=0.05,
+                       stop="plateau")),
+    "realistic": ("the shipped recipe", "realistic"),
+}
 
 
-def class_autoencoders(x_train: torch.Tensor, y_train: torch.Tensor, seed: int = 0) -> list[nn.Module]:
-    """One small MLP autoencoder per class (784-256-32-256-784), trained for IM1."""
-    torch.manual_seed(seed)
-    aes = []
-    for c in tqdm(range(10), desc="class autoencoders", file=sys.stderr):
-        ae = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 32), nn.ReLU(),
-                           nn.Linear(32, 256), nn.ReLU(), nn.Linear(256, 784), nn.Sigmoid())
-        data = x_train[y_train == c].flatten(1)
-        opt = torch.optim.Adam(ae.parameters(), 1e-3)
-        for _ in range(5):
-            for idx in torch.randperm(len(data)).split(128):
-                loss = ((ae(data[idx]) - data[idx]) ** 2).mean()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        aes.append(ae.eval().requires_grad_(False))
-    return aes
+def load_lever(spec: str | Recipe, device: str):
+    if isinstance(spec, Recipe):
+        return load_recipe(spec, device=device)
+    return load_model(spec, device=device)
 
 
-def recon_error(ae: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def follow(model, x0: np.ndarray, targets: np.ndarray, config: TraversalConfig) -> dict[str, np.ndarray]:
+    """Traverse and keep, per trajectory, the frames and figures at the flip, the confident
+    point and the last frame."""
+    n = len(x0)
+    out = {"conf_img": np.zeros((n, 28, 28), np.float32), "flip_img": np.zeros((n, 28, 28), np.float32),
+           "conf_step": np.full(n, -1), "flip_step": np.full(n, -1), "conf_l2": np.full(n, np.nan)}
+    for frame in tqdm(traverse([model], x0, targets, config), total=config.steps + 1, desc="traversals",
+                      file=sys.stderr, leave=False):
+        p = frame.probs[0, np.arange(n), targets]
+        hit = (p >= CONFIDENT_PROB) & (out["conf_step"] < 0)
+        out["conf_step"][hit] = frame.step
+        out["conf_l2"][hit] = frame.l2[0][hit]
+        out["conf_img"][hit] = frame.images[0][hit]
+        flip = (frame.predictions[0] == targets) & (out["flip_step"] < 0)
+        out["flip_step"][flip] = frame.step
+        out["flip_img"][flip] = frame.images[0][flip]
+        out["last_img"] = frame.images[0].copy()
+        out["last_l2"] = frame.l2[0].copy()
+    return out
+
+
+def judge_says(judge, images: np.ndarray, device: str) -> np.ndarray:
     with torch.no_grad():
-        return ((ae(x) - x.flatten(1)) ** 2).sum(1)
+        x = torch.from_numpy(images)[:, None].to(device)
+        return torch.cat([judge(b).argmax(1).cpu() for b in x.split(1000)]).numpy()
 
 
-def nearest_distance(x: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
-    """L2 distance of each row of x (K, 784) to its nearest row of bank (B, 784)."""
-    out = []
-    bank_sq = (bank ** 2).sum(1)
-    for chunk in x.split(1024):
-        d2 = (chunk ** 2).sum(1, keepdim=True) - 2 * chunk @ bank.T + bank_sq
-        out.append(d2.clamp_min(0).min(1).values.sqrt())
-    return torch.cat(out)
+def measure(run: dict, x0: np.ndarray, targets: np.ndarray, judges: dict, ref, held, device: str) -> dict:
+    reached = run["conf_step"] >= 0
+    flipped = run["flip_step"] >= 0
+    n = len(targets)
+    nn_c, nn_l, nn_t = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    thr, thr_t = ref.p90[targets], held.p90[targets]
+    for c in range(10):
+        sel = targets == c
+        nn_c[sel] = ref.nearest(run["conf_img"][sel], c)[0]
+        nn_l[sel] = ref.nearest(run["last_img"][sel], c)[0]
+        nn_t[sel] = held.nearest(run["conf_img"][sel], c)[0]
+    row = {"reach": float(reached.mean()),
+           "median_steps_to_confident": float(np.median(run["conf_step"][reached])) if reached.any() else None,
+           "nn": float(np.median(nn_c[reached])) if reached.any() else None,
+           "nn_test": float(np.median(nn_t[reached])) if reached.any() else None,
+           "nn_last": float(np.median(nn_l)),
+           "growth": float(np.median(noise_growth(nn_l[reached], nn_c[reached]))) if reached.any() else None,
+           "l2": float(np.median(run["conf_l2"][reached])) if reached.any() else None,
+           "l2_last": float(np.median(run["last_l2"])),
+           "ssim": float(np.median(ssim(run["conf_img"][reached], x0[reached]))) if reached.any() else None,
+           "judges": {}}
+    for name, judge in judges.items():
+        at_conf = judge_says(judge, run["conf_img"], device) == targets
+        at_flip = judge_says(judge, run["flip_img"], device) == targets
+        at_last = judge_says(judge, run["last_img"], device) == targets
+        row["judges"][name] = {
+            "agree": float(at_conf[reached].mean()) if reached.any() else None,
+            "agree_at_flip": float(at_flip[flipped].mean()) if flipped.any() else None,
+            "success": float((reached & at_conf & (nn_c <= thr)).mean()),
+            "success_test": float((reached & at_conf & (nn_t <= thr_t)).mean()),
+            "success_last": float((at_last & (nn_l <= thr)).mean()),
+        }
+    return row
 
 
-def typical_class_distance(bank: torch.Tensor, sample: int = 500) -> float:
-    """Median distance of a training image of a class to its nearest other one."""
-    x = bank[:sample]
-    d2 = (x ** 2).sum(1, keepdim=True) - 2 * x @ bank.T + (bank ** 2).sum(1)
-    d2[torch.arange(len(x)), torch.arange(len(x))] = float("inf")
-    return d2.clamp_min(0).min(1).values.sqrt().median().item()
+def real_digits(images, labels, judges, ref, held, device) -> dict:
+    """The same metrics for real test digits (1000-1899, neither starts nor references): the ceiling."""
+    x = images[1000:1900].astype(np.float32) / 255.0
+    y = labels[1000:1900].astype(int)
+    nn_r, nn_t = np.zeros(len(y)), np.zeros(len(y))
+    for c in range(10):
+        nn_r[y == c] = ref.nearest(x[y == c], c)[0]
+        nn_t[y == c] = held.nearest(x[y == c], c)[0]
+    out = {"nn": float(np.median(nn_r)), "nn_test": float(np.median(nn_t)), "judges": {}}
+    for name, judge in judges.items():
+        ok = judge_says(judge, x, device) == y
+        out["judges"][name] = {"agree": float(ok.mean()), "success": float((ok & (nn_r <= ref.p90[y])).mean()),
+                               "success_test": float((ok & (nn_t <= held.p90[y])).mean())}
+    return out
+
+
+def default_judges(dataset: str) -> list[str]:
+    return [c["name"] for c in list_models() if is_judge(c) and c.get("dataset", "mnist") == dataset]
 
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", nargs="+", default=["robust", "standard"])
-    p.add_argument("--judge", default=None, help="default: the shipped judge of the data set (judge, fashion-judge)")
+    p.add_argument("--levers", nargs="+", default=list(LEVERS),
+                   help=f"named levers ({', '.join(LEVERS)}) or model/recipe names")
+    p.add_argument("--judges", nargs="+", default=None, help="default: every shipped judge of the data set")
     p.add_argument("--digits", type=int, default=100)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--step-size", type=float, default=0.1)
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--dataset", choices=sorted(DATASETS), default="mnist",
-                   help="the data set (models, judge and test images must be of it)")
+    p.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
+    p.add_argument("--device", default="cpu", help='torch device, e.g. "cuda"')
     p.add_argument("--out", type=Path, default=Path("docs"))
+    p.add_argument("--name", default="realism_levers", help="output file stem")
     args = p.parse_args(argv)
     t_start = time.time()
-    models = [load_model(m) for m in args.models]
-    args.judge = args.judge or judge_name(args.dataset)
-    judge = load_model(args.judge)
-    x_train, y_train, _ = load_training_set(args.dataset, True, args.data_root)
+    judges = {j: load_model(j, device=args.device) for j in (args.judges or default_judges(args.dataset))}
     images, labels = test_set(args.dataset)
     starts = np.repeat(np.arange(args.digits), 9)
     targets = np.array([t for i in range(args.digits) for t in range(10) if t != labels[i]])
     x0 = images[starts].astype(np.float32) / 255.0
-    src = labels[starts].astype(int)
-    m, n = len(models), len(starts)
-
-    # Follow every trajectory, keeping only the images the metrics need.
-    keep = {"flip": np.zeros((m, n, 28, 28), np.float32), "last": None}
-    at_d = np.zeros((len(GRID), m, n, 28, 28), np.float32)
-    got_d = np.zeros((len(GRID), m, n), bool)
-    flip_step = np.full((m, n), -1)
-    flip_l2 = np.full((m, n), np.nan)
+    ref, held = reference_set(args.dataset), held_out_reference(args.dataset)
     config = TraversalConfig(steps=args.steps, step_size=args.step_size)
-    for frame in tqdm(traverse(models, x0, targets, config), total=args.steps + 1, desc="traversals",
-                      file=sys.stderr):
-        hit = (frame.predictions == targets[None]) & (flip_step < 0)
-        flip_step[hit] = frame.step
-        flip_l2[hit] = frame.l2[hit]
-        keep["flip"][hit] = frame.images[hit]
-        for g, d in enumerate(GRID):
-            new = (frame.l2 >= d) & ~got_d[g]
-            at_d[g][new] = frame.images[new]
-            got_d[g] |= new
-        keep["last"] = frame.images.copy()
-
-    # References: nearest-neighbour banks and typical distances per class, autoencoders.
-    flat_train = x_train.flatten(1)
-    banks = [flat_train[y_train == c] for c in range(10)]
-    typical = [typical_class_distance(b) for b in banks]
-    aes = class_autoencoders(x_train, y_train)
-
-    def metrics(imgs: np.ndarray, valid: np.ndarray, model_index: int) -> dict:
-        """Metrics over the trajectories where ``valid`` (the point exists)."""
-        idx = np.flatnonzero(valid)
-        if idx.size == 0:
-            return {"count": 0}
-        x = torch.from_numpy(imgs[idx])[:, None]
-        t, s = targets[idx], src[idx]
-        with torch.no_grad():
-            own = models[model_index](x).argmax(1).numpy() == t
-            jud = judge(x).argmax(1).numpy() == t
-        flat = x.flatten(1)
-        nn_rel = np.empty(len(idx))
-        im1 = np.empty(len(idx))
-        for c in range(10):
-            sel = np.flatnonzero(t == c)
-            if sel.size:
-                nn_rel[sel] = nearest_distance(flat[sel], banks[c]).numpy() / typical[c]
-                err_t = recon_error(aes[c], flat[sel]).numpy()
-                err_s = np.empty(sel.size)
-                for sc in np.unique(s[sel]):
-                    sub = sel[s[sel] == sc]
-                    err_s[np.searchsorted(sel, sub)] = recon_error(aes[sc], flat[sub]).numpy()
-                im1[sel] = err_t / (err_s + 1e-6)
-        return {"count": int(idx.size), "own": float(own.mean()), "judge": float(jud.mean()),
-                "nn": float(np.median(nn_rel)), "im1": float(np.median(im1))}
-
-    result = {"models": args.models, "judge": Path(args.judge).name, "digits": args.digits,
-              "traversals_per_model": n, "steps": args.steps, "step_size": args.step_size, "per_model": {}}
-    # Reference: real test digits (not the starts) against the training banks of their own class.
-    ref_x = torch.from_numpy(images[1000:1900].astype(np.float32) / 255.0).flatten(1)
-    ref_y = labels[1000:1900].astype(int)
-    ref_nn = np.concatenate([nearest_distance(ref_x[ref_y == c], banks[c]).numpy() / typical[c]
-                             for c in range(10)])
-    with torch.no_grad():
-        ref_judge = float((judge(ref_x.view(-1, 1, 28, 28)).argmax(1).numpy() == ref_y).mean())
-    result["reference_real_test_digits"] = {"nn": float(np.median(ref_nn)), "judge": ref_judge}
-    for i, name in enumerate(args.models):
-        flipped = flip_step[i] >= 0
-        row = {
-            "success_rate": float(flipped.mean()),
-            "median_steps_to_flip": float(np.median(flip_step[i][flipped])) if flipped.any() else None,
-            "median_l2_at_flip": float(np.nanmedian(flip_l2[i])) if flipped.any() else None,
-            "at_flip": metrics(keep["flip"][i], flipped, i),
-            "at_last": metrics(keep["last"][i], np.ones(n, bool), i),
-        }
-        for d in DISTANCES:
-            g = GRID.index(d)
-            row[f"at_l2_{d:g}"] = metrics(at_d[g, i], got_d[g, i], i)
-        row["curve"] = [{"l2": d, **metrics(at_d[g, i], got_d[g, i], i)} for g, d in enumerate(GRID)]
-        result["per_model"][name] = row
+    result = {"dataset": args.dataset, "digits": args.digits, "traversals": len(targets), "steps": args.steps,
+              "step_size": args.step_size, "confident_prob": CONFIDENT_PROB, "judges": list(judges),
+              "real_digits": real_digits(images, labels, judges, ref, held, args.device), "levers": {}}
+    for name in args.levers:
+        what, spec = LEVERS.get(name, (name, name))
+        try:
+            model = load_lever(spec, args.device)
+        except (ModelLoadError, PriorLoadError, RecipeError) as exc:
+            print(f"skipping lever {name}: {exc}", file=sys.stderr)
+            continue
+        t0 = time.time()
+        run = follow(model, x0, targets, config)
+        row = {"what": what, **measure(run, x0, targets, judges, ref, held, args.device),
+               "seconds": round(time.time() - t0, 1)}
+        card = read_card(resolve_model_path(spec)) if isinstance(spec, str) else None
+        if card:
+            row["clean_accuracy"] = (card.get("evaluation") or {}).get("clean_accuracy")
+            row["eps"] = (card.get("training") or {}).get("eps")
+        result["levers"][name] = row
+        print_row(name, row, list(judges))
     result["seconds"] = round(time.time() - t_start, 1)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "realism.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     print_table(result)
-    plot(result, args.out / "realism_vs_distance.png")
+    plot(result, args.out / f"{args.name}.png")
     return result
 
 
+def _pct(v) -> str:
+    return "–" if v is None else f"{100 * v:.1f}"
+
+
+def _num(v) -> str:
+    return "–" if v is None else f"{v:.2f}"
+
+
+def print_row(name: str, row: dict, judges: list[str]) -> None:
+    j = row["judges"]
+    print(f"{name:<10} reach {_pct(row['reach'])} | " + " | ".join(
+        f"{k}: agree {_pct(j[k]['agree'])} success {_pct(j[k]['success'])}" for k in judges)
+        + f" | nn {_num(row['nn'])} nn_test {_num(row['nn_test'])} growth {_num(row['growth'])} "
+        f"l2 {_num(row['l2'])} ssim {_num(row['ssim'])} ({row['seconds']} s)", file=sys.stderr)
+
+
 def print_table(result: dict) -> None:
-    ref = result["reference_real_test_digits"]
-    print(f"{result['traversals_per_model']} traversals per model ({result['digits']} test digits x 9 targets), "
-          f"{result['steps']} steps of {result['step_size']} L2; judge {result['judge']}")
-    print(f"reference, real test digits: nn {ref['nn']:.2f}, judge agrees {100 * ref['judge']:.1f} %")
-    print(f"{'model':<10} {'point':<10} {'n':>5} {'own %':>7} {'judge %':>8} {'nn':>6} {'IM1':>6}")
-    for name, row in result["per_model"].items():
-        print(f"{name:<10} success {100 * row['success_rate']:.1f} %, median steps to flip "
-              f"{row['median_steps_to_flip']}, median |d|2 at flip {row['median_l2_at_flip']}")
-        for point in ["at_flip", *[f"at_l2_{d:g}" for d in DISTANCES], "at_last"]:
-            r = row[point]
-            if r["count"]:
-                print(f"{name:<10} {point:<10} {r['count']:>5} {100 * r['own']:>7.1f} {100 * r['judge']:>8.1f} "
-                      f"{r['nn']:>6.2f} {r['im1']:>6.2f}")
+    judges = result["judges"]
+    head = ["lever", "reach %"] + [f"{j} agree %" for j in judges] + [f"success ({j}) %" for j in judges]
+    head += ["success held-out %", "nn", "nn test", "growth", "‖δ‖₂", "SSIM", "success last %"]
+    print(f"{result['traversals']} traversals per lever ({result['digits']} test digits x 9 targets), "
+          f"{result['steps']} steps of {result['step_size']}; at the confident point (p >= {result['confident_prob']})")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    real = result["real_digits"]
+    print("| real test digits | – | " + " | ".join(_pct(real["judges"][j]["agree"]) for j in judges) + " | "
+          + " | ".join(_pct(real["judges"][j]["success"]) for j in judges)
+          + f" | {_pct(real['judges'][judges[0]]['success_test'])} | {_num(real['nn'])} | {_num(real['nn_test'])}"
+          " | – | – | – | – |")
+    for name, row in result["levers"].items():
+        j = row["judges"]
+        cells = [name, _pct(row["reach"])] + [_pct(j[k]["agree"]) for k in judges]
+        cells += [_pct(j[k]["success"]) for k in judges]
+        cells += [_pct(j[judges[0]]["success_test"]), _num(row["nn"]), _num(row["nn_test"]), _num(row["growth"]),
+                  _num(row["l2"]), _num(row["ssim"]), _pct(j[judges[0]]["success_last"])]
+        print("| " + " | ".join(cells) + " |")
 
 
 def plot(result: dict, path: Path) -> None:
@@ -225,23 +247,31 @@ def plot(result: dict, path: Path) -> None:
     except ImportError:
         print("matplotlib not installed: no plot (pip install matplotlib)", file=sys.stderr)
         return
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for name, row in result["per_model"].items():
-        pts = [c for c in row["curve"] if c["count"]]
-        d = [c["l2"] for c in pts]
-        axes[0].plot(d, [100 * c["judge"] for c in pts], marker="o", label=name)
-        axes[1].plot(d, [c["nn"] for c in pts], marker="o", label=name)
-        axes[2].plot(d, [c["im1"] for c in pts], marker="o", label=name)
-    ref = result["reference_real_test_digits"]
-    axes[1].axhline(ref["nn"], color="gray", ls="--", label="real test digits")
-    axes[0].set_ylabel("independent judge says target (%)")
-    axes[1].set_ylabel("nearest target training image / typical")
-    axes[2].set_ylabel("IM1 (target AE / start AE error)")
+    levers = result["levers"]
+    judges = result["judges"]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [2, 1]})
+    names = list(levers)
+    width = 0.8 / max(1, len(judges))
+    for k, j in enumerate(judges):
+        axes[0].bar(np.arange(len(names)) + k * width, [100 * levers[n]["judges"][j]["success"] for n in names],
+                    width, label=f"success, judge {j}")
+    real = result["real_digits"]["judges"][judges[0]]["success"]
+    axes[0].axhline(100 * real, color="gray", ls="--", label="real test digits (ceiling)")
+    axes[0].axhline(80, color="red", ls=":", label="target 80 %")
+    axes[0].set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=30, ha="right")
+    axes[0].set_ylabel("success at the confident point (%)")
+    axes[0].legend(fontsize=8)
+    ladder = sorted((row["eps"], row) for row in levers.values()
+                    if row.get("eps") and row.get("clean_accuracy") and "shift" not in row["what"])
+    if ladder:
+        eps = [e for e, _ in ladder]
+        axes[1].plot(eps, [100 * r["judges"][judges[0]]["success"] for _, r in ladder], "o-", label="success %")
+        axes[1].plot(eps, [100 * r["clean_accuracy"] for _, r in ladder], "s-", label="clean accuracy %")
+        axes[1].set_xlabel("training ε (L2)")
+        axes[1].legend(fontsize=8)
+        axes[1].set_title("the ε ladder")
     for ax in axes:
-        ax.set_xlabel("‖δ‖₂ from the start")
         ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle("Traversal realism against distance travelled")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     print(f"wrote {path}")

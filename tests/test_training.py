@@ -132,3 +132,43 @@ def test_shipped_card_clean_accuracy_is_reproduced_exactly(name):
     y = torch.from_numpy(labels.astype("int64"))
     assert evaluate.clean_accuracy(load_model(name), x, y) == card["evaluation"]["clean_accuracy"]
     assert card["evaluation"]["test_samples"] == 10000
+
+
+def test_random_shift_moves_each_image_by_at_most_its_pixels_with_zero_fill():
+    x = torch.zeros(200, 1, 28, 28)
+    x[:, 0, 14, 14] = 1.0
+    moved = train.random_shift(x, 2, torch.Generator().manual_seed(0))
+    pos = torch.stack([(m[0] == 1).nonzero()[0] for m in moved])
+    offsets = pos - 14
+    assert offsets.abs().max() == 2 and len({tuple(o.tolist()) for o in offsets}) == 25  # all 5x5 shifts
+    assert torch.equal(moved.sum((1, 2, 3)), torch.ones(200))  # nothing lost, nothing invented
+    edge = torch.ones(1, 1, 28, 28)
+    shifted = train.random_shift(edge, 3, torch.Generator().manual_seed(1))
+    assert shifted.sum() < 28 * 28 or torch.equal(shifted, edge)  # zero-filled border unless (0, 0)
+    assert train.random_shift(x, 0, torch.Generator()) is x
+
+
+def test_init_starts_from_given_weights_and_the_card_records_init_and_shift(tmp_path, mnist_root):
+    out = _train(tmp_path, mnist_root, "--init", "robust", "--shift", "2", "--epochs", "1", "--lr", "1e-6")
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["training"]["init"] == "robust" and card["training"]["shift_augmentation_px"] == 2
+    # A learning rate of 1e-6 for 4 steps: still the shipped robust model, not a fresh one.
+    x = torch.rand(8, 1, 28, 28)
+    assert torch.allclose(load_model(out)(x), load_model("robust")(x), atol=0.05)
+    with pytest.raises(SystemExit):
+        train.main(["--kind", "robust", "--shift", "9", "--out", str(tmp_path / "x.safetensors")])
+
+
+def test_train_prior_writes_a_loadable_prior_that_denoises(tmp_path, mnist_root):
+    from trav_gui.engine.priors import load_prior
+    from training import train_prior
+
+    out = tmp_path / "score.safetensors"
+    train_prior.main(["--kind", "score", "--epochs", "2", "--limit", "512", "--batch-size", "64",
+                      "--data-root", str(mnist_root), "--out", str(out), "--eval-samples", "200"])
+    prior, card = load_prior(out)
+    assert card["prior"] == "score" and card["role"] == "prior" and card["dataset"] == "mnist"
+    mse = card["evaluation"]["denoising_mse_per_pixel"]
+    assert mse["0.3"] < 0.3**2  # better than not denoising at all
+    assert [row["epoch"] for row in card["learning_curve"]] == [1, 2]
+    assert (tmp_path / "score.safetensors.ckpt" / "state.json").is_file()

@@ -56,6 +56,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam, cosine-annealed to 0")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", default=None,
+                   help="start from these weights (a model name or .safetensors) instead of random ones: "
+                        "a curriculum, e.g. robust at eps 2 fine-tuned at eps 3 (from scratch, eps >= 3 "
+                        "stays at chance for the first epoch)")
+    p.add_argument("--shift", type=int, default=0,
+                   help="translation augmentation: shift every training image by up to this many pixels "
+                        "in x and y (zero fill), before the attack")
     p.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
     p.add_argument("--data-root", default=None, help="data root (default $TRAV_GUI_DATA or ~/.cache/trav_gui/data)")
     p.add_argument("--download", action="store_true", help="download the data set to the data root if missing")
@@ -73,6 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--out must end in .safetensors")
     if args.epochs < 1 or args.eps <= 0 or args.attack_steps < 1 or args.batch_size < 1:
         p.error("--epochs, --eps, --attack-steps and --batch-size must be positive")
+    if not 0 <= args.shift <= 8:
+        p.error("--shift must be between 0 and 8 pixels")
     if args.attack_step_size is None:
         args.attack_step_size = args.eps / 4
     return args
@@ -80,6 +89,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def lr_at(args: argparse.Namespace, iteration: int, total: int) -> float:
     return args.lr * 0.5 * (1 + math.cos(math.pi * iteration / total))
+
+
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Each image of ``x`` (N, 1, H, W) moved by its own integer (dy, dx) in [-max_shift, max_shift],
+    the uncovered border filled with 0 (background)."""
+    if max_shift == 0:
+        return x
+    n, _, h, w = x.shape
+    pad = F.pad(x, (max_shift,) * 4)
+    dy, dx = (torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator)).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device)[None])  # (N, H)
+    cols = (dx[:, None] + torch.arange(w, device=x.device)[None])  # (N, W)
+    return pad[torch.arange(n, device=x.device)[:, None, None], 0, rows[:, :, None], cols[:, None, :]][:, None]
 
 
 def _ckpt_dir(out: Path) -> Path:
@@ -150,6 +172,10 @@ def train(args: argparse.Namespace) -> dict:
     x_train, y_train = x_train.to(device), y_train.to(device)
     x_test, y_test = x_test.to(device), y_test.to(device)
     model = ARCHITECTURES[args.arch]().to(device)
+    if args.init:
+        from trav_gui.engine.models import load_weights
+
+        model.load_state_dict(load_weights(args.init, args.arch))
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     step = L2Step(args.attack_step_size, args.eps)
     curve_x, curve_y = x_test[: args.curve_samples], y_test[: args.curve_samples]
@@ -175,7 +201,7 @@ def train(args: argparse.Namespace) -> dict:
                    dynamic_ncols=True, file=sys.stderr)
         for i in bar:
             idx = order[i * args.batch_size: (i + 1) * args.batch_size]
-            x, y = x_train[idx], y_train[idx]
+            x, y = random_shift(x_train[idx], args.shift, gen), y_train[idx]
             if args.kind == "robust":
                 model.eval()
                 model.requires_grad_(False)
@@ -228,6 +254,8 @@ def train(args: argparse.Namespace) -> dict:
             "lr": args.lr,
             "lr_schedule": "cosine to 0, per iteration",
             "seed": args.seed,
+            "init": args.init,
+            "shift_augmentation_px": args.shift,
             "train_samples": n,
             "data_sha256": data_hash,
             "wall_seconds": round(train_seconds, 1),

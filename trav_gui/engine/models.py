@@ -37,6 +37,7 @@ __all__ = [
     "robust_headline",
     "load_model",
     "resolve_model_path",
+    "load_weights",
     "save_model",
     "sha256_of",
     "state_sha256",
@@ -127,7 +128,8 @@ ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
 }
 # The input each architecture takes: "image" (N, 1, 28, 28) or "flat" (N, 784).
 ARCHITECTURE_LAYOUTS = {"small_cnn": "image", "wide_cnn": "image", "lenet5": "image", "mlp": "flat"}
-MODEL_SUFFIXES = (".safetensors", ".onnx")
+# .recipe: a traversal recipe (trav_gui.engine.recipes): models, prior, schedule, stop rule.
+MODEL_SUFFIXES = (".safetensors", ".onnx", ".recipe")
 
 
 def card_path(weights: str | os.PathLike) -> Path:
@@ -282,7 +284,9 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
     Parameters
     ----------
     name_or_path : a shipped model's name (``"robust"``, ``"standard"``...), a user model's name
-        (``trav-gui models add``), or the path of a ``.safetensors`` or ``.onnx`` file. A
+        (``trav-gui models add``), or the path of a ``.safetensors``, ``.onnx`` or ``.recipe`` file
+        (a recipe, :mod:`trav_gui.engine.recipes`, loads as a :class:`~trav_gui.engine.recipes.Guided`
+        model that takes its own steps). A
         ``.safetensors`` file's architecture comes from its metadata, else from its model card,
         else ``small_cnn``; an ``.onnx`` file is converted to torch (needs the ``onnx`` extra),
         see :mod:`trav_gui.engine.onnx_model`. Input and output conventions come from the card
@@ -309,6 +313,14 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
 
     path = resolve_model_path(name_or_path)
     card_name = card_path(path).name
+    if path.suffix.lower() == ".recipe":
+        from trav_gui.engine.recipes import RecipeError, load_recipe
+
+        _refuse_card_for_other_weights(read_card(path, strict=True), path)
+        try:
+            return load_recipe(path, device=device)
+        except RecipeError as exc:
+            raise ModelLoadError(f"{path.name}: {exc}") from None
     if path.suffix.lower() == ".onnx":
         from trav_gui.engine.onnx_model import load_onnx
 
@@ -345,6 +357,18 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
     model.load_state_dict({k: v.float() for k, v in state.items()})
     model.requires_grad_(False)
     return adapt(model, conventions).eval().to(device=device, memory_format=torch.channels_last)
+
+
+def load_weights(name_or_path: str | os.PathLike, architecture: str) -> dict[str, torch.Tensor]:
+    """The checked state dict of a ``.safetensors`` model of ``architecture`` (float32), to start
+    training from (``training.train --init``). Raises ModelLoadError as :func:`load_model` does."""
+    path = resolve_model_path(name_or_path)
+    state, metadata = _read_safetensors(path)
+    arch = metadata.get("architecture") or (read_card(path) or {}).get("architecture") or "small_cnn"
+    if arch != architecture:
+        raise ModelLoadError(f"{path.name} is a {arch} model, not {architecture}")
+    _check_state(state, ARCHITECTURES[architecture](), architecture, path.name)
+    return {k: v.float() for k, v in state.items()}
 
 
 def _no_card_error(path: Path, state: dict[str, torch.Tensor], exc: ModelLoadError) -> ModelLoadError:

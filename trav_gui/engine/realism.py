@@ -18,6 +18,13 @@ benchmarks, so that every figure means the same thing everywhere.
   nearest-real ratio.
 - **Success** at a step: the judge predicts the target and the ratio is within the real test
   images' 90th percentile (real images succeed about 90 % of the time: the ceiling).
+- **Held-out ratio** (:func:`held_out_reference`): the same ratio against real *test* images
+  the traversal never saw, so that a prior trained on the training set cannot win by
+  reproducing training images.
+- **Noise growth** (:func:`noise_growth`): the ratio at the last step over the ratio at the
+  confident point; above 1, the image drifts away from real images once the model is sure.
+- **SSIM to the start** (:func:`ssim`): how much of the start's structure is left, so that a
+  method that throws the start away and draws a prototype shows.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from trav_gui.engine.data import DEFAULT_DATASET, get_dataset
+from trav_gui.engine.data import DEFAULT_DATASET, get_dataset, test_set
 from trav_gui.paths import resources_dir
 
 __all__ = [
@@ -41,9 +48,12 @@ __all__ = [
     "ReferenceUnavailableError",
     "confident_point",
     "flip_step",
+    "held_out_reference",
     "judge_name",
+    "noise_growth",
     "most_realistic",
     "reference_set",
+    "ssim",
     "summary",
 ]
 
@@ -133,6 +143,67 @@ class ReferenceSet:
     def image(self, index: int) -> np.ndarray:
         """Reference image ``index`` as (28, 28) float32 in [0, 1]."""
         return self.images[index].reshape(28, 28)
+
+
+def build_reference(dataset: str, bank: np.ndarray, bank_labels: np.ndarray, real: np.ndarray,
+                    real_labels: np.ndarray) -> ReferenceSet:
+    """A :class:`ReferenceSet` of ``bank`` images (K, 28, 28) in [0, 1], with what is typical
+    measured on other ``real`` images: per class the median distance of a real image to its
+    nearest bank image of its class, and the 90th percentile of distance / median."""
+    flat = np.ascontiguousarray(np.asarray(bank, np.float32).reshape(len(bank), -1))
+    flat.flags.writeable = False
+    ref = ReferenceSet(dataset, flat, np.asarray(bank_labels, np.int64), np.ones(10), np.ones(10))
+    typical, p90 = np.zeros(10), np.zeros(10)
+    for c in range(10):
+        sel = np.asarray(real)[np.asarray(real_labels) == c]
+        dist, _ = ref.nearest(sel, c)  # ratio to a typical of 1: the distance itself
+        typical[c] = np.median(dist)
+        p90[c] = np.percentile(dist / typical[c], 90)
+    return ReferenceSet(dataset, flat, ref.labels, typical, p90)
+
+
+@lru_cache(maxsize=4)
+def held_out_reference(dataset: str | None = None, exclude: int = 1000) -> ReferenceSet:
+    """Nearest-real measures against the shipped *test* images from index ``2 * exclude`` on,
+    with what is typical measured on test images ``exclude`` to ``2 * exclude``; the first
+    ``exclude`` (the benchmark's starts) are in neither."""
+    images, labels = test_set(dataset)
+    x = images.astype(np.float32) / 255.0
+    return build_reference(get_dataset(dataset).name, x[2 * exclude:], labels[2 * exclude:],
+                           x[exclude: 2 * exclude], labels[exclude: 2 * exclude])
+
+
+def noise_growth(ratio_last: np.ndarray, ratio_confident: np.ndarray) -> np.ndarray:
+    """Per trajectory: the nearest-real ratio at the last step over that at the confident point."""
+    return np.asarray(ratio_last, np.float64) / np.asarray(ratio_confident, np.float64)
+
+
+def _gaussian_window(size: int = 7, sigma: float = 1.5) -> np.ndarray:
+    g = np.exp(-((np.arange(size) - size // 2) ** 2) / (2 * sigma**2))
+    g /= g.sum()
+    return np.outer(g, g)
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Structural similarity (Wang et al. 2004; 7×7 Gaussian window, σ 1.5, data range 1) of
+    images ``a`` and ``b`` (..., 28, 28) in [0, 1], one value per image pair: 1 for identical
+    images, near 0 for unrelated ones."""
+    a = torch.as_tensor(np.asarray(a, np.float32))
+    b = torch.as_tensor(np.asarray(b, np.float32))
+    lead = torch.broadcast_shapes(a.shape, b.shape)[:-2]
+    a, b = a.expand(*lead, 28, 28).reshape(-1, 1, 28, 28), b.expand(*lead, 28, 28).reshape(-1, 1, 28, 28)
+    w = torch.as_tensor(_gaussian_window(), dtype=torch.float32)[None, None]
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.conv2d(t, w)  # valid windows only, as scikit-image does
+
+    c1, c2 = 0.01**2, 0.03**2
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return s.mean((1, 2, 3)).numpy().reshape(lead)
 
 
 @lru_cache(maxsize=4)

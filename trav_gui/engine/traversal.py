@@ -269,16 +269,22 @@ def traverse(
     flat_x0 = x0s.flatten(0, 1)
     x = step.random_start(flat_x0, generator).view_as(x0s) if config.random_start else x0s.clone()
     done = torch.zeros(m, n, dtype=torch.bool, device=device)
+    # Recipes (trav_gui.engine.recipes.Guided) take their own steps and may stop on their own.
+    guided = {i: model.start(n, device) for i, model in enumerate(models) if hasattr(model, "start")}
+    stops = config.stop_at_prob is not None or any(run.stops for run in guided.values())
     # Without a stop rule nothing is ever done: one shared read-only array serves every frame.
-    never_done = _frozen(done) if config.stop_at_prob is None else None
+    never_done = _frozen(done) if not stops else None
 
     joint = n <= JOINT_AUTOGRAD_MAX_BATCH
     for t in range(config.steps + 1):
         logits, values, grad = _forward_backward(models, x, targets, objective_fn, t, joint)
         probs = torch.softmax(logits, dim=-1)
         delta = (x - x0s).flatten(0, 1)
+        p_target = probs.gather(2, targets.expand(m, n)[..., None]).squeeze(2)
         if config.stop_at_prob is not None:
-            done |= probs.gather(2, targets.expand(m, n)[..., None]).squeeze(2) >= config.stop_at_prob
+            done |= p_target >= config.stop_at_prob
+        for i, run in guided.items():
+            done[i] |= run.done(p_target[i], t)
         # Every per-trajectory number in one tensor: one copy to numpy instead of five.
         stats = _frozen(torch.cat([
             probs,
@@ -300,6 +306,8 @@ def traverse(
         if t == config.steps or (never_done is None and bool(done.all())):
             return
         moved = step.advance(x.flatten(0, 1), flat_x0, grad.flatten(0, 1)).view_as(x)
+        for i, run in guided.items():
+            moved[i] = run.advance(step, x[i], x0s[i], grad[i], t)
         x = moved if never_done is not None else torch.where(done[..., None, None, None], x, moved)
 
 

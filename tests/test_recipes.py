@@ -1,0 +1,200 @@
+"""Recipes (ensembles, priors, schedules, stop rules), priors and the realism metrics they are judged by."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from trav_gui.engine import realism
+from trav_gui.engine.models import ModelLoadError, load_model, sha256_of
+from trav_gui.engine.priors import DenoisingAE, PriorLoadError, ScoreUNet, load_prior, save_prior
+from trav_gui.engine.recipes import Ensemble, Guided, Recipe, RecipeError, load_recipe
+from trav_gui.engine.traversal import TraversalConfig, traverse
+
+
+class Linear(nn.Module):
+    """logits = W·x with fixed weights: gradients known in closed form."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(10, 784, generator=torch.Generator().manual_seed(seed)) * 0.05,
+                              requires_grad=False)
+
+    def forward(self, x):
+        return x.flatten(1) @ self.w.T
+
+
+class ConstantPrior(nn.Module):
+    """A "denoiser" that always answers the same image: the pull is exactly (c − x)."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+        self.sigmas = []
+
+    def forward(self, x, sigma):
+        self.sigmas.append(float(sigma))
+        return torch.full_like(x, self.value)
+
+
+def test_ensemble_logits_are_the_mean_log_probability():
+    a, b = Linear(0), Linear(1)
+    x = torch.rand(3, 1, 28, 28)
+    expected = (torch.log_softmax(a(x), -1) + torch.log_softmax(b(x), -1)) / 2
+    assert torch.allclose(Ensemble([a, b])(x), expected)
+    probs = torch.softmax(Ensemble([a, b])(x), -1)
+    geo = (torch.softmax(a(x), -1) * torch.softmax(b(x), -1)).sqrt()
+    assert torch.allclose(probs, geo / geo.sum(-1, keepdim=True), atol=1e-6)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"models": []}, "models"),
+    ({"models": "robust"}, "models"),
+    ({"models": ["robust"], "prior_weight": 1.5, "prior": "p"}, "prior_weight"),
+    ({"models": ["robust"], "prior_weight": 0.1}, "needs a prior"),
+    ({"models": ["robust"], "stop": "never"}, "stop"),
+    ({"models": ["robust"], "sigma_min": 0.5, "sigma_max": 0.1}, "sigma_min"),
+    ({"models": ["robust"], "step_decay": float("nan")}, "step_decay"),
+    ({"models": ["robust"], "anneal_steps": 0}, "anneal_steps"),
+    ({"models": ["robust"], "lr": 1}, "unknown"),
+])
+def test_bad_recipes_are_refused_naming_the_setting(bad, message):
+    with pytest.raises(RecipeError, match=message):
+        Recipe.from_dict(bad)
+
+
+def test_sigma_anneals_geometrically_then_holds():
+    r = Recipe(("robust",), sigma_max=0.4, sigma_min=0.1, anneal_steps=10)
+    assert r.sigma_at(0) == pytest.approx(0.4)
+    assert r.sigma_at(5) == pytest.approx(0.2)  # the geometric mean
+    assert r.sigma_at(10) == pytest.approx(0.1) and r.sigma_at(500) == pytest.approx(0.1)
+
+
+def _frames(model, x0, target, steps=5, step_size=0.5):
+    return list(traverse([model], x0, target, TraversalConfig(steps=steps, step_size=step_size)))
+
+
+def test_a_guided_step_is_the_classifier_step_plus_lambda_times_the_prior_pull():
+    clf = Linear(0)
+    x0 = torch.full((1, 1, 28, 28), 0.5)
+    plain = _frames(clf, x0, 3, steps=1)
+    prior = ConstantPrior(0.2)
+    guided = Guided(clf, Recipe(("x",), prior="p", prior_weight=0.25, sigma_max=0.3, sigma_min=0.3), prior)
+    frames = _frames(guided, x0, 3, steps=1)
+    moved = plain[1].images[0, 0]
+    assert np.allclose(frames[1].images[0, 0], moved + 0.25 * (0.2 - moved), atol=1e-6)
+    assert prior.sigmas == [pytest.approx(0.3)]
+
+
+def test_step_decay_shrinks_each_step_by_its_factor():
+    guided = Guided(Linear(0), Recipe(("x",), step_decay=0.5))
+    frames = _frames(guided, np.full((28, 28), 0.5, np.float32), 3, steps=4, step_size=0.4)
+    lengths = [np.linalg.norm(b.images[0, 0] - a.images[0, 0]) for a, b in zip(frames, frames[1:])]
+    assert lengths == pytest.approx([0.4, 0.2, 0.1, 0.05], rel=1e-4)
+
+
+def test_the_confident_stop_rule_freezes_each_trajectory_at_its_confident_point():
+    clf = Linear(0)
+    guided = Guided(clf, Recipe(("x",), stop="confident", confident_prob=0.5))
+    x0 = np.stack([np.full((28, 28), 0.5, np.float32), np.full((28, 28), 0.3, np.float32)])
+    frames = list(traverse([guided, clf], x0, 3, TraversalConfig(steps=60, step_size=0.3)))
+    p = np.stack([f.probs[0, :, 3] for f in frames])
+    for i in range(2):
+        conf = realism.confident_point(p[:, i, None].repeat(10, 1), 3, 0.5)
+        assert conf is not None and conf < len(frames) - 1
+        after = np.stack([f.images[0, i] for f in frames[conf:]])
+        assert np.array_equal(after, np.broadcast_to(after[0], after.shape))  # frozen from there on
+        assert frames[conf - 1].done[0, i] == False and frames[conf].done[0, i]  # noqa: E712
+        assert not frames[-1].done[1].any()  # the plain model beside it never stops
+
+
+def test_the_plateau_rule_stops_once_confident_and_the_prior_correction_stops_shrinking():
+    # The pull toward 0.5 balances the step: x converges, and so does the correction.
+    guided = Guided(Linear(0), Recipe(("x",), prior="p", prior_weight=0.1, stop="plateau", patience=3,
+                                      anneal_steps=2, confident_prob=0.9), ConstantPrior(0.5))
+    frames = _frames(guided, np.full((28, 28), 0.5, np.float32), 3, steps=300, step_size=0.5)
+    assert frames[-1].done[0, 0] and len(frames) < 301
+    p = np.array([f.probs[0, 0, 3] for f in frames])
+    first_done = next(i for i, f in enumerate(frames) if f.done[0, 0])
+    assert p[first_done] >= 0.9 and (p[:first_done] < 0.9).sum() > 0  # never before it is confident
+    assert first_done >= realism.confident_point(np.array([f.probs[0, 0] for f in frames]), 3)
+
+
+def test_a_recipe_with_a_judge_or_a_recipe_among_its_models_is_refused(tmp_path):
+    with pytest.raises(RecipeError, match="judge"):
+        load_recipe(Recipe(("robust", "judge")))
+    with pytest.raises(RecipeError, match="different data sets"):
+        load_recipe(Recipe(("robust", "fashion-robust")))
+    (tmp_path / "inner.recipe").write_text(json.dumps({"models": ["robust"]}))
+    with pytest.raises(RecipeError, match="not other recipes"):
+        load_recipe(Recipe((str(tmp_path / "inner.recipe"),)))
+
+
+def test_a_recipe_file_loads_as_a_model_and_its_card_must_match(tmp_path):
+    path = tmp_path / "mine.recipe"
+    path.write_text(json.dumps({"models": ["robust", "standard"], "stop": "confident"}))
+    model = load_model(path)
+    assert isinstance(model, Guided) and isinstance(model.classifier, Ensemble)
+    (tmp_path / "mine.json").write_text(json.dumps({"name": "mine", "sha256": "0" * 64}))
+    with pytest.raises(ModelLoadError, match="other weights"):
+        load_model(path)
+    (tmp_path / "mine.json").write_text(json.dumps({"name": "mine", "sha256": sha256_of(path)}))
+    assert isinstance(load_model(path), Guided)
+    path.write_text('{"models": ["robust"], "stop": "sometimes"}')
+    (tmp_path / "mine.json").unlink()
+    with pytest.raises(ModelLoadError, match="stop"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("cls", [ScoreUNet, DenoisingAE])
+def test_priors_map_images_to_images_and_refuse_a_changed_file(cls, tmp_path):
+    net = cls()
+    x = torch.rand(4, 1, 28, 28)
+    assert net(x, torch.full((4,), 0.2)).shape == x.shape and net(x, 0.1).shape == x.shape
+    card = save_prior(net, tmp_path / "p.safetensors", {"prior": "score" if cls is ScoreUNet else "dae",
+                                                        "dataset": "mnist"})
+    loaded, read = load_prior(tmp_path / "p.safetensors")
+    assert read["sha256"] == card["sha256"] and read["role"] == "prior"
+    assert torch.allclose(loaded(x, 0.2), net(x, 0.2), atol=1e-6)
+    (tmp_path / "p.safetensors").write_bytes((tmp_path / "p.safetensors").read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(PriorLoadError, match="sha256"):
+        load_prior(tmp_path / "p.safetensors")
+    with pytest.raises(PriorLoadError, match="no prior"):
+        load_prior("no-such-prior")
+
+
+def test_score_model_noise_parametrization_gives_identity_at_zero_noise_prediction():
+    net = ScoreUNet()
+    for p in net.dec1[-1].parameters():
+        nn.init.zeros_(p)  # predicts zero noise: D(x, σ) = x
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.equal(net(x, 0.3), x)
+
+
+def test_ssim_known_answers():
+    x = np.random.default_rng(0).random((2, 28, 28)).astype(np.float32)
+    assert realism.ssim(x, x) == pytest.approx([1.0, 1.0], abs=1e-5)
+    assert abs(float(realism.ssim(x[0], x[1]))) < 0.1  # unrelated noise
+    assert float(realism.ssim(x[0], np.clip(x[0] + 0.02, 0, 1))) > 0.95
+    assert float(realism.ssim(x[0], 1 - x[0])) < -0.5  # inverted structure
+
+
+def test_noise_growth_and_held_out_reference_know_real_digits():
+    assert realism.noise_growth(np.array([1.6, 1.0]), np.array([1.2, 1.0])) == pytest.approx([4 / 3, 1.0])
+    held = realism.held_out_reference("mnist")
+    from trav_gui.engine.data import test_set
+
+    images, labels = test_set("mnist")
+    real = images[1000:2000].astype(np.float32) / 255.0
+    ratios = np.concatenate([held.nearest(real[labels[1000:2000] == c], c)[0] for c in range(10)])
+    assert np.median(ratios) == pytest.approx(1.0, abs=0.02)  # typical by construction
+    assert np.mean(ratios <= np.repeat(held.p90, np.bincount(labels[1000:2000], minlength=10))) == pytest.approx(
+        0.9, abs=0.02)
+    # A start image is not in the held-out bank: its distance is never 0.
+    start = images[:1].astype(np.float32) / 255.0
+    assert held.nearest(start, int(labels[0]))[0][0] > 0.3

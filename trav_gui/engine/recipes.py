@@ -1,0 +1,227 @@
+"""Recipes: a classifier or an ensemble, a generative prior, a step schedule and a stop rule,
+traversed as if they were one model.
+
+A recipe is a small JSON file (``<name>.recipe``, beside its card ``<name>.json`` in a models
+folder, so that it is listed, chosen and recorded like a model)::
+
+    {"models": ["robust"], "prior": "score-mnist", "prior_weight": 0.2,
+     "sigma_max": 0.3, "sigma_min": 0.05, "anneal_steps": 100,
+     "step_decay": 1.0, "stop": "confident", "confident_prob": 0.9}
+
+:func:`load_recipe` turns it into a :class:`Guided` module. Its ``forward`` is the
+classifier's (an :class:`Ensemble` for several models), so everything that reads
+probabilities works unchanged; :func:`~trav_gui.engine.traversal.traverse` sees that it is
+guided and lets it take its own steps:
+
+    x ← clip(x + α_t·g/‖g‖₂ + λ·(D(x, σ_t) − x), 0, 1)
+
+with α_t = α·decay^t (the run's step size α), σ_t annealed geometrically from σ_max to σ_min
+over ``anneal_steps`` and held there, and λ the prior's weight (see
+:mod:`trav_gui.engine.priors`). Stop rules freeze a trajectory: ``"confident"`` once the
+recipe's own p(target) >= ``confident_prob``; ``"plateau"`` once it is confident and the
+prior's correction ‖D(x, σ_t) − x‖₂ has not shrunk for ``patience`` steps. No stop rule, no
+prior and no ensemble member is ever a judge (refused by name).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["STOP_RULES", "Ensemble", "Guided", "GuidedRun", "Recipe", "RecipeError", "load_recipe"]
+
+STOP_RULES = (None, "confident", "plateau")
+RECIPE_SUFFIX = ".recipe"
+MAX_RECIPE_BYTES = 1 << 16
+
+
+class RecipeError(ValueError):
+    """A recipe is invalid or names something it may not use; the message says which."""
+
+
+class Ensemble(nn.Module):
+    """Several classifiers as one: logits = the mean of their log-probabilities.
+
+    The softmax of that is the normalized geometric mean of the members' probabilities, and
+    its gradient the mean of theirs: a direction all members agree on.
+    """
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise RecipeError("an ensemble needs at least one model")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([torch.log_softmax(m(x), -1) for m in self.members]).mean(0)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The settings of a recipe; see the module's docstring. Validated on construction."""
+
+    models: tuple[str, ...]
+    prior: str | None = None
+    prior_weight: float = 0.0
+    sigma_max: float = 0.3
+    sigma_min: float = 0.05
+    anneal_steps: int = 100
+    step_decay: float = 1.0
+    stop: str | None = None
+    confident_prob: float = 0.9
+    patience: int = 10
+
+    def __post_init__(self) -> None:
+        models = self.models
+        if isinstance(models, str) or not models or not all(isinstance(m, str) and m for m in models):
+            raise RecipeError(f"models must be a list of model names, got {models!r}")
+        object.__setattr__(self, "models", tuple(models))
+        if self.prior is not None and not isinstance(self.prior, str):
+            raise RecipeError(f"prior must be a prior's name or null, got {self.prior!r}")
+        checks = [("prior_weight", 0.0, 1.0), ("sigma_max", 1e-4, 5.0), ("sigma_min", 1e-4, 5.0),
+                  ("step_decay", 0.5, 1.0), ("confident_prob", 1e-6, 1.0)]
+        for name, lo, hi in checks:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+                raise RecipeError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}")
+        for name in ("anneal_steps", "patience"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000:
+                raise RecipeError(f"{name} must be an integer in [1, 100000], got {value!r}")
+        if self.sigma_min > self.sigma_max:
+            raise RecipeError("sigma_min must not exceed sigma_max")
+        if self.stop not in STOP_RULES:
+            raise RecipeError(f"stop must be one of {STOP_RULES}, got {self.stop!r}")
+        if self.prior_weight > 0 and self.prior is None:
+            raise RecipeError("prior_weight > 0 needs a prior")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Recipe":
+        if not isinstance(data, dict):
+            raise RecipeError("a recipe is a JSON object")
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise RecipeError(f"unknown recipe settings: {sorted(unknown)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "models": list(self.models)}
+
+    def sigma_at(self, t: int) -> float:
+        """The prior's noise level at step ``t``: geometric from sigma_max to sigma_min, then held."""
+        frac = min(t, self.anneal_steps) / self.anneal_steps
+        return self.sigma_max * math.exp(frac * math.log(self.sigma_min / self.sigma_max))
+
+
+class Guided(nn.Module):
+    """A recipe ready to traverse: ``forward`` is the classifier's; :meth:`start` begins a run."""
+
+    def __init__(self, classifier: nn.Module, recipe: Recipe, prior: nn.Module | None = None) -> None:
+        super().__init__()
+        if (prior is None) != (recipe.prior is None):
+            raise RecipeError("the recipe names a prior but none was given, or the reverse")
+        self.classifier = classifier
+        self.prior = prior
+        self.recipe = recipe
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(x)
+
+    def start(self, n: int, device: torch.device) -> "GuidedRun":
+        return GuidedRun(self, n, device)
+
+
+class GuidedRun:
+    """One traversal's state of a :class:`Guided` model: its steps and its stop rule."""
+
+    def __init__(self, guided: Guided, n: int, device: torch.device) -> None:
+        self.recipe = guided.recipe
+        self.prior = guided.prior
+        self.stops = self.recipe.stop is not None
+        self.best = torch.full((n,), math.inf, device=device)
+        self.since_best = torch.zeros(n, dtype=torch.int64, device=device)
+        self.confident = torch.zeros(n, dtype=torch.bool, device=device)
+        self.correction = torch.zeros(n, device=device)
+
+    def advance(self, step, x: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor, t: int) -> torch.Tensor:
+        """The next images (N, 1, 28, 28) from ``x`` after step ``t``: ``step``'s move with the
+        decayed step size, then the prior's pull, then the step's projection and clipping."""
+        r = self.recipe
+        if r.step_decay != 1.0:
+            step = type(step)(step.step_size * r.step_decay ** t, step.eps)
+        moved = step.advance(x, x0, grad)
+        if self.prior is None or r.prior_weight == 0:
+            return moved
+        with torch.no_grad():
+            pull = self.prior(moved, r.sigma_at(t)) - moved
+        self.correction = pull.flatten(1).norm(dim=1)
+        return step.project(moved + r.prior_weight * pull, x0).clamp_(0.0, 1.0)
+
+    def done(self, p_target: torch.Tensor, t: int) -> torch.Tensor:
+        """(N,) bool: trajectories the stop rule freezes after step ``t`` (p_target: own p(target))."""
+        r = self.recipe
+        self.confident |= p_target >= r.confident_prob
+        if r.stop == "confident":
+            return self.confident.clone()
+        if r.stop != "plateau" or t == 0:
+            return torch.zeros_like(self.confident)
+        better = self.correction < self.best * 0.999
+        self.best = torch.where(better, self.correction, self.best)
+        self.since_best = torch.where(better, torch.zeros_like(self.since_best), self.since_best + 1)
+        return self.confident & (self.since_best >= r.patience) & (t >= r.anneal_steps)
+
+
+def read_recipe(path: str | os.PathLike) -> Recipe:
+    """The :class:`Recipe` in a ``.recipe`` JSON file."""
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_RECIPE_BYTES:
+            raise RecipeError(f"{path.name}: too large for a recipe")
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, RecipeError):
+            raise
+        raise RecipeError(f"{path.name}: cannot read the recipe ({exc})") from exc
+    try:
+        return Recipe.from_dict(data)
+    except RecipeError as exc:
+        raise RecipeError(f"{path.name}: {exc}") from None
+    except TypeError as exc:
+        raise RecipeError(f"{path.name}: {exc}") from None
+
+
+def load_recipe(recipe: Recipe | str | os.PathLike, device: str | torch.device = "cpu") -> Guided:
+    """A :class:`Guided` model from a recipe or a ``.recipe`` file: its models loaded (judges
+    refused, one data set), ensembled if several, and its prior loaded."""
+    from trav_gui.engine.models import check_one_dataset, load_model, read_card, refuse_judges, resolve_model_path
+    from trav_gui.engine.priors import PriorLoadError, load_prior
+
+    if not isinstance(recipe, Recipe):
+        recipe = read_recipe(recipe)
+    paths = [resolve_model_path(m) for m in recipe.models]
+    if any(p.suffix == RECIPE_SUFFIX for p in paths):
+        raise RecipeError("a recipe's models must be classifiers, not other recipes")
+    cards = [{**(read_card(p) or {}), "name": p.stem} for p in paths]
+    try:
+        refuse_judges(cards)
+        dataset = check_one_dataset(cards)
+    except ValueError as exc:
+        raise RecipeError(str(exc)) from None
+    members = [load_model(p, device=device) for p in paths]
+    classifier = members[0] if len(members) == 1 else Ensemble(members)
+    prior = None
+    if recipe.prior is not None:
+        try:
+            prior, prior_card = load_prior(recipe.prior, device=device)
+        except PriorLoadError as exc:
+            raise RecipeError(str(exc)) from None
+        if prior_card.get("dataset", "mnist") != dataset:
+            raise RecipeError(f"prior {recipe.prior} is of {prior_card.get('dataset')}, the models of {dataset}")
+    return Guided(classifier, recipe, prior).eval()
