@@ -122,7 +122,7 @@ def test_evaluate_writes_the_card_and_keeps_sha_valid(small_trained, capsys):
     load_model(small_trained)  # the rewritten card's sha256 still matches
 
 
-@pytest.mark.parametrize("name", ["robust", "standard", "fashion-standard", "fashion-robust"])
+@pytest.mark.parametrize("name", ["robust", "standard", "fashion-standard", "fashion-robust", "judge-standard"])
 def test_shipped_card_clean_accuracy_is_reproduced_exactly(name):
     if not (models_dir() / f"{name}.safetensors").exists():
         pytest.skip(f"{name} weights not shipped yet")

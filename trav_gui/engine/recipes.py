@@ -15,9 +15,10 @@ guided and lets it take its own steps:
 
     x ← clip(x + α_t·g/‖g‖₂ + λ·(D(x, σ_t) − x), 0, 1)
 
-with α_t = α·decay^t (the run's step size α), σ_t annealed geometrically from σ_max to σ_min
+with α_t = α·scale·decay^t (α: the run's step size), σ_t annealed geometrically from σ_max to σ_min
 over ``anneal_steps`` and held there, and λ the prior's weight (see
-:mod:`trav_gui.engine.priors`). Stop rules freeze a trajectory: ``"confident"`` once the
+:mod:`trav_gui.engine.priors`). With ``renoise`` the prior denoises ``x + σ_t·z`` (fresh
+Gaussian z, seeded by the run's seed) instead of ``x``. Stop rules freeze a trajectory: ``"confident"`` once the
 recipe's own p(target) >= ``confident_prob``; ``"plateau"`` once it is confident and the
 prior's correction ‖D(x, σ_t) − x‖₂ has not shrunk for ``patience`` steps. No stop rule, no
 prior and no ensemble member is ever a judge (refused by name).
@@ -74,6 +75,8 @@ class Recipe:
     sigma_min: float = 0.05
     anneal_steps: int = 100
     step_decay: float = 1.0
+    step_scale: float = 1.0
+    renoise: bool = False
     stop: str | None = None
     confident_prob: float = 0.9
     patience: int = 10
@@ -86,7 +89,7 @@ class Recipe:
         if self.prior is not None and not isinstance(self.prior, str):
             raise RecipeError(f"prior must be a prior's name or null, got {self.prior!r}")
         checks = [("prior_weight", 0.0, 1.0), ("sigma_max", 1e-4, 5.0), ("sigma_min", 1e-4, 5.0),
-                  ("step_decay", 0.5, 1.0), ("confident_prob", 1e-6, 1.0)]
+                  ("step_decay", 0.5, 1.0), ("step_scale", 0.01, 10.0), ("confident_prob", 1e-6, 1.0)]
         for name, lo, hi in checks:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
@@ -95,6 +98,8 @@ class Recipe:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000:
                 raise RecipeError(f"{name} must be an integer in [1, 100000], got {value!r}")
+        if not isinstance(self.renoise, bool):
+            raise RecipeError(f"renoise must be true or false, got {self.renoise!r}")
         if self.sigma_min > self.sigma_max:
             raise RecipeError("sigma_min must not exceed sigma_max")
         if self.stop not in STOP_RULES:
@@ -134,15 +139,16 @@ class Guided(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(x)
 
-    def start(self, n: int, device: torch.device) -> "GuidedRun":
-        return GuidedRun(self, n, device)
+    def start(self, n: int, device: torch.device, seed: int = 0) -> "GuidedRun":
+        return GuidedRun(self, n, device, seed)
 
 
 class GuidedRun:
     """One traversal's state of a :class:`Guided` model: its steps and its stop rule."""
 
-    def __init__(self, guided: Guided, n: int, device: torch.device) -> None:
+    def __init__(self, guided: Guided, n: int, device: torch.device, seed: int = 0) -> None:
         self.recipe = guided.recipe
+        self.generator = torch.Generator(device=device).manual_seed(int(seed))
         self.prior = guided.prior
         self.stops = self.recipe.stop is not None
         self.best = torch.full((n,), math.inf, device=device)
@@ -154,13 +160,17 @@ class GuidedRun:
         """The next images (N, 1, 28, 28) from ``x`` after step ``t``: ``step``'s move with the
         decayed step size, then the prior's pull, then the step's projection and clipping."""
         r = self.recipe
-        if r.step_decay != 1.0:
-            step = type(step)(step.step_size * r.step_decay ** t, step.eps)
+        if r.step_decay != 1.0 or r.step_scale != 1.0:
+            step = type(step)(step.step_size * r.step_scale * r.step_decay ** t, step.eps)
         moved = step.advance(x, x0, grad)
         if self.prior is None or r.prior_weight == 0:
             return moved
+        sigma = r.sigma_at(t)
+        seen = moved
+        if r.renoise:  # denoise a noised copy: a stochastic pull that can leave a poor local mode
+            seen = moved + sigma * torch.randn(moved.shape, generator=self.generator, device=moved.device)
         with torch.no_grad():
-            pull = self.prior(moved, r.sigma_at(t)) - moved
+            pull = self.prior(seen, sigma) - moved
         self.correction = pull.flatten(1).norm(dim=1)
         return step.project(moved + r.prior_weight * pull, x0).clamp_(0.0, 1.0)
 

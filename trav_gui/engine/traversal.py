@@ -270,7 +270,7 @@ def traverse(
     x = step.random_start(flat_x0, generator).view_as(x0s) if config.random_start else x0s.clone()
     done = torch.zeros(m, n, dtype=torch.bool, device=device)
     # Recipes (trav_gui.engine.recipes.Guided) take their own steps and may stop on their own.
-    guided = {i: model.start(n, device) for i, model in enumerate(models) if hasattr(model, "start")}
+    guided = {i: model.start(n, device, config.seed) for i, model in enumerate(models) if hasattr(model, "start")}
     stops = config.stop_at_prob is not None or any(run.stops for run in guided.values())
     # Without a stop rule nothing is ever done: one shared read-only array serves every frame.
     never_done = _frozen(done) if not stops else None
