@@ -184,3 +184,20 @@ def test_m_jumps_to_the_most_realistic_step_of_a_shipped_model(qtbot):
     column = window.view.columns[0]
     assert column.realism.best_line.isVisible() and int(column.realism.best_line.value()) == best[0]
     assert int(column.realism.confident_line.value()) == confident[0]
+
+
+def test_the_realistic_recipe_can_be_ticked_and_played_beside_robust_and_standard(qtbot):
+    from trav_gui.paths import models_dir
+
+    window = make_window(qtbot, models_dir())
+    cards = {c["name"]: c for c in window.selector.cards()}
+    assert "realistic" in cards and "judge" not in cards and "judge-standard" not in cards
+    window.selector.set_selected([cards[n]["path"] for n in ("robust", "standard", "realistic")])
+    play_to_end(qtbot, window, example=15, target=0, steps=30)
+    names = [c["name"] for c in window.selector.selected_cards()]
+    assert sorted(names) == ["realistic", "robust", "standard"]
+    h = window.history
+    assert len(window.view.columns) == 3 and h.images.shape[1] == 3
+    mine, plain = names.index("realistic"), names.index("robust")
+    assert not np.allclose(h.images[-1, mine], h.images[-1, plain])  # the recipe took its own steps
+    assert np.isfinite(h.nn_ratio[:, mine]).all()  # and is judged like any model

@@ -198,3 +198,32 @@ def test_noise_growth_and_held_out_reference_know_real_digits():
     # A start image is not in the held-out bank: its distance is never 0.
     start = images[:1].astype(np.float32) / 255.0
     assert held.nearest(start, int(labels[0]))[0][0] > 0.3
+
+
+def test_the_shipped_realistic_recipe_traverses_from_the_command_line_like_a_model(tmp_path):
+    from trav_gui.cli import main
+    from trav_gui.engine.models import list_models
+
+    card = next(c for c in list_models() if c["name"] == "realistic")
+    assert card["kind"] == "recipe" and card["sha256"] == sha256_of(card["path"])
+    out = tmp_path / "run"
+    assert main(["traverse", "--model", "realistic", "--model", "robust", "--index", "15", "--target", "0",
+                 "--steps", "40", "--out", str(out)]) == 0
+    z, plain = np.load(out / "realistic.npz"), np.load(out / "robust.npz")
+    assert z["judge_probs"].shape == (len(z["step"]), 10) and np.isfinite(z["nn_ratio"]).all()
+    assert not np.allclose(z["frames"][-1], plain["frames"][-1])  # its own steps, not robust's
+    record = json.loads((out / "run.json").read_text())
+    assert "realistic" in record["extra"]["realism"]
+
+
+def test_a_recipe_is_not_added_as_a_user_model_but_traverses_by_its_path(tmp_path, user_models, capsys):
+    from trav_gui.cli import main
+
+    path = tmp_path / "mine.recipe"
+    path.write_text(json.dumps({"models": ["robust"], "step_scale": 2.0}))
+    assert main(["models", "add", str(path)]) != 0
+    assert "is a recipe" in capsys.readouterr().err
+    assert main(["traverse", "--model", str(path), "--index", "3", "--target", "1", "--steps", "5",
+                 "--out", str(tmp_path / "run")]) == 0
+    z = np.load(tmp_path / "run" / "mine.npz")
+    assert 0.15 < z["l2"][1] <= 0.2 + 1e-5  # its own step: 2 x the run's 0.1 (less where pixels clip)

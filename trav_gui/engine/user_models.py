@@ -121,6 +121,9 @@ def add_user_model(path: str | os.PathLike, name: str | None = None, device: str
     from trav_gui.engine.model_card import conventions_from_card
 
     source = Path(path)
+    if source.suffix.lower() == ".recipe":
+        raise UserModelError(f"{source.name} is a recipe, not weights: it is not copied among the user models; "
+                             "traverse it by its path (trav-gui traverse --model PATH.recipe)")
     model = load_model(source, device=device)  # every check, before anything is written
     raw_card = read_card(source)
     card = raw_card or {}

@@ -25,6 +25,11 @@ def describe_card(card: dict) -> str:
     r = robust_headline(card)
     if r is not None:
         parts.append(f"robust {100 * r['accuracy']:.1f}% (L2 ε {r['eps']}, {r['short']})")
+    realism = (ev.get("realism") or {}).get("success")
+    if card.get("kind") == "recipe":
+        parts.insert(0, "recipe")
+        if isinstance(realism, (int, float)):
+            parts.append(f"realistic {100 * realism:.0f}% of traversals")
     return " · ".join(parts) if parts else "no accuracy on its card"
 
 
