@@ -39,7 +39,7 @@ from tqdm import tqdm
 from trav_gui.engine.data import DATASETS, test_set
 from trav_gui.engine.models import ModelLoadError, is_judge, list_models, load_model, read_card, resolve_model_path
 from trav_gui.engine.priors import PriorLoadError
-from trav_gui.engine.realism import (CONFIDENT_PROB, held_out_reference, noise_growth, reference_set, ssim)
+from trav_gui.engine.realism import CONFIDENT_PROB, held_out_reference, judge_name, noise_growth, reference_set, ssim
 from trav_gui.engine.recipes import Recipe, RecipeError, load_recipe
 from trav_gui.engine.traversal import TraversalConfig, traverse
 
@@ -52,13 +52,12 @@ LEVERS: dict[str, tuple[str, str | Recipe]] = {
     "eps4": ("robust, eps 4", "robust-eps4"),
     "shift": ("robust eps 2 + shifts of up to 2 px", "robust-shift"),
     "dae": ("robust + denoising autoencoder, lambda 0.05", Recipe(("robust",), prior="dae-mnist", prior_weight=0.05)),
-    "score": ("robust + score model, lambda 0.1, sigma 0.3 -> 0.05",
-              Recipe(("robust",), prior="score-mnist", prior_weight=0.1, sigma_max=0.3, sigma_min=0.05)),
-    "ensemble": ("mean log-prob of robust, eps3, shift", Recipe(("robust", "robust-eps3", "robust-shift"))),
+    "score": ("robust + score model, lambda 0.15, sigma 0.5 -> 0.2",
+              Recipe(("robust",), prior="score-mnist", prior_weight=0.15, sigma_max=0.5, sigma_min=0.2)),
+    "step2.5": ("robust, steps 2.5 x longer", Recipe(("robust",), step_scale=2.5)),
+    "ensemble": ("mean log-prob of robust and eps3", Recipe(("robust", "robust-eps3"))),
     "decay": ("robust, step size x 0.99 per step", Recipe(("robust",), step_decay=0.99)),
-    "plateau": ("robust + score, stop when the prior's correction stops shrinking",
-                Recipe(("robust",), prior="score-mnist", prior_weight=0.1, sigma_max=0.3, sigma_min=0.05,
-                       stop="plateau")),
+    "stop": ("robust, stop at the confident point", Recipe(("robust",), stop="confident")),
     "realistic": ("the shipped recipe", "realistic"),
 }
 
@@ -148,7 +147,9 @@ def real_digits(images, labels, judges, ref, held, device) -> dict:
 
 
 def default_judges(dataset: str) -> list[str]:
-    return [c["name"] for c in list_models() if is_judge(c) and c.get("dataset", "mnist") == dataset]
+    """Every shipped judge of ``dataset``, the data set's main judge (the robust one) first."""
+    names = [c["name"] for c in list_models() if is_judge(c) and c.get("dataset", "mnist") == dataset]
+    return sorted(names, key=lambda n: n != judge_name(dataset))
 
 
 def main(argv=None) -> dict:
@@ -165,7 +166,11 @@ def main(argv=None) -> dict:
     p.add_argument("--name", default="realism_levers", help="output file stem")
     p.add_argument("--write-card", action="store_true",
                    help="store the realistic recipe's measured figures (and its clean accuracy) in its card")
+    p.add_argument("--merge", nargs="+", type=Path, default=None,
+                   help="combine the JSON files of runs split over processes into <out>/<name>.json and its plot")
     args = p.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.out / f"{args.name}.json")
     t_start = time.time()
     judges = {j: load_model(j, device=args.device) for j in (args.judges or default_judges(args.dataset))}
     images, labels = test_set(args.dataset)
@@ -188,20 +193,38 @@ def main(argv=None) -> dict:
         run = follow(model, x0, targets, config)
         row = {"what": what, **measure(run, x0, targets, judges, ref, held, args.device),
                "seconds": round(time.time() - t0, 1)}
-        card = read_card(resolve_model_path(spec)) if isinstance(spec, str) else None
-        if card:
-            row["clean_accuracy"] = (card.get("evaluation") or {}).get("clean_accuracy")
-            row["eps"] = (card.get("training") or {}).get("eps")
         result["levers"][name] = row
         print_row(name, row, list(judges))
         if args.write_card and name == "realistic":
             write_recipe_card(spec, model, row, result, args.dataset)
+    for name, row in result["levers"].items():  # cards read last: evaluations may finish meanwhile
+        spec = LEVERS.get(name, (name, name))[1]
+        card = read_card(resolve_model_path(spec)) if isinstance(spec, str) else None
+        if card:
+            row["clean_accuracy"] = (card.get("evaluation") or {}).get("clean_accuracy")
+            row["eps"] = (card.get("training") or {}).get("eps")
     result["seconds"] = round(time.time() - t_start, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     print_table(result)
     plot(result, args.out / f"{args.name}.png")
     return result
+
+
+def merge(parts: list[Path], out: Path) -> dict:
+    """One result from runs of the same settings over different levers."""
+    results = [json.loads(Path(p).read_text()) for p in parts]
+    merged = results[0]
+    for other in results[1:]:
+        same = all(other[k] == merged[k] for k in ("dataset", "digits", "steps", "step_size", "judges"))
+        if not same:
+            sys.exit("cannot merge: the parts were run with other settings (data set, digits, steps or judges)")
+        merged["levers"].update(other["levers"])
+        merged["seconds"] = round(merged["seconds"] + other["seconds"], 1)
+    out.write_text(json.dumps(merged, indent=2) + "\n")
+    print_table(merged)
+    plot(merged, out.with_suffix(".png"))
+    return merged
 
 
 def write_recipe_card(name: str, model, row: dict, result: dict, dataset: str) -> None:
