@@ -158,6 +158,8 @@ def main(argv=None) -> dict:
                    help=f"named levers ({', '.join(LEVERS)}) or model/recipe names")
     p.add_argument("--judges", nargs="+", default=None, help="default: every shipped judge of the data set")
     p.add_argument("--digits", type=int, default=100)
+    p.add_argument("--first", type=int, default=0,
+                   help="start at this test digit (e.g. 200 to check a recipe on digits it was not tuned on)")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--step-size", type=float, default=0.1)
     p.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
@@ -174,12 +176,15 @@ def main(argv=None) -> dict:
     t_start = time.time()
     judges = {j: load_model(j, device=args.device) for j in (args.judges or default_judges(args.dataset))}
     images, labels = test_set(args.dataset)
-    starts = np.repeat(np.arange(args.digits), 9)
-    targets = np.array([t for i in range(args.digits) for t in range(10) if t != labels[i]])
+    if not 0 <= args.first <= args.first + args.digits <= 1000:
+        p.error("the starts must be among test digits 0-999 (1000-1999 measure what is typical)")
+    digits = range(args.first, args.first + args.digits)
+    starts = np.repeat(np.array(digits), 9)
+    targets = np.array([t for i in digits for t in range(10) if t != labels[i]])
     x0 = images[starts].astype(np.float32) / 255.0
     ref, held = reference_set(args.dataset), held_out_reference(args.dataset)
     config = TraversalConfig(steps=args.steps, step_size=args.step_size)
-    result = {"dataset": args.dataset, "digits": args.digits, "traversals": len(targets), "steps": args.steps,
+    result = {"dataset": args.dataset, "digits": args.digits, "first": args.first, "traversals": len(targets), "steps": args.steps,
               "step_size": args.step_size, "confident_prob": CONFIDENT_PROB, "judges": list(judges),
               "real_digits": real_digits(images, labels, judges, ref, held, args.device), "levers": {}}
     for name in args.levers:
@@ -216,7 +221,7 @@ def merge(parts: list[Path], out: Path) -> dict:
     results = [json.loads(Path(p).read_text()) for p in parts]
     merged = results[0]
     for other in results[1:]:
-        same = all(other[k] == merged[k] for k in ("dataset", "digits", "steps", "step_size", "judges"))
+        same = all(other.get(k) == merged.get(k) for k in ("dataset", "digits", "first", "steps", "step_size", "judges"))
         if not same:
             sys.exit("cannot merge: the parts were run with other settings (data set, digits, steps or judges)")
         merged["levers"].update(other["levers"])

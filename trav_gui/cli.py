@@ -246,8 +246,9 @@ def _add_traversal_options(p: argparse.ArgumentParser) -> None:
     from trav_gui.engine.traversal import DEFAULTS
 
     p.add_argument("--model", action="append", required=True,
-                   help='"robust", "standard", a user model\'s name (trav-gui models) or a .safetensors or .onnx '
-                        'path; repeat for side by side')
+                   help='"robust", "standard", "realistic" (a recipe: robust models, a prior and a stop rule), '
+                        'a user model\'s name (trav-gui models) or a .safetensors, .onnx or .recipe path; repeat '
+                        'for side by side')
     p.add_argument("--steps", type=int, default=DEFAULTS.steps, help="default: %(default)s")
     p.add_argument("--step-size", type=float, default=DEFAULTS.step_size, help="default: %(default)s")
     p.add_argument("--norm", choices=list(NORMS), default=DEFAULTS.norm,
