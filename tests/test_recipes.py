@@ -216,14 +216,23 @@ def test_the_shipped_realistic_recipe_traverses_from_the_command_line_like_a_mod
     assert "realistic" in record["extra"]["realism"]
 
 
-def test_a_recipe_is_not_added_as_a_user_model_but_traverses_by_its_path(tmp_path, user_models, capsys):
+def test_a_recipe_is_added_as_a_user_model_listed_traversed_and_removed(tmp_path, user_models, capsys):
     from trav_gui.cli import main
+    from trav_gui.engine.user_models import list_user_models
 
     path = tmp_path / "mine.recipe"
     path.write_text(json.dumps({"models": ["robust"], "step_scale": 2.0}))
-    assert main(["models", "add", str(path)]) != 0
-    assert "is a recipe" in capsys.readouterr().err
-    assert main(["traverse", "--model", str(path), "--index", "3", "--target", "1", "--steps", "5",
+    assert main(["models", "add", str(path)]) == 0
+    card = next(c for c in list_user_models() if c["name"] == "mine")
+    assert card["kind"] == "recipe" and card["dataset"] == "mnist" and "steps x 2" in card["description"]
+    assert card["evaluation"]["clean_accuracy"] == pytest.approx(0.9876)  # robust's, measured again
+    assert main(["traverse", "--model", "mine", "--index", "3", "--target", "1", "--steps", "5",
                  "--out", str(tmp_path / "run")]) == 0
     z = np.load(tmp_path / "run" / "mine.npz")
     assert 0.15 < z["l2"][1] <= 0.2 + 1e-5  # its own step: 2 x the run's 0.1 (less where pixels clip)
+    bad = tmp_path / "bad.recipe"
+    bad.write_text(json.dumps({"models": ["robust", "judge"]}))
+    assert main(["models", "add", str(bad)]) != 0
+    assert "judge" in capsys.readouterr().err
+    assert main(["models", "remove", "mine"]) == 0
+    assert not any(c["name"] == "mine" for c in list_user_models())

@@ -36,7 +36,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-__all__ = ["STOP_RULES", "Ensemble", "Guided", "GuidedRun", "Recipe", "RecipeError", "load_recipe"]
+__all__ = ["STOP_RULES", "Ensemble", "Guided", "GuidedRun", "Recipe", "RecipeError", "describe", "load_recipe"]
 
 STOP_RULES = (None, "confident", "plateau")
 RECIPE_SUFFIX = ".recipe"
@@ -128,13 +128,15 @@ class Recipe:
 class Guided(nn.Module):
     """A recipe ready to traverse: ``forward`` is the classifier's; :meth:`start` begins a run."""
 
-    def __init__(self, classifier: nn.Module, recipe: Recipe, prior: nn.Module | None = None) -> None:
+    def __init__(self, classifier: nn.Module, recipe: Recipe, prior: nn.Module | None = None,
+                 dataset: str = "mnist") -> None:
         super().__init__()
         if (prior is None) != (recipe.prior is None):
             raise RecipeError("the recipe names a prior but none was given, or the reverse")
         self.classifier = classifier
         self.prior = prior
         self.recipe = recipe
+        self.dataset = dataset
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(x)
@@ -234,4 +236,18 @@ def load_recipe(recipe: Recipe | str | os.PathLike, device: str | torch.device =
             raise RecipeError(str(exc)) from None
         if prior_card.get("dataset", "mnist") != dataset:
             raise RecipeError(f"prior {recipe.prior} is of {prior_card.get('dataset')}, the models of {dataset}")
-    return Guided(classifier, recipe, prior).eval()
+    return Guided(classifier, recipe, prior, dataset).eval()
+
+
+def describe(recipe: Recipe) -> str:
+    """One line saying what a recipe does, for cards and lists."""
+    parts = [" + ".join(recipe.models) if len(recipe.models) == 1 else f"mean log-prob of {', '.join(recipe.models)}"]
+    if recipe.step_scale != 1.0 or recipe.step_decay != 1.0:
+        parts.append(f"steps x {recipe.step_scale:g}" + (f", x {recipe.step_decay:g} per step"
+                                                         if recipe.step_decay != 1.0 else ""))
+    if recipe.prior:
+        parts.append(f"prior {recipe.prior} (lambda {recipe.prior_weight:g}, sigma {recipe.sigma_max:g} -> "
+                     f"{recipe.sigma_min:g})")
+    if recipe.stop:
+        parts.append(f"stop: {recipe.stop}")
+    return "recipe: " + "; ".join(parts)

@@ -97,7 +97,7 @@ def _free_name(stem: str, taken: set[str]) -> str:
 
 def add_user_model(path: str | os.PathLike, name: str | None = None, device: str | torch.device = "cpu",
                    rename: bool = False) -> tuple[dict, nn.Module]:
-    """Check a ``.safetensors`` or ``.onnx`` file, measure it and keep it in the user models folder.
+    """Check a ``.safetensors``, ``.onnx`` or ``.recipe`` file, measure it and keep it in the user models folder.
 
     Parameters
     ----------
@@ -121,9 +121,7 @@ def add_user_model(path: str | os.PathLike, name: str | None = None, device: str
     from trav_gui.engine.model_card import conventions_from_card
 
     source = Path(path)
-    if source.suffix.lower() == ".recipe":
-        raise UserModelError(f"{source.name} is a recipe, not weights: it is not copied among the user models; "
-                             "traverse it by its path (trav-gui traverse --model PATH.recipe)")
+    recipe = source.suffix.lower() == ".recipe"
     model = load_model(source, device=device)  # every check, before anything is written
     raw_card = read_card(source)
     card = raw_card or {}
@@ -141,8 +139,14 @@ def add_user_model(path: str | os.PathLike, name: str | None = None, device: str
                                  f"(or remove it first: trav-gui models remove {wanted})")
         wanted = _free_name(wanted, taken)
     onnx = source.suffix.lower() == ".onnx"
-    arch = None if onnx else _architecture_of(source, card)
-    conventions, dataset = conventions_from_card(raw_card, source.name, card_path(source).name, arch, onnx)
+    if recipe:  # a recipe's models carry their own conventions; the card only describes it
+        from trav_gui.engine.recipes import describe
+
+        conventions, dataset, arch = None, model.dataset, None
+        card = {**card, "kind": "recipe", "description": card.get("description") or describe(model.recipe)}
+    else:
+        arch = None if onnx else _architecture_of(source, card)
+        conventions, dataset = conventions_from_card(raw_card, source.name, card_path(source).name, arch, onnx)
     accuracy, samples = clean_accuracy(model, dataset, device)
     evaluation = dict(card["evaluation"]) if isinstance(card.get("evaluation"), dict) else {}
     evaluation.update(clean_accuracy=accuracy, clean_samples=samples,
@@ -150,7 +154,8 @@ def add_user_model(path: str | os.PathLike, name: str | None = None, device: str
     folder = user_models_dir()
     dest = folder / f"{wanted}{source.suffix.lower()}"
     new_card = {**{k: v for k, v in card.items() if k not in _FILE_ENTRIES}, **({"architecture": arch} if arch else {}),
-                "kind": str(card.get("kind") or "user")[:32], "dataset": dataset, **conventions.to_card(),
+                "kind": str(card.get("kind") or "user")[:32], "dataset": dataset,
+                **(conventions.to_card() if conventions else {}),
                 "evaluation": evaluation, "weights": dest.name, "source": str(source.resolve()),
                 "source_sha256": sha, "added": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
     try:
@@ -180,7 +185,7 @@ def remove_user_model(name: str) -> list[Path]:
     """Delete a user model (its weights and card); the files removed. Shipped models stay."""
     _check_name(name)
     folder = user_models_dir()
-    files = [folder / f"{name}{ext}" for ext in (".safetensors", ".onnx", ".json")]
+    files = [folder / f"{name}{ext}" for ext in (".safetensors", ".onnx", ".recipe", ".json")]
     present = [f for f in files if f.is_file() and not f.is_symlink()]
     if not any(f.suffix != ".json" for f in present):
         if name in _shipped_names():

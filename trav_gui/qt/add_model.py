@@ -21,7 +21,8 @@ from trav_gui.qt.model_selector import MAX_MODELS
 
 __all__ = ["FILE_FILTER", "add_memory_models", "add_model_file", "ask_add_model", "memory_card"]
 
-FILE_FILTER = "models (*.safetensors *.onnx);;safetensors weights (*.safetensors);;ONNX graphs (*.onnx);;All files (*)"
+FILE_FILTER = ("models (*.safetensors *.onnx *.recipe);;safetensors weights (*.safetensors);;ONNX graphs (*.onnx);;"
+               "recipes (*.recipe);;All files (*)")
 
 
 def add_model_file(window, path: str | Path) -> bool:
