@@ -201,7 +201,7 @@ def main(argv=None) -> dict:
         result["levers"][name] = row
         print_row(name, row, list(judges))
         if args.write_card and name == "realistic":
-            write_recipe_card(spec, model, row, result, args.dataset)
+            write_recipe_card(spec, model, row, result, args.dataset, args.device)
     for name, row in result["levers"].items():  # cards read last: evaluations may finish meanwhile
         spec = LEVERS.get(name, (name, name))[1]
         card = read_card(resolve_model_path(spec)) if isinstance(spec, str) else None
@@ -232,7 +232,7 @@ def merge(parts: list[Path], out: Path) -> dict:
     return merged
 
 
-def write_recipe_card(name: str, model, row: dict, result: dict, dataset: str) -> None:
+def write_recipe_card(name: str, model, row: dict, result: dict, dataset: str, device: str = "cpu") -> None:
     """Put the recipe's clean accuracy (its classifier on the whole test set) and its measured
     realism into its card; the card keeps the recipe file's sha256."""
     from training.evaluate import clean_accuracy
@@ -240,8 +240,8 @@ def write_recipe_card(name: str, model, row: dict, result: dict, dataset: str) -
     path = resolve_model_path(name).with_suffix(".json")
     card = json.loads(path.read_text(encoding="utf-8"))
     images, labels = test_set(dataset)
-    x = torch.from_numpy(images.astype(np.float32) / 255.0)[:, None]
-    clean = clean_accuracy(model, x, torch.from_numpy(labels.astype(np.int64)))
+    x = torch.from_numpy(images.astype(np.float32) / 255.0)[:, None].to(device)
+    clean = clean_accuracy(model, x, torch.from_numpy(labels.astype(np.int64)).to(device))
     first = result["judges"][0]
     card["evaluation"] = {
         "test_samples": len(labels), "clean_accuracy": clean,

@@ -122,10 +122,11 @@ def test_evaluate_writes_the_card_and_keeps_sha_valid(small_trained, capsys):
     load_model(small_trained)  # the rewritten card's sha256 still matches
 
 
-@pytest.mark.parametrize("name", ["robust", "standard", "fashion-standard", "fashion-robust", "judge-standard"])
+@pytest.mark.parametrize("name", ["robust", "standard", "fashion-standard", "fashion-robust", "judge-standard",
+                                  "robust-eps1", "robust-eps3", "robust-eps4", "robust-shift", "realistic"])
 def test_shipped_card_clean_accuracy_is_reproduced_exactly(name):
-    if not (models_dir() / f"{name}.safetensors").exists():
-        pytest.skip(f"{name} weights not shipped yet")
+    if not any((models_dir() / f"{name}{ext}").exists() for ext in (".safetensors", ".recipe")):
+        pytest.skip(f"{name} not shipped yet")
     card = next(c for c in list_models() if c["name"] == name)
     images, labels = evaluate.test_set(card.get("dataset", "mnist"))
     x = torch.from_numpy(images.astype("float32") / 255.0)[:, None]
