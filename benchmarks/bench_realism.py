@@ -42,6 +42,7 @@ from trav_gui.engine.priors import PriorLoadError
 from trav_gui.engine.realism import CONFIDENT_PROB, held_out_reference, judge_name, noise_growth, reference_set, ssim
 from trav_gui.engine.recipes import Recipe, RecipeError, load_recipe
 from trav_gui.engine.traversal import TraversalConfig, traverse
+from plotting import pyplot  # benchmarks/plotting.py, beside this script
 
 # name -> (what it is, a model/recipe name or a Recipe)
 LEVERS: dict[str, tuple[str, str | Recipe]] = {
@@ -294,13 +295,8 @@ def print_table(result: dict) -> None:
 
 
 def plot(result: dict, path: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed: no plot (pip install matplotlib)", file=sys.stderr)
+    plt = pyplot()
+    if plt is None:
         return
     levers = result["levers"]
     judges = result["judges"]

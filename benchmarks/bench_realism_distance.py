@@ -45,6 +45,7 @@ from trav_gui.engine.data import DATASETS, load_training_set, test_set
 from trav_gui.engine.models import load_model
 from trav_gui.engine.realism import judge_name
 from trav_gui.engine.traversal import TraversalConfig, traverse
+from plotting import pyplot  # benchmarks/plotting.py, beside this script
 
 HERE = Path(__file__).resolve().parent
 DISTANCES = (2.0, 3.0, 4.0)
@@ -217,13 +218,8 @@ def print_table(result: dict) -> None:
 
 
 def plot(result: dict, path: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed: no plot (pip install matplotlib)", file=sys.stderr)
+    plt = pyplot()
+    if plt is None:
         return
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for name, row in result["per_model"].items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +15,14 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_realism.py"
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_realism", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    sys.path.insert(0, str(BENCH.parent))  # as when run as a script: its folder first
+    try:
+        spec = importlib.util.spec_from_file_location("bench_realism", BENCH)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(BENCH.parent))
 
 
 def test_bench_measures_levers_and_real_digits_and_merges_parts(bench, tmp_path):

@@ -156,11 +156,12 @@ def write_curve(path: Path, history: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def train(args: argparse.Namespace) -> dict:
+def prepare(args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, str]:
+    """Set threads and seed; the training split (cut to ``--limit``), the test split and the data's sha256.
+    A missing data set ends the program with the reason and how to fix it."""
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    started = time.time()
     try:
         x_train, y_train, data_hash = load_training_set(args.dataset, True, args.data_root, args.download)
         x_test, y_test, _ = load_training_set(args.dataset, False, args.data_root, args.download)
@@ -168,6 +169,30 @@ def train(args: argparse.Namespace) -> dict:
         sys.exit(f"error: {exc}")
     if args.limit:
         x_train, y_train = x_train[: args.limit], y_train[: args.limit]
+    return x_train, y_train, x_test, y_test, data_hash
+
+
+def resume_or_start(args, model, optimizer, n: int, device) -> tuple[int, list[dict], int, int]:
+    """The first epoch to run and the history so far (from ``args.resume`` if given), and the
+    iterations per epoch and in all (for the learning-rate schedule)."""
+    start_epoch, history = 0, []
+    if args.resume:
+        start_epoch, history = load_checkpoint(args.resume, model, optimizer, device)
+        print(f"resumed from {args.resume} after epoch {start_epoch}", file=sys.stderr)
+    per_epoch = math.ceil(n / args.batch_size)
+    return start_epoch, history, per_epoch, per_epoch * args.epochs
+
+
+def epoch_order(seed: int, epoch: int, n: int, device) -> tuple[torch.Generator, torch.Tensor]:
+    """The generator and sample order of one epoch. They depend on (seed, epoch) only: resuming
+    replays exactly what an uninterrupted run would have done."""
+    gen = torch.Generator().manual_seed(seed * 1000 + epoch)
+    return gen, torch.randperm(n, generator=gen).to(device)
+
+
+def train(args: argparse.Namespace) -> dict:
+    started = time.time()
+    x_train, y_train, x_test, y_test, data_hash = prepare(args)
     device = torch.device(args.device)
     x_train, y_train = x_train.to(device), y_train.to(device)
     x_test, y_test = x_test.to(device), y_test.to(device)
@@ -180,20 +205,11 @@ def train(args: argparse.Namespace) -> dict:
     step = L2Step(args.attack_step_size, args.eps)
     curve_x, curve_y = x_test[: args.curve_samples], y_test[: args.curve_samples]
 
-    start_epoch, history = 0, []
-    if args.resume:
-        start_epoch, history = load_checkpoint(args.resume, model, optimizer, device)
-        print(f"resumed from {args.resume} after epoch {start_epoch}", file=sys.stderr)
-
     n = len(x_train)
-    per_epoch = math.ceil(n / args.batch_size)
-    total = per_epoch * args.epochs
+    start_epoch, history, per_epoch, total = resume_or_start(args, model, optimizer, n, device)
     for epoch in range(start_epoch, args.epochs):
         t0 = time.time()
-        # Each epoch's order and attack starts depend on (seed, epoch) only: resuming
-        # replays exactly what an uninterrupted run would have done.
-        gen = torch.Generator().manual_seed(args.seed * 1000 + epoch)
-        order = torch.randperm(n, generator=gen).to(device)
+        gen, order = epoch_order(args.seed, epoch, n, device)
         model.train()
         seen = correct = 0
         loss_sum = 0.0

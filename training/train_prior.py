@@ -22,9 +22,9 @@ import torch
 from tqdm import tqdm
 
 from trav_gui import __version__
-from trav_gui.engine.data import DATASETS, DatasetUnavailableError, load_training_set
+from trav_gui.engine.data import DATASETS
 from trav_gui.engine.priors import PRIOR_ARCHITECTURES, save_prior
-from training.train import load_checkpoint, save_checkpoint, write_curve
+from training.train import epoch_order, prepare, resume_or_start, save_checkpoint, write_curve
 
 EVAL_SIGMAS = (0.05, 0.1, 0.2, 0.3, 0.5)
 
@@ -86,31 +86,16 @@ def denoising_error(model, x: torch.Tensor, sigma: float, seed: int = 0) -> floa
 
 
 def train(args: argparse.Namespace) -> dict:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    try:
-        x_train, _, data_hash = load_training_set(args.dataset, True, args.data_root, args.download)
-        x_test, _, _ = load_training_set(args.dataset, False, args.data_root, args.download)
-    except DatasetUnavailableError as exc:
-        sys.exit(f"error: {exc}")
-    if args.limit:
-        x_train = x_train[: args.limit]
+    x_train, _, x_test, _, data_hash = prepare(args)
     device = torch.device(args.device)
     x_train, x_eval = x_train.to(device), x_test[: args.eval_samples].to(device)
     model = PRIOR_ARCHITECTURES[args.kind]().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    start_epoch, history = 0, []
-    if args.resume:
-        start_epoch, history = load_checkpoint(args.resume, model, optimizer, device)
-        print(f"resumed from {args.resume} after epoch {start_epoch}", file=sys.stderr)
     n = len(x_train)
-    per_epoch = math.ceil(n / args.batch_size)
-    total = per_epoch * args.epochs
+    start_epoch, history, per_epoch, total = resume_or_start(args, model, optimizer, n, device)
     for epoch in range(start_epoch, args.epochs):
         t0 = time.time()
-        gen = torch.Generator().manual_seed(args.seed * 1000 + epoch)
-        order = torch.randperm(n, generator=gen).to(device)
+        gen, order = epoch_order(args.seed, epoch, n, device)
         model.train()
         loss_sum = 0.0
         bar = tqdm(range(per_epoch), desc=f"{args.kind} prior epoch {epoch + 1}/{args.epochs}",
