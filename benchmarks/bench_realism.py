@@ -236,16 +236,14 @@ def merge(parts: list[Path], out: Path) -> dict:
 def write_recipe_card(name: str, model, row: dict, result: dict, dataset: str, device: str = "cpu") -> None:
     """Put the recipe's clean accuracy (its classifier on the whole test set) and its measured
     realism into its card; the card keeps the recipe file's sha256."""
-    from training.evaluate import clean_accuracy
+    from trav_gui.engine.user_models import clean_accuracy
 
     path = resolve_model_path(name).with_suffix(".json")
     card = json.loads(path.read_text(encoding="utf-8"))
-    images, labels = test_set(dataset)
-    x = torch.from_numpy(images.astype(np.float32) / 255.0)[:, None].to(device)
-    clean = clean_accuracy(model, x, torch.from_numpy(labels.astype(np.int64)).to(device))
+    clean, samples = clean_accuracy(model, dataset, device)
     first = result["judges"][0]
     card["evaluation"] = {
-        "test_samples": len(labels), "clean_accuracy": clean,
+        "test_samples": samples, "clean_accuracy": clean,
         "realism": {"traversals": result["traversals"], "steps": result["steps"], "step_size": result["step_size"],
                     "success": row["judges"][first]["success"],
                     "success_by_judge": {j: v["success"] for j, v in row["judges"].items()},

@@ -147,10 +147,10 @@ def load_checkpoint(folder: Path, model, optimizer, device="cpu") -> tuple[int, 
     return int(meta["epoch"]), list(meta["history"])
 
 
-def write_curve(path: Path, history: list[dict]) -> None:
+def write_curve(path: Path, history: list[dict], fields: list[str] = CURVE_FIELDS) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CURVE_FIELDS)
+        writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(history)
     os.replace(tmp, path)

@@ -27,6 +27,8 @@ from trav_gui.engine.priors import PRIOR_ARCHITECTURES, save_prior
 from training.train import epoch_order, prepare, resume_or_start, save_checkpoint, write_curve
 
 EVAL_SIGMAS = (0.05, 0.1, 0.2, 0.3, 0.5)
+# Per epoch: the training loss and the test denoising error (at --sigma for a dae, 0.2 for a score model).
+CURVE_FIELDS = ["epoch", "loss", "denoising_mse", "seconds"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -115,12 +117,12 @@ def train(args: argparse.Namespace) -> dict:
         bar.close()
         model.eval()
         err = denoising_error(model, x_eval, args.sigma if args.kind == "dae" else 0.2)
-        history.append({"epoch": epoch + 1, "loss": round(loss_sum / per_epoch, 5), "train_acc": None,
-                        "clean_acc": round(err, 6), "robust_acc": None, "seconds": round(time.time() - t0, 1)})
+        history.append({"epoch": epoch + 1, "loss": round(loss_sum / per_epoch, 5), "denoising_mse": round(err, 6),
+                        "seconds": round(time.time() - t0, 1)})
         print(f"epoch {epoch + 1}: loss {loss_sum / per_epoch:.4f}  test denoising MSE "
               f"{err:.5f}", file=sys.stderr)
         save_checkpoint(args.out.with_name(args.out.name + ".ckpt"), model, optimizer, epoch + 1, history, args)
-        write_curve(args.out.with_suffix(".curve.csv"), history)
+        write_curve(args.out.with_suffix(".curve.csv"), history, CURVE_FIELDS)
     model.eval()
     evaluation = {f"{s:g}": round(denoising_error(model, x_eval, s), 6) for s in EVAL_SIGMAS}
     card = {

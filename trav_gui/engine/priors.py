@@ -23,7 +23,6 @@ from the classifiers: a prior is never traversed, and never a judge.
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
@@ -170,10 +169,3 @@ def save_prior(model: nn.Module, path: str | os.PathLike, card: dict) -> dict:
     os.replace(card_tmp, path.with_suffix(".json"))
     return card
 
-
-def sigma_schedule(sigma_max: float, sigma_min: float, steps: int) -> list[float]:
-    """``steps`` noise levels from ``sigma_max`` down to ``sigma_min``, geometrically spaced."""
-    if steps <= 1:
-        return [sigma_min]
-    ratio = math.log(sigma_min / sigma_max) / (steps - 1)
-    return [sigma_max * math.exp(ratio * i) for i in range(steps)]

@@ -194,18 +194,15 @@ def read_recipe(path: str | os.PathLike) -> Recipe:
     """The :class:`Recipe` in a ``.recipe`` JSON file."""
     path = Path(path)
     try:
-        if path.stat().st_size > MAX_RECIPE_BYTES:
-            raise RecipeError(f"{path.name}: too large for a recipe")
-        data = json.loads(path.read_text(encoding="utf-8"))
+        too_large = path.stat().st_size > MAX_RECIPE_BYTES
+        data = None if too_large else json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        if isinstance(exc, RecipeError):
-            raise
         raise RecipeError(f"{path.name}: cannot read the recipe ({exc})") from exc
+    if too_large:
+        raise RecipeError(f"{path.name}: too large for a recipe")
     try:
         return Recipe.from_dict(data)
-    except RecipeError as exc:
-        raise RecipeError(f"{path.name}: {exc}") from None
-    except TypeError as exc:
+    except (RecipeError, TypeError) as exc:  # TypeError: a required setting is missing
         raise RecipeError(f"{path.name}: {exc}") from None
 
 
