@@ -42,7 +42,7 @@ marks["import Qt + QApplication"] = time.perf_counter() - t0
 import pyqtgraph as pg
 from trav_gui.qt.window import MainWindow
 marks["import pyqtgraph + app modules"] = time.perf_counter() - t0
-from trav_gui.engine.threads import configure_torch_threads
+from trav_gui.engine.core.threads import configure_torch_threads
 from trav_gui.qt.app import FIRST_EXAMPLE
 configure_torch_threads()
 window = MainWindow()
@@ -59,7 +59,7 @@ app.exec()
 
 
 def engine_steps_per_second(models, x0, target, steps: int) -> float:
-    from trav_gui.engine.traversal import TraversalConfig, traverse
+    from trav_gui.engine.core.traversal import TraversalConfig, traverse
 
     t0 = time.perf_counter()
     for _ in traverse(models, x0, target, TraversalConfig(steps=steps, step_size=0.1)):
@@ -125,12 +125,12 @@ def main(argv=None) -> None:
     import torch
     from PySide6.QtWidgets import QApplication
 
-    from trav_gui.engine.threads import configure_torch_threads
+    from trav_gui.engine.core.threads import configure_torch_threads
 
     configure_torch_threads()  # as the app does
     app = QApplication.instance() or QApplication(sys.argv)
-    from trav_gui.engine.data import test_digits
-    from trav_gui.engine.models import load_model
+    from trav_gui.engine.data.datasets import test_digits
+    from trav_gui.engine.models.loading import load_model
     from trav_gui.qt.plots import configure_pyqtgraph
     from trav_gui.qt.window import MainWindow
 

@@ -36,12 +36,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from trav_gui.engine.data import DATASETS, test_set
-from trav_gui.engine.models import ModelLoadError, is_judge, list_models, load_model, read_card, resolve_model_path
-from trav_gui.engine.priors import PriorLoadError
+from trav_gui.engine.data.datasets import DATASETS, test_set
+from trav_gui.engine.models.errors import ModelLoadError
+from trav_gui.engine.models.card import is_judge, read_card
+from trav_gui.engine.models.loading import list_models, load_model, resolve_model_path
+from trav_gui.engine.models.errors import PriorLoadError
 from trav_gui.engine.realism import CONFIDENT_PROB, held_out_reference, judge_name, noise_growth, reference_set, ssim
-from trav_gui.engine.recipes import Recipe, RecipeError, load_recipe
-from trav_gui.engine.traversal import TraversalConfig, traverse
+from trav_gui.engine.models.recipes import Recipe
+from trav_gui.engine.models.errors import RecipeError
+from trav_gui.engine.models.loading import load_recipe
+from trav_gui.engine.core.traversal import TraversalConfig, traverse
 from plotting import pyplot  # benchmarks/plotting.py, beside this script
 
 # name -> (what it is, a model/recipe name or a Recipe)
@@ -236,7 +240,7 @@ def merge(parts: list[Path], out: Path) -> dict:
 def write_recipe_card(name: str, model, row: dict, result: dict, dataset: str, device: str = "cpu") -> None:
     """Put the recipe's clean accuracy (its classifier on the whole test set) and its measured
     realism into its card; the card keeps the recipe file's sha256."""
-    from trav_gui.engine.user_models import clean_accuracy
+    from trav_gui.engine.models.accuracy import clean_accuracy
 
     path = resolve_model_path(name).with_suffix(".json")
     card = json.loads(path.read_text(encoding="utf-8"))

@@ -23,9 +23,9 @@ import sys
 import numpy as np
 import torch
 
-from trav_gui.engine.data import load_training_set, test_set
-from trav_gui.engine.models import load_model
-from trav_gui.engine.traversal import TraversalConfig, traverse
+from trav_gui.engine.data.datasets import load_training_set, test_set
+from trav_gui.engine.models.loading import load_model
+from trav_gui.engine.core.traversal import TraversalConfig, traverse
 from training.evaluate import clean_accuracy
 
 

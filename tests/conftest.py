@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from trav_gui.engine.models import SmallCNN, save_model
+from trav_gui.engine.models.architectures import SmallCNN
+from trav_gui.engine.models.weights import save_model
 
 # Headless machines (CI, ssh) have no display: run Qt offscreen unless the caller chose.
 if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
@@ -61,8 +62,8 @@ def trained_lenet():
     """A LeNet-5 trained for 300 steps on the shipped MNIST test images (about 95 % right on them)."""
     import numpy as np
 
-    from trav_gui.engine.architectures import LeNet5
-    from trav_gui.engine.data import test_set
+    from trav_gui.engine.models.architectures import LeNet5
+    from trav_gui.engine.data.datasets import test_set
 
     images, labels = test_set("mnist")
     x = torch.from_numpy(images.astype(np.float32) / 255.0)[:, None]

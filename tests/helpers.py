@@ -34,7 +34,7 @@ def mnist_images(n: int):
     """The first ``n`` shipped MNIST test images as (n, 1, 28, 28) float32 in [0, 1], and their labels."""
     import numpy as np
 
-    from trav_gui.engine.data import test_set
+    from trav_gui.engine.data.datasets import test_set
 
     images, labels = test_set("mnist")
     return torch.from_numpy(images[:n].astype(np.float32) / 255.0)[:, None], labels[:n]

@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 import trav_gui
-from trav_gui.engine.data import test_set as shipped_test_set
-from trav_gui.engine.models import state_sha256
-from trav_gui.engine.traversal import DEFAULTS, NonFiniteOutputError, TraversalConfig, stack_frames, traverse
+from trav_gui.engine.data.datasets import test_set as shipped_test_set
+from trav_gui.engine.models.weights import state_sha256
+from trav_gui.engine.core.traversal import DEFAULTS, NonFiniteOutputError, TraversalConfig, stack_frames, traverse
 
 from helpers import NanAfter, make_window, save_with_card
 

@@ -11,9 +11,9 @@ from PIL import Image
 
 from trav_gui import __version__
 from trav_gui.cli import main
-from trav_gui.engine.data import test_digits as shipped_digits
-from trav_gui.engine.export import read_run_record
-from trav_gui.engine.gallery import gallery_start_indices
+from trav_gui.engine.data.datasets import test_digits as shipped_digits
+from trav_gui.engine.runs.record import read_run_record
+from trav_gui.engine.output.gallery import gallery_start_indices
 
 from helpers import NanAfter
 
@@ -39,7 +39,7 @@ def test_traverse_writes_npz_frames_csv_gif_and_a_replayable_record(model_folder
     images, _ = shipped_digits()
     np.testing.assert_allclose(np.load(out / "a.npz")["frames"][0], images[15] / 255.0, atol=1e-6)
     record = read_run_record(out)
-    assert record.mnist_index == 15 and record.target == 0 and record.config.steps == 4
+    assert record.test_index == 15 and record.target == 0 and record.config.steps == 4
     assert [m.name for m in record.models] == ["a", "b"]
     assert (out / "traversal.gif").stat().st_size > 0
     assert len((out / "steps.csv").read_text().splitlines()) == 1 + 5 * 2
@@ -55,7 +55,7 @@ def test_traverse_from_a_png_drawing(model_folder, tmp_path):
                  "--target", "7", "--steps", "2", "--out", str(out)]) == 0
     start = np.load(out / "a.npz")["frames"][0]
     assert start.max() > 0.9 and start[0, 0] == 0  # inverted to light ink on dark, centred
-    assert read_run_record(out).mnist_index is None
+    assert read_run_record(out).test_index is None
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -170,7 +170,7 @@ def test_a_damaged_model_file_is_refused_with_exit_2(model_folder, tmp_path, cap
 def test_target_equal_to_the_start_class_runs_and_says_it_is_reached_at_step_0(model_folder, tmp_path, capsys):
     import torch
 
-    from trav_gui.engine.models import load_model
+    from trav_gui.engine.models.loading import load_model
 
     x0 = shipped_digits()[0][3].astype(np.float32) / 255
     start_class = int(load_model(model_folder / "a.safetensors")(torch.from_numpy(x0)[None, None]).argmax())
@@ -211,9 +211,9 @@ def _options(parser) -> dict:
 @pytest.mark.parametrize("command", ["traverse", "gallery"])
 def test_defaults_and_choices_are_the_engines(command):
     from trav_gui.cli import build_parser
-    from trav_gui.engine.objectives import OBJECTIVES
-    from trav_gui.engine.steps import NORMS
-    from trav_gui.engine.traversal import DEFAULTS, TraversalConfig
+    from trav_gui.engine.core.objectives import OBJECTIVES
+    from trav_gui.engine.core.steps import NORMS
+    from trav_gui.engine.core.traversal import DEFAULTS, TraversalConfig
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices[command]

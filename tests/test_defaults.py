@@ -5,9 +5,9 @@
 
 from __future__ import annotations
 
-from trav_gui.engine.objectives import OBJECTIVE_DESCRIPTIONS, OBJECTIVES
-from trav_gui.engine.steps import NORMS, make_step
-from trav_gui.engine.traversal import DEFAULT_PGD_EPS, DEFAULT_STOP_AT_PROB, DEFAULTS, TraversalConfig
+from trav_gui.engine.core.objectives import OBJECTIVE_DESCRIPTIONS, OBJECTIVES
+from trav_gui.engine.core.steps import NORMS, make_step
+from trav_gui.engine.core.traversal import DEFAULT_PGD_EPS, DEFAULT_STOP_AT_PROB, DEFAULTS, TraversalConfig
 from trav_gui.qt.settings_panel import SettingsPanel
 
 

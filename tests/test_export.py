@@ -11,9 +11,11 @@ import pytest
 from PIL import Image
 
 from trav_gui import __version__
-from trav_gui.engine import export as ex
-from trav_gui.engine import files, render
-from trav_gui.engine.traversal import TraversalConfig, stack_frames, traverse
+from trav_gui.engine.output import export as ex
+from trav_gui.engine.runs import record as rec
+from trav_gui.engine import files
+from trav_gui.engine.output import render
+from trav_gui.engine.core.traversal import TraversalConfig, stack_frames, traverse
 
 from helpers import NanAfter
 
@@ -28,27 +30,27 @@ def run(two_models):
     config = TraversalConfig(steps=6, step_size=0.3, norm="l2", eps=1.0, objective="margin",
                              random_start=True, seed=7)
     arrays = stack_frames(list(traverse(two_models, x0, 3, config)))
-    record = ex.build_run_record([ex.ModelRef("robust", SHA_A, "/m/robust.safetensors"),
-                                  ex.ModelRef("standard", SHA_B)], x0, 3, config, mnist_index=15,
+    record = rec.build_run_record([rec.ModelRef("robust", SHA_A, "/m/robust.safetensors"),
+                                  rec.ModelRef("standard", SHA_B)], x0, 3, config, test_index=15,
                                  extra={"device": "cpu"})
     return x0, config, arrays, record
 
 
 def test_record_round_trips_exactly(tmp_path, run):
     x0, config, _, record = run
-    ex.write_run_record(tmp_path / "run.json", record)
-    back = ex.read_run_record(tmp_path)  # a folder means its run.json
+    rec.write_run_record(tmp_path / "run.json", record)
+    back = rec.read_run_record(tmp_path)  # a folder means its run.json
     assert back.start_image.dtype == np.float32
     assert np.array_equal(back.start_image, x0)  # bit-exact, not approximately
     assert back.config == config and back.config.seed == 7
-    assert back.target == 3 and back.mnist_index == 15
+    assert back.target == 3 and back.test_index == 15
     assert [m.name for m in back.models] == ["robust", "standard"]
     assert [m.sha256 for m in back.models] == [SHA_A, SHA_B]
     assert back.app_version == __version__
     assert back.created.endswith("+00:00")
     raw = json.loads((tmp_path / "run.json").read_text())
     assert raw["config"] == config.to_dict() and raw["seed"] == 7 and raw["mode"] == "pgd"
-    assert raw["start"]["source"] == "mnist_test" and raw["extra"] == {"device": "cpu"}
+    assert raw["start"]["source"] == "test_set" and raw["extra"] == {"device": "cpu"}
 
 
 def _mutations():
@@ -71,7 +73,7 @@ def _mutations():
         "shape": (set_(["start", "image"], [[0.0] * 28] * 27), "28×28"),
         "range": (set_(["start", "image", 3, 3], 1.5), "[0, 1]"),
         "nan": (set_(["start", "image", 3, 3], float("nan")), "NaN"),
-        "index": (set_(["start", "mnist_index"], -1), "mnist_index"),
+        "index": (set_(["start", "test_index"], -1), "test_index"),
         "target": (set_(["target"], 10), "'target'"),
         "bool target": (set_(["target"], True), "'target'"),
         "config key": (set_(["config", "speed"], 3), "unknown traversal settings"),
@@ -91,7 +93,7 @@ def _mutations():
         "zero steps": (set_(["config", "steps"], 0), "steps must be between"),
         "huge seed": (set_(["config", "seed"], 2**64), "seed must be"),
         "huge int pixel": (set_(["start", "image", 0, 0], 10**400), "[0, 1]"),
-        "string index": (set_(["start", "mnist_index"], "3"), "start.mnist_index"),
+        "string index": (set_(["start", "test_index"], "3"), "start.test_index"),
         "float target": (set_(["target"], 3.0), "'target'"),
         "null seed": (set_(["seed"], None), "'seed'"),
         "string version": (set_(["format_version"], "1"), "'format_version'"),
@@ -105,21 +107,21 @@ def test_bad_records_are_refused_with_the_field_named(tmp_path, run, name):
     mutate(record)
     path = tmp_path / "run.json"
     path.write_text(json.dumps(record))
-    with pytest.raises(ex.RunRecordError, match=None) as info:
-        ex.read_run_record(path)
+    with pytest.raises(rec.RunRecordError, match=None) as info:
+        rec.read_run_record(path)
     assert words in str(info.value)
     assert isinstance(info.value, ValueError)
 
 
 def test_unreadable_and_non_json_records(tmp_path):
-    with pytest.raises(ex.RunRecordError, match="cannot read"):
-        ex.read_run_record(tmp_path / "missing.json")
+    with pytest.raises(rec.RunRecordError, match="cannot read"):
+        rec.read_run_record(tmp_path / "missing.json")
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(ex.RunRecordError, match="not JSON"):
-        ex.read_run_record(tmp_path / "bad.json")
+    with pytest.raises(rec.RunRecordError, match="not JSON"):
+        rec.read_run_record(tmp_path / "bad.json")
     (tmp_path / "list.json").write_text("[1, 2]")
-    with pytest.raises(ex.RunRecordError, match="JSON object"):
-        ex.read_run_record(tmp_path / "list.json")
+    with pytest.raises(rec.RunRecordError, match="JSON object"):
+        rec.read_run_record(tmp_path / "list.json")
 
 
 def test_csv_has_one_row_per_step_and_model_with_exact_values(tmp_path, run):
@@ -164,7 +166,7 @@ def test_gif_is_side_by_side_with_one_frame_per_step(tmp_path, run):
     path = ex.write_animation(tmp_path / "t.gif", arrays, ["robust", "standard"], target=3, scale=4)
     gif = Image.open(path)
     assert gif.n_frames == 7
-    single = ex.render_side_by_side(arrays["images"][0, :, 0], arrays["probs"][0, :, 0],
+    single = render.render_side_by_side(arrays["images"][0, :, 0], arrays["probs"][0, :, 0],
                                     ["robust", "standard"], 0, 3, scale=4)
     assert gif.size == (single.shape[1], single.shape[0])
     assert single.shape[1] > 2 * 28 * 4  # two panels side by side
@@ -185,7 +187,7 @@ def test_export_run_writes_everything_and_reports_progress(tmp_path, run):
     assert written[-1] == out / "run.json"  # the record last: its presence means complete
     assert {p.name for p in out.iterdir()} == {"run.json", "manifest.json", "steps.csv", "traversal.gif",
                                                 "strip.png", "frames", "frames_x10",
-                                                *(f"{m.name}.npz" for m in ex.validate_run_record(record).models)}
+                                                *(f"{m.name}.npz" for m in rec.validate_run_record(record).models)}
     assert seen[-1][0] == seen[-1][1]
     assert all(b[0] >= a[0] for a, b in zip(seen, seen[1:]))
     assert not list(out.rglob("*.part"))
@@ -223,7 +225,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     path = tmp_path / "run.json"
     path.write_text("old")
     with pytest.raises(RuntimeError):
-        with ex.atomic_path(path) as tmp:
+        with files.atomic_path(path) as tmp:
             tmp.write_text("half")
             raise RuntimeError("disk full")
     assert path.read_text() == "old"
@@ -262,7 +264,7 @@ def test_exported_files_get_the_usual_permissions_not_private_ones(tmp_path):
     import os
     import stat
 
-    with ex.atomic_path(tmp_path / "f.txt") as tmp:
+    with files.atomic_path(tmp_path / "f.txt") as tmp:
         tmp.write_text("x")
     umask = os.umask(0)
     os.umask(umask)
@@ -274,11 +276,11 @@ def test_exported_files_get_the_usual_permissions_not_private_ones(tmp_path):
 
 def test_a_huge_record_is_refused_without_reading_it_whole(tmp_path, run, monkeypatch):
     path = tmp_path / "run.json"
-    path.write_bytes(b"{" + b" " * ex.MAX_RECORD_BYTES + b"}")
+    path.write_bytes(b"{" + b" " * rec.MAX_RECORD_BYTES + b"}")
     parsed = []
     monkeypatch.setattr(ex.json, "loads", lambda *a, **k: parsed.append(1))
-    with pytest.raises(ex.RunRecordError, match="too large"):
-        ex.read_run_record(path)
+    with pytest.raises(rec.RunRecordError, match="too large"):
+        rec.read_run_record(path)
     assert not parsed
 
 
@@ -287,15 +289,15 @@ def test_a_huge_record_is_refused_without_reading_it_whole(tmp_path, run, monkey
 def test_deeply_nested_json_is_a_clear_error_not_a_recursion_crash(tmp_path, text):
     path = tmp_path / "run.json"
     path.write_text(text)
-    with pytest.raises(ex.RunRecordError, match="nested too deeply|JSON object"):
-        ex.read_run_record(path)
+    with pytest.raises(rec.RunRecordError, match="nested too deeply|JSON object"):
+        rec.read_run_record(path)
 
 
 def test_a_record_that_is_not_utf8_is_refused(tmp_path):
     path = tmp_path / "run.json"
     path.write_bytes(b"\xff\xfe{}")
-    with pytest.raises(ex.RunRecordError, match="cannot read"):
-        ex.read_run_record(path)
+    with pytest.raises(rec.RunRecordError, match="cannot read"):
+        rec.read_run_record(path)
 
 
 # ----------------------------------------------------------------------------- export faults
@@ -336,11 +338,11 @@ def test_a_failed_export_leaves_no_half_file_no_record_and_can_be_retried(tmp_pa
     ex.export_run(clean, record, arrays, mp4=False)
     out = tmp_path / "out"
     if fault == "disk full mid-write":
-        real_png = ex.save_png
+        real_png = files.save_png
 
         def save_png(path, pixels):
             if path.name == "step_00003.png" and "frames_x10" in path.parts:
-                with ex.atomic_path(path) as tmp:
+                with files.atomic_path(path) as tmp:
                     _disk_full(tmp)
             return real_png(path, pixels)
 
@@ -382,11 +384,11 @@ def test_a_failed_export_leaves_no_half_file_no_record_and_can_be_retried(tmp_pa
     ex.export_run(out, record, arrays, mp4=False)
     again, reference = _snapshot(out), _snapshot(clean)
     assert set(again) == set(reference)
-    assert ex.read_run_record(out).config == record_config(record)
+    assert rec.read_run_record(out).config == record_config(record)
 
 
 def record_config(record):
-    return ex.validate_run_record(record).config
+    return rec.validate_run_record(record).config
 
 
 def test_exporting_over_an_older_export_drops_its_record_first(tmp_path, run, monkeypatch):
@@ -401,7 +403,7 @@ def test_exporting_over_an_older_export_drops_its_record_first(tmp_path, run, mo
 
 
 def test_the_frames_before_a_nan_step_export_like_any_run(tmp_path, two_models):
-    from trav_gui.engine.traversal import NonFiniteOutputError
+    from trav_gui.engine.core.traversal import NonFiniteOutputError
 
     x0 = np.full((28, 28), 0.5, np.float32)
     config = TraversalConfig(steps=50, step_size=0.1)
@@ -411,12 +413,12 @@ def test_the_frames_before_a_nan_step_export_like_any_run(tmp_path, two_models):
             frames.append(f)
     assert err.value.step == 4 and len(frames) == 4
     arrays = stack_frames(frames)
-    record = ex.build_run_record([ex.ModelRef("a", SHA_A), ex.ModelRef("b", SHA_B)], x0, 2, config,
+    record = rec.build_run_record([rec.ModelRef("a", SHA_A), rec.ModelRef("b", SHA_B)], x0, 2, config,
                                  extra={"status": "failed", "steps_taken": 3})
     ex.export_run(tmp_path, record, arrays, mp4=False)
     assert len(ex.read_steps_csv(tmp_path / "steps.csv")) == 4 * 2
     assert len(list((tmp_path / "frames" / "b").glob("*.png"))) == 4
-    assert ex.read_run_record(tmp_path).raw["extra"]["steps_taken"] == 3
+    assert rec.read_run_record(tmp_path).raw["extra"]["steps_taken"] == 3
 
 
 # ----------------------------------------------------------------------------- re-export
@@ -426,7 +428,7 @@ def _steps_run(two_models, steps):
     x0 = np.full((28, 28), 0.5, np.float32)
     config = TraversalConfig(steps=steps, step_size=0.01)  # small steps: no early stop
     arrays = stack_frames(list(traverse(two_models, x0, 3, config)))
-    record = ex.build_run_record([ex.ModelRef("robust", SHA_A), ex.ModelRef("standard", SHA_B)], x0, 3, config)
+    record = rec.build_run_record([rec.ModelRef("robust", SHA_A), rec.ModelRef("standard", SHA_B)], x0, 3, config)
     return arrays, record
 
 
@@ -456,7 +458,7 @@ def test_frames_of_models_no_longer_exported_go_with_their_folders(tmp_path, two
     assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["fast", "slow"]
     assert sorted(p.name for p in (tmp_path / "frames_x10").iterdir()) == ["fast", "slow"]
     ex.export_run(tmp_path, record, arrays, png=False, gif=False, mp4=False)
-    names = [m.name for m in ex.validate_run_record(record).models]
+    names = [m.name for m in rec.validate_run_record(record).models]
     # fast.npz and slow.npz of the second export went with its manifest.
     assert _files(tmp_path) == {"manifest.json", "run.json", "steps.csv", "strip.png", *(f"{n}.npz" for n in names)}
     assert not (tmp_path / "frames").exists()

@@ -8,8 +8,8 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication
 
-from trav_gui.engine import data
-from trav_gui.engine.preprocess import drawing_to_mnist
+from trav_gui.engine.data import datasets as data
+from trav_gui.engine.data.preprocess import drawing_to_mnist
 from trav_gui.qt.canvas import CANVAS_SIZE, DrawingCanvas
 from trav_gui.qt.input_panel import InputPanel
 
@@ -93,23 +93,23 @@ def test_input_panel_preprocesses_strokes_and_picks_examples(qtbot):
         stroke(qtbot, c, [(int(c.width() * 0.5), int(c.height() * 0.15)),
                           (int(c.width() * 0.5), int(c.height() * 0.85))])
     assert np.array_equal(panel.start_image, drawing_to_mnist(c.ink()))
-    assert panel.mnist_index is None
+    assert panel.test_index is None
     assert panel.preview.pixmap().width() == 28 * 4
 
     with qtbot.waitSignal(panel.start_changed, timeout=1000):
         panel.pick_example(15)
-    assert panel.mnist_index == 15
+    assert panel.test_index == 15
     assert np.array_equal(panel.start_image, images[15] / np.float32(255))  # exact, not re-processed
     assert "true label <b>5</b>" in panel.true_label.text()
     # A stroke over the digit edits it; undoing it returns to the exact digit.
     stroke(qtbot, c, [(10, 10), (40, 10)])
-    assert panel.mnist_index is None and not np.array_equal(panel.start_image, images[15] / np.float32(255))
+    assert panel.test_index is None and not np.array_equal(panel.start_image, images[15] / np.float32(255))
     c.undo()
-    assert panel.mnist_index == 15 and np.array_equal(panel.start_image, images[15] / np.float32(255))
+    assert panel.test_index == 15 and np.array_equal(panel.start_image, images[15] / np.float32(255))
 
     panel.class_filter.setCurrentIndex(panel.class_filter.findData(7))
     for _ in range(5):
         index = panel.pick_random()
-        assert labels[index] == 7 and panel.mnist_index == index
+        assert labels[index] == 7 and panel.test_index == index
     with pytest.raises(IndexError):
         panel.pick_example(10_000)

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from trav_gui.engine import data
-from trav_gui.engine import export as ex
-from trav_gui.engine.models import SmallCNN
+from trav_gui.engine.data import datasets as data
+from trav_gui.engine.output import export as ex
+from trav_gui.engine.runs import record as rec
+from trav_gui.engine import files
+from trav_gui.engine.models.architectures import SmallCNN
 from trav_gui.qt.window import MainWindow
 
 from helpers import NanAfter, make_window
@@ -171,7 +173,7 @@ def test_nan_mid_run_keeps_the_frames_before_it_and_they_export(qtbot, window, t
     with qtbot.waitSignal(window.export_finished, timeout=30_000):
         assert window.export_to(tmp_path / "out")
     wait_threads_done(qtbot, window)
-    record = ex.read_run_record(tmp_path / "out")
+    record = rec.read_run_record(tmp_path / "out")
     assert record.raw["extra"]["status"] == "failed" and record.raw["extra"]["steps_taken"] == 5
     assert len(ex.read_steps_csv(tmp_path / "out" / "steps.csv")) == 6 * 2
 
@@ -186,7 +188,7 @@ def test_a_failed_export_shows_an_error_keeps_the_run_and_the_retry_works(qtbot,
     before = window.history.stacked()
     out = tmp_path / "out"
     if fault == "disk full":
-        real = ex.save_png
+        real = files.save_png
 
         def save_png(path, pixels):
             if path.name == "step_00004.png":
@@ -216,7 +218,7 @@ def test_a_failed_export_shows_an_error_keeps_the_run_and_the_retry_works(qtbot,
     with qtbot.waitSignal(window.export_finished, timeout=30_000):
         assert window.export_to(out)
     wait_threads_done(qtbot, window)
-    assert ex.read_run_record(out).target == window.target_picker.target
+    assert rec.read_run_record(out).target == window.target_picker.target
     assert len(list((out / "frames" / "robust").glob("*.png"))) == STEPS + 1
 
 
@@ -258,7 +260,7 @@ def test_closing_in_every_state_leaves_no_thread_and_loses_no_export(qtbot, gui_
             w.close()
             assert w.isVisible(), "closing during an export waits for it"
         qtbot.waitUntil(lambda: not w.isVisible(), timeout=5000)
-        assert ex.read_run_record(export).config.steps == STEPS
+        assert rec.read_run_record(export).config.steps == STEPS
     else:
         w.close()
         assert not w.isVisible()
@@ -281,7 +283,7 @@ def test_a_new_run_in_every_state_replaces_the_old_one_cleanly(qtbot, window, tm
     assert window.history.target == new_target and list(window.history.steps) == list(range(STEPS + 1))
     if export is not None:
         qtbot.waitUntil(lambda: not window.exporter.busy, timeout=30_000)
-        assert ex.read_run_record(export).target != new_target  # the old run's export, complete
+        assert rec.read_run_record(export).target != new_target  # the old run's export, complete
     wait_threads_done(qtbot, window)
 
 

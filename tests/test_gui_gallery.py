@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from trav_gui.engine import data
-from trav_gui.engine.gallery import gallery_start_indices
+from trav_gui.engine.data import datasets as data
+from trav_gui.engine.output.gallery import gallery_start_indices
 
 from helpers import make_window
 

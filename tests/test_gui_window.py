@@ -10,10 +10,12 @@ import torch
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QMessageBox
 
-from trav_gui.engine import data
-from trav_gui.engine.export import read_run_record, read_steps_csv
-from trav_gui.engine.models import SmallCNN, save_model
-from trav_gui.engine.preprocess import drawing_to_mnist
+from trav_gui.engine.data import datasets as data
+from trav_gui.engine.output.export import read_steps_csv
+from trav_gui.engine.runs.record import read_run_record
+from trav_gui.engine.models.architectures import SmallCNN
+from trav_gui.engine.models.weights import save_model
+from trav_gui.engine.data.preprocess import drawing_to_mnist
 from trav_gui.qt.window import MainWindow
 
 from helpers import make_window
@@ -261,7 +263,7 @@ def test_export_then_open_run_replays_the_identical_run(qtbot, window, tmp_path)
     qtbot.waitUntil(lambda: not window.exporter.busy, timeout=5000)
     assert not window.exporter.progress.isVisible()
     record = read_run_record(out)
-    assert record.mnist_index == 15 and record.target == target
+    assert record.test_index == 15 and record.target == target
     assert record.config == window.settings.config() and record.config.seed == 3
     assert [m.name for m in record.models] == ["robust", "standard"]
     rows = read_steps_csv(out / "steps.csv")
@@ -280,7 +282,7 @@ def test_export_then_open_run_replays_the_identical_run(qtbot, window, tmp_path)
     again = other.history.stacked()
     for key in ("images", "probs", "l2", "linf", "objective", "step"):
         assert np.array_equal(again[key], first[key]), key
-    assert other.target_picker.target == target and other.input_panel.mnist_index == 15
+    assert other.target_picker.target == target and other.input_panel.test_index == 15
     assert other.settings.config() == record.config
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from trav_gui.engine.traversal import TraversalConfig
+from trav_gui.engine.core.traversal import TraversalConfig
 from trav_gui.qt.worker import TraversalRun, TraversalWorker
 
 X0 = np.full((28, 28), 0.5, np.float32)

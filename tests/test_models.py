@@ -7,8 +7,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from trav_gui.engine import models
-from trav_gui.engine.models import ModelLoadError, SmallCNN, list_models, load_model, save_model, sha256_of
+from trav_gui.engine.models import loading as models
+from trav_gui.engine.models.errors import ModelLoadError
+from trav_gui.engine.models.architectures import SmallCNN
+from trav_gui.engine.models.loading import list_models, load_model
+from trav_gui.engine.models.weights import save_model
+from trav_gui.engine.files import sha256_of
 
 MARKER = "trav_gui_pickle_ran"
 
@@ -143,7 +147,7 @@ def test_save_is_atomic_no_temp_files_left(tmp_path):
 
 
 def test_robust_headline_is_the_strongest_attack_at_the_main_radius():
-    from trav_gui.engine.models import robust_headline
+    from trav_gui.engine.models.card import robust_headline
 
     card = {"evaluation": {"robust": [
         {"eps": 2.0, "attack": "L2 PGD-100, 5 restarts", "samples": 10, "accuracy": 0.7},

@@ -12,10 +12,12 @@ import torch
 from torch import nn
 
 from trav_gui.cli import main
-from trav_gui.engine.architectures import MLP, LeNet5
-from trav_gui.engine.models import ModelLoadError, load_model, resolve_model_path
-from trav_gui.engine.user_models import (UserModelError, add_user_model, list_user_models, remove_user_model,
-                                         user_models_dir)
+from trav_gui.engine.models.architectures import MLP, LeNet5
+from trav_gui.engine.models.errors import ModelLoadError
+from trav_gui.engine.models.loading import load_model, resolve_model_path
+from trav_gui.engine.models.errors import UserModelError
+from trav_gui.engine.models.user_models import add_user_model, list_user_models, remove_user_model
+from trav_gui.paths import user_models_dir
 
 from helpers import mnist_images, save_with_card
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from trav_gui.engine import data
-from trav_gui.engine.data import MnistUnavailableError, load_mnist, test_digits as shipped_digits
-from trav_gui.engine.preprocess import EmptyDrawingError, drawing_to_mnist
+from trav_gui.engine.data import datasets as data
+from trav_gui.engine.data.datasets import MnistUnavailableError, load_mnist, test_digits as shipped_digits
+from trav_gui.engine.data.preprocess import EmptyDrawingError, drawing_to_mnist
 
 
 def _centre_of_mass(img):

@@ -16,10 +16,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from trav_gui.engine import export as ex
-from trav_gui.engine.preprocess import EmptyDrawingError, drawing_to_mnist
-from trav_gui.engine.steps import make_step, per_sample_norm
-from trav_gui.engine.traversal import TraversalConfig
+from trav_gui.engine.output import export as ex
+from trav_gui.engine.runs import record as rec
+from trav_gui.engine.data.preprocess import EmptyDrawingError, drawing_to_mnist
+from trav_gui.engine.core.steps import make_step, per_sample_norm
+from trav_gui.engine.core.traversal import TraversalConfig
 
 # TRAV_GUI_EXAMPLES=1000 for a deeper search than the fast suite's.
 FAST = settings(max_examples=int(os.environ.get("TRAV_GUI_EXAMPLES", "60")), deadline=None,
@@ -135,7 +136,7 @@ configs = st.builds(
     st.one_of(st.none(), st.floats(1e-3, 1e3)), st.sampled_from(["logprob", "logit", "margin"]),
     st.booleans(), st.one_of(st.none(), st.floats(0.01, 1.0)), st.integers(0, 2**63 - 1))
 images = hnp.arrays(np.float32, (28, 28), elements=st.floats(0, 1, width=32))
-model_refs = st.lists(st.builds(ex.ModelRef, st.text(min_size=1, max_size=30),
+model_refs = st.lists(st.builds(rec.ModelRef, st.text(min_size=1, max_size=30),
                                 st.text("0123456789abcdef", min_size=64, max_size=64),
                                 st.one_of(st.none(), st.text(max_size=50))), min_size=1, max_size=4)
 
@@ -145,11 +146,11 @@ model_refs = st.lists(st.builds(ex.ModelRef, st.text(min_size=1, max_size=30),
        index=st.one_of(st.none(), st.integers(0, 9999)))
 def test_run_records_round_trip_exactly(tmp_path_factory, refs, image, target, config, index):
     path = tmp_path_factory.mktemp("rec") / "run.json"
-    record = ex.build_run_record(refs, image, target, config, mnist_index=index)
-    ex.write_run_record(path, record)
-    back = ex.read_run_record(path)
+    record = rec.build_run_record(refs, image, target, config, test_index=index)
+    rec.write_run_record(path, record)
+    back = rec.read_run_record(path)
     assert np.array_equal(back.start_image, image)  # bit-exact through JSON
-    assert back.config == config and back.target == target and back.mnist_index == index
+    assert back.config == config and back.target == target and back.test_index == index
     assert back.models == tuple(refs)
 
 
@@ -162,8 +163,8 @@ json_values = st.recursive(
 @FAST
 @given(json_values)
 def test_arbitrary_json_is_refused_with_a_run_record_error_only(value):
-    with pytest.raises(ex.RunRecordError):
-        ex.validate_run_record(value)
+    with pytest.raises(rec.RunRecordError):
+        rec.validate_run_record(value)
 
 
 def _leaf_paths(node, prefix=()):
@@ -177,7 +178,7 @@ def _leaf_paths(node, prefix=()):
     yield prefix
 
 
-BASE = ex.build_run_record([ex.ModelRef("robust", "a" * 64)], np.full((28, 28), 0.25, np.float32), 3,
+BASE = rec.build_run_record([rec.ModelRef("robust", "a" * 64)], np.full((28, 28), 0.25, np.float32), 3,
                            TraversalConfig(steps=10, eps=2.0))
 PATHS = [p for p in _leaf_paths(BASE) if p]
 
@@ -191,8 +192,8 @@ def test_a_record_with_any_field_replaced_is_valid_or_refused_cleanly(path, valu
         node = node[k]
     node[path[-1]] = value
     try:
-        parsed = ex.validate_run_record(record)
-    except ex.RunRecordError:
+        parsed = rec.validate_run_record(record)
+    except rec.RunRecordError:
         return
     # Accepted: then it must be as usable as any good record.
     assert parsed.start_image.shape == (28, 28) and 0 <= parsed.target <= 9

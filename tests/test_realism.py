@@ -10,9 +10,11 @@ import pytest
 import torch
 
 from trav_gui.cli import main
-from trav_gui.engine import data, realism
-from trav_gui.engine.export import read_steps_csv
-from trav_gui.engine.models import is_judge, list_models, load_model
+from trav_gui.engine.data import datasets as data
+from trav_gui.engine import realism
+from trav_gui.engine.output.export import read_steps_csv
+from trav_gui.engine.models.card import is_judge
+from trav_gui.engine.models.loading import list_models, load_model
 from helpers import make_window
 
 
@@ -119,7 +121,7 @@ def test_the_worker_not_the_gui_thread_judges_and_the_readout_shows_its_numbers(
     assert h.has_realism and np.isfinite(h.nn_ratio).all()
     judged = np.isfinite(h.judge_probs[:, 0, 0])
     assert judged[-1] and 1 <= judged.sum() <= len(h)
-    scorer = window.models.scorer("mnist")
+    scorer = window.scorers.get("mnist")
     k = int(np.flatnonzero(judged)[0])
     assert np.allclose(h.judge_probs[k], scorer.judge_probs(h.images[k]), atol=1e-5)
     last = len(h) - 1
@@ -138,7 +140,7 @@ def test_the_worker_not_the_gui_thread_judges_and_the_readout_shows_its_numbers(
 
 
 def test_an_old_run_record_without_realism_or_data_set_still_opens_and_replays(qtbot, gui_models, tmp_path):
-    from trav_gui.engine.export import write_run_record
+    from trav_gui.engine.runs.record import write_run_record
 
     window = make_window(qtbot, gui_models)
     play_to_end(qtbot, window, example=3, steps=4)
@@ -162,7 +164,7 @@ def test_the_app_export_judges_the_frames_not_judged_live(qtbot, gui_models, tmp
     assert len(rows) == 2 * 61
     judge = np.array([[r[f"judge_p{c}"] for c in range(10)] for r in rows])
     assert np.isfinite(judge).all() and np.allclose(judge.sum(1), 1, atol=1e-5)
-    scorer = window.models.scorer("mnist")
+    scorer = window.scorers.get("mnist")
     first = [r for r in rows if r["model"] == "robust" and r["step"] == 1][0]
     expected = scorer.judge_probs(window.history.images[1, 0])
     assert np.allclose([first[f"judge_p{c}"] for c in range(10)], expected, atol=1e-5)

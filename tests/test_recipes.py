@@ -10,10 +10,15 @@ import torch
 from torch import nn
 
 from trav_gui.engine import realism
-from trav_gui.engine.models import ModelLoadError, load_model, sha256_of
-from trav_gui.engine.priors import DenoisingAE, PriorLoadError, ScoreUNet, load_prior, save_prior
-from trav_gui.engine.recipes import Ensemble, Guided, Recipe, RecipeError, load_recipe
-from trav_gui.engine.traversal import TraversalConfig, traverse
+from trav_gui.engine.models.errors import ModelLoadError
+from trav_gui.engine.models.loading import load_model
+from trav_gui.engine.files import sha256_of
+from trav_gui.engine.models.priors import DenoisingAE, ScoreUNet, load_prior, save_prior
+from trav_gui.engine.models.errors import PriorLoadError
+from trav_gui.engine.models.recipes import Ensemble, Guided, Recipe
+from trav_gui.engine.models.errors import RecipeError
+from trav_gui.engine.models.loading import load_recipe
+from trav_gui.engine.core.traversal import TraversalConfig, traverse
 
 
 class Linear(nn.Module):
@@ -186,7 +191,7 @@ def test_ssim_known_answers():
 def test_noise_growth_and_held_out_reference_know_real_digits():
     assert realism.noise_growth(np.array([1.6, 1.0]), np.array([1.2, 1.0])) == pytest.approx([4 / 3, 1.0])
     held = realism.held_out_reference("mnist")
-    from trav_gui.engine.data import test_set
+    from trav_gui.engine.data.datasets import test_set
 
     images, labels = test_set("mnist")
     real = images[1000:2000].astype(np.float32) / 255.0
@@ -201,7 +206,7 @@ def test_noise_growth_and_held_out_reference_know_real_digits():
 
 def test_the_shipped_realistic_recipe_traverses_from_the_command_line_like_a_model(tmp_path):
     from trav_gui.cli import main
-    from trav_gui.engine.models import list_models
+    from trav_gui.engine.models.loading import list_models
 
     card = next(c for c in list_models() if c["name"] == "realistic")
     assert card["kind"] == "recipe" and card["sha256"] == sha256_of(card["path"])
@@ -217,7 +222,7 @@ def test_the_shipped_realistic_recipe_traverses_from_the_command_line_like_a_mod
 
 def test_a_recipe_is_added_as_a_user_model_listed_traversed_and_removed(tmp_path, user_models, capsys):
     from trav_gui.cli import main
-    from trav_gui.engine.user_models import list_user_models
+    from trav_gui.engine.models.user_models import list_user_models
 
     path = tmp_path / "mine.recipe"
     path.write_text(json.dumps({"models": ["robust"], "step_scale": 2.0}))

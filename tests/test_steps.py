@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from trav_gui.engine.steps import L2Step, LinfStep, make_step, per_sample_norm
+from trav_gui.engine.core.steps import L2Step, LinfStep, make_step, per_sample_norm
 
 
 def _x(n=4, seed=0):

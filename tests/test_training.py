@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from trav_gui.engine.models import list_models, load_model
+from trav_gui.engine.models.loading import list_models, load_model
 from trav_gui.paths import models_dir
 from training import evaluate, train
 
@@ -161,7 +161,7 @@ def test_init_starts_from_given_weights_and_the_card_records_init_and_shift(tmp_
 
 
 def test_train_prior_writes_a_loadable_prior_that_denoises(tmp_path, mnist_root):
-    from trav_gui.engine.priors import load_prior
+    from trav_gui.engine.models.priors import load_prior
     from training import train_prior
 
     out = tmp_path / "score.safetensors"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from trav_gui.engine.traversal import (
+from trav_gui.engine.core.traversal import (
     Frame,
     NonFiniteOutputError,
     TraversalConfig,
@@ -12,7 +12,7 @@ from trav_gui.engine.traversal import (
     stack_frames,
     traverse,
 )
-from trav_gui.engine.models import SmallCNN
+from trav_gui.engine.models.architectures import SmallCNN
 
 
 def _start():
@@ -215,8 +215,8 @@ def test_frame_predictions(linear_model):
 
 def test_joint_and_per_model_autograd_give_the_same_frames(monkeypatch):
     """Small batches use one autograd call for all models, large ones a call per model."""
-    from trav_gui.engine import traversal as tr
-    from trav_gui.engine.models import SmallCNN
+    from trav_gui.engine.core import traversal as tr
+    from trav_gui.engine.models.architectures import SmallCNN
 
     torch.manual_seed(0)
     models = [SmallCNN().eval().requires_grad_(False), SmallCNN().eval().requires_grad_(False)]
@@ -232,7 +232,7 @@ def test_joint_and_per_model_autograd_give_the_same_frames(monkeypatch):
 
 
 def test_nan_is_reported_for_the_right_model_on_both_autograd_paths(monkeypatch):
-    from trav_gui.engine import traversal as tr
+    from trav_gui.engine.core import traversal as tr
 
     class NaNModel(torch.nn.Module):
         def forward(self, x):

@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from trav_gui.engine.data import DATASETS, DatasetUnavailableError, load_training_set, test_set
+from trav_gui.engine.data.datasets import DATASETS, DatasetUnavailableError, load_training_set, test_set
 from trav_gui.paths import resources_dir
 
 

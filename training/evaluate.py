@@ -24,9 +24,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from trav_gui.engine.data import DATASETS, test_set
-from trav_gui.engine.models import ModelLoadError, card_path, load_model, read_card, resolve_model_path, save_model
-from trav_gui.engine.steps import L2Step
+from trav_gui.engine.data.datasets import DATASETS, test_set
+from trav_gui.engine.models.errors import ModelLoadError
+from trav_gui.engine.models.card import card_path, read_card
+from trav_gui.engine.models.loading import load_model, resolve_model_path
+from trav_gui.engine.models.weights import save_model
+from trav_gui.engine.core.steps import L2Step
 
 BATCH = 500
 

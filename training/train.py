@@ -5,7 +5,7 @@
 
 Robust training (Madry et al. 2018): for every batch, find L2-bounded adversarial examples
 with PGD from a random start, using the very step class the app's traversal uses
-(``trav_gui.engine.steps.L2Step``), and take the optimizer step on them.
+(``trav_gui.engine.core.steps.L2Step``), and take the optimizer step on them.
 
 After each epoch a checkpoint (``<out>.ckpt/``, safetensors + JSON, no pickle) is written
 atomically; ``--resume <out>.ckpt`` continues after an interrupt, losing at most the epoch in
@@ -33,10 +33,11 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from trav_gui import __version__
-from trav_gui.engine.attacks import pgd
-from trav_gui.engine.data import DATASETS, DatasetUnavailableError, load_training_set
-from trav_gui.engine.models import ARCHITECTURES, save_model
-from trav_gui.engine.steps import L2Step
+from trav_gui.engine.core.attacks import pgd
+from trav_gui.engine.data.datasets import DATASETS, DatasetUnavailableError, load_training_set
+from trav_gui.engine.models.architectures import ARCHITECTURES
+from trav_gui.engine.models.weights import save_model
+from trav_gui.engine.core.steps import L2Step
 from training import evaluate
 
 CURVE_FIELDS = ["epoch", "loss", "train_acc", "clean_acc", "robust_acc", "seconds"]
@@ -198,7 +199,7 @@ def train(args: argparse.Namespace) -> dict:
     x_test, y_test = x_test.to(device), y_test.to(device)
     model = ARCHITECTURES[args.arch]().to(device)
     if args.init:
-        from trav_gui.engine.models import load_weights
+        from trav_gui.engine.models.loading import load_weights
 
         model.load_state_dict(load_weights(args.init, args.arch))
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)

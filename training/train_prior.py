@@ -3,7 +3,7 @@
     python -m training.train_prior --kind score --epochs 6 --out resources/priors/score-mnist.safetensors
     python -m training.train_prior --kind dae --sigma 0.3 --out resources/priors/dae-mnist.safetensors
 
-``score``: a noise-conditional U-Net (:class:`trav_gui.engine.priors.ScoreUNet`) trained to
+``score``: a noise-conditional U-Net (:class:`trav_gui.engine.models.priors.ScoreUNet`) trained to
 predict the noise added to training images at σ drawn log-uniformly from [σ_min, σ_max]
 (denoising score matching, Song & Ermon 2019). ``dae``: a denoising autoencoder trained at one
 σ to output the clean image. A checkpoint is written after every epoch (``--resume`` goes on
@@ -22,8 +22,8 @@ import torch
 from tqdm import tqdm
 
 from trav_gui import __version__
-from trav_gui.engine.data import DATASETS
-from trav_gui.engine.priors import PRIOR_ARCHITECTURES, save_prior
+from trav_gui.engine.data.datasets import DATASETS
+from trav_gui.engine.models.priors import PRIOR_ARCHITECTURES, save_prior
 from training.train import epoch_order, prepare, resume_or_start, save_checkpoint, write_curve
 
 EVAL_SIGMAS = (0.05, 0.1, 0.2, 0.3, 0.5)

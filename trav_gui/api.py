@@ -6,8 +6,8 @@
 ((201, 28, 28), 0.99...)
 >>> trav_gui.show(models={"mine": model}, image=image, target=3)   # the app, on in-memory models
 
-Both use the app's own engine (:func:`trav_gui.engine.traversal.traverse` and
-:class:`~trav_gui.engine.traversal.TraversalConfig`): a run here is the run the app and the
+Both use the app's own engine (:func:`trav_gui.engine.core.traversal.traverse` and
+:class:`~trav_gui.engine.core.traversal.TraversalConfig`): a run here is the run the app and the
 command line make with the same settings. torch is imported when a function is first called,
 not by ``import trav_gui``.
 """
@@ -38,7 +38,7 @@ class TraversalResult:
     l2, linf : (T,) float32, ‖x − x₀‖₂ and ‖x − x₀‖∞.
     objective : (T,) float32, the objective climbed (the target's log-probability by default).
     steps : (T,) int, the step number of each row.
-    target : the target class; config : the :class:`~trav_gui.engine.traversal.TraversalConfig` used.
+    target : the target class; config : the :class:`~trav_gui.engine.core.traversal.TraversalConfig` used.
     dataset : the data set the image and model belong to.
     judge_probs, nn_ratio : realism of each frame, when the data set has a judge (the realism
         hook, :func:`_realism`): the judge's class probabilities (T, 10) and the distance to the
@@ -101,7 +101,7 @@ def _as_model(model, device=None) -> "nn.Module":
     if isinstance(model, nn.Module):
         return model
     if isinstance(model, (str, os.PathLike)):
-        from trav_gui.engine.models import load_model
+        from trav_gui.engine.models.loading import load_model
 
         return load_model(model, device=device or "cpu")
     raise TypeError(f"a model must be a torch.nn.Module (or a model's name or path), got {type(model).__name__}")
@@ -131,7 +131,7 @@ def _realism(frames: "np.ndarray", target: int, dataset: str, device) -> tuple |
         from trav_gui.engine.realism import RealismScorer
     except ImportError:
         return None
-    from trav_gui.engine.models import ModelLoadError
+    from trav_gui.engine.models.errors import ModelLoadError
 
     try:
         realism = RealismScorer(dataset=dataset, device=device).score(frames, target)
@@ -154,7 +154,7 @@ def traverse(model, image, target: int, steps: int = 200, step_size: float = 0.1
     image : (28, 28) or (1, 28, 28), numpy or torch, values in [0, 1] (uint8: 0..255).
     target : the class to move toward, 0..9.
     steps, step_size, norm, eps, objective, random_start, stop_at_prob, seed : the settings of
-        :class:`~trav_gui.engine.traversal.TraversalConfig` (the app's settings panel), with its defaults.
+        :class:`~trav_gui.engine.core.traversal.TraversalConfig` (the app's settings panel), with its defaults.
     dataset : ``"mnist"`` or ``"fashion-mnist"``: whose judge scores realism.
     realism : False to skip the realism fields.
 
@@ -165,14 +165,14 @@ def traverse(model, image, target: int, steps: int = 200, step_size: float = 0.1
     Raises
     ------
     ValueError : a bad image, target or setting (naming it), or a model that does not return (N, 10).
-    trav_gui.engine.traversal.NonFiniteOutputError : the model returned NaN or inf; the frames
+    trav_gui.engine.core.traversal.NonFiniteOutputError : the model returned NaN or inf; the frames
         before that step are in the exception's ``result``.
     """
     import torch
 
-    from trav_gui.engine.data import get_dataset
-    from trav_gui.engine.traversal import NonFiniteOutputError, TraversalConfig, stack_frames
-    from trav_gui.engine.traversal import traverse as engine_traverse
+    from trav_gui.engine.data.datasets import get_dataset
+    from trav_gui.engine.core.traversal import NonFiniteOutputError, TraversalConfig, stack_frames
+    from trav_gui.engine.core.traversal import traverse as engine_traverse
 
     config = TraversalConfig(steps=steps, step_size=step_size, norm=norm, eps=eps, objective=objective,
                              random_start=random_start, stop_at_prob=stop_at_prob, seed=seed)
@@ -199,7 +199,7 @@ def traverse(model, image, target: int, steps: int = 200, step_size: float = 0.1
 
 
 def _result(arrays: dict, target: int, config, dataset: str, judged: tuple | None) -> TraversalResult:
-    """The one model's, one image's rows of :func:`~trav_gui.engine.traversal.stack_frames`'s arrays."""
+    """The one model's, one image's rows of :func:`~trav_gui.engine.core.traversal.stack_frames`'s arrays."""
     one = {k: arrays[k][:, 0, 0] for k in ("images", "probs", "l2", "linf", "objective")}
     judge_probs, nn_ratio = judged or (None, None)
     return TraversalResult(frames=one["images"], probs=one["probs"], l2=one["l2"], linf=one["linf"],
@@ -249,7 +249,7 @@ def show(models=None, image=None, target: int | None = None, *, dataset: str = "
     RuntimeError : no display (the one-line reason of ``trav-gui gui``).
     ValueError : a bad image, target or model.
     """
-    from trav_gui.engine.data import get_dataset
+    from trav_gui.engine.data.datasets import get_dataset
 
     named = _named_models(models)
     dataset = get_dataset(dataset).name

@@ -18,8 +18,10 @@ def _cmd_gui(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from trav_gui.engine.models import card_dataset, list_models, robust_headline
-    from trav_gui.engine.user_models import list_user_models, user_models_dir
+    from trav_gui.engine.models.card import card_dataset, robust_headline
+    from trav_gui.engine.models.loading import list_models
+    from trav_gui.engine.models.user_models import list_user_models
+    from trav_gui.paths import user_models_dir
 
     groups = [("shipped" if args.folder is None else "folder", list_models(args.folder))]
     if args.folder is None:  # the models added with trav-gui models add, listed apart
@@ -59,9 +61,10 @@ class CliError(Exception):
 
 def _load_models(names: list[str], dataset: str | None = None):
     """The models, their run-record references and their one data set (``dataset`` if given)."""
-    from trav_gui.engine.export import ModelRef
-    from trav_gui.engine.models import (ModelLoadError, card_dataset, check_one_dataset, load_model, read_card,
-                                        refuse_judges, model_sha256, resolve_model_path)
+    from trav_gui.engine.runs.record import ModelRef
+    from trav_gui.engine.models.errors import ModelLoadError
+    from trav_gui.engine.models.card import card_dataset, check_one_dataset, read_card, refuse_judges
+    from trav_gui.engine.models.loading import load_model, model_sha256, resolve_model_path
 
     models, refs, cards = [], [], []
     for name in names:
@@ -94,7 +97,7 @@ def _read_image(path: str):
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
-    from trav_gui.engine.preprocess import INK_THRESHOLD, drawing_to_mnist
+    from trav_gui.engine.data.preprocess import INK_THRESHOLD, drawing_to_mnist
 
     try:
         # Image.open reads the header only: the size is known before any pixel is decoded.
@@ -122,7 +125,7 @@ def _read_image(path: str):
 
 def _config_from(args):
     from trav_gui.engine.realism import CONFIDENT_PROB
-    from trav_gui.engine.traversal import TraversalConfig
+    from trav_gui.engine.core.traversal import TraversalConfig
 
     try:
         return TraversalConfig(steps=args.steps, step_size=args.step_size, norm=args.norm, eps=args.eps,
@@ -135,12 +138,12 @@ def _config_from(args):
 
 def _scorer(dataset: str):
     """The data set's realism scorer (shipped judge and reference images), or None with a note."""
-    from trav_gui.engine.model_cache import ModelCache
+    from trav_gui.engine.realism import Scorers
 
-    cache = ModelCache()
-    scorer = cache.scorer(dataset)
+    scorers = Scorers()
+    scorer = scorers.get(dataset)
     if scorer is None:
-        print(f"note: no realism fields ({cache.scorer_errors.get(dataset)})", file=sys.stderr)
+        print(f"note: no realism fields ({scorers.errors.get(dataset)})", file=sys.stderr)
     return scorer
 
 
@@ -148,10 +151,10 @@ def _cmd_traverse(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from trav_gui.engine.data import get_dataset, test_set
-    from trav_gui.engine.export import build_run_record, export_run
-    from trav_gui.engine.realism import summary
-    from trav_gui.engine.traversal import NonFiniteOutputError, stack_frames, traverse
+    from trav_gui.engine.data.datasets import get_dataset, test_set
+    from trav_gui.engine.output.export import export_run
+    from trav_gui.engine.runs.record import record_run
+    from trav_gui.engine.core.traversal import NonFiniteOutputError, stack_frames, traverse
 
     config = _config_from(args)
     if not 0 <= args.target <= 9:
@@ -187,10 +190,9 @@ def _cmd_traverse(args: argparse.Namespace) -> int:
         arrays["judge_probs"], arrays["nn_ratio"] = realism.judge_probs[:, :, None], realism.nn_ratio[:, :, None]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    summaries = {name: summary(arrays["probs"][:, i, 0], arrays["nn_ratio"][:, i, 0] if scorer else None,
-                               arrays["step"], args.target) for i, name in enumerate(names)}
-    record = build_run_record(refs, x0, args.target, config, mnist_index=args.index,
-                              extra={"dataset": dataset, "realism": summaries})
+    record = record_run(refs, x0, args.target, config, arrays["step"], arrays["probs"][:, :, 0],
+                        arrays["nn_ratio"][:, :, 0] if scorer else None, args.index, {"dataset": dataset})
+    summaries = record["extra"]["realism"]
     export_run(out, record, arrays, names)
     last = frames[-1]
     ds = get_dataset(dataset)
@@ -216,8 +218,8 @@ def _cmd_traverse(args: argparse.Namespace) -> int:
 def _cmd_gallery(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from trav_gui.engine.export import save_png
-    from trav_gui.engine.gallery import render_galleries_side_by_side, render_gallery, run_gallery
+    from trav_gui.engine.files import save_png
+    from trav_gui.engine.output.gallery import render_galleries_side_by_side, render_gallery, run_gallery
 
     config = _config_from(args)
     models, refs, dataset = _load_models(args.model, args.dataset)
@@ -240,10 +242,10 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
 
 def _add_traversal_options(p: argparse.ArgumentParser) -> None:
     # Defaults and choices are the engine's own (TraversalConfig, NORMS, OBJECTIVES), as in the app.
-    from trav_gui.engine.data import DATASETS
-    from trav_gui.engine.objectives import OBJECTIVES
-    from trav_gui.engine.steps import NORMS
-    from trav_gui.engine.traversal import DEFAULTS
+    from trav_gui.engine.data.datasets import DATASETS
+    from trav_gui.engine.core.objectives import OBJECTIVES
+    from trav_gui.engine.core.steps import NORMS
+    from trav_gui.engine.core.traversal import DEFAULTS
 
     p.add_argument("--model", action="append", required=True,
                    help='"robust", "standard", "realistic" (a recipe: robust models, a prior and a stop rule), '
@@ -264,7 +266,7 @@ def _add_traversal_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from trav_gui.engine.traversal import DEFAULTS
+    from trav_gui.engine.core.traversal import DEFAULTS
 
     parser = argparse.ArgumentParser(
         prog="trav-gui",

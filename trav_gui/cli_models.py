@@ -9,8 +9,9 @@ __all__ = ["add_model_commands"]
 
 
 def _cmd_add(args: argparse.Namespace) -> int:
-    from trav_gui.engine.models import ModelLoadError
-    from trav_gui.engine.user_models import UserModelError, accuracy_warning, add_user_model
+    from trav_gui.engine.models.errors import ModelLoadError
+    from trav_gui.engine.models.errors import UserModelError
+    from trav_gui.engine.models.user_models import accuracy_warning, add_user_model
 
     try:
         card, _ = add_user_model(args.file, name=args.name)
@@ -28,7 +29,8 @@ def _cmd_add(args: argparse.Namespace) -> int:
 
 
 def _cmd_remove(args: argparse.Namespace) -> int:
-    from trav_gui.engine.user_models import UserModelError, remove_user_model
+    from trav_gui.engine.models.errors import UserModelError
+    from trav_gui.engine.models.user_models import remove_user_model
 
     try:
         removed = remove_user_model(args.name)

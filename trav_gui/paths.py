@@ -1,12 +1,15 @@
-"""Where the app finds its shipped resources and the MNIST data root."""
+"""Where the app finds its shipped resources, the user's own models and the data root."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from platformdirs import user_data_dir
+
 DATA_ROOT_ENV = "TRAV_GUI_DATA"
 RESOURCES_ENV = "TRAV_GUI_RESOURCES"
+USER_MODELS_ENV = "TRAV_GUI_USER_MODELS"
 DEFAULT_DATA_ROOT = Path.home() / ".cache" / "trav_gui" / "data"
 
 
@@ -20,6 +23,19 @@ def resources_dir() -> Path:
 
 def models_dir() -> Path:
     return resources_dir() / "models"
+
+
+def priors_dir() -> Path:
+    return resources_dir() / "priors"
+
+
+def user_models_dir() -> Path:
+    """The user models folder (``trav-gui models add``, File → Add model…): ``$TRAV_GUI_USER_MODELS``,
+    else the platform's user data folder (``~/.local/share/trav-gui/models`` on Linux)."""
+    override = os.environ.get(USER_MODELS_ENV)
+    if override:
+        return Path(override).expanduser()
+    return Path(user_data_dir("trav-gui", appauthor=False)) / "models"
 
 
 def data_root(explicit: str | os.PathLike | None = None) -> Path:

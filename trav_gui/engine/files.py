@@ -7,6 +7,7 @@ is either complete or absent, even if the process dies halfway.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import stat
 import tempfile
@@ -16,7 +17,8 @@ from typing import Iterable, Iterator
 import numpy as np
 from PIL import Image
 
-__all__ = ["atomic_path", "remove_files_inside", "safe_relative_parts", "save_png", "write_bytes_atomic"]
+__all__ = ["atomic_path", "atomic_paths", "remove_files_inside", "safe_relative_parts", "save_png", "sha256_of",
+           "write_bytes_atomic"]
 
 # The process umask, read once at import (os.umask can only be read by setting it).
 _UMASK = os.umask(0)
@@ -29,20 +31,31 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     On any exception the temporary file is removed and ``path`` is left as it was.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    # mkstemp makes the file private (0600); give it the mode any new file would get.
-    os.chmod(tmp_path, 0o666 & ~_UMASK)
+    with atomic_paths(path) as (tmp,):
+        yield tmp
+
+
+@contextlib.contextmanager
+def atomic_paths(*paths: str | os.PathLike) -> Iterator[tuple[Path, ...]]:
+    """:func:`atomic_path` for files that belong together (weights and their card): a temporary
+    path beside each, all renamed into place, in order, only if the block succeeds."""
+    targets = [Path(p) for p in paths]
+    tmps: list[Path] = []
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp_path.unlink()
-        raise
+        for path in targets:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+            os.close(fd)
+            tmps.append(Path(tmp))
+            # mkstemp makes the file private (0600); give it the mode any new file would get.
+            os.chmod(tmp, 0o666 & ~_UMASK)
+        yield tuple(tmps)
+        for tmp, path in zip(tmps, targets):
+            os.replace(tmp, path)
+    finally:
+        for tmp in tmps:  # those not renamed: an exception came first
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
@@ -159,3 +172,12 @@ def remove_files_inside(folder: str | os.PathLike, names: Iterable[str]) -> list
     for parts in sorted(parents, key=len, reverse=True):  # deepest first
         _remove(folder, parts, is_dir=True)
     return removed
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -36,13 +36,16 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from trav_gui.engine.data import DEFAULT_DATASET, get_dataset, test_set
+from trav_gui.engine.data.datasets import DEFAULT_DATASET, get_dataset, test_set
+from trav_gui.engine.models.errors import ModelLoadError
+from trav_gui.engine.models.loading import load_model
 from trav_gui.paths import resources_dir
 
 __all__ = [
     "CONFIDENT_PROB",
     "JUDGES",
     "Realism",
+    "Scorers",
     "RealismScorer",
     "ReferenceSet",
     "ReferenceUnavailableError",
@@ -247,8 +250,6 @@ class RealismScorer:
 
     def __init__(self, judge: torch.nn.Module | None = None, dataset: str = DEFAULT_DATASET,
                  device: str | torch.device = "cpu") -> None:
-        from trav_gui.engine.models import load_model
-
         self.dataset = get_dataset(dataset).name
         self.reference = reference_set(self.dataset)
         self.device = torch.device(device)
@@ -297,3 +298,26 @@ class RealismScorer:
     def success(self, judge_probs: np.ndarray, nn_ratio: np.ndarray, target: int) -> np.ndarray:
         """Judge predicts ``target`` and the ratio is within the real images' 90th percentile."""
         return (np.asarray(judge_probs).argmax(-1) == target) & (np.asarray(nn_ratio) <= self.reference.p90[target])
+
+
+class Scorers:
+    """One :class:`RealismScorer` per data set, loaded on first use, on one device.
+
+    A data set whose judge or reference images cannot be loaded gets None, and the reason in
+    :attr:`errors`: realism is then left out, and the rest of the run goes on.
+    """
+
+    def __init__(self, device: str | torch.device = "cpu") -> None:
+        self.device = str(device)
+        self._scorers: dict[str, RealismScorer | None] = {}
+        self.errors: dict[str, str] = {}
+
+    def get(self, dataset: str) -> RealismScorer | None:
+        """The scorer of ``dataset``; None, with the reason in :attr:`errors`, if unavailable."""
+        if dataset not in self._scorers:
+            try:
+                self._scorers[dataset] = RealismScorer(dataset=dataset, device=self.device)
+            except (ReferenceUnavailableError, ModelLoadError, KeyError, ValueError) as exc:
+                self._scorers[dataset] = None
+                self.errors[dataset] = str(exc)
+        return self._scorers[dataset]

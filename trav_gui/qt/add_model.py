@@ -1,7 +1,7 @@
 """Adding models to the window: files through File → Add model…, in-memory models through ``trav_gui.show``.
 
 A file is checked, measured and kept in the user models folder by the engine
-(:func:`~trav_gui.engine.user_models.add_user_model`), so the window lists it again on every
+(:func:`~trav_gui.engine.models.user_models.add_user_model`), so the window lists it again on every
 start. An in-memory model gets a card of its own: path ``memory:<name>`` and the sha256 of its
 state dict, so run records made with it name it like any other model.
 """
@@ -15,8 +15,12 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QFileDialog
 from torch import nn
 
-from trav_gui.engine.models import ModelLoadError, card_dataset, state_sha256
-from trav_gui.engine.user_models import UserModelError, accuracy_warning, add_user_model, clean_accuracy
+from trav_gui.engine.models.errors import ModelLoadError
+from trav_gui.engine.models.card import card_dataset
+from trav_gui.engine.models.weights import state_sha256
+from trav_gui.engine.models.errors import UserModelError
+from trav_gui.engine.models.user_models import accuracy_warning, add_user_model
+from trav_gui.engine.models.accuracy import clean_accuracy
 from trav_gui.qt.model_selector import MAX_MODELS
 
 __all__ = ["FILE_FILTER", "add_memory_models", "add_model_file", "ask_add_model", "memory_card"]

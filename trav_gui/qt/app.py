@@ -7,7 +7,7 @@ import sys
 import traceback
 from types import TracebackType
 
-from trav_gui.engine.threads import configure_torch_threads
+from trav_gui.engine.core.threads import configure_torch_threads
 from trav_gui.qt.preflight import check_display, with_platform_argument
 
 __all__ = ["FIRST_EXAMPLE", "main"]

@@ -1,6 +1,6 @@
 """Exports of the run on screen, one at a time, in the background, with progress in the status bar.
 
-The work is :func:`trav_gui.engine.export.export_run` in a :class:`~trav_gui.qt.jobs.BackgroundJob`;
+The work is :func:`trav_gui.engine.output.export.export_run` in a :class:`~trav_gui.qt.jobs.BackgroundJob`;
 this module holds what the window needs around it: the progress bar and its cancel button,
 the messages for a failed export, and the "idle" signal the window waits for before closing.
 """
@@ -14,7 +14,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QProgressBar, QStatusBar, QToolButton
 
-from trav_gui.engine.export import ExportCancelled, export_run
+from trav_gui.engine.output.export import ExportCancelled, export_run
 from trav_gui.qt.jobs import BackgroundJob
 
 __all__ = ["Exporter"]

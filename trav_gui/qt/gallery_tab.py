@@ -1,6 +1,6 @@
 """The Gallery tab: the 10×10 source→target grids of the ticked models, computed in the background.
 
-The same grids as ``trav-gui gallery`` (:mod:`trav_gui.engine.gallery`): row r starts from
+The same grids as ``trav-gui gallery`` (:mod:`trav_gui.engine.output.gallery`): row r starts from
 the first MNIST test digit of class r, column c is the target, the diagonal is the start.
 All 90 traversals of all models run as one batch in a QThread, with a progress bar and a
 cancel button; the window stays responsive, and the picture can be saved as PNG.
@@ -19,9 +19,9 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QProgressBar, Q
                                QSpinBox, QVBoxLayout, QWidget)
 from torch import nn
 
-from trav_gui.engine.export import save_png
-from trav_gui.engine.gallery import Gallery, render_galleries_side_by_side, run_gallery
-from trav_gui.engine.traversal import TraversalConfig
+from trav_gui.engine.files import save_png
+from trav_gui.engine.output.gallery import Gallery, render_galleries_side_by_side, run_gallery
+from trav_gui.engine.core.traversal import TraversalConfig
 from trav_gui.qt.jobs import BackgroundJob
 
 __all__ = ["GalleryTab"]

@@ -22,8 +22,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from trav_gui.engine.data import DATASETS
-from trav_gui.engine.preprocess import EmptyDrawingError, drawing_to_mnist
+from trav_gui.engine.data.datasets import DATASETS
+from trav_gui.engine.data.preprocess import EmptyDrawingError, drawing_to_mnist
 from trav_gui.qt.canvas import DrawingCanvas
 
 __all__ = ["InputPanel", "image_to_pixmap"]
@@ -49,7 +49,7 @@ class InputPanel(QGroupBox):
     Attributes
     ----------
     start_image : (28, 28) float32 in [0, 1], or None when the canvas is empty.
-    mnist_index : the picked test digit's index, or None for a drawing.
+    test_index : the picked test digit's index, or None for a drawing.
     error : why there is no start image (e.g. the canvas is empty), or None.
     """
 
@@ -64,7 +64,7 @@ class InputPanel(QGroupBox):
         self.set_title = "MNIST"
         self._rng = np.random.default_rng()
         self.start_image: np.ndarray | None = None
-        self.mnist_index: int | None = None
+        self.test_index: int | None = None
         # The exact image under the strokes (a picked digit or a replayed start), if any.
         self._base_index: int | None = None
         self._base_image: np.ndarray | None = None
@@ -197,14 +197,14 @@ class InputPanel(QGroupBox):
         self.pick_example(index)
         return index
 
-    def set_start_image(self, image: np.ndarray, mnist_index: int | None = None) -> None:
+    def set_start_image(self, image: np.ndarray, test_index: int | None = None) -> None:
         """Use an exact 28×28 image (a replayed run) as the start."""
         image = np.array(image, dtype=np.float32)
         self.canvas.set_background(image)
-        self._base_index, self._base_image = mnist_index, image
-        if mnist_index is not None and self._labels is not None and mnist_index < len(self._labels):
-            self.true_label.setText(self._describe(mnist_index))
-        self._set_start(image, mnist_index, None)
+        self._base_index, self._base_image = test_index, image
+        if test_index is not None and self._labels is not None and test_index < len(self._labels):
+            self.true_label.setText(self._describe(test_index))
+        self._set_start(image, test_index, None)
 
     # --- drawing ---------------------------------------------------------------------
 
@@ -229,7 +229,7 @@ class InputPanel(QGroupBox):
 
     def _set_start(self, image: np.ndarray | None, index: int | None, error: str | None) -> None:
         self.start_image = image
-        self.mnist_index = index
+        self.test_index = index
         self.error = error
         if image is None:
             self.source_label.setText(f"<i>{error}</i>")

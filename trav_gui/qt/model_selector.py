@@ -8,7 +8,8 @@ from typing import Sequence
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import QGroupBox, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
-from trav_gui.engine.models import card_dataset, is_judge, list_models, robust_headline
+from trav_gui.engine.models.card import card_dataset, is_judge, robust_headline
+from trav_gui.engine.models.loading import list_models
 
 __all__ = ["MAX_MODELS", "ModelSelector", "describe_card"]
 

@@ -2,7 +2,7 @@
 
 The window says *what* to run (a :class:`RunContext`) and draws what the controller has;
 the controller owns the worker threads, the run ids, the frames received so far
-(:class:`~trav_gui.engine.history.RunHistory`) and the measured speed. Frames of a run the
+(:class:`~trav_gui.engine.runs.history.RunHistory`) and the measured speed. Frames of a run the
 user already left are dropped by run id.
 
 States: ``idle`` (nothing on screen), ``playing``, ``paused``, and after a run
@@ -18,10 +18,11 @@ from typing import Sequence
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 from torch import nn
 
-from trav_gui.engine.history import RunContext, RunHistory
+from trav_gui.engine.runs.context import RunContext
+from trav_gui.engine.runs.history import RunHistory
 from trav_gui.qt.worker import TraversalRun, TraversalWorker
 
-__all__ = ["RunContext", "RunController"]  # RunContext lives in the engine
+__all__ = ["RunController"]
 
 
 class RunController(QObject):
@@ -92,7 +93,7 @@ class RunController(QObject):
         """Leave the current run and start ``context`` (returned with its run id)."""
         self.leave()
         self._counter += 1
-        context = RunContext(context.cards, context.image, context.mnist_index, context.target,
+        context = RunContext(context.cards, context.image, context.test_index, context.target,
                              context.config, run_id=self._counter)
         worker = TraversalWorker(context.run_id, models, context.image, context.target, context.config,
                                  paused=paused, steps_per_second=steps_per_second, scorer=scorer)

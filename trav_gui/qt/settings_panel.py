@@ -14,9 +14,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from trav_gui.engine.objectives import OBJECTIVE_DESCRIPTIONS
-from trav_gui.engine.steps import NORMS
-from trav_gui.engine.traversal import DEFAULT_PGD_EPS, DEFAULT_STOP_AT_PROB, DEFAULTS, TraversalConfig
+from trav_gui.engine.core.objectives import OBJECTIVE_DESCRIPTIONS
+from trav_gui.engine.core.steps import NORMS
+from trav_gui.engine.core.traversal import DEFAULT_PGD_EPS, DEFAULT_STOP_AT_PROB, DEFAULTS, TraversalConfig
 
 __all__ = ["SettingsPanel"]
 

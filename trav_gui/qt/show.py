@@ -9,8 +9,8 @@ from typing import Mapping
 import numpy as np
 from torch import nn
 
-from trav_gui.engine.models import list_models
-from trav_gui.engine.user_models import list_user_models
+from trav_gui.engine.models.loading import list_models
+from trav_gui.engine.models.user_models import list_user_models
 from trav_gui.paths import models_dir
 
 __all__ = ["event_loop_running", "show_models"]
@@ -40,7 +40,7 @@ def _application():
 
     app = QApplication.instance()
     if app is None:
-        from trav_gui.engine.threads import configure_torch_threads
+        from trav_gui.engine.core.threads import configure_torch_threads
 
         configure_torch_threads()
         app = QApplication([sys.argv[0] if sys.argv else "trav-gui"])

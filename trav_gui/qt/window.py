@@ -27,14 +27,17 @@ from PySide6.QtWidgets import (
 from torch import nn
 
 from trav_gui import __version__
-from trav_gui.engine.data import get_dataset, test_set
-from trav_gui.engine.export import RunRecordError, read_run_record
-from trav_gui.engine.history import RunHistory
-from trav_gui.engine.model_cache import ModelCache, predict_start
-from trav_gui.engine.replay import ReplayError, match_record_models
-from trav_gui.engine.models import ModelLoadError, card_dataset
+from trav_gui.engine.data.datasets import get_dataset, test_set
+from trav_gui.engine.runs.record import RunRecordError, read_run_record
+from trav_gui.engine.runs.history import RunHistory
+from trav_gui.engine.models.cache import ModelCache, predict_start
+from trav_gui.engine.realism import Scorers
+from trav_gui.engine.runs.context import RunContext
+from trav_gui.engine.runs.replay import ReplayError, match_record_models
+from trav_gui.engine.models.errors import ModelLoadError
+from trav_gui.engine.models.card import card_dataset
 from trav_gui.paths import models_dir
-from trav_gui.engine.user_models import user_models_dir
+from trav_gui.paths import user_models_dir
 from trav_gui.qt.actions import build_menus, open_error_dialog
 from trav_gui.qt.add_model import add_model_file, ask_add_model
 from trav_gui.qt.export_job import Exporter
@@ -42,7 +45,7 @@ from trav_gui.qt.gallery_tab import GalleryTab
 from trav_gui.qt.input_panel import InputPanel
 from trav_gui.qt.model_selector import MAX_MODELS, ModelSelector, describe_card
 from trav_gui.qt.plots import ComparisonView
-from trav_gui.qt.run_controller import RunContext, RunController
+from trav_gui.qt.run_controller import RunController
 from trav_gui.qt.run_display import RunDisplay
 from trav_gui.qt.settings_panel import MAX_UI_STEPS, SettingsPanel
 from trav_gui.qt.target_picker import TargetPicker
@@ -90,6 +93,7 @@ class MainWindow(QMainWindow):
         self.models_folder = Path(models_folder) if models_folder is not None else models_dir()
         self.device = device or _default_device()
         self.models = ModelCache(self.device)
+        self.scorers = Scorers(self.device)
         self.runs = RunController(self)
         self._replay_config = None
         self._start_probs: dict[str, np.ndarray] = {}
@@ -357,8 +361,8 @@ class MainWindow(QMainWindow):
             return False
         self._leave_run()
         target = self.target_picker.target
-        context = RunContext(tuple(cards), image, self.input_panel.mnist_index, target, config)
-        scorer = self.models.scorer(self.dataset) if self.realism_action.isChecked() else None
+        context = RunContext(tuple(cards), image, self.input_panel.test_index, target, config)
+        scorer = self.scorers.get(self.dataset) if self.realism_action.isChecked() else None
         self.view.reference = scorer.reference if scorer is not None else None
         self.view.begin_run(target, self._start_probs, config)
         context = self.runs.start(context, models, paused=paused,
@@ -425,7 +429,7 @@ class MainWindow(QMainWindow):
         except RuntimeError as exc:
             self.show_error("Nothing to export", str(exc))
             return False
-        scorer = self.models.scorer(self.dataset) if self.history.has_realism else None
+        scorer = self.scorers.get(self.dataset) if self.history.has_realism else None
         return self.exporter.start(folder, record, self.history.stacked(), self.runs.context.names, scorer)
 
     def ask_export(self) -> None:
@@ -461,7 +465,7 @@ class MainWindow(QMainWindow):
         self._replay_config = None if exact else record.config
         self.selector.set_selected([c["path"] for c in cards])
         self.target_picker.set_target(record.target)
-        self.input_panel.set_start_image(record.start_image, record.mnist_index)
+        self.input_panel.set_start_image(record.start_image, record.test_index)
         self.statusBar().showMessage(f"opened run {Path(path)} (made {record.created})", 8000)
         return self.play() if play else True
 

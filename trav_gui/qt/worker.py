@@ -22,7 +22,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 from torch import nn
 
-from trav_gui.engine.traversal import Frame, NonFiniteOutputError, TraversalConfig, traverse
+from trav_gui.engine.core.traversal import Frame, NonFiniteOutputError, TraversalConfig, traverse
 
 __all__ = ["TraversalRun", "TraversalWorker"]
 

@@ -14,7 +14,7 @@ own registry (``onnx2torch.node_converters.registry.add_converter``), each eithe
   which raises ``NotImplementedError`` with the reason for what it does not cover.
 
 A version that a later onnx2torch converts itself keeps that converter. Every converted model
-is still compared with onnxruntime before it is used (:mod:`trav_gui.engine.onnx_model`), so a
+is still compared with onnxruntime before it is used (:mod:`trav_gui.engine.models.onnx_model`), so a
 converter that were wrong would refuse the model, not change what the app shows.
 """
 
@@ -142,7 +142,7 @@ def register_converters() -> None:
 
 def _constant_values(graph) -> dict[str, list[int]]:
     """Integer constants of a graph (initializers and ``Constant`` nodes), by name."""
-    from onnx import numpy_helper
+    from onnx import numpy_helper  # lazy: the optional onnx extra
 
     values = {t.name: t for t in graph.initializer}
     values.update({n.output[0]: a.t for n in graph.node if n.op_type == "Constant"

@@ -1,5 +1,4 @@
-"""One run of the app: what it was started with (:class:`RunContext`) and the frames so far
-(:class:`RunHistory`, growing arrays so that plots and scrubbing are cheap).
+"""The frames of one run of the app so far: growing arrays, so that plots and scrubbing are cheap.
 
 Plain numpy, no Qt: the window appends frames as they arrive and reads whole curves
 (``probs[:n, m]``) at redraw time without stacking thousands of frames again.
@@ -7,62 +6,12 @@ Plain numpy, no Qt: the window appends frames as they arrive and reads whole cur
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Mapping
-
 import numpy as np
 
-from trav_gui.engine.traversal import Frame, TraversalConfig
+from trav_gui.engine.core.traversal import Frame
+from trav_gui.engine.realism import CONFIDENT_PROB, confident_point, most_realistic
 
-__all__ = ["RunContext", "RunHistory"]
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """Everything a run was started with, fixed for its lifetime.
-
-    Attributes
-    ----------
-    cards : the models' cards, in column order (``name``, ``path``, ...).
-    image : (28, 28) float32 in [0, 1], the start image (a read-only copy).
-    mnist_index : the shipped test image it came from, or None for a drawing.
-    target : the target class.
-    config : the run's settings.
-    run_id : set by :meth:`RunController.start`.
-    """
-
-    cards: tuple[dict, ...]
-    image: np.ndarray = field(repr=False)
-    mnist_index: int | None
-    target: int
-    config: TraversalConfig
-    run_id: int = 0
-
-    def __post_init__(self) -> None:
-        image = np.array(self.image, dtype=np.float32, copy=True)
-        image.flags.writeable = False
-        object.__setattr__(self, "image", image)
-        object.__setattr__(self, "cards", tuple(self.cards))
-
-    @property
-    def names(self) -> list[str]:
-        return [c["name"] for c in self.cards]
-
-    def record(self, history: "RunHistory", sha256: Callable[[Mapping], str], extra: Mapping | None = None) -> dict:
-        """The run record (see :mod:`trav_gui.engine.export`) of this run with ``history``'s frames."""
-        from trav_gui.engine.export import ModelRef, build_run_record
-
-        from trav_gui.engine.realism import summary
-
-        refs = [ModelRef(c["name"], sha256(c), c.get("path")) for c in self.cards]
-        extra = {"steps_taken": int(history.steps[-1]),
-                 "flip_step": dict(zip(self.names, history.flip_steps())), **(extra or {})}
-        ratio = history.nn_ratio if history.has_realism else None
-        extra["realism"] = {name: summary(history.probs[:, j], None if ratio is None else ratio[:, j],
-                                          history.steps, self.target)
-                            for j, name in enumerate(self.names)}
-        return build_run_record(refs, self.image, self.target, self.config,
-                                mnist_index=self.mnist_index, extra=extra)
+__all__ = ["RunHistory"]
 
 
 class RunHistory:
@@ -164,16 +113,12 @@ class RunHistory:
 
     def confident_points(self, threshold: float | None = None) -> list[int | None]:
         """Per model, the first step with own p(target) >= threshold (0.9 by default), or None."""
-        from trav_gui.engine.realism import CONFIDENT_PROB, confident_point
-
         at = [confident_point(self._probs[: self._n, j], self.target, threshold or CONFIDENT_PROB)
               for j in range(self.n_models)]
         return [None if i is None else int(self._steps[i]) for i in at]
 
     def most_realistic(self) -> list[int | None]:
         """Per model, the judge-free most realistic step from the confident point on, or None."""
-        from trav_gui.engine.realism import CONFIDENT_PROB, confident_point, most_realistic
-
         out = []
         for j in range(self.n_models):
             i = most_realistic(self._ratio[: self._n, j],

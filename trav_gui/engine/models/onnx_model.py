@@ -2,7 +2,7 @@
 
 Traversal differentiates the model with respect to its input, so an ``.onnx`` file is not run
 by onnxruntime but converted to torch operations by onnx2torch (with the converters of
-:mod:`trav_gui.engine.onnx_ops` for the operator versions it lacks). Needs the ``onnx`` extra:
+:mod:`trav_gui.engine.models.onnx_ops` for the operator versions it lacks). Needs the ``onnx`` extra:
 ``pip install -e ".[onnx]"``.
 
 What is done with the file, in order (each refusal is a :class:`ModelLoadError` with the reason):
@@ -36,8 +36,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from trav_gui.engine.model_card import Conventions
-from trav_gui.engine.models import ModelLoadError, sha256_of
+from trav_gui.engine.data.datasets import test_set
+from trav_gui.engine.files import sha256_of
+from trav_gui.engine.models.conventions import Conventions
+from trav_gui.engine.models.errors import ModelLoadError
 
 __all__ = ["MAX_EXTERNAL_BYTES", "MAX_ONNX_BYTES", "PARITY_IMAGES", "PARITY_TOLERANCE", "external_data_files",
            "load_onnx", "onnx_sha256", "self_contained_bytes"]
@@ -52,7 +54,7 @@ _EXTERNAL = 1  # onnx.TensorProto.EXTERNAL
 
 
 def _import_onnx():
-    try:
+    try:  # lazy: the onnx extra is optional; without it only .onnx files are refused
         import onnx
         import onnx2torch  # noqa: F401
         import onnxruntime  # noqa: F401
@@ -215,7 +217,7 @@ def _graph_input(model, name: str) -> tuple[str, str, bool]:
 
 def _prepare_nodes(model, name: str) -> None:
     """Rename every node ``n<i>`` (see the module's step 4) and refuse operators without a converter."""
-    from onnx2torch.node_converters.registry import get_converter
+    from onnx2torch.node_converters.registry import get_converter  # lazy: the optional onnx extra
 
     opsets = {o.domain or "": o.version for o in model.opset_import}
     opsets.setdefault("", opsets.get("ai.onnx", 0))
@@ -254,7 +256,7 @@ class OneImageAtATime(nn.Module):
 
 
 def _reference_outputs(graph_bytes: bytes, input_name: str, x: np.ndarray, one_at_a_time: bool) -> np.ndarray:
-    import onnxruntime
+    import onnxruntime  # lazy: the optional onnx extra
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
@@ -265,8 +267,6 @@ def _reference_outputs(graph_bytes: bytes, input_name: str, x: np.ndarray, one_a
 
 def _check_parity_and_gradients(module: nn.Module, graph_bytes: bytes, input_name: str, one_at_a_time: bool,
                                 conventions: Conventions, dataset: str, name: str) -> None:
-    from trav_gui.engine.data import test_set
-
     images = test_set(dataset)[0][:PARITY_IMAGES]
     x = conventions.prepare(torch.from_numpy(images.astype(np.float32) / 255.0)[:, None])
     try:
@@ -305,13 +305,14 @@ def load_onnx(path: Path, conventions: Conventions, dataset: str) -> nn.Module:
     """The graph in ``path`` as a torch module in eval mode, in its own input convention.
 
     ``conventions`` (from the card) says how test images are prepared for the parity check and
-    must agree with the graph's input layout; :func:`~trav_gui.engine.model_card.adapt` wraps
+    must agree with the graph's input layout; :func:`~trav_gui.engine.models.conventions.adapt` wraps
     the result into the app's convention. Raises :class:`ModelLoadError` (see the module).
     """
     model, _ = _read_complete(path)
+    # lazy: the optional onnx extra (onnx_ops imports onnx2torch when it is imported)
     from onnx2torch import convert
 
-    from trav_gui.engine.onnx_ops import register_converters, relax_reshape_allowzero
+    from trav_gui.engine.models.onnx_ops import register_converters, relax_reshape_allowzero
 
     input_name, layout, one_at_a_time = _graph_input(model, path.name)
     if layout != conventions.layout:

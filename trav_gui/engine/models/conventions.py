@@ -33,11 +33,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from trav_gui.engine.data import DATASETS, get_dataset
-from trav_gui.engine.models import ARCHITECTURE_LAYOUTS, ARCHITECTURES, ModelLoadError
+from trav_gui.engine.data.datasets import DATASETS, get_dataset
+from trav_gui.engine.models.architectures import ARCHITECTURE_LAYOUTS, ARCHITECTURES
+from trav_gui.engine.models.errors import ModelLoadError
 
 __all__ = ["LAYOUTS", "OUTPUTS", "ConventionAdapter", "Conventions", "adapt", "card_template",
-           "conventions_from_card", "fitting_architectures", "missing_card_message"]
+           "conventions_from_card", "missing_card_message"]
 
 LAYOUTS = {"image": (1, 28, 28), "flat": (784,)}
 OUTPUTS = ("logits", "log_probabilities", "probabilities")
@@ -117,13 +118,6 @@ def card_template(architecture: str | None = None, layout: str = "image", datase
 
 def _example(architecture: str | None, layout: str, dataset: str = "mnist") -> str:
     return json.dumps(card_template(architecture, layout, dataset))
-
-
-def fitting_architectures(state: dict[str, torch.Tensor]) -> list[str]:
-    """The registered architectures whose tensors have exactly these names and shapes."""
-    shapes = {k: tuple(v.shape) for k, v in state.items()}
-    return [name for name, make in ARCHITECTURES.items()
-            if {k: tuple(v.shape) for k, v in make().state_dict().items()} == shapes]
 
 
 def missing_card_message(file_name: str, card_name: str, why: str, architecture: str | None = None,

@@ -15,7 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from trav_gui.engine.models import ModelLoadError, load_model, model_sha256, read_card
+from trav_gui.engine.models.errors import ModelLoadError
+from trav_gui.engine.models.loading import load_model, model_sha256
+from trav_gui.engine.models.card import read_card
 
 __all__ = ["ModelCache", "StartPrediction", "classify", "predict_start"]
 
@@ -32,21 +34,6 @@ class ModelCache:
         self.device = str(device)
         self._models: dict[str, nn.Module] = {}
         self._sha: dict[str, str] = {}
-        self._scorers: dict[str, object] = {}
-        self.scorer_errors: dict[str, str] = {}
-
-    def scorer(self, dataset: str):
-        """The :class:`~trav_gui.engine.realism.RealismScorer` of ``dataset`` (its shipped judge
-        and reference images), loaded once; None, with the reason in ``scorer_errors``, if unavailable."""
-        from trav_gui.engine.realism import RealismScorer, ReferenceUnavailableError
-
-        if dataset not in self._scorers:
-            try:
-                self._scorers[dataset] = RealismScorer(dataset=dataset, device=self.device)
-            except (ReferenceUnavailableError, ModelLoadError, KeyError, ValueError) as exc:
-                self._scorers[dataset] = None
-                self.scorer_errors[dataset] = str(exc)
-        return self._scorers[dataset]
 
     def get(self, path: str | os.PathLike) -> nn.Module:
         """The model in ``path``, loaded on first use (raises :class:`ModelLoadError`)."""

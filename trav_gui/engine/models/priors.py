@@ -3,7 +3,7 @@
 A prior here is a denoiser ``D(x, σ)``: given an image with Gaussian noise of standard
 deviation σ added, its estimate of the clean image. By Tweedie's formula
 ``(D(x, σ) − x) / σ²`` is the score ``∇ₓ log p_σ(x)`` of the data smoothed at σ, so the
-guided traversal step (:mod:`trav_gui.engine.recipes`)
+guided traversal step (:mod:`trav_gui.engine.models.recipes`)
 
     x ← clip(x + α·g/‖g‖₂ + λ·(D(x, σ) − x), 0, 1)
 
@@ -22,21 +22,21 @@ from the classifiers: a prior is never traversed, and never a judge.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import nn
 
-from trav_gui.paths import resources_dir
+from trav_gui.engine.files import sha256_of
+from trav_gui.engine.models.card import read_card
+from trav_gui.engine.models.errors import ModelLoadError, PriorLoadError
+from trav_gui.engine.models.weights import save_weights
+from trav_gui.paths import priors_dir
 
-__all__ = ["PRIOR_ARCHITECTURES", "DenoisingAE", "PriorLoadError", "ScoreUNet", "load_prior", "priors_dir",
-           "save_prior"]
-
-
-class PriorLoadError(ValueError):
-    """A prior could not be loaded; the message says why."""
+__all__ = ["PRIOR_ARCHITECTURES", "DenoisingAE", "ScoreUNet", "load_prior", "save_prior"]
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -97,10 +97,6 @@ class ScoreUNet(nn.Module):
 PRIOR_ARCHITECTURES: dict[str, type[nn.Module]] = {"dae": DenoisingAE, "score": ScoreUNet}
 
 
-def priors_dir() -> Path:
-    return resources_dir() / "priors"
-
-
 def _resolve(name_or_path: str | os.PathLike) -> Path:
     path = Path(name_or_path)
     if path.suffix != ".safetensors":
@@ -127,17 +123,14 @@ def load_prior(name_or_path: str | os.PathLike, device: str | torch.device = "cp
     PriorLoadError : missing or corrupt files, an unknown kind, or a card whose sha256 does not
         match the weights.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from trav_gui.engine.models import sha256_of
-
     path = _resolve(name_or_path)
     card_file = path.with_suffix(".json")
     try:
-        card = json.loads(card_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise PriorLoadError(f"{path.name}: cannot read its card {card_file.name} ({exc})") from exc
+        card = read_card(path, strict=True)
+    except ModelLoadError as exc:
+        raise PriorLoadError(str(exc)) from None
+    if card is None:
+        raise PriorLoadError(f"{path.name}: its card {card_file.name} is missing")
     kind = card.get("prior")
     if kind not in PRIOR_ARCHITECTURES:
         raise PriorLoadError(f"{card_file.name}: \"prior\" must be one of {sorted(PRIOR_ARCHITECTURES)}, got {kind!r}")
@@ -153,19 +146,5 @@ def load_prior(name_or_path: str | os.PathLike, device: str | torch.device = "cp
 
 
 def save_prior(model: nn.Module, path: str | os.PathLike, card: dict) -> dict:
-    """Write a prior's weights and its card (sha256 added), each through a temporary file."""
-    from safetensors.torch import save_file
-
-    from trav_gui.engine.models import sha256_of
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    card = {**card, "role": "prior", "weights": path.name, "sha256": sha256_of(tmp)}
-    card_tmp = path.with_suffix(".json.tmp")
-    card_tmp.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    os.replace(card_tmp, path.with_suffix(".json"))
-    return card
-
+    """Write a prior's weights and its card (``"role": "prior"``, sha256 added), atomically."""
+    return save_weights(model, path, {**card, "role": "prior"})

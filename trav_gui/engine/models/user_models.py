@@ -16,40 +16,28 @@ import os
 import re
 from pathlib import Path
 
-import numpy as np
 import torch
+from safetensors import safe_open
 from torch import nn
 
 from trav_gui import __version__
-from trav_gui.engine.data import test_set
-from trav_gui.engine.models import (ModelLoadError, card_dataset, card_path, list_models, load_model, model_sha256,
-                                    read_card)
-from trav_gui.engine.onnx_model import self_contained_bytes
-from trav_gui.paths import models_dir
+from trav_gui.engine.files import write_bytes_atomic
+from trav_gui.engine.models.accuracy import clean_accuracy
+from trav_gui.engine.models.conventions import conventions_from_card
+from trav_gui.engine.models.recipes import describe
+from trav_gui.engine.models.errors import ModelLoadError, UserModelError
+from trav_gui.engine.models.card import card_dataset, card_path, read_card
+from trav_gui.engine.models.loading import list_models, load_model, model_sha256
+from trav_gui.engine.models.onnx_model import self_contained_bytes
+from trav_gui.paths import models_dir, user_models_dir
 
-__all__ = ["USER_MODELS_ENV", "UserModelError", "accuracy_warning", "add_user_model", "clean_accuracy",
-           "list_user_models", "remove_user_model", "user_models_dir"]
+__all__ = ["accuracy_warning", "add_user_model", "list_user_models", "remove_user_model"]
 
-USER_MODELS_ENV = "TRAV_GUI_USER_MODELS"
 NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 # Below this clean accuracy a model almost surely got its card wrong (or is untrained): say so.
 SUSPICIOUS_ACCURACY = 0.5
 # Card entries that belong to the file, not to what the model is; never copied from a user's card.
 _FILE_ENTRIES = {"name", "path", "sha256", "weights", "role", "source"}
-
-
-class UserModelError(ValueError):
-    """A user-model operation was refused (bad name, name taken, nothing to remove); the message says why."""
-
-
-def user_models_dir() -> Path:
-    """The user models folder: ``$TRAV_GUI_USER_MODELS``, else the platform's user data folder."""
-    override = os.environ.get(USER_MODELS_ENV)
-    if override:
-        return Path(override).expanduser()
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("trav-gui", appauthor=False)) / "models"
 
 
 def list_user_models() -> list[dict]:
@@ -67,25 +55,6 @@ def _check_name(name: str) -> str:
 
 def _shipped_names() -> set[str]:
     return {c["name"] for c in list_models(models_dir())} if models_dir().is_dir() else set()
-
-
-def clean_accuracy(model: nn.Module, dataset: str, device: str | torch.device = "cpu",
-                   batch: int = 500) -> tuple[float, int]:
-    """The fraction of the shipped test set of ``dataset`` that ``model`` labels right, and its size."""
-    images, labels = test_set(dataset)
-    right = 0
-    with torch.no_grad():
-        for start in range(0, len(images), batch):
-            x = torch.from_numpy(images[start: start + batch].astype(np.float32) / 255.0)[:, None].to(device)
-            predicted = model(x).argmax(1).cpu().numpy()
-            right += int((predicted == labels[start: start + batch]).sum())
-    return right / len(images), len(images)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _free_name(stem: str, taken: set[str]) -> str:
@@ -118,8 +87,6 @@ def add_user_model(path: str | os.PathLike, name: str | None = None, device: str
     ModelLoadError : the file is refused (the reasons of :func:`~trav_gui.engine.models.load_model`).
     UserModelError : a bad or taken name.
     """
-    from trav_gui.engine.model_card import conventions_from_card
-
     source = Path(path)
     recipe = source.suffix.lower() == ".recipe"
     model = load_model(source, device=device)  # every check, before anything is written
@@ -140,8 +107,6 @@ def add_user_model(path: str | os.PathLike, name: str | None = None, device: str
         wanted = _free_name(wanted, taken)
     onnx = source.suffix.lower() == ".onnx"
     if recipe:  # a recipe's models carry their own conventions; the card only describes it
-        from trav_gui.engine.recipes import describe
-
         conventions, dataset, arch = None, model.dataset, None
         card = {**card, "kind": "recipe", "description": card.get("description") or describe(model.recipe)}
     else:
@@ -160,9 +125,9 @@ def add_user_model(path: str | os.PathLike, name: str | None = None, device: str
                 "source_sha256": sha, "added": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        _write_atomically(dest, self_contained_bytes(source) if onnx else source.read_bytes())
+        write_bytes_atomic(dest, self_contained_bytes(source) if onnx else source.read_bytes())
         new_card["sha256"] = model_sha256(dest)
-        _write_atomically(card_path(dest), (json.dumps(new_card, indent=2) + "\n").encode())
+        write_bytes_atomic(card_path(dest), (json.dumps(new_card, indent=2) + "\n").encode())
         stored = load_model(dest, device=device)
     except (OSError, ModelLoadError) as exc:
         for f in (dest, card_path(dest)):
@@ -174,8 +139,6 @@ def add_user_model(path: str | os.PathLike, name: str | None = None, device: str
 
 
 def _architecture_of(source: Path, card: dict) -> str:
-    from safetensors import safe_open
-
     with safe_open(str(source), framework="pt") as f:
         metadata = f.metadata() or {}
     return metadata.get("architecture") or card.get("architecture") or "small_cnn"

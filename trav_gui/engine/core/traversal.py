@@ -16,17 +16,17 @@ Example
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Iterator, Sequence
+from typing import Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
 from torch import nn
 
-from trav_gui.engine.objectives import OBJECTIVES, get_objective
-from trav_gui.engine.steps import Step, make_step, per_sample_norm
+from trav_gui.engine.core.objectives import OBJECTIVES, get_objective
+from trav_gui.engine.core.steps import Step, make_step, per_sample_norm
 
-__all__ = ["DEFAULTS", "DEFAULT_PGD_EPS", "DEFAULT_STOP_AT_PROB", "Frame", "NonFiniteOutputError",
-           "TraversalConfig", "as_batch", "stack_frames", "traverse"]
+__all__ = ["DEFAULTS", "DEFAULT_PGD_EPS", "DEFAULT_STOP_AT_PROB", "Frame", "NonFiniteOutputError", "OwnSteps",
+           "OwnStepsRun", "TraversalConfig", "as_batch", "stack_frames", "traverse"]
 
 MAX_STEPS = 100_000
 MAX_SEED = 2**63 - 1  # what torch.Generator.manual_seed takes
@@ -39,6 +39,44 @@ class NonFiniteOutputError(RuntimeError):
         super().__init__(f"model {model_index} returned NaN or inf at step {step}; the run stopped there")
         self.step = step
         self.model_index = model_index
+
+
+class OwnStepsRun(Protocol):
+    """One traversal's state of a model that takes its own steps (see :class:`OwnSteps`)."""
+
+    stops: bool
+    """True when it may freeze trajectories on its own (a stop rule)."""
+
+    def advance(self, step: Step, x: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor, t: int) -> torch.Tensor:
+        """The next images (N, 1, 28, 28) after step ``t``, from ``x``, the start ``x0`` and the gradient."""
+
+    def done(self, p_target: torch.Tensor, t: int) -> torch.Tensor:
+        """(N,) bool: the trajectories it freezes after step ``t``, given its own p(target) (N,)."""
+
+
+@runtime_checkable
+class OwnSteps(Protocol):
+    """A model that takes its own steps (a recipe, :class:`~trav_gui.engine.models.recipes.Guided`):
+    :func:`traverse` asks it for an :class:`OwnStepsRun` and lets that move its images."""
+
+    def start(self, n: int, device: torch.device, seed: int = 0) -> OwnStepsRun:
+        """A run of ``n`` images on ``device``; ``seed`` seeds any randomness of its steps."""
+
+
+def _own_steps(models: Sequence[nn.Module]) -> list[OwnSteps | None]:
+    """Each model's :class:`OwnSteps` (None for a plain classifier). A model that wraps one deeper
+    down is refused: traversed as a plain classifier, the recipe's steps would be silently lost."""
+    out: list[OwnSteps | None] = []
+    for i, model in enumerate(models):
+        if isinstance(model, OwnSteps):
+            out.append(model)
+            continue
+        inner = next((type(m).__name__ for m in model.modules() if isinstance(m, OwnSteps)), None)
+        if inner is not None:
+            raise ValueError(f"model {i} ({type(model).__name__}) wraps a {inner}, which takes its own steps; "
+                             "traverse the recipe itself, or its recipe's steps would be lost")
+        out.append(None)
+    return out
 
 
 @dataclass(frozen=True)
@@ -163,7 +201,8 @@ def as_batch(x0: np.ndarray | torch.Tensor) -> torch.Tensor:
 
     Raises ValueError for other shapes, non-finite values, or pixels outside [0, 1].
     """
-    x = torch.as_tensor(np.asarray(x0) if not isinstance(x0, torch.Tensor) else x0)
+    # a copy of a read-only array (a run record's start image): torch cannot share read-only memory
+    x = x0 if isinstance(x0, torch.Tensor) else torch.as_tensor(np.array(x0, copy=not np.asarray(x0).flags.writeable))
     x = x.detach().to(torch.float32)
     if x.dim() == 2:
         x = x[None, None]
@@ -269,8 +308,8 @@ def traverse(
     flat_x0 = x0s.flatten(0, 1)
     x = step.random_start(flat_x0, generator).view_as(x0s) if config.random_start else x0s.clone()
     done = torch.zeros(m, n, dtype=torch.bool, device=device)
-    # Recipes (trav_gui.engine.recipes.Guided) take their own steps and may stop on their own.
-    guided = {i: model.start(n, device, config.seed) for i, model in enumerate(models) if hasattr(model, "start")}
+    # Recipes take their own steps and may stop on their own.
+    guided = {i: own.start(n, device, config.seed) for i, own in enumerate(_own_steps(models)) if own is not None}
     stops = config.stop_at_prob is not None or any(run.stops for run in guided.values())
     # Without a stop rule nothing is ever done: one shared read-only array serves every frame.
     never_done = _frozen(done) if not stops else None

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trav_gui.engine.steps import Step
+from trav_gui.engine.core.steps import Step
 
 __all__ = ["pgd"]
 

@@ -8,16 +8,16 @@ folder, so that it is listed, chosen and recorded like a model)::
      "sigma_max": 0.3, "sigma_min": 0.05, "anneal_steps": 100,
      "step_decay": 1.0, "stop": "confident", "confident_prob": 0.9}
 
-:func:`load_recipe` turns it into a :class:`Guided` module. Its ``forward`` is the
+:func:`~trav_gui.engine.models.loading.load_recipe` turns it into a :class:`Guided` module. Its ``forward`` is the
 classifier's (an :class:`Ensemble` for several models), so everything that reads
-probabilities works unchanged; :func:`~trav_gui.engine.traversal.traverse` sees that it is
+probabilities works unchanged; :func:`~trav_gui.engine.core.traversal.traverse` sees that it is
 guided and lets it take its own steps:
 
     x ← clip(x + α_t·g/‖g‖₂ + λ·(D(x, σ_t) − x), 0, 1)
 
 with α_t = α·scale·decay^t (α: the run's step size), σ_t annealed geometrically from σ_max to σ_min
 over ``anneal_steps`` and held there, and λ the prior's weight (see
-:mod:`trav_gui.engine.priors`). With ``renoise`` the prior denoises ``x + σ_t·z`` (fresh
+:mod:`trav_gui.engine.models.priors`). With ``renoise`` the prior denoises ``x + σ_t·z`` (fresh
 Gaussian z, seeded by the run's seed) instead of ``x``. Stop rules freeze a trajectory: ``"confident"`` once the
 recipe's own p(target) >= ``confident_prob``; ``"plateau"`` once it is confident and the
 prior's correction ‖D(x, σ_t) − x‖₂ has not shrunk for ``patience`` steps. No stop rule, no
@@ -26,25 +26,19 @@ prior and no ensemble member is ever a judge (refused by name).
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["STOP_RULES", "Ensemble", "Guided", "GuidedRun", "Recipe", "RecipeError", "describe", "load_recipe"]
+from trav_gui.engine.models.errors import RecipeError
+
+__all__ = ["RECIPE_SUFFIX", "STOP_RULES", "Ensemble", "Guided", "GuidedRun", "Recipe", "describe"]
 
 STOP_RULES = (None, "confident", "plateau")
 RECIPE_SUFFIX = ".recipe"
-MAX_RECIPE_BYTES = 1 << 16
-
-
-class RecipeError(ValueError):
-    """A recipe is invalid or names something it may not use; the message says which."""
 
 
 class Ensemble(nn.Module):
@@ -188,52 +182,6 @@ class GuidedRun:
         self.best = torch.where(better, self.correction, self.best)
         self.since_best = torch.where(better, torch.zeros_like(self.since_best), self.since_best + 1)
         return self.confident & (self.since_best >= r.patience) & (t >= r.anneal_steps)
-
-
-def read_recipe(path: str | os.PathLike) -> Recipe:
-    """The :class:`Recipe` in a ``.recipe`` JSON file."""
-    path = Path(path)
-    try:
-        too_large = path.stat().st_size > MAX_RECIPE_BYTES
-        data = None if too_large else json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RecipeError(f"{path.name}: cannot read the recipe ({exc})") from exc
-    if too_large:
-        raise RecipeError(f"{path.name}: too large for a recipe")
-    try:
-        return Recipe.from_dict(data)
-    except (RecipeError, TypeError) as exc:  # TypeError: a required setting is missing
-        raise RecipeError(f"{path.name}: {exc}") from None
-
-
-def load_recipe(recipe: Recipe | str | os.PathLike, device: str | torch.device = "cpu") -> Guided:
-    """A :class:`Guided` model from a recipe or a ``.recipe`` file: its models loaded (judges
-    refused, one data set), ensembled if several, and its prior loaded."""
-    from trav_gui.engine.models import check_one_dataset, load_model, read_card, refuse_judges, resolve_model_path
-    from trav_gui.engine.priors import PriorLoadError, load_prior
-
-    if not isinstance(recipe, Recipe):
-        recipe = read_recipe(recipe)
-    paths = [resolve_model_path(m) for m in recipe.models]
-    if any(p.suffix == RECIPE_SUFFIX for p in paths):
-        raise RecipeError("a recipe's models must be classifiers, not other recipes")
-    cards = [{**(read_card(p) or {}), "name": p.stem} for p in paths]
-    try:
-        refuse_judges(cards)
-        dataset = check_one_dataset(cards)
-    except ValueError as exc:
-        raise RecipeError(str(exc)) from None
-    members = [load_model(p, device=device) for p in paths]
-    classifier = members[0] if len(members) == 1 else Ensemble(members)
-    prior = None
-    if recipe.prior is not None:
-        try:
-            prior, prior_card = load_prior(recipe.prior, device=device)
-        except PriorLoadError as exc:
-            raise RecipeError(str(exc)) from None
-        if prior_card.get("dataset", "mnist") != dataset:
-            raise RecipeError(f"prior {recipe.prior} is of {prior_card.get('dataset')}, the models of {dataset}")
-    return Guided(classifier, recipe, prior, dataset).eval()
 
 
 def describe(recipe: Recipe) -> str:

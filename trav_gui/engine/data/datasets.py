@@ -168,7 +168,7 @@ def load_mnist(train: bool, root: str | os.PathLike | None = None, download: boo
 
 @lru_cache(maxsize=4)
 def _load(name: str, train: bool, root, download: bool) -> tuple[torch.Tensor, torch.Tensor, str]:
-    import torchvision
+    import torchvision  # lazy: reading the raw files is the only use, and it costs ~1 s to import
 
     ds = DATASETS[name]
     raw = Path(root) / ds.folder / "raw"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import torch
+
 __all__ = ["configure_torch_threads"]
 
 
@@ -13,6 +15,4 @@ def configure_torch_threads() -> None:
     One traversal step on one image is too small to gain from many threads; a core kept
     free for drawing keeps the window smooth and makes the run faster overall.
     """
-    import torch
-
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))

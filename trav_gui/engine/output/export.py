@@ -1,13 +1,13 @@
 """Write a traversal run to disk: the files of an export, and :func:`export_run` for all of them.
 
 One format for the desktop app and the command line: every function takes the stacked
-arrays of :func:`trav_gui.engine.traversal.stack_frames` (a leading step axis ``T``, then
+arrays of :func:`trav_gui.engine.core.traversal.stack_frames` (a leading step axis ``T``, then
 ``M`` models and ``N`` images) plus plain model descriptions, never widgets.
 
 What a run folder holds
 -----------------------
 ``run.json``
-    The run record (:mod:`trav_gui.engine.run_record`): app version, models with their
+    The run record (:mod:`trav_gui.engine.runs.record`): app version, models with their
     sha256, the start image, target, every setting, seed and time. Enough to replay the
     identical run. Written last: its presence means the export is complete.
 ``manifest.json``
@@ -27,7 +27,7 @@ What a run folder holds
 
 Every file is written atomically (:mod:`trav_gui.engine.files`), so a file is either
 complete or absent, even if the process dies halfway. Pictures are drawn by
-:mod:`trav_gui.engine.render`.
+:mod:`trav_gui.engine.output.render`.
 
 The run-record, file and rendering names that used to live here are still importable from
 this module; new code should import them from their own modules.
@@ -51,42 +51,24 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 from PIL import Image
 
-from trav_gui.engine.data import DATASETS, get_dataset
+from trav_gui.engine.data.datasets import DATASETS, get_dataset
 from trav_gui.engine.realism import confident_point, most_realistic
 from trav_gui.engine.files import atomic_path, remove_files_inside, safe_relative_parts, save_png, write_bytes_atomic
-from trav_gui.engine.render import (MAX_ANIMATION_FRAMES, animation_indices, render_side_by_side, render_strip,
+from trav_gui.engine.output.render import (MAX_ANIMATION_FRAMES, animation_indices, render_side_by_side, render_strip,
                                     to_uint8, upscale)
-from trav_gui.engine.run_record import (FORMAT, FORMAT_VERSION, MAX_RECORD_BYTES, MAX_RECORD_MODELS, MAX_TEXT_CHARS,
-                                        RECORD_NAME, ModelRef, RunRecord, RunRecordError, build_run_record,
-                                        read_run_record, validate_run_record, write_run_record)
+from trav_gui.engine.runs.record import RECORD_NAME, validate_run_record, write_run_record
 
 __all__ = [
-    "FORMAT",
-    "FORMAT_VERSION",
     "MANIFEST_NAME",
     "MAX_ANIMATION_FRAMES",
-    "MAX_RECORD_BYTES",
-    "MAX_RECORD_MODELS",
-    "MAX_TEXT_CHARS",
     "ExportCancelled",
-    "ModelRef",
-    "RunRecord",
-    "RunRecordError",
-    "atomic_path",
-    "build_run_record",
     "export_run",
     "mp4_available",
     "read_manifest",
-    "read_run_record",
     "read_steps_csv",
-    "render_side_by_side",
-    "render_strip",
-    "save_png",
-    "validate_run_record",
     "write_animation",
     "write_npz",
     "write_png_frames",
-    "write_run_record",
     "write_steps_csv",
     "write_strip",
 ]
@@ -252,7 +234,7 @@ def write_strip(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
 def mp4_available() -> bool:
     """True when imageio-ffmpeg is importable, so MP4 can be written."""
     try:
-        import imageio_ffmpeg  # noqa: F401
+        import imageio_ffmpeg  # noqa: F401  (lazy: the optional video extra)
     except ImportError:
         return False
     return True
@@ -282,7 +264,7 @@ def write_animation(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
         if progress is not None:
             progress(k + 1, len(idx), f"animation {path.name}")
     if path.suffix.lower() == ".mp4":
-        import imageio.v2 as imageio
+        import imageio.v2 as imageio  # lazy: MP4 only, which needs the optional video extra
 
         hold = [frames[-1]] * int(2 * fps)
         with atomic_path(path) as tmp:

@@ -24,7 +24,7 @@ def match_record_models(record, cards: Iterable[Mapping], sha256: Callable[[Mapp
 
     Parameters
     ----------
-    record : a :class:`~trav_gui.engine.export.RunRecord`.
+    record : a :class:`~trav_gui.engine.output.export.RunRecord`.
     cards : the models available (each with ``path``); unreadable ones are skipped.
     sha256 : a card's weights digest (may raise OSError for a vanished file).
     max_models, max_steps : limits of the caller (the window shows at most 4 columns).

@@ -1,8 +1,8 @@
 """The run record (``run.json``): what a traversal was, exactly enough to replay it.
 
 A run record names the app version, the models with the sha256 of their weights, the
-start image (28×28 values, and its MNIST test index if it was picked), the target, every
-:class:`~trav_gui.engine.traversal.TraversalConfig` setting, the seed and the time.
+start image (28×28 values, and its index among the data set's test images if it was picked), the target, every
+:class:`~trav_gui.engine.core.traversal.TraversalConfig` setting, the seed and the time.
 
 Records come from other people (File → Open run…), so :func:`validate_run_record` checks
 every field with a strict pydantic model before anything uses it: booleans are not
@@ -27,8 +27,9 @@ from pydantic import (BaseModel, ConfigDict, Field, PlainValidator, StrictInt, S
 from pydantic_core import PydanticCustomError
 
 from trav_gui import __version__
+from trav_gui.engine.core.traversal import TraversalConfig
 from trav_gui.engine.files import write_bytes_atomic
-from trav_gui.engine.traversal import TraversalConfig
+from trav_gui.engine.realism import flip_step, summary
 
 __all__ = [
     "FORMAT",
@@ -41,6 +42,7 @@ __all__ = [
     "RunRecord",
     "RunRecordError",
     "build_run_record",
+    "record_run",
     "read_run_record",
     "validate_run_record",
     "write_run_record",
@@ -91,7 +93,8 @@ class RunRecord:
     ----------
     models : the models, in column order.
     start_image : (28, 28) float32 in [0, 1], exactly the image the run started from.
-    mnist_index : index into the shipped MNIST test digits, or None for a drawing.
+    test_index : index into the shipped test images of the run's data set, or None for a drawing
+        (read from ``start.test_index``, or ``start.mnist_index`` in records written before 0.2).
     target : int in 0..9.
     config : the run's :class:`TraversalConfig` (its ``seed`` seeds the run).
     app_version, created : who wrote it and when (ISO 8601, UTC).
@@ -100,7 +103,7 @@ class RunRecord:
 
     models: tuple[ModelRef, ...]
     start_image: np.ndarray
-    mnist_index: int | None
+    test_index: int | None
     target: int
     config: TraversalConfig
     app_version: str
@@ -128,7 +131,19 @@ class _Model(BaseModel):
 class _Start(BaseModel):
     model_config = _STRICT
     image: Annotated[list[_Row], Field(min_length=28, max_length=28)]
+    test_index: Annotated[StrictInt, Field(ge=0)] | None = None
+    # Its name in records written before the data sets had a common name for it; still read.
     mnist_index: Annotated[StrictInt, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _one_index(self) -> "_Start":
+        if self.test_index is not None and self.mnist_index is not None and self.test_index != self.mnist_index:
+            raise PydanticCustomError("run_record", "start.test_index and start.mnist_index disagree")
+        return self
+
+    @property
+    def index(self) -> int | None:
+        return self.test_index if self.test_index is not None else self.mnist_index
 
 
 def _config(value: Any) -> TraversalConfig:
@@ -176,6 +191,7 @@ _MESSAGES: dict[tuple, str] = {
     ("models", "*", "sha256"): "models[{}].sha256 must be 64 lowercase hex digits",
     ("models", "*", "path"): f"models[{{}}].path must be a string of at most {MAX_TEXT_CHARS} characters",
     ("start",): "'start' must be an object",
+    ("start", "test_index"): "start.test_index must be null or a non-negative integer",
     ("start", "mnist_index"): "start.mnist_index must be null or a non-negative integer",
     ("config",): "'config' must be an object",
     ("seed",): "'seed' must be an integer equal to config.seed",
@@ -260,7 +276,7 @@ def validate_run_record(data: object) -> RunRecord:
     return RunRecord(
         models=tuple(ModelRef(m.name, m.sha256, m.path) for m in parsed.models),
         start_image=image,
-        mnist_index=parsed.start.mnist_index,
+        test_index=parsed.start.index,
         target=parsed.target,
         config=parsed.config,
         app_version=parsed.app_version or "?",
@@ -278,7 +294,7 @@ def build_run_record(
     start_image: np.ndarray,
     target: int,
     config: TraversalConfig,
-    mnist_index: int | None = None,
+    test_index: int | None = None,
     created: str | None = None,
     extra: Mapping | None = None,
 ) -> dict:
@@ -291,7 +307,7 @@ def build_run_record(
         exactly.
     target : int in 0..9.
     config : every setting of the run, seed included.
-    mnist_index : the shipped MNIST test digit the start came from, or None.
+    test_index : the shipped test image (of the run's data set) the start came from, or None.
     created : ISO 8601 time; now (UTC) when None.
     extra : more JSON-ready fields to store under ``"extra"`` (device, a summary, ...).
 
@@ -308,8 +324,8 @@ def build_run_record(
         "models": [m.to_dict() for m in models],
         "start": {
             "image": image.tolist(),
-            "mnist_index": None if mnist_index is None else int(mnist_index),
-            "source": "mnist_test" if mnist_index is not None else "drawing",
+            "test_index": None if test_index is None else int(test_index),
+            "source": "test_set" if test_index is not None else "drawing",
         },
         "target": int(target),
         "config": config.to_dict(),
@@ -320,6 +336,45 @@ def build_run_record(
         record["extra"] = dict(extra)
     validate_run_record(record)
     return record
+
+
+def record_run(
+    models: Sequence[ModelRef],
+    start_image: np.ndarray,
+    target: int,
+    config: TraversalConfig,
+    steps: np.ndarray,
+    probs: np.ndarray,
+    nn_ratio: np.ndarray | None = None,
+    test_index: int | None = None,
+    extra: Mapping | None = None,
+) -> dict:
+    """The run record of a traversal that ran, with its per-model summary: what the app's export
+    and ``trav-gui traverse`` both write.
+
+    Parameters
+    ----------
+    models, start_image, target, config, test_index : as for :func:`build_run_record`.
+    steps : (T,) the step number of each frame.
+    probs : (T, M, 10) each model's class probabilities, models in the order of ``models``.
+    nn_ratio : (T, M) nearest-real ratios (NaN where not scored), or None without realism.
+    extra : more fields for ``"extra"`` (the data set, the device...).
+
+    Returns
+    -------
+    dict whose ``"extra"`` holds ``steps_taken``, ``flip_step`` (per model name) and
+    ``realism`` (per model name: flip, confident and most realistic step; see
+    :func:`trav_gui.engine.realism.summary`).
+    """
+    names = [m.name for m in models]
+    steps = np.asarray(steps)
+    flips = [flip_step(probs[:, j], target) for j in range(len(names))]
+    realism = {name: summary(probs[:, j], None if nn_ratio is None else nn_ratio[:, j], steps, target)
+               for j, name in enumerate(names)}
+    extra = {"steps_taken": int(steps[-1]),
+             "flip_step": {name: None if i is None else int(steps[i]) for name, i in zip(names, flips)},
+             **(extra or {}), "realism": realism}
+    return build_run_record(models, start_image, target, config, test_index=test_index, extra=extra)
 
 
 def write_run_record(path: str | os.PathLike, record: dict) -> Path:

@@ -1,0 +1,130 @@
+"""The classifier architectures, by name: the app's own (``SmallCNN``, ``WideCNN``) and two for
+users' own weights (``LeNet5``, ``MLP``).
+
+Every one maps ``(N, 1, 28, 28)`` float32 pixels in [0, 1] (``MLP``: ``(N, 784)``) to logits
+``(N, 10)``. The users' two are plain ``nn.Sequential``, so that a model someone built as the same ``nn.Sequential``
+in their own code saves a state dict (``0.weight``, ``0.bias``, ``3.weight``...) that loads
+here unchanged: ``safetensors.torch.save_file(model.state_dict(), "lenet.safetensors")`` plus
+a card naming the architecture (see :mod:`trav_gui.engine.models.conventions`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+__all__ = ["ARCHITECTURES", "ARCHITECTURE_LAYOUTS", "LeNet5", "MLP", "SmallCNN", "WideCNN",
+           "fitting_architectures"]
+
+
+class SmallCNN(nn.Module):
+    """The product's classifier: two 5×5 conv layers and a 128-unit hidden layer.
+
+    This is the MNIST network of Madry et al. (2018) with its 1024-unit hidden layer cut to
+    128: the same convolutional features, 455k instead of 3.3M parameters. Adversarial
+    training costs about eight forward/backward passes per batch, and on a 2-core CPU this
+    net trains an L2-PGD epoch in about 3.5 minutes while reaching the robustness of the
+    published models; a traversal step on one image costs about 1 ms.
+
+    Shapes: input ``(N, 1, 28, 28)`` float32 in [0, 1]; output logits ``(N, 10)``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 32, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(64 * 7 * 7, 128),
+            nn.ReLU(),
+            nn.Linear(128, 10),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class WideCNN(nn.Module):
+    """A second, differently built classifier: four 3×3 conv layers, 256 hidden units.
+
+    Used only as an independent judge in the realism benchmarks: a model of another
+    architecture and seed that agrees a traversal reached the target says the image changed
+    meaning, not just one network's decision.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(64 * 7 * 7, 256),
+            nn.ReLU(),
+            nn.Linear(256, 10),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class LeNet5(nn.Sequential):
+    """LeNet-5 in its common modern form (ReLU, max pooling), for users' own weights.
+
+    Exactly ``nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+    nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(),
+    nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))``: a model built that way (or from this
+    class) saves a state dict this architecture reads. Input (N, 1, 28, 28); output (N, 10).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+        )
+
+
+class MLP(nn.Sequential):
+    """A small multilayer perceptron on flat pixels, for users' own weights.
+
+    Exactly ``nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(),
+    nn.Linear(128, 10))``. Input (N, 784) (its card says ``"layout": "flat"``); output (N, 10).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
+    "small_cnn": SmallCNN,
+    "wide_cnn": WideCNN,
+    "lenet5": LeNet5,
+    "mlp": MLP,
+}
+# The input each architecture takes: "image" (N, 1, 28, 28) or "flat" (N, 784).
+ARCHITECTURE_LAYOUTS = {"small_cnn": "image", "wide_cnn": "image", "lenet5": "image", "mlp": "flat"}
+
+
+def fitting_architectures(state: dict[str, torch.Tensor]) -> list[str]:
+    """The registered architectures whose tensors have exactly these names and shapes."""
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    return [name for name, make in ARCHITECTURES.items()
+            if {k: tuple(v.shape) for k, v in make().state_dict().items()} == shapes]
