@@ -37,14 +37,12 @@ import torch
 from tqdm import tqdm
 
 from trav_gui.engine.data.datasets import DATASETS, test_set
-from trav_gui.engine.models.errors import ModelLoadError
-from trav_gui.engine.models.card import is_judge, read_card
-from trav_gui.engine.models.loading import list_models, load_model, resolve_model_path
-from trav_gui.engine.models.errors import PriorLoadError
-from trav_gui.engine.realism import CONFIDENT_PROB, held_out_reference, judge_name, noise_growth, reference_set, ssim
+from trav_gui.engine.files import write_bytes_atomic
+from trav_gui.engine.models.card import card_path, read_card
+from trav_gui.engine.models.errors import ModelLoadError, PriorLoadError, RecipeError
+from trav_gui.engine.models.loading import list_models, load_model, load_recipe, resolve_model_path
 from trav_gui.engine.models.recipes import Recipe
-from trav_gui.engine.models.errors import RecipeError
-from trav_gui.engine.models.loading import load_recipe
+from trav_gui.engine.realism import CONFIDENT_PROB, held_out_reference, judge_name, noise_growth, reference_set, ssim
 from trav_gui.engine.core.traversal import TraversalConfig, traverse
 from plotting import pyplot  # benchmarks/plotting.py, beside this script
 
@@ -153,7 +151,7 @@ def real_digits(images, labels, judges, ref, held, device) -> dict:
 
 def default_judges(dataset: str) -> list[str]:
     """Every shipped judge of ``dataset``, the data set's main judge (the robust one) first."""
-    names = [c["name"] for c in list_models() if is_judge(c) and c.get("dataset", "mnist") == dataset]
+    names = [e.name for e in list_models() if e.card.is_judge and e.dataset == dataset]
     return sorted(names, key=lambda n: n != judge_name(dataset))
 
 
@@ -211,8 +209,8 @@ def main(argv=None) -> dict:
         spec = LEVERS.get(name, (name, name))[1]
         card = read_card(resolve_model_path(spec)) if isinstance(spec, str) else None
         if card:
-            row["clean_accuracy"] = (card.get("evaluation") or {}).get("clean_accuracy")
-            row["eps"] = (card.get("training") or {}).get("eps")
+            row["clean_accuracy"] = card.evaluation.clean_accuracy
+            row["eps"] = (card.to_json().get("training") or {}).get("eps")
     result["seconds"] = round(time.time() - t_start, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -242,8 +240,9 @@ def write_recipe_card(name: str, model, row: dict, result: dict, dataset: str, d
     realism into its card; the card keeps the recipe file's sha256."""
     from trav_gui.engine.models.accuracy import clean_accuracy
 
-    path = resolve_model_path(name).with_suffix(".json")
-    card = json.loads(path.read_text(encoding="utf-8"))
+    recipe = resolve_model_path(name)
+    path = card_path(recipe)
+    card = read_card(recipe, strict=True).to_json()
     clean, samples = clean_accuracy(model, dataset, device)
     first = result["judges"][0]
     card["evaluation"] = {
@@ -254,7 +253,7 @@ def write_recipe_card(name: str, model, row: dict, result: dict, dataset: str, d
                     "judge_agreement": {j: v["agree"] for j, v in row["judges"].items()},
                     **{k: row[k] for k in ("reach", "nn", "nn_test", "growth", "l2", "ssim")},
                     "measured_by": "benchmarks/bench_realism.py"}}
-    path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    write_bytes_atomic(path, (json.dumps(card, indent=2) + "\n").encode())
     print(f"wrote the measured figures into {path}", file=sys.stderr)
 
 

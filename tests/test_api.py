@@ -122,10 +122,10 @@ def test_show_opens_the_app_on_in_memory_models(qtbot):
     mine, yours = plain_model(1), plain_model(2)
     window = trav_gui.show(models={"mine": mine, "yours": yours}, image=digit(7), target=3, block=False)
     qtbot.addWidget(window)
-    cards = window.selector.selected_cards()
-    assert [c["name"] for c in cards] == ["mine", "yours"]
-    assert cards[0]["path"] == "memory:mine" and cards[0]["sha256"] == state_sha256(mine)
-    assert cards[0]["evaluation"]["clean_samples"] == 10_000
+    cards = window.selector.selected_entries()
+    assert [c.name for c in cards] == ["mine", "yours"]
+    assert cards[0].path is None and cards[0].key == "memory:mine" and cards[0].card.sha256 == state_sha256(mine)
+    assert cards[0].card.evaluation.clean_samples == 10_000
     assert window.target_picker.target == 3 and window.device == "cpu"
     np.testing.assert_array_equal(window.input_panel.start_image, digit(7))
     window.settings.max_steps.setValue(5)
@@ -158,13 +158,13 @@ def test_add_model_keeps_the_model_and_the_next_start_lists_it(qtbot, gui_models
                                                                user_models):
     window = make_window(qtbot, gui_models)
     assert window.add_model_file(save_with_card(trained_lenet, tmp_path / "lenet.safetensors", LENET_CARD))
-    assert [c["name"] for c in window.selector.selected_cards()] == ["robust", "standard", "lenet"]
+    assert [c.name for c in window.selector.selected_entries()] == ["robust", "standard", "lenet"]
     assert "lenet — clean 9" in window.selector.list.item(2).text()
     assert (user_models / "lenet.safetensors").is_file()
     window.close()
     again = make_window(qtbot, gui_models)  # a restart
-    assert [c["name"] for c in again.selector.cards()] == ["robust", "standard", "lenet"]
-    assert again.selector.cards()[2]["path"] == str(user_models / "lenet.safetensors")
+    assert [c.name for c in again.selector.entries()] == ["robust", "standard", "lenet"]
+    assert again.selector.entries()[2].path == user_models / "lenet.safetensors"
 
 
 def test_add_model_refuses_a_pickle_with_a_dialog_and_keeps_nothing(qtbot, gui_models, tmp_path, user_models):
@@ -173,5 +173,5 @@ def test_add_model_refuses_a_pickle_with_a_dialog_and_keeps_nothing(qtbot, gui_m
     torch.save({"w": torch.zeros(1)}, bad)
     with qtbot.waitSignal(window.error_shown, timeout=5000):
         assert not window.add_model_file(bad)
-    assert "torch.onnx.export" in window.last_error and len(window.selector.cards()) == 2
+    assert "torch.onnx.export" in window.last_error and len(window.selector.entries()) == 2
     assert not any(user_models.iterdir())

@@ -11,7 +11,7 @@ from trav_gui.engine.data import datasets as data
 from trav_gui.engine.output.gallery import gallery_start_indices, run_gallery
 from trav_gui.engine.runs.record import write_run_record
 from trav_gui.engine.models.architectures import SmallCNN
-from trav_gui.engine.models.card import check_one_dataset
+from trav_gui.engine.models.card import ModelCard, ModelEntry, check_one_dataset
 from trav_gui.engine.models.loading import load_model
 from trav_gui.engine.models.weights import save_model
 from trav_gui.engine.core.traversal import TraversalConfig
@@ -58,10 +58,14 @@ def test_fashion_training_split_matches_the_shipped_test_set_and_a_missing_root_
 
 
 def test_a_run_that_mixes_data_sets_is_refused_by_name(mixed_folder, tmp_path, capsys):
-    cards = [{"name": "robust", "dataset": "mnist"}, {"name": "fashion-robust", "dataset": "fashion-mnist"}]
+    entries = [ModelEntry(name, None, "memory", ModelCard.model_validate({"dataset": ds}))
+               for name, ds in (("robust", "mnist"), ("fashion-robust", "fashion-mnist"))]
     with pytest.raises(ValueError, match=r"robust \(mnist\), fashion-robust \(fashion-mnist\)"):
-        check_one_dataset(cards)
-    assert check_one_dataset([{"name": "old card"}]) == "mnist"  # cards before data sets were MNIST
+        check_one_dataset(entries)
+    old = ModelCard.model_validate({"name": "old card"})  # cards before data sets were MNIST
+    assert check_one_dataset([ModelEntry("old", None, "memory", old)]) == "mnist"
+    with pytest.raises(ValueError, match='"dataset" must be one of mnist, fashion-mnist'):
+        ModelCard.model_validate({"dataset": "cifar10"})
     code = main(["traverse", "--model", str(mixed_folder / "robust.safetensors"), "--model",
                  str(mixed_folder / "fashion-robust.safetensors"), "--index", "0", "--target", "7",
                  "--steps", "2", "--out", str(tmp_path / "o")])
@@ -98,10 +102,10 @@ def test_gallery_of_a_fashion_model_starts_from_the_first_garment_of_each_class(
 
 def test_the_app_switches_to_fashion_mnist_and_offers_only_its_models(qtbot, mixed_folder, tmp_path):
     window = make_window(qtbot, mixed_folder)
-    assert [c["name"] for c in window.selector.cards()] == ["robust", "standard"]
+    assert [c.name for c in window.selector.entries()] == ["robust", "standard"]
     assert window.set_dataset("fashion-mnist")
-    assert [c["name"] for c in window.selector.cards()] == ["fashion-robust", "fashion-standard"]
-    assert {c["name"] for c in window.selector.selected_cards()} == {"fashion-robust", "fashion-standard"}
+    assert [c.name for c in window.selector.entries()] == ["fashion-robust", "fashion-standard"]
+    assert {c.name for c in window.selector.selected_entries()} == {"fashion-robust", "fashion-standard"}
     assert window.target_picker.buttons[7].text() == "Sneaker"
     images, _ = data.test_set("fashion-mnist")
     assert np.allclose(window.input_panel.start_image, images[0] / 255.0)
@@ -116,9 +120,9 @@ def test_the_app_switches_to_fashion_mnist_and_offers_only_its_models(qtbot, mix
     write_run_record(tmp_path / "run.json", record)
     # Back to digits: the MNIST models again, digit labels on the buttons.
     assert window.set_dataset("mnist")
-    assert [c["name"] for c in window.selector.selected_cards()] == ["robust", "standard"]
+    assert [c.name for c in window.selector.selected_entries()] == ["robust", "standard"]
     assert window.target_picker.buttons[7].text() == "7"
     # Opening the Fashion run switches back to its data set and models.
     assert window.open_run_file(tmp_path / "run.json", play=False)
     assert window.dataset == "fashion-mnist" and window.input_panel.dataset_box.currentText() == "Fashion-MNIST"
-    assert [c["name"] for c in window.selector.selected_cards()] == ["fashion-robust", "fashion-standard"]
+    assert [c.name for c in window.selector.selected_entries()] == ["fashion-robust", "fashion-standard"]

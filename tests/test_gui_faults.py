@@ -82,7 +82,7 @@ def test_a_damaged_model_file_is_a_dialog_and_nothing_is_added(qtbot, window, tm
     with qtbot.waitSignal(window.error_shown, timeout=2000):
         assert not window.add_model_file(bad)
     assert words in window.last_error and window.error_dialog.isVisible()
-    assert len(window.selector.cards()) == 2 and [c.name for c in window.view.columns] == ["robust", "standard"]
+    assert len(window.selector.entries()) == 2 and [c.name for c in window.view.columns] == ["robust", "standard"]
 
 
 @pytest.mark.parametrize("change, words", [
@@ -111,7 +111,7 @@ def test_a_refused_run_file_leaves_the_run_on_screen_untouched(qtbot, window, tm
 
 def test_a_target_equal_to_the_start_class_runs_with_a_note(qtbot, window):
     # The two random models disagree on every digit: compare one, so all predict one class.
-    window.selector.set_selected([window.selector.selected_cards()[0]["path"]])
+    window.selector.set_selected([window.selector.selected_entries()[0].key])
     (start_class,) = {int(p.argmax()) for p in window._start_probs.values()}
     window.set_target(start_class)
     assert play_to_end(qtbot, window) == "completed"
@@ -162,8 +162,8 @@ def test_the_window_starts_without_the_picker_when_the_shipped_digits_are_damage
 
 
 def test_nan_mid_run_keeps_the_frames_before_it_and_they_export(qtbot, window, tmp_path):
-    card = window.selector.selected_cards()[1]
-    window.models.put(card["path"], NanAfter(window.models.get(card["path"]), 6))
+    card = window.selector.selected_entries()[1]
+    window.models.put(card.key, NanAfter(window.models.get(card.key), 6))
     with qtbot.waitSignal(window.run_finished, timeout=10_000) as blocker:
         window.play()
     assert blocker.args == ["failed"]

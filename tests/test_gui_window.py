@@ -50,7 +50,7 @@ def curve_y(curve) -> np.ndarray:
 
 
 def test_starts_with_default_models_ticked_and_their_accuracy_listed(window):
-    assert [c["name"] for c in window.selector.selected_cards()] == ["robust", "standard"]
+    assert [c.name for c in window.selector.selected_entries()] == ["robust", "standard"]
     assert [c.name for c in window.view.columns] == ["robust", "standard"]
     item = window.selector.list.item(0).text()
     assert "clean 50.0%" in item and "robust 30.0% (L2 ε 2.0, l2-pgd)" in item
@@ -314,7 +314,7 @@ def test_a_bad_model_file_shows_an_error_dialog(qtbot, window, tmp_path, content
         assert not window.add_model_file(bad)
     assert words in window.last_error
     assert window.error_dialog.isVisible()
-    assert len(window.selector.cards()) == 2
+    assert len(window.selector.entries()) == 2
 
 
 def test_adding_a_good_model_ticks_a_third_column_and_at_most_four_stay_ticked(qtbot, window, tmp_path):
@@ -325,7 +325,7 @@ def test_adding_a_good_model_ticks_a_third_column_and_at_most_four_stay_ticked(q
     assert [c.name for c in window.view.columns] == ["robust", "standard", "extra0"]
     assert window.add_model_file(tmp_path / "extra1.safetensors")
     assert window.add_model_file(tmp_path / "extra2.safetensors")
-    assert len(window.view.columns) == 4 and len(window.selector.cards()) == 5
+    assert len(window.view.columns) == 4 and len(window.selector.entries()) == 5
     item = window.selector.list.item(4)
     item.setCheckState(Qt.CheckState.Checked)  # a fifth is refused
     assert item.checkState() == Qt.CheckState.Unchecked and "At most 4" in window.selector.note.text()

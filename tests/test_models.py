@@ -40,7 +40,7 @@ def test_load_roundtrip_eval_mode_and_shapes(tmp_path):
     out = loaded(x)
     assert out.shape == (3, 10) and out.dtype == torch.float32
     torch.testing.assert_close(out, model.eval()(x))
-    assert card["sha256"] == sha256_of(path)
+    assert card.sha256 == sha256_of(path)
     assert json.loads(path.with_suffix(".json").read_text())["architecture"] == "small_cnn"
 
 
@@ -137,8 +137,8 @@ def test_names_resolve_in_the_models_folder(model_folder, monkeypatch):
 def test_list_models_returns_cards_with_names(model_folder):
     (model_folder / "nocard.safetensors").write_bytes(b"")
     cards = list_models(model_folder)
-    assert [c["name"] for c in cards] == ["a", "b"]
-    assert all(c["sha256"] == sha256_of(c["path"]) for c in cards)
+    assert [c.name for c in cards] == ["a", "b"]
+    assert all(c.card.sha256 == sha256_of(c.path) for c in cards)
 
 
 def test_save_is_atomic_no_temp_files_left(tmp_path):
@@ -147,19 +147,22 @@ def test_save_is_atomic_no_temp_files_left(tmp_path):
 
 
 def test_robust_headline_is_the_strongest_attack_at_the_main_radius():
-    from trav_gui.engine.models.card import robust_headline
+    from trav_gui.engine.models.card import ModelCard, headline_label
 
-    card = {"evaluation": {"robust": [
+    raw = {"evaluation": {"robust": [
         {"eps": 2.0, "attack": "L2 PGD-100, 5 restarts", "samples": 10, "accuracy": 0.7},
         {"eps": 2.0, "attack": "worst case of PGD-100 x5, APGD-CE and APGD-T (DLR)", "samples": 10,
          "accuracy": 0.6},
         {"eps": 3.0, "attack": "L2 PGD-100, 5 restarts", "samples": 10, "accuracy": 0.1},
     ]}}
-    head = robust_headline(card)
-    assert head["accuracy"] == 0.6 and head["eps"] == 2.0 and head["short"] == "PGD+APGD"
-    card["evaluation"]["robust"] = card["evaluation"]["robust"][:1]
-    assert robust_headline(card)["short"] == "L2 PGD-100"
-    assert robust_headline({}) is None and robust_headline({"evaluation": {"robust": []}}) is None
+    head = ModelCard.model_validate(raw).robust_headline()
+    assert head.accuracy == 0.6 and head.eps == 2.0 and headline_label(head) == "PGD+APGD"
+    raw["evaluation"]["robust"] = raw["evaluation"]["robust"][:1]
+    assert headline_label(ModelCard.model_validate(raw).robust_headline()) == "L2 PGD-100"
+    assert ModelCard().robust_headline() is None
+    assert ModelCard.model_validate({"evaluation": {"robust": []}}).robust_headline() is None
+    # entries without both numbers are notes, not figures
+    assert ModelCard.model_validate({"evaluation": {"robust": [{"eps": 2.0, "note": "skipped"}]}}).robust_headline() is None
 
 
 @pytest.mark.parametrize("bad_value", [float("inf"), float("-inf")])

@@ -130,15 +130,16 @@ def test_traverse_accepts_an_onnx_path_and_writes_its_stem(default_export, tmp_p
 
 
 def test_adding_an_onnx_with_external_data_keeps_a_copy_that_stands_alone(trained_lenet, default_export):
-    card, model = add_user_model(default_export, name="lenet-onnx")
-    folder = os.path.dirname(card["path"])
+    entry, model = add_user_model(default_export, name="lenet-onnx")
+    folder = entry.path.parent
     assert sorted(os.listdir(folder)) == ["lenet-onnx.json", "lenet-onnx.onnx"]  # no .data beside it
-    assert card["sha256"] == model_sha256(card["path"]) and card["source_sha256"] == model_sha256(default_export)
-    assert card["evaluation"]["clean_accuracy"] > 0.8 and card["input"]["layout"] == "image"
+    card = entry.card
+    assert card.sha256 == model_sha256(entry.path) and card.source_sha256 == model_sha256(default_export)
+    assert card.evaluation.clean_accuracy > 0.8 and card.input["layout"] == "image"
     x, _ = mnist_images(8)
     torch.testing.assert_close(model(x), trained_lenet(x), atol=1e-4, rtol=0)
     again, _ = add_user_model(default_export, name="other-name")  # the same weights are not kept twice
-    assert again["name"] == "lenet-onnx" and len(list_user_models()) == 1
+    assert again.name == "lenet-onnx" and len(list_user_models()) == 1
 
 
 def test_the_sha256_of_a_model_with_external_data_covers_its_data(default_export, tmp_path):

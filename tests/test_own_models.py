@@ -123,14 +123,15 @@ def test_pickles_and_torchscript_are_refused_with_the_two_line_conversion(tmp_pa
 def test_add_list_use_and_remove_round_trip(trained_lenet, tmp_path, user_models):
     card = {**LENET_CARD, "kind": "mine", "role": "judge"}
     source = save_with_card(trained_lenet, tmp_path / "my lenet.safetensors", card)
-    card, model = add_user_model(source)
-    assert card["name"] == "my-lenet" and user_models_dir() == user_models
+    entry, model = add_user_model(source)
+    assert entry.name == "my-lenet" and entry.source == "user" and user_models_dir() == user_models
     assert sorted(p.name for p in user_models.iterdir()) == ["my-lenet.json", "my-lenet.safetensors"]
     stored = json.loads((user_models / "my-lenet.json").read_text())
     assert stored["evaluation"]["clean_accuracy"] > 0.8 and stored["evaluation"]["clean_samples"] == 10_000
     assert stored["architecture"] == "lenet5" and stored["kind"] == "mine" and "role" not in stored
+    assert stored == entry.card.to_json()  # the entry's card is the one written
     assert stored["input"] == {"layout": "image", "range": [0, 1]} and stored["output"] == "logits"
-    assert [c["name"] for c in list_user_models()] == ["my-lenet"]
+    assert [c.name for c in list_user_models()] == ["my-lenet"]
     assert resolve_model_path("my-lenet") == user_models / "my-lenet.safetensors"
     x, _ = mnist_images(4)
     torch.testing.assert_close(load_model("my-lenet")(x), trained_lenet(x))
@@ -155,7 +156,7 @@ def test_names_are_checked_and_never_overwrite(trained_lenet, tmp_path):
     with pytest.raises(UserModelError, match="taken by another user model"):
         add_user_model(other, name="mine")
     card, _ = add_user_model(other, name="mine", rename=True)
-    assert card["name"] == "mine-2"
+    assert card.name == "mine-2"
 
 
 def test_a_refused_file_leaves_the_user_folder_empty(tmp_path, user_models):

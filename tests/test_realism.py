@@ -13,7 +13,6 @@ from trav_gui.cli import main
 from trav_gui.engine.data import datasets as data
 from trav_gui.engine import realism
 from trav_gui.engine.output.export import read_steps_csv
-from trav_gui.engine.models.card import is_judge
 from trav_gui.engine.models.loading import list_models, load_model
 from helpers import make_window
 
@@ -71,8 +70,8 @@ def test_confident_point_flip_and_most_realistic_on_a_synthetic_trajectory():
 
 
 def test_the_judge_is_shipped_listed_as_a_judge_and_never_traversed(tmp_path, capsys):
-    judge = next(c for c in list_models() if c["name"] == "judge")
-    assert is_judge(judge) and judge["dataset"] == "mnist" and judge["architecture"] == "wide_cnn"
+    judge = next(c for c in list_models() if c.name == "judge")
+    assert judge.card.is_judge and judge.dataset == "mnist" and judge.card.architecture == "wide_cnn"
     assert load_model(realism.judge_name("mnist"))(torch.rand(1, 1, 28, 28)).shape == (1, 10)
     assert main(["models"]) == 0
     assert any(line.startswith("judge") and " judge " in line for line in capsys.readouterr().out.splitlines())
@@ -192,11 +191,11 @@ def test_the_realistic_recipe_can_be_ticked_and_played_beside_robust_and_standar
     from trav_gui.paths import models_dir
 
     window = make_window(qtbot, models_dir())
-    cards = {c["name"]: c for c in window.selector.cards()}
+    cards = {c.name: c for c in window.selector.entries()}
     assert "realistic" in cards and "judge" not in cards and "judge-standard" not in cards
-    window.selector.set_selected([cards[n]["path"] for n in ("robust", "standard", "realistic")])
+    window.selector.set_selected([cards[n].key for n in ("robust", "standard", "realistic")])
     play_to_end(qtbot, window, example=15, target=0, steps=30)
-    names = [c["name"] for c in window.selector.selected_cards()]
+    names = [c.name for c in window.selector.selected_entries()]
     assert sorted(names) == ["realistic", "robust", "standard"]
     h = window.history
     assert len(window.view.columns) == 3 and h.images.shape[1] == 3

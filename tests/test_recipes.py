@@ -163,7 +163,7 @@ def test_priors_map_images_to_images_and_refuse_a_changed_file(cls, tmp_path):
     card = save_prior(net, tmp_path / "p.safetensors", {"prior": "score" if cls is ScoreUNet else "dae",
                                                         "dataset": "mnist"})
     loaded, read = load_prior(tmp_path / "p.safetensors")
-    assert read["sha256"] == card["sha256"] and read["role"] == "prior"
+    assert read.sha256 == card.sha256 and read.role == "prior"
     assert torch.allclose(loaded(x, 0.2), net(x, 0.2), atol=1e-6)
     (tmp_path / "p.safetensors").write_bytes((tmp_path / "p.safetensors").read_bytes()[:-4] + b"\0\0\0\0")
     with pytest.raises(PriorLoadError, match="sha256"):
@@ -208,8 +208,8 @@ def test_the_shipped_realistic_recipe_traverses_from_the_command_line_like_a_mod
     from trav_gui.cli import main
     from trav_gui.engine.models.loading import list_models
 
-    card = next(c for c in list_models() if c["name"] == "realistic")
-    assert card["kind"] == "recipe" and card["sha256"] == sha256_of(card["path"])
+    card = next(c for c in list_models() if c.name == "realistic")
+    assert card.card.kind == "recipe" and card.card.sha256 == sha256_of(card.path)
     out = tmp_path / "run"
     assert main(["traverse", "--model", "realistic", "--model", "robust", "--index", "15", "--target", "0",
                  "--steps", "40", "--out", str(out)]) == 0
@@ -227,9 +227,9 @@ def test_a_recipe_is_added_as_a_user_model_listed_traversed_and_removed(tmp_path
     path = tmp_path / "mine.recipe"
     path.write_text(json.dumps({"models": ["robust"], "step_scale": 2.0}))
     assert main(["models", "add", str(path)]) == 0
-    card = next(c for c in list_user_models() if c["name"] == "mine")
-    assert card["kind"] == "recipe" and card["dataset"] == "mnist" and "steps x 2" in card["description"]
-    assert card["evaluation"]["clean_accuracy"] == pytest.approx(0.9876)  # robust's, measured again
+    card = next(c for c in list_user_models() if c.name == "mine")
+    assert card.card.kind == "recipe" and card.dataset == "mnist" and "steps x 2" in card.card.description
+    assert card.card.evaluation.clean_accuracy == pytest.approx(0.9876)  # robust's, measured again
     assert main(["traverse", "--model", "mine", "--index", "3", "--target", "1", "--steps", "5",
                  "--out", str(tmp_path / "run")]) == 0
     z = np.load(tmp_path / "run" / "mine.npz")
@@ -239,4 +239,4 @@ def test_a_recipe_is_added_as_a_user_model_listed_traversed_and_removed(tmp_path
     assert main(["models", "add", str(bad)]) != 0
     assert "judge" in capsys.readouterr().err
     assert main(["models", "remove", "mine"]) == 0
-    assert not any(c["name"] == "mine" for c in list_user_models())
+    assert not any(c.name == "mine" for c in list_user_models())

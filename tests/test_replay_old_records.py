@@ -28,7 +28,7 @@ OLD = {"mnist": DATA / "run_before_wings_mnist.json", "fashion-mnist": DATA / "r
 
 
 def _shipped_by_sha(record):
-    return match_record_models(record, list_models(models_dir()), lambda c: model_sha256(c["path"]))
+    return match_record_models(record, list_models(models_dir()), lambda c: model_sha256(c.key))
 
 
 @pytest.mark.parametrize("dataset, index", [("mnist", 7), ("fashion-mnist", 9)])
@@ -47,7 +47,7 @@ def test_an_old_record_replays_to_the_steps_it_recorded(dataset):
     recorded steps (every one of them within the run: the record was made to say something)."""
     record = read_run_record(OLD[dataset])
     cards = _shipped_by_sha(record)
-    models = [load_model(c["path"]) for c in cards]
+    models = [load_model(c.key) for c in cards]
     arrays = stack_frames(list(traverse(models, record.start_image, record.target, record.config)))
     ratio = RealismScorer(dataset=dataset).score(arrays["images"][:, :, 0], record.target).nn_ratio
     recorded = record.raw["extra"]["realism"]
@@ -75,7 +75,7 @@ def test_the_app_opens_an_old_fashion_record_and_replays_it(qtbot):
     assert window.dataset == "mnist"
     assert window.open_run_file(OLD["fashion-mnist"], play=False)
     assert window.dataset == "fashion-mnist"
-    assert [c["name"] for c in window.selector.selected_cards()] == ["fashion-robust", "fashion-standard"]
+    assert [c.name for c in window.selector.selected_entries()] == ["fashion-robust", "fashion-standard"]
     assert window.input_panel.test_index == 9 and window.target_picker.target == 9
     with qtbot.waitSignal(window.run_finished, timeout=30_000):
         window.play()

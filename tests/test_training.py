@@ -127,12 +127,13 @@ def test_evaluate_writes_the_card_and_keeps_sha_valid(small_trained, capsys):
 def test_shipped_card_clean_accuracy_is_reproduced_exactly(name):
     if not any((models_dir() / f"{name}{ext}").exists() for ext in (".safetensors", ".recipe")):
         pytest.skip(f"{name} not shipped yet")
-    card = next(c for c in list_models() if c["name"] == name)
-    images, labels = evaluate.test_set(card.get("dataset", "mnist"))
+    entry = next(e for e in list_models() if e.name == name)
+    card = entry.card
+    images, labels = evaluate.test_set(entry.dataset)
     x = torch.from_numpy(images.astype("float32") / 255.0)[:, None]
     y = torch.from_numpy(labels.astype("int64"))
-    assert evaluate.clean_accuracy(load_model(name), x, y) == card["evaluation"]["clean_accuracy"]
-    assert card["evaluation"]["test_samples"] == 10000
+    assert evaluate.clean_accuracy(load_model(name), x, y) == card.evaluation.clean_accuracy
+    assert card.evaluation.test_samples == 10000
 
 
 def test_random_shift_moves_each_image_by_at_most_its_pixels_with_zero_fill():
@@ -168,8 +169,8 @@ def test_train_prior_writes_a_loadable_prior_that_denoises(tmp_path, mnist_root)
     train_prior.main(["--kind", "score", "--epochs", "2", "--limit", "512", "--batch-size", "64",
                       "--data-root", str(mnist_root), "--out", str(out), "--eval-samples", "200"])
     prior, card = load_prior(out)
-    assert card["prior"] == "score" and card["role"] == "prior" and card["dataset"] == "mnist"
-    mse = card["evaluation"]["denoising_mse_per_pixel"]
+    assert card.prior == "score" and card.role == "prior" and card.dataset == "mnist"
+    mse = card.evaluation.denoising_mse_per_pixel
     assert mse["0.3"] < 0.3**2  # better than not denoising at all
-    assert [row["epoch"] for row in card["learning_curve"]] == [1, 2]
+    assert [row["epoch"] for row in card.to_json()["learning_curve"]] == [1, 2]
     assert (tmp_path / "score.safetensors.ckpt" / "state.json").is_file()

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from trav_gui.engine.data.datasets import DATASETS, test_set
 from trav_gui.engine.models.errors import ModelLoadError
-from trav_gui.engine.models.card import card_path, read_card
+from trav_gui.engine.models.card import ModelCard, card_path, read_card
 from trav_gui.engine.models.loading import load_model, resolve_model_path
 from trav_gui.engine.models.weights import save_model
 from trav_gui.engine.core.steps import L2Step
@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> dict:
         path = resolve_model_path(args.model)
     except ModelLoadError as exc:
         sys.exit(f"error: {exc}")
-    card_dataset = (read_card(path) or {}).get("dataset", "mnist")
+    card = read_card(path) or ModelCard()
+    card_dataset = card.dataset
     if args.dataset and args.dataset != card_dataset:
         sys.exit(f"error: {path.name} was trained on {card_dataset}, not {args.dataset}; "
                  f"its accuracy on {args.dataset} would mean nothing")
@@ -204,10 +205,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     if args.write_card:
-        card = read_card(path) or {}
-        card["evaluation"] = result
         # Rewrites weights and card together so that the card's sha256 stays right.
-        save_model(model, path, card, card.get("architecture", "small_cnn"))
+        save_model(model, path, {**card.to_json(), "evaluation": result}, card.architecture or "small_cnn")
         print(f"wrote the figures into {card_path(path)}", file=sys.stderr)
     return result
 

@@ -18,7 +18,6 @@ def _cmd_gui(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from trav_gui.engine.models.card import card_dataset, robust_headline
     from trav_gui.engine.models.loading import list_models
     from trav_gui.engine.models.user_models import list_user_models
     from trav_gui.paths import user_models_dir
@@ -27,27 +26,26 @@ def _cmd_models(args: argparse.Namespace) -> int:
     if args.folder is None:  # the models added with trav-gui models add, listed apart
         groups.append(("user", list_user_models()))
     if args.json:
-        print(json.dumps([{**c, "source": source} for source, cards in groups for c in cards], indent=2))
+        print(json.dumps([e.to_json() for _, entries in groups for e in entries], indent=2))
         return 0
-    if not any(cards for _, cards in groups):
+    if not any(entries for _, entries in groups):
         print("no models with cards found", file=sys.stderr)
         return 1
-    for source, cards in groups:
+    for source, entries in groups:
         if args.dataset:
-            cards = [c for c in cards if card_dataset(c) == args.dataset]
+            entries = [e for e in entries if e.dataset == args.dataset]
         if source == "user":
-            print(f"\nuser models ({user_models_dir()}):" if cards else
+            print(f"\nuser models ({user_models_dir()}):" if entries else
                   "\nno user models yet: trav-gui models add FILE (.safetensors with a card, or .onnx)")
-            if not cards:
+            if not entries:
                 continue
         print(f"{'name':<18} {'data set':<14} {'kind':<9} {'clean':>7} {'robust (eps, attack)':<40}")
-        for card in cards:
-            ev = card.get("evaluation") or {}
-            clean = f"{100 * ev['clean_accuracy']:.2f}%" if "clean_accuracy" in ev else "-"
-            r = robust_headline(card)
-            rob = f"{100 * r['accuracy']:.2f}% (eps {r['eps']}, {r['attack']})" if r else "-"
-            kind = "judge" if card.get("role") == "judge" else card.get("kind", "?")
-            print(f"{card['name']:<18} {card_dataset(card):<14} {kind:<9} {clean:>7} {rob}")
+        for e in entries:
+            clean = e.card.evaluation.clean_accuracy
+            r = e.card.robust_headline()
+            rob = f"{100 * r.accuracy:.2f}% (eps {r.eps}, {r.attack})" if r else "-"
+            kind = "judge" if e.card.is_judge else e.card.kind or "?"
+            print(f"{e.name:<18} {e.dataset:<14} {kind:<9} {'-' if clean is None else f'{100 * clean:.2f}%':>7} {rob}")
     return 0
 
 
@@ -63,29 +61,28 @@ def _load_models(names: list[str], dataset: str | None = None):
     """The models, their run-record references and their one data set (``dataset`` if given)."""
     from trav_gui.engine.runs.record import ModelRef
     from trav_gui.engine.models.errors import ModelLoadError
-    from trav_gui.engine.models.card import card_dataset, check_one_dataset, read_card, refuse_judges
-    from trav_gui.engine.models.loading import load_model, model_sha256, resolve_model_path
+    from trav_gui.engine.models.card import check_one_dataset, refuse_judges
+    from trav_gui.engine.models.loading import entry_of, load_model, model_sha256, resolve_model_path
 
-    models, refs, cards = [], [], []
+    models, refs, entries = [], [], []
     for name in names:
         try:
             models.append(load_model(name))
             path = resolve_model_path(name)
         except ModelLoadError as exc:
             raise CliError(str(exc)) from None
-        card = read_card(path) or {}
-        cards.append({"name": path.stem, "dataset": card_dataset(card), "role": card.get("role")})
+        entries.append(entry_of(path))
         label, k = path.stem, 2
         while label in {r.name for r in refs}:  # the same model twice, or two files of one name
             label, k = f"{path.stem}-{k}", k + 1
         refs.append(ModelRef(label, model_sha256(path), str(path)))
     try:
-        refuse_judges(cards)
-        found = check_one_dataset(cards)
+        refuse_judges(entries)
+        found = check_one_dataset(entries)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     if dataset is not None and found != dataset:
-        which = ", ".join(f"{c['name']} ({c['dataset']})" for c in cards)
+        which = ", ".join(f"{e.name} ({e.dataset})" for e in entries)
         raise CliError(f"--dataset {dataset}, but the models were trained on another data set: {which}")
     return models, refs, found
 

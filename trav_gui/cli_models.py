@@ -9,22 +9,21 @@ __all__ = ["add_model_commands"]
 
 
 def _cmd_add(args: argparse.Namespace) -> int:
-    from trav_gui.engine.models.errors import ModelLoadError
-    from trav_gui.engine.models.errors import UserModelError
+    from trav_gui.engine.models.errors import ModelLoadError, UserModelError
     from trav_gui.engine.models.user_models import accuracy_warning, add_user_model
 
     try:
-        card, _ = add_user_model(args.file, name=args.name)
+        entry, _ = add_user_model(args.file, name=args.name)
     except (ModelLoadError, UserModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    ev = card.get("evaluation") or {}
-    print(f"{card['name']}: clean accuracy {100 * ev['clean_accuracy']:.2f} % on the {ev['clean_samples']} "
-          f"{card['dataset']} test images; kept as {card['path']}")
-    warning = accuracy_warning(card)
+    ev = entry.card.evaluation
+    print(f"{entry.name}: clean accuracy {100 * ev.clean_accuracy:.2f} % on the {ev.clean_samples} "
+          f"{entry.dataset} test images; kept as {entry.path}")
+    warning = accuracy_warning(entry.card)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"use it: trav-gui traverse --model {card['name']} ..., or tick it in the app (trav-gui gui)")
+    print(f"use it: trav-gui traverse --model {entry.name} ..., or tick it in the app (trav-gui gui)")
     return 0
 
 

@@ -8,29 +8,29 @@ from typing import Sequence
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import QGroupBox, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
-from trav_gui.engine.models.card import card_dataset, is_judge, robust_headline
+from trav_gui.engine.models.card import ModelCard, ModelEntry, headline_label
+from trav_gui.engine.data.datasets import DEFAULT_DATASET
 from trav_gui.engine.models.loading import list_models
 
 __all__ = ["MAX_MODELS", "ModelSelector", "describe_card"]
 
 MAX_MODELS = 4
-_PATH_ROLE = Qt.ItemDataRole.UserRole
+_KEY_ROLE = Qt.ItemDataRole.UserRole
 
 
-def describe_card(card: dict) -> str:
+def describe_card(card: ModelCard) -> str:
     """One line of a card's measured accuracy: clean, and the strongest attack's robust figure."""
-    ev = card.get("evaluation") or {}
+    ev = card.evaluation
     parts = []
-    if isinstance(ev.get("clean_accuracy"), (int, float)):
-        parts.append(f"clean {100 * ev['clean_accuracy']:.1f}%")
-    r = robust_headline(card)
+    if ev.clean_accuracy is not None:
+        parts.append(f"clean {100 * ev.clean_accuracy:.1f}%")
+    r = card.robust_headline()
     if r is not None:
-        parts.append(f"robust {100 * r['accuracy']:.1f}% (L2 ε {r['eps']}, {r['short']})")
-    realism = (ev.get("realism") or {}).get("success")
-    if card.get("kind") == "recipe":
+        parts.append(f"robust {100 * r.accuracy:.1f}% (L2 ε {r.eps}, {headline_label(r)})")
+    if card.kind == "recipe":
         parts.insert(0, "recipe")
-        if isinstance(realism, (int, float)):
-            parts.append(f"realistic {100 * realism:.0f}% of traversals")
+        if ev.realism_success is not None:
+            parts.append(f"realistic {100 * ev.realism_success:.0f}% of traversals")
     return " · ".join(parts) if parts else "no accuracy on its card"
 
 
@@ -53,80 +53,76 @@ class ModelSelector(QGroupBox):
         layout = QVBoxLayout(self)
         layout.addWidget(self.list)
         layout.addWidget(self.note)
-        self._cards: dict[str, dict] = {}
-        self.dataset = "mnist"
+        self._entries: dict[str, ModelEntry] = {}
+        self.dataset = DEFAULT_DATASET
         self.list.itemChanged.connect(self._on_item_changed)
 
-    def add_card(self, card: dict, checked: bool = False) -> None:
-        """Add a model (a card dict with ``name`` and ``path``); an already listed path is kept."""
-        path = card["path"]
-        if path in self._cards:
+    def add_entry(self, entry: ModelEntry, checked: bool = False) -> None:
+        """Add a model; one already listed (the same :attr:`~ModelEntry.key`) is kept."""
+        if entry.key in self._entries:
             return
-        self._cards[path] = card
-        item = QListWidgetItem(f"{card['name']} — {describe_card(card)}")
-        item.setData(_PATH_ROLE, path)
+        self._entries[entry.key] = entry
+        card = entry.card
+        item = QListWidgetItem(f"{entry.name} — {describe_card(card)}")
+        item.setData(_KEY_ROLE, entry.key)
         item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-        tip = [path, f"data set: {card_dataset(card)}", f"kind: {card.get('kind', '?')}", f"sha256: {card.get('sha256', '?')}"]
-        for r in (card.get("evaluation") or {}).get("robust") or []:
-            if isinstance(r, dict):
-                tip.append(f"robust {100 * r.get('accuracy', float('nan')):.1f}% at ε {r.get('eps')} "
-                           f"({r.get('attack')})")
+        tip = [entry.key, f"data set: {entry.dataset}", f"kind: {card.kind or '?'}", f"sha256: {card.sha256 or '?'}"]
+        tip += [f"robust {100 * r.accuracy:.1f}% at ε {r.eps} ({r.attack})" for r in card.evaluation.robust]
         item.setToolTip("\n".join(tip))
         with QSignalBlocker(self.list):
             item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
             self.list.addItem(item)
-            item.setHidden(card_dataset(card) != self.dataset)
+            item.setHidden(entry.dataset != self.dataset)
 
     def populate(self, folder: str | Path) -> None:
         """List every model with a card in ``folder`` (nothing ticked: see :meth:`show_dataset`)."""
         try:
-            cards = list_models(folder)
+            entries = list_models(folder)
         except OSError:
-            cards = []
-        for card in cards:
-            if not is_judge(card):  # judges judge; they are never traversed
-                self.add_card(card, checked=False)
+            entries = []
+        for entry in entries:
+            if not entry.card.is_judge:  # judges judge; they are never traversed
+                self.add_entry(entry, checked=False)
 
     def show_dataset(self, dataset: str, default_names: Sequence[str] = ()) -> None:
         """Offer only the models of ``dataset``; tick ``default_names`` (else its first two)."""
         self.dataset = dataset
-        ours = [c for c in self.cards(visible_only=False) if card_dataset(c) == dataset]
-        names = [c["name"] for c in ours]
+        ours = [e for e in self.entries(visible_only=False) if e.dataset == dataset]
+        names = [e.name for e in ours]
         default = {n for n in default_names if n in names} or set(names[:2])
         with QSignalBlocker(self.list):
             for it in self._items():
-                card = self._cards[it.data(_PATH_ROLE)]
-                it.setHidden(card_dataset(card) != dataset)
+                it.setHidden(self._entries[it.data(_KEY_ROLE)].dataset != dataset)
                 if it.isHidden():
                     it.setCheckState(Qt.CheckState.Unchecked)
-        self.set_selected([c["path"] for c in ours if c["name"] in default])
+        self.set_selected([e.key for e in ours if e.name in default])
 
-    def add_and_tick(self, card: dict) -> None:
-        """List ``card`` and tick it too if fewer than :data:`MAX_MODELS` are ticked."""
-        room = len(self.selected_cards()) < MAX_MODELS and card_dataset(card) == self.dataset
-        self.add_card(card, checked=False)
+    def add_and_tick(self, entry: ModelEntry) -> None:
+        """List ``entry`` and tick it too if fewer than :data:`MAX_MODELS` are ticked."""
+        room = len(self.selected_entries()) < MAX_MODELS and entry.dataset == self.dataset
+        self.add_entry(entry, checked=False)
         if room:
-            self.set_selected([c["path"] for c in self.selected_cards()] + [card["path"]])
+            self.set_selected([e.key for e in self.selected_entries()] + [entry.key])
 
     def _items(self) -> list[QListWidgetItem]:
         return [self.list.item(i) for i in range(self.list.count())]
 
-    def selected_cards(self) -> list[dict]:
-        """The ticked models' cards, in list order."""
-        return [self._cards[it.data(_PATH_ROLE)] for it in self._items()
+    def selected_entries(self) -> list[ModelEntry]:
+        """The ticked models, in list order."""
+        return [self._entries[it.data(_KEY_ROLE)] for it in self._items()
                 if it.checkState() == Qt.CheckState.Checked]
 
-    def cards(self, visible_only: bool = True) -> list[dict]:
-        """The listed models' cards (those of the data set shown, unless ``visible_only`` is False)."""
-        return [self._cards[it.data(_PATH_ROLE)] for it in self._items()
+    def entries(self, visible_only: bool = True) -> list[ModelEntry]:
+        """The listed models (those of the data set shown, unless ``visible_only`` is False)."""
+        return [self._entries[it.data(_KEY_ROLE)] for it in self._items()
                 if not (visible_only and it.isHidden())]
 
-    def set_selected(self, paths: list[str]) -> None:
-        """Tick exactly the models at ``paths`` (emits ``selection_changed`` once)."""
-        wanted = set(paths)
+    def set_selected(self, keys: list[str]) -> None:
+        """Tick exactly the models with these :attr:`~ModelEntry.key` s (emits ``selection_changed`` once)."""
+        wanted = set(keys)
         with QSignalBlocker(self.list):
             for it in self._items():
-                it.setCheckState(Qt.CheckState.Checked if it.data(_PATH_ROLE) in wanted
+                it.setCheckState(Qt.CheckState.Checked if it.data(_KEY_ROLE) in wanted
                                  else Qt.CheckState.Unchecked)
         self.note.setText("")
         self.selection_changed.emit()

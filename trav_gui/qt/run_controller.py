@@ -93,7 +93,7 @@ class RunController(QObject):
         """Leave the current run and start ``context`` (returned with its run id)."""
         self.leave()
         self._counter += 1
-        context = RunContext(context.cards, context.image, context.test_index, context.target,
+        context = RunContext(context.models, context.image, context.test_index, context.target,
                              context.config, run_id=self._counter)
         worker = TraversalWorker(context.run_id, models, context.image, context.target, context.config,
                                  paused=paused, steps_per_second=steps_per_second, scorer=scorer)

@@ -60,7 +60,7 @@ def _device_of(models: Mapping[str, nn.Module]) -> str | None:
 def show_models(models: Mapping[str, nn.Module], image: np.ndarray | None = None, target: int | None = None,
                 dataset: str = "mnist", block: bool | None = None):
     """Open a MainWindow with ``models`` listed and ticked; see :func:`trav_gui.api.show`."""
-    taken = {c["name"] for c in list_models(models_dir())} | {c["name"] for c in list_user_models()}
+    taken = {e.name for e in list_models(models_dir())} | {e.name for e in list_user_models()}
     clash = sorted(set(models) & taken)
     if clash:
         raise ValueError(f"{', '.join(map(repr, clash))} {'is' if len(clash) == 1 else 'are'} already the name of "

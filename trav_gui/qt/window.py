@@ -31,11 +31,11 @@ from trav_gui.engine.data.datasets import get_dataset, test_set
 from trav_gui.engine.runs.record import RunRecordError, read_run_record
 from trav_gui.engine.runs.history import RunHistory
 from trav_gui.engine.models.cache import ModelCache, predict_start
+from trav_gui.engine.models.card import ModelEntry
 from trav_gui.engine.realism import Scorers
 from trav_gui.engine.runs.context import RunContext
 from trav_gui.engine.runs.replay import ReplayError, match_record_models
 from trav_gui.engine.models.errors import ModelLoadError
-from trav_gui.engine.models.card import card_dataset
 from trav_gui.paths import models_dir
 from trav_gui.paths import user_models_dir
 from trav_gui.qt.actions import build_menus, open_error_dialog
@@ -192,21 +192,21 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ models
 
-    def _selected_models(self) -> tuple[list[dict], list[nn.Module]] | None:
-        """The ticked cards and their loaded models; None (after an error dialog) on failure."""
-        cards = self.selector.selected_cards()
-        if not cards:
+    def _selected_models(self) -> tuple[list[ModelEntry], list[nn.Module]] | None:
+        """The ticked models and their loaded modules; None (after an error dialog) on failure."""
+        entries = self.selector.selected_entries()
+        if not entries:
             self.show_error("No model", "No model is available. Add one with File → Add model…")
             return None
         try:
-            return cards, [self.models.get(c["path"]) for c in cards]
+            return entries, [self.models.get(e.key) for e in entries]
         except ModelLoadError as exc:
             self.show_error("Cannot load model", str(exc))
             return None
 
     def _gallery_models(self) -> tuple[list[nn.Module], list[str]] | None:
         chosen = self._selected_models()
-        return chosen and (chosen[1], [c["name"] for c in chosen[0]])
+        return chosen and (chosen[1], [e.name for e in chosen[0]])
 
     def add_model_file(self, path: str | Path) -> bool:
         """Check a ``.safetensors`` or ``.onnx`` file, keep it among the user models (listed on every
@@ -260,8 +260,8 @@ class MainWindow(QMainWindow):
 
     def _on_selection_changed(self) -> None:
         self._leave_run()
-        cards = self.selector.selected_cards()
-        if not cards:
+        entries = self.selector.selected_entries()
+        if not entries:
             self.view.show_message(
                 "<b>No models found.</b><br><br>"
                 f"The models folder {self.models_folder} holds no <code>.safetensors</code> "
@@ -270,20 +270,20 @@ class MainWindow(QMainWindow):
             self._update_controls()
             self.input_panel.set_predictions_html("")
             return
-        self.view.set_models([c["name"] for c in cards], [describe_card(c) for c in cards])
+        self.view.set_models([e.name for e in entries], [describe_card(e.card) for e in entries])
         self._update_start_predictions()
 
     def _update_start_predictions(self) -> None:
         """Classify the start image with every ticked model; mark the predicted class."""
         self._start_probs = {}
         image = self.input_panel.start_image
-        cards = self.selector.selected_cards()
-        if image is None or not cards:
+        entries = self.selector.selected_entries()
+        if image is None or not entries:
             self.input_panel.set_predictions_html("")
             self.target_picker.mark_predicted({})
             self._show_start()
             return
-        predictions = predict_start(self.models, cards, image)
+        predictions = predict_start(self.models, entries, image)
         self._start_probs = {p.name: p.probs for p in predictions if p.probs is not None}
         self.input_panel.show_predictions(predictions)
         self.target_picker.mark_predicted({n: int(p.argmax()) for n, p in self._start_probs.items()})
@@ -353,7 +353,7 @@ class MainWindow(QMainWindow):
         selected = self._selected_models()
         if selected is None:
             return False
-        cards, models = selected
+        entries, models = selected
         try:
             config = self._replay_config or self.settings.config()
         except ValueError as exc:
@@ -361,7 +361,7 @@ class MainWindow(QMainWindow):
             return False
         self._leave_run()
         target = self.target_picker.target
-        context = RunContext(tuple(cards), image, self.input_panel.test_index, target, config)
+        context = RunContext(tuple(entries), image, self.input_panel.test_index, target, config)
         scorer = self.scorers.get(self.dataset) if self.realism_action.isChecked() else None
         self.view.reference = scorer.reference if scorer is not None else None
         self.view.begin_run(target, self._start_probs, config)
@@ -391,7 +391,7 @@ class MainWindow(QMainWindow):
         self.run_finished.emit(reason)
 
     def _update_controls(self) -> None:
-        has_models = bool(self.selector.selected_cards())
+        has_models = bool(self.selector.selected_entries())
         self.transport.show_state(self.runs.status, self.runs.running and self.runs.status == "playing",
                                   has_models, self.runs.running)
         for a in (self.play_action, self.step_action):
@@ -453,17 +453,17 @@ class MainWindow(QMainWindow):
         """Load a run record and replay the identical run; False (with a dialog) on error."""
         try:  # all checked before leaving the run on screen: a refused file changes nothing
             record = read_run_record(path)
-            cards = match_record_models(record, self.selector.cards(visible_only=False), self.models.sha256,
+            entries = match_record_models(record, self.selector.entries(visible_only=False), self.models.sha256,
                                         MAX_MODELS, MAX_UI_STEPS)
         except (RunRecordError, ReplayError) as exc:
             self.show_error(getattr(exc, "title", "Cannot open run"), str(exc))
             return False
-        if card_dataset(cards[0]) != self.dataset:
-            self.set_dataset(card_dataset(cards[0]))
+        if entries[0].dataset != self.dataset:
+            self.set_dataset(entries[0].dataset)
         self._leave_run()
         exact = self.settings.set_config(record.config)
         self._replay_config = None if exact else record.config
-        self.selector.set_selected([c["path"] for c in cards])
+        self.selector.set_selected([e.key for e in entries])
         self.target_picker.set_target(record.target)
         self.input_panel.set_start_image(record.start_image, record.test_index)
         self.statusBar().showMessage(f"opened run {Path(path)} (made {record.created})", 8000)

@@ -14,16 +14,21 @@ import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import PlainValidator
 
 from trav_gui.paths import data_root, resources_dir
 
 __all__ = [
     "DATASETS",
     "DEFAULT_DATASET",
+    "FASHION_MNIST",
+    "MNIST",
     "Dataset",
+    "DatasetName",
     "DatasetUnavailableError",
     "DigitsUnavailableError",
     "MnistUnavailableError",
@@ -62,12 +67,15 @@ class Dataset:
         return (self.short_names or self.class_names)[k]
 
 
+MNIST = "mnist"
+FASHION_MNIST = "fashion-mnist"
+
 DATASETS: dict[str, Dataset] = {
-    "mnist": Dataset(
-        name="mnist", title="MNIST", class_names=tuple(str(k) for k in range(10)),
+    MNIST: Dataset(
+        name=MNIST, title="MNIST", class_names=tuple(str(k) for k in range(10)),
         torchvision_class="MNIST", folder="MNIST", test_file="mnist_test.npz", item="digit"),
-    "fashion-mnist": Dataset(
-        name="fashion-mnist", title="Fashion-MNIST",
+    FASHION_MNIST: Dataset(
+        name=FASHION_MNIST, title="Fashion-MNIST",
         class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
         torchvision_class="FashionMNIST", folder="FashionMNIST",
@@ -75,7 +83,20 @@ DATASETS: dict[str, Dataset] = {
         short_names=("T-shirt", "Trouser", "Pullover", "Dress", "Coat",
                      "Sandal", "Shirt", "Sneaker", "Bag", "Boot")),
 }
-DEFAULT_DATASET = "mnist"
+DEFAULT_DATASET = MNIST
+# Data sets written before there were several ("mnist"), as the cards and records of that time.
+LEGACY_DATASET = MNIST
+
+
+def check_dataset_name(name: object) -> str:
+    """``name`` if it is a registered data set's name; a ValueError naming the registered ones."""
+    if not isinstance(name, str) or name not in DATASETS:
+        raise ValueError(f"\"dataset\" must be one of {', '.join(DATASETS)}, got {name!r}")
+    return name
+
+
+DatasetName = Annotated[str, PlainValidator(check_dataset_name)]
+"""A registered data set's name, as a type that pydantic models check (model cards, run records)."""
 
 RAW_FILES = {
     True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ from torch import nn
 
 from trav_gui.engine.models.errors import ModelLoadError
 from trav_gui.engine.models.loading import load_model, model_sha256
-from trav_gui.engine.models.card import read_card
+from trav_gui.engine.models.card import ModelCard, ModelEntry, read_card
 
 __all__ = ["ModelCache", "StartPrediction", "classify", "predict_start"]
 
@@ -42,29 +42,30 @@ class ModelCache:
             self._models[key] = load_model(key, device=self.device)
         return self._models[key]
 
-    def add_file(self, path: str | os.PathLike) -> dict:
-        """Load a weights file the user chose; its card (``name``: the file stem, ``path``) to list it.
+    def add_file(self, path: str | os.PathLike) -> ModelEntry:
+        """Load a model file the user chose; its entry (name: the file stem) to list it.
 
         Raises :class:`ModelLoadError` with the reason if it cannot be loaded.
         """
         path = os.fspath(path)
         self._models[path] = load_model(path, device=self.device)
-        card = read_card(path) or {"kind": "user", "evaluation": {}}
-        return {**card, "name": Path(path).stem, "path": path}
+        return ModelEntry(Path(path).stem, Path(path), "folder", read_card(path) or ModelCard(kind="user"))
 
-    def put(self, path: str | os.PathLike, model: nn.Module) -> None:
-        """Keep an already loaded ``model`` as the one for ``path``."""
-        self._models[os.fspath(path)] = model
+    def put(self, key: str | os.PathLike, model: nn.Module) -> None:
+        """Keep an already loaded ``model`` as the one for ``key`` (a path, or an in-memory model's
+        :attr:`~trav_gui.engine.models.card.ModelEntry.key`)."""
+        self._models[os.fspath(key)] = model
 
     def __contains__(self, path: object) -> bool:
         return isinstance(path, (str, os.PathLike)) and os.fspath(path) in self._models
 
-    def sha256(self, card: Mapping) -> str:
-        """The sha256 of a card's weights: the card's own, else hashed once from the file."""
-        key = os.fspath(card["path"])
-        if key not in self._sha:
-            self._sha[key] = card.get("sha256") or model_sha256(key)
-        return self._sha[key]
+    def sha256(self, entry: ModelEntry) -> str:
+        """The sha256 of a model's weights: its card's, else hashed once from the file."""
+        if entry.key not in self._sha:
+            if entry.card.sha256 is None and entry.path is None:
+                raise ValueError(f"{entry.name} has neither a file nor a sha256 on its card")
+            self._sha[entry.key] = entry.card.sha256 or model_sha256(entry.path)
+        return self._sha[entry.key]
 
 
 def classify(model: nn.Module, image: np.ndarray, device: str | torch.device = "cpu") -> np.ndarray:
@@ -87,23 +88,23 @@ class StartPrediction:
         return None if self.probs is None else int(self.probs.argmax())
 
 
-def predict_start(cache: ModelCache, cards: Sequence[Mapping], image: np.ndarray
+def predict_start(cache: ModelCache, entries: Sequence[ModelEntry], image: np.ndarray
                   ) -> list[StartPrediction]:
-    """Each card's model's prediction for ``image``, in card order.
+    """Each entry's model's prediction for ``image``, in order.
 
     A model that cannot be loaded, or answers NaN or inf, gets an ``error`` instead of
     probabilities; the others are unaffected.
     """
     out = []
-    for card in cards:
+    for entry in entries:
         try:
-            model = cache.get(card["path"])
+            model = cache.get(entry.key)
         except ModelLoadError as exc:
-            out.append(StartPrediction(card["name"], error=f"cannot load ({exc})"))
+            out.append(StartPrediction(entry.name, error=f"cannot load ({exc})"))
             continue
         probs = classify(model, image, cache.device)
         if not np.isfinite(probs).all():
-            out.append(StartPrediction(card["name"], error="NaN or inf output"))
+            out.append(StartPrediction(entry.name, error="NaN or inf output"))
             continue
-        out.append(StartPrediction(card["name"], probs))
+        out.append(StartPrediction(entry.name, probs))
     return out

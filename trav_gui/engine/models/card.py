@@ -1,24 +1,167 @@
 """Model cards: the JSON beside a model's file that says what the model is and how it was measured.
 
-``robust.safetensors`` has ``robust.json``; ``realistic.recipe`` has ``realistic.json``. This
-module reads them (one reader, one size limit, for classifiers and priors alike) and holds the
-policy that cards decide: which data set a model is of, whether it is a judge, its headline
-robustness figure.
+``robust.safetensors`` has ``robust.json``; ``realistic.recipe`` has ``realistic.json``; a prior's
+``score-mnist.safetensors`` has ``score-mnist.json``. :func:`read_card` is the one reader (one size
+limit, for classifiers and priors alike) and returns a :class:`ModelCard`, validated once, there.
+A model in a listing is a :class:`ModelEntry`: its name, where it is and the card.
+
+A card keeps every entry it does not model (the training settings, the learning curve...), so
+that a card read and written again loses nothing.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal, Sequence
 
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from trav_gui.engine.data.datasets import DEFAULT_DATASET, DatasetName
 from trav_gui.engine.models.errors import ModelLoadError
 
-__all__ = ["MAX_CARD_BYTES", "card_dataset", "card_path", "check_one_dataset", "is_judge", "read_card",
-           "refuse_judges", "robust_headline"]
+__all__ = ["MAX_CARD_BYTES", "Evaluation", "ModelCard", "ModelEntry", "RobustFigure", "card_path", "headline_label",
+           "check_one_dataset", "parse_card", "read_card", "refuse_judges"]
 
 # A model card is a few kB; a larger file is not one (and is not read whole).
 MAX_CARD_BYTES = 1 << 20
+Source = Literal["shipped", "user", "folder", "memory"]
+
+
+class RobustFigure(BaseModel):
+    """One robust-accuracy measurement: ``accuracy`` under ``attack`` at radius ``eps``."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    eps: float
+    accuracy: float
+    attack: str = "attack"
+
+
+class Evaluation(BaseModel):
+    """What was measured: clean accuracy on the test set, and robust accuracy per attack and radius."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    clean_accuracy: float | None = None
+    clean_samples: int | None = None
+    robust: list[RobustFigure] = []
+    realism: dict = {}  # a recipe's measured realism: {"success": fraction of traversals, ...}
+
+    @property
+    def realism_success(self) -> float | None:
+        """The fraction of traversals that ended real-looking, as measured for a recipe's card."""
+        value = self.realism.get("success")
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    @field_validator("realism", mode="before")
+    @classmethod
+    def _realism_object(cls, value: Any) -> Any:
+        return value if isinstance(value, dict) else {}
+
+    @field_validator("robust", mode="before")
+    @classmethod
+    def _measured_only(cls, value: Any) -> Any:
+        # Entries without both numbers are notes, not measurements: they are not shown as figures.
+        if not isinstance(value, list):
+            return []
+        return [r for r in value if isinstance(r, dict) and isinstance(r.get("accuracy"), (int, float))
+                and isinstance(r.get("eps"), (int, float))]
+
+
+class ModelCard(BaseModel):
+    """A model card, validated.
+
+    Attributes
+    ----------
+    dataset : the data set the model was trained on (cards from before there were several: MNIST).
+    kind : what the model is (``"robust"``, ``"standard"``, ``"user"``, ``"recipe"``...).
+    role : ``"judge"`` (judges realism; never traversed), ``"prior"`` or None (a classifier).
+    prior : a prior's kind (``"dae"``, ``"score"``).
+    architecture : a registered architecture (``.safetensors`` files).
+    input, output : a user model's conventions, checked by :mod:`trav_gui.engine.models.conventions`.
+    sha256 : of the weights the card was written for.
+    evaluation : the measured accuracies.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str | None = None
+    kind: str | None = None
+    role: str | None = None
+    dataset: DatasetName = DEFAULT_DATASET
+    description: str | None = None
+    architecture: Any = None
+    weights: str | None = None
+    sha256: str | None = None
+    class_names: Any = None
+    input: Any = None
+    output: Any = None
+    prior: Any = None  # a prior's kind ("dae", "score")
+    evaluation: Evaluation = Evaluation()
+
+    @field_validator("evaluation", mode="before")
+    @classmethod
+    def _evaluation_object(cls, value: Any) -> Any:
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def is_judge(self) -> bool:
+        """A judge of realism: never traversed, ensembled or used to stop a run."""
+        return self.role == "judge"
+
+    @property
+    def declares_conventions(self) -> bool:
+        """The card says how its model takes input (a user's card), not only what it is (ours)."""
+        return bool({"input", "output"} & self.model_fields_set)
+
+    def robust_headline(self) -> RobustFigure | None:
+        """The strongest robustness figure: the lowest accuracy measured at the main radius.
+
+        The main radius is the first one evaluated (the training ε). When both PGD and the
+        stronger APGD worst case were measured there, the APGD figure is the honest one and is
+        returned. None if the card has no robust evaluation.
+        """
+        runs = self.evaluation.robust
+        if not runs:
+            return None
+        return min((r for r in runs if r.eps == runs[0].eps), key=lambda r: r.accuracy)
+
+    def to_json(self) -> dict:
+        """The card as the JSON object it was read from (entries it does not model included)."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+def headline_label(figure: RobustFigure) -> str:
+    """A short name for a figure's attack, for compact displays: ``"PGD+APGD"``, ``"PGD-50"``..."""
+    return "PGD+APGD" if "APGD" in figure.attack else figure.attack.split(",")[0]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model as a listing shows it: its name, where it is, where it came from, and its card.
+
+    ``path`` is None for a model that lives only in memory (``trav_gui.show(models=...)``):
+    :attr:`key` identifies it in a session instead.
+    """
+
+    name: str
+    path: Path | None
+    source: Source
+    card: ModelCard
+
+    @property
+    def key(self) -> str:
+        """What identifies the model in this session: its path, or ``memory:<name>``."""
+        return os.fspath(self.path) if self.path is not None else f"memory:{self.name}"
+
+    @property
+    def dataset(self) -> str:
+        return self.card.dataset
+
+    def to_json(self) -> dict:
+        """The card with ``name``, ``path`` and ``source`` added (``trav-gui models --json``)."""
+        return {**self.card.to_json(), "name": self.name, "path": None if self.path is None else str(self.path),
+                "source": self.source}
 
 
 def card_path(weights: str | os.PathLike) -> Path:
@@ -26,71 +169,69 @@ def card_path(weights: str | os.PathLike) -> Path:
     return Path(weights).with_suffix(".json")
 
 
-def read_card(weights: str | os.PathLike, strict: bool = False) -> dict | None:
-    """The model card beside ``weights``; None if there is none (or, unless ``strict``, if it is
-    not a JSON object of at most 1 MiB: ``strict`` raises :class:`ModelLoadError` then)."""
+def _problems(exc: ValidationError) -> str:
+    out = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(k) for k in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        out.append(message if message.startswith(f'"{where}"') else f'"{where}": {message}')
+    return "; ".join(out)
+
+
+def parse_card(data: object, where: str) -> ModelCard:
+    """A card from parsed JSON; ModelLoadError naming ``where`` and every problem."""
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{where}: the model card cannot be read (a JSON {type(data).__name__}, "
+                             "not an object); fix it, or delete it and write a new one")
+    try:
+        return ModelCard.model_validate(data)
+    except ValidationError as exc:
+        raise ModelLoadError(f"{where}: the model card is inconsistent: {_problems(exc)}") from None
+
+
+def read_card(weights: str | os.PathLike, strict: bool = False) -> ModelCard | None:
+    """The model card beside ``weights``; None if there is none.
+
+    A card that is not a JSON object of at most :data:`MAX_CARD_BYTES`, or whose entries are of the
+    wrong kind, raises :class:`ModelLoadError` with ``strict``, and is skipped (None) without.
+    """
     path = card_path(weights)
     if not path.is_file():
         return None
     try:
         if path.stat().st_size > MAX_CARD_BYTES:
             raise ValueError(f"{path.stat().st_size} bytes, more than a card's {MAX_CARD_BYTES}")
-        card = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(card, dict):
-            raise ValueError(f"a JSON {type(card).__name__}, not an object")
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         if strict:
             raise ModelLoadError(f"{path.name}: the model card cannot be read ({exc}); fix it, or delete it "
                                  "and write a new one") from None
         return None
-    return card
+    try:
+        return parse_card(data, path.name)
+    except ModelLoadError:
+        if strict:
+            raise
+        return None
 
 
-def card_dataset(card: dict | None) -> str:
-    """The data set a card says its model was trained on; ``"mnist"`` for cards before data sets."""
-    return str((card or {}).get("dataset") or "mnist")
-
-
-def check_one_dataset(cards: list[dict]) -> str:
-    """The one data set of ``cards``; a ValueError naming each model's data set if they differ.
+def check_one_dataset(entries: Sequence[ModelEntry]) -> str:
+    """The one data set of ``entries``; a ValueError naming each model's data set if they differ.
 
     A traversal compares models on one image of one data set: a digit classifier has nothing
     to say about a sneaker.
     """
-    sets = {card_dataset(c) for c in cards}
+    sets = {e.dataset for e in entries}
     if len(sets) > 1:
-        which = ", ".join(f"{c.get('name', '?')} ({card_dataset(c)})" for c in cards)
+        which = ", ".join(f"{e.name} ({e.dataset})" for e in entries)
         raise ValueError(f"these models were trained on different data sets: {which}; "
                          "a run compares models of one data set")
-    return sets.pop() if sets else "mnist"
+    return sets.pop() if sets else DEFAULT_DATASET
 
 
-def is_judge(card: dict | None) -> bool:
-    """A judge of realism (role ``"judge"``): never traversed, ensembled or used to stop a run."""
-    return (card or {}).get("role") == "judge"
-
-
-def refuse_judges(cards: list[dict]) -> None:
-    """ValueError naming any judge among ``cards``: a judge that is traversed judges itself."""
-    judges = [c.get("name", "?") for c in cards if is_judge(c)]
+def refuse_judges(entries: Sequence[ModelEntry]) -> None:
+    """ValueError naming any judge among ``entries``: a judge that is traversed judges itself."""
+    judges = [e.name for e in entries if e.card.is_judge]
     if judges:
         raise ValueError(f"{', '.join(judges)} is a judge of realism (role \"judge\"): it is never "
                          "traversed, so that its verdict stays independent; pick another model")
-
-
-def robust_headline(card: dict) -> dict | None:
-    """The card's strongest robustness figure: the lowest accuracy measured at its main radius.
-
-    The main radius is the first one evaluated (the training ε). When both PGD and the
-    stronger APGD worst case were measured there, the APGD figure is the honest one and is
-    returned. The dict is the card's entry with ``"short"`` added: a label such as
-    ``"PGD+APGD"`` for compact displays. None if the card has no robust evaluation.
-    """
-    runs = [r for r in ((card.get("evaluation") or {}).get("robust") or [])
-            if isinstance(r, dict) and isinstance(r.get("accuracy"), (int, float)) and "eps" in r]
-    if not runs:
-        return None
-    main = [r for r in runs if r["eps"] == runs[0]["eps"]]
-    worst = min(main, key=lambda r: r["accuracy"])
-    attack = str(worst.get("attack", "attack"))
-    return {**worst, "short": "PGD+APGD" if "APGD" in attack else attack.split(",")[0]}

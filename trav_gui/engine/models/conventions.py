@@ -33,7 +33,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from trav_gui.engine.data.datasets import DATASETS, get_dataset
+from trav_gui.engine.data.datasets import DATASETS, DEFAULT_DATASET, get_dataset
+from trav_gui.engine.models.card import ModelCard
 from trav_gui.engine.models.architectures import ARCHITECTURE_LAYOUTS, ARCHITECTURES
 from trav_gui.engine.models.errors import ModelLoadError
 
@@ -171,25 +172,20 @@ def _parse_input(entry, problems: list[str]) -> Conventions | None:
     return Conventions(layout=layout, scale=float(value_range[1]), mean=mean, std=std)
 
 
-def _check_dataset(card: dict, problems: list[str]) -> str:
-    dataset = card.get("dataset")
-    if not _known(dataset, DATASETS):
-        problems.append(f"\"dataset\" must be one of {', '.join(DATASETS)}, got {dataset!r}")
-        return "mnist"
-    names = card.get("class_names")
-    expected = list(DATASETS[dataset].class_names)
-    if names is not None and names != expected:
-        problems.append(f"\"class_names\" {names!r} are not the {dataset} classes in label order: {expected}")
-    return dataset
+def _check_class_names(card: ModelCard, problems: list[str]) -> None:
+    expected = list(DATASETS[card.dataset].class_names)
+    if card.class_names is not None and card.class_names != expected:
+        problems.append(f"\"class_names\" {card.class_names!r} are not the {card.dataset} classes in label order: "
+                        f"{expected}")
 
 
-def conventions_from_card(card: dict | None, file_name: str, card_name: str, architecture: str | None,
+def conventions_from_card(card: ModelCard | None, file_name: str, card_name: str, architecture: str | None,
                           onnx: bool = False) -> tuple[Conventions, str]:
     """The conventions and data set a card declares, checked against the model.
 
     Parameters
     ----------
-    card : the parsed card (None when the file has none).
+    card : the card (None when the file has none); its data set is already checked.
     file_name, card_name : for messages.
     architecture : the registered architecture (``.safetensors``), None for an ONNX graph.
     onnx : an ONNX graph, which must have a complete card.
@@ -203,26 +199,23 @@ def conventions_from_card(card: dict | None, file_name: str, card_name: str, arc
         if onnx:
             raise ModelLoadError(missing_card_message(
                 file_name, card_name, "an ONNX file does not say how its pixels are scaled nor what it returns"))
-        return Conventions(layout=arch_layout), "mnist"
-    if not ({"input", "output"} & set(card)) and not onnx:
+        return Conventions(layout=arch_layout), DEFAULT_DATASET
+    if not card.declares_conventions and not onnx:
         # The app's own card format: pixels in [0, 1], logits, in the architecture's layout.
-        dataset = card.get("dataset", "mnist")
-        if not _known(dataset, DATASETS):
-            raise ModelLoadError(f"{card_name}: \"dataset\" must be one of {', '.join(DATASETS)}, got {dataset!r}")
-        return Conventions(layout=arch_layout), dataset
-    missing = [k for k in ("dataset", "input", "output") if k not in card]
+        return Conventions(layout=arch_layout), card.dataset
+    missing = [k for k in ("dataset", "input", "output") if k not in card.model_fields_set]
     if missing:
-        example = _example(architecture, arch_layout, card["dataset"] if _known(card.get("dataset"), DATASETS)
-                           else "mnist")
+        example = _example(architecture, arch_layout, card.dataset)
         raise ModelLoadError(f"{file_name}: its card {card_name} is incomplete: add "
                              f"{', '.join(json.dumps(k) for k in missing)}; "
                              f"a complete card: {example}")
     problems: list[str] = []
-    if onnx and card.get("architecture") not in (None, "onnx"):
-        problems.append(f"an ONNX file carries its own graph: remove \"architecture\" ({card['architecture']!r})")
-    dataset = _check_dataset(card, problems)
-    conventions = _parse_input(card["input"], problems)
-    output = card["output"]
+    if onnx and card.architecture not in (None, "onnx"):
+        problems.append(f"an ONNX file carries its own graph: remove \"architecture\" ({card.architecture!r})")
+    _check_class_names(card, problems)
+    dataset = card.dataset
+    conventions = _parse_input(card.input, problems)
+    output = card.output
     if not _known(output, OUTPUTS):
         problems.append(f"\"output\" must be one of {', '.join(OUTPUTS)}, got {output!r}")
     if architecture is not None and output in OUTPUTS and output != "logits":

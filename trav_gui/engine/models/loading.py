@@ -17,7 +17,8 @@ from torch import nn
 
 from trav_gui.engine.files import sha256_of
 from trav_gui.engine.models.architectures import ARCHITECTURE_LAYOUTS, ARCHITECTURES, fitting_architectures
-from trav_gui.engine.models.card import card_path, check_one_dataset, read_card, refuse_judges
+from trav_gui.engine.models.card import (ModelCard, ModelEntry, Source, card_path, check_one_dataset, read_card,
+                                         refuse_judges)
 from trav_gui.engine.models.conventions import adapt, conventions_from_card, missing_card_message
 from trav_gui.engine.models.errors import ModelLoadError, PriorLoadError, RecipeError
 from trav_gui.engine.models.onnx_model import load_onnx, onnx_sha256
@@ -26,7 +27,7 @@ from trav_gui.engine.models.recipes import RECIPE_SUFFIX, Ensemble, Guided, Reci
 from trav_gui.engine.models.weights import PICKLE_SUFFIXES, check_state, read_safetensors
 from trav_gui.paths import models_dir, user_models_dir
 
-__all__ = ["MAX_RECIPE_BYTES", "MODEL_SUFFIXES", "list_models", "load_model", "load_recipe", "load_weights",
+__all__ = ["MAX_RECIPE_BYTES", "MODEL_SUFFIXES", "entry_of", "list_models", "load_model", "load_recipe", "load_weights",
            "model_sha256", "read_recipe", "resolve_model_path"]
 
 MODEL_SUFFIXES = (".safetensors", ".onnx", RECIPE_SUFFIX)
@@ -59,8 +60,8 @@ def model_sha256(path: str | os.PathLike) -> str:
     return sha256_of(path)
 
 
-def _refuse_card_for_other_weights(card: dict | None, path: Path) -> None:
-    if card and card.get("sha256") and card["sha256"] != model_sha256(path):
+def _refuse_card_for_other_weights(card: ModelCard | None, path: Path) -> None:
+    if card is not None and card.sha256 and card.sha256 != model_sha256(path):
         raise ModelLoadError(
             f"{path.name}: its card {card_path(path).name} was written for other weights "
             "(sha256 differs); the card's accuracies would not describe this model"
@@ -114,14 +115,14 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
         return model.eval().to(device=device)
     state, metadata = read_safetensors(path)
     card = read_card(path, strict=True)
-    arch = metadata.get("architecture") or (card or {}).get("architecture") or "small_cnn"
+    arch = metadata.get("architecture") or (card.architecture if card else None) or "small_cnn"
     if not isinstance(arch, str) or arch not in ARCHITECTURES:
         raise ModelLoadError(
             f"{path.name}: unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}"
         )
-    if card and card.get("architecture") not in (None, arch):
+    if card is not None and card.architecture not in (None, arch):
         raise ModelLoadError(f"{path.name}: its metadata says architecture {arch!r}, its card {card_name} "
-                             f"says {card['architecture']!r}; correct the card")
+                             f"says {card.architecture!r}; correct the card")
     _refuse_card_for_other_weights(card, path)
     conventions, _ = conventions_from_card(card, path.name, card_name, arch)
     model = ARCHITECTURES[arch]()
@@ -145,7 +146,8 @@ def load_weights(name_or_path: str | os.PathLike, architecture: str) -> dict[str
     training from (``training.train --init``). Raises ModelLoadError as :func:`load_model` does."""
     path = resolve_model_path(name_or_path)
     state, metadata = read_safetensors(path)
-    arch = metadata.get("architecture") or (read_card(path) or {}).get("architecture") or "small_cnn"
+    card = read_card(path)
+    arch = metadata.get("architecture") or (card.architecture if card else None) or "small_cnn"
     if arch != architecture:
         raise ModelLoadError(f"{path.name} is a {arch} model, not {architecture}")
     check_state(state, ARCHITECTURES[architecture](), architecture, path.name)
@@ -186,10 +188,10 @@ def load_recipe(recipe: Recipe | str | os.PathLike, device: str | torch.device =
     paths = [resolve_model_path(m) for m in recipe.models]
     if any(p.suffix == RECIPE_SUFFIX for p in paths):
         raise RecipeError("a recipe's models must be classifiers, not other recipes")
-    cards = [{**(read_card(p) or {}), "name": p.stem} for p in paths]
+    entries = [entry_of(p) for p in paths]
     try:
-        refuse_judges(cards)
-        dataset = check_one_dataset(cards)
+        refuse_judges(entries)
+        dataset = check_one_dataset(entries)
     except ValueError as exc:
         raise RecipeError(str(exc)) from None
     members = [load_model(p, device=device) for p in paths]
@@ -200,21 +202,28 @@ def load_recipe(recipe: Recipe | str | os.PathLike, device: str | torch.device =
             prior, prior_card = load_prior(recipe.prior, device=device)
         except PriorLoadError as exc:
             raise RecipeError(str(exc)) from None
-        if prior_card.get("dataset", "mnist") != dataset:
-            raise RecipeError(f"prior {recipe.prior} is of {prior_card.get('dataset')}, the models of {dataset}")
+        if prior_card.dataset != dataset:
+            raise RecipeError(f"prior {recipe.prior} is of {prior_card.dataset}, the models of {dataset}")
     return Guided(classifier, recipe, prior, dataset).eval()
 
 
-def list_models(folder: str | os.PathLike | None = None) -> list[dict]:
-    """The model cards of every ``.safetensors`` or ``.onnx`` file with a card in ``folder``.
+def entry_of(path: str | os.PathLike, source: Source = "folder", strict: bool = False) -> ModelEntry:
+    """The listing entry of a model file: its stem as name, and its card (an empty one if it has none)."""
+    path = Path(path)
+    return ModelEntry(path.stem, path, source, read_card(path, strict=strict) or ModelCard())
 
-    Each card is the JSON beside the weights, with ``"name"`` (the file stem) and ``"path"``
-    added. Defaults to the shipped models folder.
+
+def list_models(folder: str | os.PathLike | None = None, source: Source | None = None) -> list[ModelEntry]:
+    """Every model file with a readable card in ``folder`` (default: the shipped models), by name.
+
+    ``source`` says where the folder is for the listing (default: ``"shipped"`` for the shipped
+    models folder, else ``"folder"``).
     """
     folder = Path(folder) if folder is not None else models_dir()
-    cards = []
+    source = source or ("shipped" if folder == models_dir() else "folder")
+    entries = []
     for weights in sorted(p for p in folder.glob("*") if p.suffix in MODEL_SUFFIXES and p.is_file()):
         card = read_card(weights)
         if card is not None:
-            cards.append({**card, "name": weights.stem, "path": str(weights)})
-    return cards
+            entries.append(ModelEntry(weights.stem, weights, source, card))
+    return entries

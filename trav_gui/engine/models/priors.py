@@ -31,7 +31,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from trav_gui.engine.files import sha256_of
-from trav_gui.engine.models.card import read_card
+from trav_gui.engine.models.card import ModelCard, read_card
 from trav_gui.engine.models.errors import ModelLoadError, PriorLoadError
 from trav_gui.engine.models.weights import save_weights
 from trav_gui.paths import priors_dir
@@ -110,7 +110,7 @@ def _resolve(name_or_path: str | os.PathLike) -> Path:
     return path
 
 
-def load_prior(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+def load_prior(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
     """A prior in eval mode (parameters frozen) and its card.
 
     Parameters
@@ -131,10 +131,10 @@ def load_prior(name_or_path: str | os.PathLike, device: str | torch.device = "cp
         raise PriorLoadError(str(exc)) from None
     if card is None:
         raise PriorLoadError(f"{path.name}: its card {card_file.name} is missing")
-    kind = card.get("prior")
+    kind = card.prior
     if kind not in PRIOR_ARCHITECTURES:
         raise PriorLoadError(f"{card_file.name}: \"prior\" must be one of {sorted(PRIOR_ARCHITECTURES)}, got {kind!r}")
-    if card.get("sha256") != sha256_of(path):
+    if card.sha256 != sha256_of(path):
         raise PriorLoadError(f"{path.name}: its sha256 does not match its card {card_file.name}")
     model = PRIOR_ARCHITECTURES[kind]()
     try:
@@ -142,9 +142,9 @@ def load_prior(name_or_path: str | os.PathLike, device: str | torch.device = "cp
     except (SafetensorError, OSError, RuntimeError) as exc:
         raise PriorLoadError(f"{path.name}: not a {kind} prior ({exc})") from exc
     model.requires_grad_(False)
-    return model.eval().to(device), {**card, "name": path.stem}
+    return model.eval().to(device), card
 
 
-def save_prior(model: nn.Module, path: str | os.PathLike, card: dict) -> dict:
+def save_prior(model: nn.Module, path: str | os.PathLike, card: dict) -> ModelCard:
     """Write a prior's weights and its card (``"role": "prior"``, sha256 added), atomically."""
     return save_weights(model, path, {**card, "role": "prior"})

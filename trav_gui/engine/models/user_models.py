@@ -26,7 +26,7 @@ from trav_gui.engine.models.accuracy import clean_accuracy
 from trav_gui.engine.models.conventions import conventions_from_card
 from trav_gui.engine.models.recipes import describe
 from trav_gui.engine.models.errors import ModelLoadError, UserModelError
-from trav_gui.engine.models.card import card_dataset, card_path, read_card
+from trav_gui.engine.models.card import ModelCard, ModelEntry, card_path, parse_card, read_card
 from trav_gui.engine.models.loading import list_models, load_model, model_sha256
 from trav_gui.engine.models.onnx_model import self_contained_bytes
 from trav_gui.paths import models_dir, user_models_dir
@@ -40,10 +40,10 @@ SUSPICIOUS_ACCURACY = 0.5
 _FILE_ENTRIES = {"name", "path", "sha256", "weights", "role", "source"}
 
 
-def list_user_models() -> list[dict]:
-    """The cards of the user's models (``name``, ``path`` added), by name."""
+def list_user_models() -> list[ModelEntry]:
+    """The user's models, by name."""
     folder = user_models_dir()
-    return list_models(folder) if folder.is_dir() else []
+    return list_models(folder, source="user") if folder.is_dir() else []
 
 
 def _check_name(name: str) -> str:
@@ -54,7 +54,7 @@ def _check_name(name: str) -> str:
 
 
 def _shipped_names() -> set[str]:
-    return {c["name"] for c in list_models(models_dir())} if models_dir().is_dir() else set()
+    return {e.name for e in list_models(models_dir())} if models_dir().is_dir() else set()
 
 
 def _free_name(stem: str, taken: set[str]) -> str:
@@ -65,7 +65,7 @@ def _free_name(stem: str, taken: set[str]) -> str:
 
 
 def add_user_model(path: str | os.PathLike, name: str | None = None, device: str | torch.device = "cpu",
-                   rename: bool = False) -> tuple[dict, nn.Module]:
+                   rename: bool = False) -> tuple[ModelEntry, nn.Module]:
     """Check a ``.safetensors``, ``.onnx`` or ``.recipe`` file, measure it and keep it in the user models folder.
 
     Parameters
@@ -78,9 +78,9 @@ def add_user_model(path: str | os.PathLike, name: str | None = None, device: str
 
     Returns
     -------
-    (card, model) : the card written beside the kept copy (``name``, ``path`` of the copy,
-    ``evaluation.clean_accuracy`` as measured, ``sha256``) and the copy, loaded. A file whose
-    weights are already among the user models is not copied again: that model's card is returned.
+    (entry, model) : the kept copy's listing entry (its card as written beside it, with
+    ``evaluation.clean_accuracy`` as measured and ``sha256``) and the copy, loaded. A file whose
+    weights are already among the user models is not copied again: that model is returned.
 
     Raises
     ------
@@ -91,14 +91,14 @@ def add_user_model(path: str | os.PathLike, name: str | None = None, device: str
     recipe = source.suffix.lower() == ".recipe"
     model = load_model(source, device=device)  # every check, before anything is written
     raw_card = read_card(source)
-    card = raw_card or {}
+    card = raw_card.to_json() if raw_card is not None else {}
     sha = model_sha256(source)
     for existing in list_user_models():
-        if sha in (existing.get("sha256"), existing.get("source_sha256")):
-            return existing, load_model(existing["path"], device=device)
+        if sha in (existing.card.sha256, (existing.card.model_extra or {}).get("source_sha256")):
+            return existing, load_model(existing.path, device=device)
     wanted = _check_name(name if name is not None else re.sub(r"[^A-Za-z0-9_-]", "-", source.stem)[:64] or "model")
     shipped = _shipped_names()
-    taken = shipped | {c["name"] for c in list_user_models()}
+    taken = shipped | {e.name for e in list_user_models()}
     if wanted in taken:
         if not rename:
             where = "a shipped model" if wanted in shipped else "another user model"
@@ -127,6 +127,7 @@ def add_user_model(path: str | os.PathLike, name: str | None = None, device: str
         folder.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(dest, self_contained_bytes(source) if onnx else source.read_bytes())
         new_card["sha256"] = model_sha256(dest)
+        typed = parse_card(new_card, card_path(dest).name)
         write_bytes_atomic(card_path(dest), (json.dumps(new_card, indent=2) + "\n").encode())
         stored = load_model(dest, device=device)
     except (OSError, ModelLoadError) as exc:
@@ -135,7 +136,7 @@ def add_user_model(path: str | os.PathLike, name: str | None = None, device: str
         if isinstance(exc, ModelLoadError):
             raise
         raise UserModelError(f"cannot keep the model in {folder} ({exc})") from None
-    return {**new_card, "name": wanted, "path": str(dest)}, stored
+    return ModelEntry(wanted, dest, "user", typed), stored
 
 
 def _architecture_of(source: Path, card: dict) -> str:
@@ -154,17 +155,17 @@ def remove_user_model(name: str) -> list[Path]:
         if name in _shipped_names():
             raise UserModelError(f"{name!r} is a shipped model; only models added with trav-gui models add "
                                  "can be removed")
-        known = ", ".join(c["name"] for c in list_user_models()) or "none"
+        known = ", ".join(e.name for e in list_user_models()) or "none"
         raise UserModelError(f"no user model named {name!r} in {folder}; user models: {known}")
     for f in present:
         f.unlink()
     return present
 
 
-def accuracy_warning(card: dict) -> str | None:
+def accuracy_warning(card: ModelCard) -> str | None:
     """A sentence when a model's measured clean accuracy is so low that its card is probably wrong."""
-    accuracy = (card.get("evaluation") or {}).get("clean_accuracy")
-    if not isinstance(accuracy, (int, float)) or accuracy >= SUSPICIOUS_ACCURACY:
+    accuracy = card.evaluation.clean_accuracy
+    if accuracy is None or accuracy >= SUSPICIOUS_ACCURACY:
         return None
-    return (f"its clean accuracy is only {100 * accuracy:.1f} % on the {card_dataset(card)} test set: check the card's "
+    return (f"its clean accuracy is only {100 * accuracy:.1f} % on the {card.dataset} test set: check the card's "
             "\"input\" (range, mean and std, layout), \"output\" and \"architecture\", and the data set")

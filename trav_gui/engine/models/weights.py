@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from trav_gui.engine.files import atomic_paths, sha256_of
-from trav_gui.engine.models.card import card_path
+from trav_gui.engine.models.card import ModelCard, card_path, parse_card
 from trav_gui.engine.models.errors import ModelLoadError
 
 __all__ = ["MAX_HEADER_BYTES", "PICKLE_SUFFIXES", "check_state", "pickle_refusal", "read_safetensors",
@@ -103,22 +103,25 @@ def check_state(state: dict[str, torch.Tensor], model: nn.Module, arch: str, nam
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike, card: dict, metadata: dict[str, str] | None = None
-                 ) -> dict:
+                 ) -> ModelCard:
     """Write ``model``'s weights as safetensors and ``card`` (``weights`` and ``sha256`` added) beside them.
 
     Both files go through :func:`~trav_gui.engine.files.atomic_paths`: a crash leaves no
-    half-written file, and the card names the sha256 of exactly the weights written.
+    half-written file, and the card names the sha256 of exactly the weights written. The card is
+    checked before anything is written (ModelLoadError if it would not read back); the card as
+    written is returned.
     """
     path = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_paths(path, card_path(path)) as (weights_tmp, card_tmp):
         save_file(state, str(weights_tmp), metadata=metadata)
         card = {**card, "weights": path.name, "sha256": sha256_of(weights_tmp)}
+        typed = parse_card(card, card_path(path).name)
         card_tmp.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    return card
+    return typed
 
 
-def save_model(model: nn.Module, path: str | os.PathLike, card: dict, architecture: str) -> dict:
+def save_model(model: nn.Module, path: str | os.PathLike, card: dict, architecture: str) -> ModelCard:
     """Write a classifier of a registered ``architecture`` and its card (see :func:`save_weights`);
     the architecture goes into both the file's metadata and the card."""
     return save_weights(model, path, {**card, "architecture": architecture}, {"architecture": architecture})

@@ -5,7 +5,10 @@ Qt-free, so that the window and the command line refuse the same records with th
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Sequence
+
+from trav_gui.engine.models.card import ModelEntry
+from trav_gui.engine.runs.record import RunRecord
 
 __all__ = ["ReplayError", "match_record_models"]
 
@@ -18,15 +21,15 @@ class ReplayError(ValueError):
         self.title = title
 
 
-def match_record_models(record, cards: Iterable[Mapping], sha256: Callable[[Mapping], str],
-                        max_models: int | None = None, max_steps: int | None = None) -> list[Mapping]:
-    """The card of each model the record names, in the record's order.
+def match_record_models(record: RunRecord, entries: Iterable[ModelEntry], sha256: Callable[[ModelEntry], str],
+                        max_models: int | None = None, max_steps: int | None = None) -> list[ModelEntry]:
+    """The entry of each model the record names, in the record's order.
 
     Parameters
     ----------
-    record : a :class:`~trav_gui.engine.output.export.RunRecord`.
-    cards : the models available (each with ``path``); unreadable ones are skipped.
-    sha256 : a card's weights digest (may raise OSError for a vanished file).
+    record : the run record.
+    entries : the models available; those whose file cannot be read are skipped.
+    sha256 : an entry's weights digest (may raise OSError for a vanished file).
     max_models, max_steps : limits of the caller (the window shows at most 4 columns).
 
     Raises
@@ -34,10 +37,10 @@ def match_record_models(record, cards: Iterable[Mapping], sha256: Callable[[Mapp
     ReplayError : a model is not available, too many models, a model compared with
         itself, or too many steps.
     """
-    by_sha: dict[str, Mapping] = {}
-    for card in cards:
+    by_sha: dict[str, ModelEntry] = {}
+    for entry in entries:
         try:
-            by_sha.setdefault(sha256(card), card)
+            by_sha.setdefault(sha256(entry), entry)
         except OSError:
             continue
     models: Sequence = record.models
