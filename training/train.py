@@ -35,6 +35,7 @@ from tqdm import tqdm
 from trav_gui import __version__
 from trav_gui.engine.core.attacks import pgd
 from trav_gui.engine.data.datasets import DATASETS, DatasetUnavailableError, load_training_set
+from trav_gui.engine.files import atomic_path
 from trav_gui.engine.models.architectures import ARCHITECTURES
 from trav_gui.engine.models.weights import save_model
 from trav_gui.engine.core.steps import L2Step
@@ -149,12 +150,10 @@ def load_checkpoint(folder: Path, model, optimizer, device="cpu") -> tuple[int, 
 
 
 def write_curve(path: Path, history: list[dict], fields: list[str] = CURVE_FIELDS) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(history)
-    os.replace(tmp, path)
 
 
 def prepare(args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, str]:
