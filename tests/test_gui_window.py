@@ -32,7 +32,9 @@ def window(qtbot, gui_models):
 
 
 def start_prediction(window) -> list[int]:
-    return [int(window._start_probs[c.name].argmax()) for c in window.view.columns]
+    """Each ticked model's class for the start image, in column order (from the window's predictions,
+    not from what the columns draw)."""
+    return [int(p.argmax()) for p in window._start_probs.values()]
 
 
 def other_target(window) -> int:
