@@ -169,7 +169,7 @@ def test_nan_mid_run_keeps_the_frames_before_it_and_they_export(qtbot, window, t
     assert blocker.args == ["failed"]
     assert "NaN or inf at step 6" in window.last_error and "up to step 5 are kept" in window.last_error
     assert len(window.history) == 6 and list(window.history.steps) == list(range(6))
-    assert window.export_action.isEnabled()
+    assert window.menu_actions.export.isEnabled()
     with qtbot.waitSignal(window.export_finished, timeout=30_000):
         assert window.export_to(tmp_path / "out")
     wait_threads_done(qtbot, window)
@@ -212,7 +212,7 @@ def test_a_failed_export_shows_an_error_keeps_the_run_and_the_retry_works(qtbot,
     assert not (out / "run.json").exists() and not list(tmp_path.rglob("*.part"))
     # The run is untouched and still exportable.
     assert np.array_equal(window.history.stacked()["images"], before["images"])
-    assert window.export_action.isEnabled() and window.run_status == "completed"
+    assert window.menu_actions.export.isEnabled() and window.run_status == "completed"
 
     monkeypatch.undo()
     with qtbot.waitSignal(window.export_finished, timeout=30_000):
@@ -326,7 +326,7 @@ def test_200_rapid_play_stop_reset_and_target_changes_end_consistent(qtbot, wind
     h = window.history
     if h is not None and len(h) == 0:
         # Stopped before its first frame arrived: nothing to show but the start.
-        assert window.run_status == "stopped" and not window.export_action.isEnabled()
+        assert window.run_status == "stopped" and not window.menu_actions.export.isEnabled()
         assert np.array_equal(window.view.columns[0].frame_item.image, window.input_panel.start_image)
     elif h is not None:
         n = len(h)

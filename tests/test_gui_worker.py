@@ -8,19 +8,25 @@ import torch
 from torch import nn
 
 from trav_gui.engine.core.traversal import TraversalConfig
-from trav_gui.qt.worker import TraversalRun, TraversalWorker
+from trav_gui.qt.worker import TraversalWorker
+from trav_gui.qt.worker_thread import WorkerThread
 
 X0 = np.full((28, 28), 0.5, np.float32)
 
 
+def traversal_thread(worker: TraversalWorker) -> WorkerThread:
+    return WorkerThread(worker, f"traversal-run-{worker.run_id}", worker.run_finished)
+
+
 class Collector:
-    def __init__(self, run: TraversalRun) -> None:
+    def __init__(self, run: WorkerThread) -> None:
+        worker = run.worker
         self.frames = []
         self.failures = []
         self.reasons = []
-        run.frame_ready.connect(lambda rid, fs: self.frames.extend(fs))
-        run.run_failed.connect(lambda rid, msg: self.failures.append(msg))
-        run.run_finished.connect(lambda rid, why: self.reasons.append(why))
+        worker.frame_ready.connect(lambda rid, fs: self.frames.extend(fs))
+        worker.run_failed.connect(lambda rid, msg: self.failures.append(msg))
+        worker.run_finished.connect(lambda rid, why: self.reasons.append(why))
 
     @property
     def steps(self) -> list[int]:
@@ -28,7 +34,7 @@ class Collector:
 
 
 def _start(qtbot, models, config, **kw):
-    run = TraversalRun(TraversalWorker(7, models, X0, 3, config, **kw))
+    run = traversal_thread(TraversalWorker(7, models, X0, 3, config, **kw))
     got = Collector(run)
     run.start()
     return run, got
@@ -40,10 +46,10 @@ def _finish(qtbot, run):
 
 
 def test_every_frame_arrives_once_in_order_with_the_run_id(qtbot, two_models):
-    run = TraversalRun(TraversalWorker(42, two_models, X0, 3, TraversalConfig(steps=50, step_size=0.05)))
+    run = traversal_thread(TraversalWorker(42, two_models, X0, 3, TraversalConfig(steps=50, step_size=0.05)))
     ids, got = [], Collector(run)
-    run.frame_ready.connect(lambda rid, fs: ids.append(rid))
-    with qtbot.waitSignal(run.run_finished, timeout=10_000) as blocker:
+    run.worker.frame_ready.connect(lambda rid, fs: ids.append(rid))
+    with qtbot.waitSignal(run.worker.run_finished, timeout=10_000) as blocker:
         run.start()
     assert blocker.args == [42, "completed"]
     qtbot.waitUntil(lambda: not run.is_running(), timeout=5000)
@@ -58,11 +64,11 @@ def test_started_paused_gives_frame_zero_then_one_frame_per_step(qtbot, two_mode
     run, got = _start(qtbot, two_models, TraversalConfig(steps=100), paused=True)
     qtbot.waitUntil(lambda: got.steps == [0], timeout=5000)
     for expected in (1, 2, 3):
-        with qtbot.waitSignal(run.frame_ready, timeout=5000):
+        with qtbot.waitSignal(run.worker.frame_ready, timeout=5000):
             run.worker.step_once()
         assert got.steps == list(range(expected + 1))
     # Paused: no further frames come without a step.
-    with qtbot.assertNotEmitted(run.frame_ready, wait=150):
+    with qtbot.assertNotEmitted(run.worker.frame_ready, wait=150):
         pass
     _finish(qtbot, run)
     assert got.reasons == ["stopped"]
@@ -74,10 +80,10 @@ def test_pause_takes_effect_within_one_step_and_resume_continues(qtbot, two_mode
     run.worker.pause()
     qtbot.wait(100)  # let frames computed before the pause arrive
     paused_at = len(got.frames)
-    with qtbot.assertNotEmitted(run.frame_ready, wait=200):
+    with qtbot.assertNotEmitted(run.worker.frame_ready, wait=200):
         pass
     assert len(got.frames) == paused_at
-    with qtbot.waitSignal(run.frame_ready, timeout=5000):
+    with qtbot.waitSignal(run.worker.frame_ready, timeout=5000):
         run.worker.resume()
     qtbot.waitUntil(lambda: len(got.frames) > paused_at + 5, timeout=5000)
     assert got.steps == list(range(len(got.frames)))
@@ -87,7 +93,7 @@ def test_pause_takes_effect_within_one_step_and_resume_continues(qtbot, two_mode
 def test_stop_ends_the_thread_and_no_frame_follows(qtbot, two_models):
     run, got = _start(qtbot, two_models, TraversalConfig(steps=100_000, step_size=0.001))
     qtbot.waitUntil(lambda: len(got.frames) > 3, timeout=5000)
-    with qtbot.waitSignal(run.run_finished, timeout=5000) as blocker:
+    with qtbot.waitSignal(run.worker.run_finished, timeout=5000) as blocker:
         run.stop()
     assert blocker.args[1] == "stopped"
     n = len(got.frames)
@@ -150,15 +156,15 @@ def test_nan_from_a_model_reports_failure_after_the_valid_frames(qtbot):
 def test_no_thread_is_left_after_wait(qtbot, two_models):
     run, got = _start(qtbot, two_models, TraversalConfig(steps=100_000, step_size=0.001))
     qtbot.waitUntil(lambda: len(got.frames) > 0, timeout=5000)
-    assert run.wait(5000)
+    run.stop_and_wait()
     assert not run.is_running()
 
 
 @pytest.mark.parametrize("bad", [np.full((28, 28), 2.0, np.float32)])
 def test_invalid_input_fails_cleanly(qtbot, linear_model, bad):
-    run = TraversalRun(TraversalWorker(1, [linear_model], bad, 3, TraversalConfig(steps=3)))
+    run = traversal_thread(TraversalWorker(1, [linear_model], bad, 3, TraversalConfig(steps=3)))
     got = Collector(run)
-    with qtbot.waitSignal(run.run_finished, timeout=5000):
+    with qtbot.waitSignal(run.worker.run_finished, timeout=5000):
         run.start()
     assert got.reasons == ["failed"] and "pixels must lie in [0, 1]" in got.failures[0]
     qtbot.waitUntil(lambda: not run.is_running(), timeout=5000)

@@ -132,7 +132,7 @@ def test_the_worker_not_the_gui_thread_judges_and_the_readout_shows_its_numbers(
     assert set(record["extra"]["realism"]) == {"robust", "standard"}
     assert record["extra"]["realism"]["robust"]["most_realistic_step"] == h.most_realistic()[0]
     # Switched off, a run has no realism at all.
-    window.realism_action.setChecked(False)
+    window.menu_actions.realism.setChecked(False)
     with qtbot.waitSignal(window.run_finished, timeout=30_000):
         window.play()
     assert not window.history.has_realism and "judge" not in window.view.columns[0].prediction.text

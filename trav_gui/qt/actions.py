@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QMenu, QMenuBar, QMessageBox, QWidget
 
-__all__ = ["build_menus", "open_error_dialog"]
+__all__ = ["WindowActions", "open_error_dialog"]
 
 
 def open_error_dialog(parent, title: str, message: str, previous: QMessageBox | None) -> QMessageBox:
@@ -20,39 +20,54 @@ def open_error_dialog(parent, title: str, message: str, previous: QMessageBox | 
     return box
 
 
-def build_menus(window) -> None:
-    """Add the File and Run menus to ``window`` (a MainWindow) and keep its actions on it.
+class WindowActions(QObject):
+    """The window's menu and keyboard actions, in the File and Run menus of ``menu_bar``.
 
-    Space, →, R, Esc and 0–9 work anywhere in the window: the transport buttons and target
-    buttons take no keyboard focus, so the keys never go to a widget instead.
+    The owner connects each action's ``triggered``; the actions are also added to ``parent``
+    so that their shortcuts work anywhere in it. Space, →, R, Esc and 0–9 work anywhere in
+    the window: the transport and target buttons take no keyboard focus.
+
+    Attributes
+    ----------
+    add_model, open_run, export, quit : the File menu.
+    play, step, reset, stop, jump, realism : the Run menu (``realism`` is a checked toggle).
+    targets : ten actions, keys 0–9, one per target class.
+
+    Signals
+    -------
+    target_chosen(target) : one of ``targets`` was triggered.
     """
-    file_menu = window.menuBar().addMenu("&File")
 
-    def action(text: str, slot, shortcut=None, menu=None) -> QAction:
-        a = QAction(text, window)
+    target_chosen = Signal(int)
+
+    def __init__(self, menu_bar: QMenuBar, parent: QWidget) -> None:
+        super().__init__(parent)
+        self._parent = parent
+        file_menu = menu_bar.addMenu("&File")
+        self.add_model = self._action("Add model…", "Ctrl+M", file_menu)
+        self.open_run = self._action("Open run…", QKeySequence.StandardKey.Open, file_menu)
+        self.export = self._action("Export…", "Ctrl+E", file_menu)
+        file_menu.addSeparator()
+        self.quit = self._action("Quit", QKeySequence.StandardKey.Quit, file_menu)
+
+        run_menu = menu_bar.addMenu("&Run")
+        self.play = self._action("Play / pause", Qt.Key.Key_Space, run_menu)
+        self.step = self._action("Step", Qt.Key.Key_Right, run_menu)
+        self.reset = self._action("Reset to start", Qt.Key.Key_R, run_menu)
+        self.stop = self._action("Stop", Qt.Key.Key_Escape, run_menu)
+        self.jump = self._action("Jump to the most realistic step", Qt.Key.Key_M, run_menu)
+        self.realism = self._action("Judge and nearest real image (realism)", None, run_menu)
+        self.realism.setCheckable(True)
+        self.realism.setChecked(True)
+        self.targets = [self._action(f"Target {c}", str(c)) for c in range(10)]
+        for c, action in enumerate(self.targets):
+            action.triggered.connect(lambda _=False, c=c: self.target_chosen.emit(c))
+
+    def _action(self, text: str, shortcut=None, menu: QMenu | None = None) -> QAction:
+        a = QAction(text, self._parent)
         if shortcut is not None:
             a.setShortcut(QKeySequence(shortcut))
-        a.triggered.connect(slot)
-        (menu or window).addAction(a)
         if menu is not None:
-            window.addAction(a)
+            menu.addAction(a)
+        self._parent.addAction(a)
         return a
-
-    window.add_model_action = action("Add model…", window.ask_add_model, "Ctrl+M", file_menu)
-    window.open_run_action = action("Open run…", window.ask_open_run, QKeySequence.StandardKey.Open, file_menu)
-    window.export_action = action("Export…", window.ask_export, "Ctrl+E", file_menu)
-    file_menu.addSeparator()
-    action("Quit", window.close, QKeySequence.StandardKey.Quit, file_menu)
-
-    run_menu = window.menuBar().addMenu("&Run")
-    window.play_action = action("Play / pause", window.toggle_play, Qt.Key.Key_Space, run_menu)
-    window.step_action = action("Step", window.step_once, Qt.Key.Key_Right, run_menu)
-    window.reset_action = action("Reset to start", window.reset, Qt.Key.Key_R, run_menu)
-    window.stop_action = action("Stop", window.stop, Qt.Key.Key_Escape, run_menu)
-    window.jump_action = action("Jump to the most realistic step", window.jump_to_most_realistic, Qt.Key.Key_M,
-                                run_menu)
-    window.realism_action = action("Judge and nearest real image (realism)", lambda _=False: None, None, run_menu)
-    window.realism_action.setCheckable(True)
-    window.realism_action.setChecked(True)
-    window.target_actions = [
-        action(f"Target {c}", lambda _=False, c=c: window.set_target(c), str(c)) for c in range(10)]

@@ -100,7 +100,7 @@ class Exporter(QObject):
     def wait(self) -> None:
         """Cancel a running export and block until its thread has ended."""
         if self.job is not None:
-            self.job.wait()
+            self.job.stop_and_wait()
 
     def _on_progress(self, done: int, total: int, what: str) -> None:
         self.progress.setRange(0, total)
@@ -121,6 +121,5 @@ class Exporter(QObject):
         self.progress.setVisible(False)
         self.cancel_button.setVisible(False)
         if job is not None:
-            job.thread.wait()  # "finished" is emitted just before the thread really ends
             job.deleteLater()
         self.idle.emit()

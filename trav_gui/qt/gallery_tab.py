@@ -144,13 +144,12 @@ class GalleryTab(QWidget):
         if self._job is not None:
             self._job.cancel()
 
-    def shutdown(self, timeout_ms: int = 30_000) -> bool:
+    def shutdown(self) -> None:
         """Cancel a computation and wait for every thread (the window calls this when closing)."""
-        jobs = [j for j in (self._job, *self._ending) if j is not None]
-        ended = all([j.wait(timeout_ms) for j in jobs])
+        for job in [j for j in (self._job, *self._ending) if j is not None]:
+            job.stop_and_wait()
         self._job = None
         self._ending.clear()
-        return ended
 
     def _reported(self) -> None:
         # The job has reported; its thread ends shortly (a new computation may start now).
@@ -160,7 +159,6 @@ class GalleryTab(QWidget):
 
     def _forget(self, job: BackgroundJob) -> None:
         self._ending.discard(job)
-        job.thread.wait()  # "finished" comes just before the thread really ends
         job.deleteLater()
 
     @Slot(int, int, str)

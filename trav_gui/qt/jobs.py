@@ -8,9 +8,8 @@ progress and may be cancelled goes through :class:`BackgroundJob`:
                                                                         cancel=cancelled))
     job.succeeded.connect(...); job.failed.connect(...); job.start()
 
-Why not superqt's ``create_worker``: it runs on ``QThreadPool`` threads, which cannot be
-waited for one by one when the window closes, and the tests fail any test that leaves a
-thread running. Each job here owns one ``QThread`` that ends when the function returns.
+Each job owns one ``QThread`` (a :class:`~trav_gui.qt.worker_thread.WorkerThread`, as the
+traversal worker does) that ends when the function returns.
 """
 
 from __future__ import annotations
@@ -19,6 +18,8 @@ import threading
 from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from trav_gui.qt.worker_thread import WorkerThread
 
 __all__ = ["BackgroundJob", "JobCancelled"]
 
@@ -34,11 +35,15 @@ class _Runner(QObject):
     progress = Signal(int, int, str)
     succeeded = Signal(object)
     failed = Signal(str)
+    done = Signal()  # after succeeded or failed: the thread may end
 
     def __init__(self, fn: JobFunction, describe_error: Callable[[BaseException], str]) -> None:
         super().__init__()
         self._fn, self._describe = fn, describe_error
         self.cancelled = threading.Event()
+
+    def stop(self) -> None:
+        self.cancelled.set()
 
     def _progress(self, done: int, total: int, what: str = "") -> None:
         if self.cancelled.is_set():
@@ -55,6 +60,7 @@ class _Runner(QObject):
             self.failed.emit(self._describe(exc))
         else:
             self.succeeded.emit(result)
+        self.done.emit()
 
 
 def _default_description(exc: BaseException) -> str:
@@ -77,7 +83,7 @@ class BackgroundJob(QObject):
     progress(done, total, what)
     succeeded(result)
     failed(message) : ``"cancelled"`` when cancelled.
-    thread_finished() : the thread has ended; the job may be dropped.
+    thread_finished() : the thread has ended (and been waited for); the job may be dropped.
     """
 
     progress = Signal(int, int, str)
@@ -90,19 +96,18 @@ class BackgroundJob(QObject):
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._runner = _Runner(fn, describe_error)
-        self.thread = QThread()
-        self.thread.setObjectName(name)
-        self._runner.moveToThread(self.thread)
-        self.thread.started.connect(self._runner.run)
         self._runner.progress.connect(self.progress)
         self._runner.succeeded.connect(self.succeeded)
         self._runner.failed.connect(self.failed)
-        self._runner.succeeded.connect(self.thread.quit)
-        self._runner.failed.connect(self.thread.quit)
-        self.thread.finished.connect(self.thread_finished)
+        self._thread = WorkerThread(self._runner, name, self._runner.done, self)
+        self._thread.thread_finished.connect(self.thread_finished)
+
+    @property
+    def thread(self) -> QThread:
+        return self._thread.thread
 
     def start(self) -> None:
-        self.thread.start()
+        self._thread.start()
 
     def cancel(self) -> None:
         """Ask the job to stop at its next progress report or cancellation check."""
@@ -113,10 +118,8 @@ class BackgroundJob(QObject):
         return self._runner.cancelled.is_set()
 
     def is_running(self) -> bool:
-        return self.thread.isRunning()
+        return self._thread.is_running()
 
-    def wait(self, timeout_ms: int = 30_000) -> bool:
-        """Cancel and block until the thread has ended; True if it did."""
-        self.cancel()
-        self.thread.quit()
-        return self.thread.wait(timeout_ms)
+    def stop_and_wait(self) -> None:
+        """Cancel and block until the thread has ended."""
+        self._thread.stop_and_wait()

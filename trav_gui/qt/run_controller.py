@@ -20,7 +20,8 @@ from torch import nn
 
 from trav_gui.engine.runs.context import RunContext
 from trav_gui.engine.runs.history import RunHistory
-from trav_gui.qt.worker import TraversalRun, TraversalWorker
+from trav_gui.qt.worker import TraversalWorker
+from trav_gui.qt.worker_thread import WorkerThread
 
 __all__ = ["RunController"]
 
@@ -43,10 +44,12 @@ class RunController(QObject):
     finished = Signal(str)
     status_changed = Signal(str)
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(self, parent: QObject | None = None, worker_factory=TraversalWorker) -> None:
         super().__init__(parent)
-        self._runs: dict[int, TraversalRun] = {}  # every run whose thread has not ended
-        self._run: TraversalRun | None = None  # the run on screen, while it runs
+        # Called like TraversalWorker; the tests pass a fake to steer the controller by hand.
+        self._worker_factory = worker_factory
+        self._runs: dict[int, WorkerThread] = {}  # every run whose thread has not ended
+        self._run: WorkerThread | None = None  # the run on screen, while it runs
         self._counter = 0
         self.context: RunContext | None = None
         self.history: RunHistory | None = None
@@ -95,14 +98,14 @@ class RunController(QObject):
         self._counter += 1
         context = RunContext(context.models, context.image, context.test_index, context.target,
                              context.config, run_id=self._counter)
-        worker = TraversalWorker(context.run_id, models, context.image, context.target, context.config,
-                                 paused=paused, steps_per_second=steps_per_second, scorer=scorer)
-        run = TraversalRun(worker, self)
-        run.frame_ready.connect(self._on_frames)
-        run.realism_ready.connect(self._on_realism)
-        run.run_failed.connect(self._on_failed)
-        run.run_finished.connect(self._on_finished)
-        run.thread_finished.connect(self._on_thread_finished)
+        worker = self._worker_factory(context.run_id, models, context.image, context.target, context.config,
+                                      paused=paused, steps_per_second=steps_per_second, scorer=scorer)
+        run = WorkerThread(worker, f"traversal-run-{context.run_id}", worker.run_finished, self)
+        worker.frame_ready.connect(self._on_worker_frame_ready)
+        worker.realism_ready.connect(self._on_worker_realism_ready)
+        worker.run_failed.connect(self._on_worker_run_failed)
+        worker.run_finished.connect(self._on_worker_run_finished)
+        run.thread_finished.connect(lambda run_id=context.run_id: self._on_run_thread_finished(run_id))
         self.speed_limit = steps_per_second or None
         self._runs[context.run_id] = run
         self._run = run
@@ -159,7 +162,7 @@ class RunController(QObject):
         """Stop every run and wait for its thread (the window calls this when closing)."""
         self._run = None
         for run in list(self._runs.values()):
-            run.wait()
+            run.stop_and_wait()
         self._runs.clear()
 
     def _finish(self, reason: str) -> None:
@@ -172,10 +175,10 @@ class RunController(QObject):
     # ------------------------------------------------------------------ worker signals
 
     def _current(self, run_id: int) -> bool:
-        return self._run is not None and run_id == self._run.run_id
+        return self._run is not None and run_id == self._run.worker.run_id
 
     @Slot(int, object)
-    def _on_frames(self, run_id: int, frames: list) -> None:
+    def _on_worker_frame_ready(self, run_id: int, frames: list) -> None:
         if not self._current(run_id) or self.history is None:
             return  # a run we already left
         for frame in frames:
@@ -184,23 +187,22 @@ class RunController(QObject):
         self.frames_added.emit()
 
     @Slot(int, object, object)
-    def _on_realism(self, run_id: int, indices, realism) -> None:
+    def _on_worker_realism_ready(self, run_id: int, indices, realism) -> None:
         if self._current(run_id) and self.history is not None:
             self.history.add_realism(indices, realism)
             self.frames_added.emit()
 
     @Slot(int, str)
-    def _on_failed(self, run_id: int, message: str) -> None:
+    def _on_worker_run_failed(self, run_id: int, message: str) -> None:
         if self._current(run_id):
             self.failed.emit(message)
 
     @Slot(int, str)
-    def _on_finished(self, run_id: int, reason: str) -> None:
+    def _on_worker_run_finished(self, run_id: int, reason: str) -> None:
         if self._current(run_id):
             self._finish(reason)
 
-    @Slot(int)
-    def _on_thread_finished(self, run_id: int) -> None:
+    def _on_run_thread_finished(self, run_id: int) -> None:
         run = self._runs.pop(run_id, None)
         if run is not None:
             run.deleteLater()

@@ -76,7 +76,7 @@ def show_models(models: Mapping[str, nn.Module], image: np.ndarray | None = None
     window = MainWindow(device=device)
     if dataset != window.dataset:
         window.set_dataset(dataset)
-    add_memory_models(window, models, window.dataset)
+    add_memory_models(models, window.dataset, window.models, window.selector, window.device)
     if image is not None:
         window.input_panel.set_start_image(image, None)
     else:

@@ -38,7 +38,7 @@ from trav_gui.engine.runs.replay import ReplayError, match_record_models
 from trav_gui.engine.models.errors import ModelLoadError
 from trav_gui.paths import models_dir
 from trav_gui.paths import user_models_dir
-from trav_gui.qt.actions import build_menus, open_error_dialog
+from trav_gui.qt.actions import WindowActions, open_error_dialog
 from trav_gui.qt.add_model import add_model_file, ask_add_model
 from trav_gui.qt.export_job import Exporter
 from trav_gui.qt.gallery_tab import GalleryTab
@@ -114,7 +114,14 @@ class MainWindow(QMainWindow):
         self.selector = ModelSelector()
         self.view = ComparisonView()
         self._build_layout()
-        build_menus(self)
+        a = self.menu_actions = WindowActions(self.menuBar(), self)
+        self.realism_action = a.realism  # the old name, which benchmarks/bench_app.py toggles
+        for action, slot in ((a.add_model, lambda _=False: ask_add_model(self, self.add_model_file)),
+                             (a.open_run, self.ask_open_run), (a.export, self.ask_export), (a.quit, self.close),
+                             (a.play, self.toggle_play), (a.step, self.step_once), (a.reset, self.reset),
+                             (a.stop, self.stop), (a.jump, self.jump_to_most_realistic)):
+            action.triggered.connect(slot)
+        a.target_chosen.connect(self.set_target)
         self.display = RunDisplay(self.runs, self.view, self._timeline, self.statusBar(), self)
         self.status_step = self.display.step_label
         device = f"CUDA ({torch.cuda.get_device_name(self.device)})" if self.device.startswith("cuda") else "CPU"
@@ -131,7 +138,7 @@ class MainWindow(QMainWindow):
         self.runs.failed.connect(lambda message: self.show_error("The run stopped", message))
         self.runs.finished.connect(self._on_run_finished)
         self.runs.status_changed.connect(self._update_controls)
-        self.runs.frames_added.connect(lambda: self.export_action.setEnabled(True))
+        self.runs.frames_added.connect(lambda: self.menu_actions.export.setEnabled(True))
         self.exporter.export_finished.connect(self.export_finished)
         self.exporter.export_failed.connect(self._on_export_failed)
         self.exporter.idle.connect(self._on_export_idle)
@@ -189,7 +196,6 @@ class MainWindow(QMainWindow):
         self.transport.reset_button.clicked.connect(self.reset)
         self.transport.stop_button.clicked.connect(self.stop)
 
-
     # ------------------------------------------------------------------ models
 
     def _selected_models(self) -> tuple[list[ModelEntry], list[nn.Module]] | None:
@@ -211,10 +217,8 @@ class MainWindow(QMainWindow):
     def add_model_file(self, path: str | Path) -> bool:
         """Check a ``.safetensors`` or ``.onnx`` file, keep it among the user models (listed on every
         start), list it and tick it if there is room; False (with a dialog) if it is refused."""
-        return add_model_file(self, path)
-
-    def ask_add_model(self) -> None:
-        ask_add_model(self)
+        return add_model_file(path, self.models, self.selector, self.dataset, self.device, self.show_error,
+                              lambda text: self.statusBar().showMessage(text, 15_000))
 
     # ------------------------------------------------------------------ errors
 
@@ -394,9 +398,9 @@ class MainWindow(QMainWindow):
         has_models = bool(self.selector.selected_entries())
         self.transport.show_state(self.runs.status, self.runs.running and self.runs.status == "playing",
                                   has_models, self.runs.running)
-        for a in (self.play_action, self.step_action):
+        for a in (self.menu_actions.play, self.menu_actions.step):
             a.setEnabled(has_models)
-        self.export_action.setEnabled(self.history is not None and len(self.history) > 0)
+        self.menu_actions.export.setEnabled(self.history is not None and len(self.history) > 0)
 
     def jump_to_most_realistic(self) -> int | None:
         """M: show the step the judge-free rule calls most realistic (the first column that has one)."""

@@ -3,9 +3,10 @@
 Why a hand-written QThread worker rather than superqt's ``thread_worker``: superqt runs its
 generator workers on ``QThreadPool`` threads, which outlive a run and cannot be waited for
 one by one, and its pause loop knows neither "let exactly one step through" nor a speed
-limit. Here each run owns one ``QThread``; the loop checks a ``threading.Event`` to stop
-and a condition for pause, single steps and the steps-per-second limit, so every control
-takes effect within one step, even while the event loop of the worker's thread is busy.
+limit. Here each run owns one ``QThread`` (a :class:`~trav_gui.qt.worker_thread.WorkerThread`);
+the loop checks a ``threading.Event`` to stop and a condition for pause, single steps and
+the steps-per-second limit, so every control takes effect within one step, even while the
+event loop of the worker's thread is busy.
 
 Frames arrive in batches: at most about 60 emits per second however fast the steps are,
 so a fast run does not flood the GUI's event loop. Every emit carries the run id, so the
@@ -19,12 +20,12 @@ import time
 from typing import Sequence
 
 import numpy as np
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 from torch import nn
 
 from trav_gui.engine.core.traversal import Frame, NonFiniteOutputError, TraversalConfig, traverse
 
-__all__ = ["TraversalRun", "TraversalWorker"]
+__all__ = ["TraversalWorker"]
 
 EMIT_INTERVAL_S = 1 / 60
 # Realism is computed at most this often while a run plays (all frames' nearest-real ratio,
@@ -34,7 +35,7 @@ REALISM_INTERVAL_S = 0.25
 
 
 class TraversalWorker(QObject):
-    """Runs one traversal; lives in its own QThread.
+    """Runs one traversal; lives in its own QThread (run it with a ``WorkerThread``).
 
     Parameters
     ----------
@@ -206,50 +207,3 @@ class TraversalWorker(QObject):
             reason = "stopped"
         self.run_finished.emit(self.run_id, reason)
 
-
-class TraversalRun(QObject):
-    """A worker and the QThread it runs in, started and torn down together.
-
-    Signals are forwarded from the worker; ``thread_finished`` fires once the thread has
-    ended, after which the run can be forgotten.
-    """
-
-    frame_ready = Signal(int, object)
-    realism_ready = Signal(int, object, object)
-    run_failed = Signal(int, str)
-    run_finished = Signal(int, str)
-    thread_finished = Signal(int)
-
-    def __init__(self, worker: TraversalWorker, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.worker = worker
-        self.run_id = worker.run_id
-        self.thread = QThread()
-        self.thread.setObjectName(f"traversal-run-{worker.run_id}")
-        worker.moveToThread(self.thread)
-        self.thread.started.connect(worker.run)
-        worker.frame_ready.connect(self.frame_ready)
-        worker.realism_ready.connect(self.realism_ready)
-        worker.run_failed.connect(self.run_failed)
-        worker.run_finished.connect(self.run_finished)
-        worker.run_finished.connect(self.thread.quit)
-        self.thread.finished.connect(self._on_thread_finished)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.worker.stop()
-
-    def is_running(self) -> bool:
-        return self.thread.isRunning()
-
-    def wait(self, timeout_ms: int = 10_000) -> bool:
-        """Stop the worker and block until its thread has ended; True if it did."""
-        self.worker.stop()
-        self.thread.quit()
-        return self.thread.wait(timeout_ms)
-
-    @Slot()
-    def _on_thread_finished(self) -> None:
-        self.thread_finished.emit(self.run_id)
