@@ -44,13 +44,13 @@ def add_model_commands(models: argparse.ArgumentParser) -> None:
     """Give the ``models`` command its ``add`` and ``remove`` subcommands (without one it lists)."""
     sub = models.add_subparsers(dest="models_command", metavar="{add,remove}")
     add = sub.add_parser(
-        "add", help="check a .safetensors or .onnx file, measure its clean accuracy and keep it as a user model",
+        "add", help="check a .safetensors, .onnx or .recipe file, measure its clean accuracy and keep it as a user model",
         description="Check a model file as the app loads it (a .safetensors with a JSON card beside it naming its "
                     "architecture and input conventions, or an .onnx graph with a card, compared with "
                     "onnxruntime), measure its clean accuracy on the shipped test set of its data set, and keep "
                     "a copy with its card in the user models folder ($TRAV_GUI_USER_MODELS to move it). The "
                     "app lists it on every start; trav-gui traverse --model NAME uses it.")
-    add.add_argument("file", help="a .safetensors or .onnx file (its card: the same name with .json)")
+    add.add_argument("file", help="a .safetensors, .onnx or .recipe file (its card: the same name with .json)")
     add.add_argument("--name", default=None, help="what to call it (default: the file's name without suffix)")
     add.set_defaults(func=_cmd_add)
     remove = sub.add_parser("remove", help="delete a user model (shipped models stay)")

@@ -31,7 +31,7 @@ FILE_FILTER = ("models (*.safetensors *.onnx *.recipe);;safetensors weights (*.s
 
 def add_model_file(path: str | Path, cache: ModelCache, selector: ModelSelector, dataset: str, device: str,
                    show_error: Callable[[str, str], None], notify: Callable[[str], None]) -> bool:
-    """Check, measure and keep a ``.safetensors`` or ``.onnx`` file among the user models, list it
+    """Check, measure and keep a ``.safetensors``, ``.onnx`` or ``.recipe`` file among the user models, list it
     and tick it if there is room; False (after ``show_error(title, message)``) if it is refused.
 
     Parameters

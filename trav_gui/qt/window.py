@@ -215,7 +215,7 @@ class MainWindow(QMainWindow):
         return chosen and (chosen[1], [e.name for e in chosen[0]])
 
     def add_model_file(self, path: str | Path) -> bool:
-        """Check a ``.safetensors`` or ``.onnx`` file, keep it among the user models (listed on every
+        """Check a ``.safetensors``, ``.onnx`` or ``.recipe`` file, keep it among the user models (listed on every
         start), list it and tick it if there is room; False (with a dialog) if it is refused."""
         return add_model_file(path, self.models, self.selector, self.dataset, self.device, self.show_error,
                               lambda text: self.statusBar().showMessage(text, 15_000))

@@ -47,7 +47,7 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
         known = ", ".join(sorted(p.stem for p in models_dir().glob("*.safetensors")))
         raise ModelLoadError(
             f"no model named {text!r}; shipped models: {known or 'none'} (trav-gui models lists the "
-            "user models too); or give the path of a .safetensors or .onnx file"
+            "user models too); or give the path of a .safetensors, .onnx or .recipe file"
         )
     return Path(text)
 

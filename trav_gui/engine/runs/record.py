@@ -94,7 +94,8 @@ class RunRecord:
     models : the models, in column order.
     start_image : (28, 28) float32 in [0, 1], exactly the image the run started from.
     test_index : index into the shipped test images of the run's data set, or None for a drawing
-        (read from ``start.test_index``, or ``start.mnist_index`` in records written before 0.2).
+        (read from ``start.test_index``, or from ``start.mnist_index``, its name in records written
+        before the engine's wings).
     target : int in 0..9.
     config : the run's :class:`TraversalConfig` (its ``seed`` seeds the run).
     app_version, created : who wrote it and when (ISO 8601, UTC).
