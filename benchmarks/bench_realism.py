@@ -34,8 +34,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from plotting import pyplot  # benchmarks/plotting.py, beside this script
 from tqdm import tqdm
 
+from trav_gui.engine.core.traversal import TraversalConfig, traverse
 from trav_gui.engine.data.datasets import DATASETS, test_set
 from trav_gui.engine.files import write_bytes_atomic
 from trav_gui.engine.models.card import card_path, read_card
@@ -43,8 +45,6 @@ from trav_gui.engine.models.errors import ModelLoadError, PriorLoadError, Recipe
 from trav_gui.engine.models.loading import list_models, load_model, load_recipe, resolve_model_path
 from trav_gui.engine.models.recipes import Recipe
 from trav_gui.engine.realism import CONFIDENT_PROB, held_out_reference, judge_name, noise_growth, reference_set, ssim
-from trav_gui.engine.core.traversal import TraversalConfig, traverse
-from plotting import pyplot  # benchmarks/plotting.py, beside this script
 
 # name -> (what it is, a model/recipe name or a Recipe)
 LEVERS: dict[str, tuple[str, str | Recipe]] = {

@@ -38,14 +38,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from plotting import pyplot  # benchmarks/plotting.py, beside this script
 from torch import nn
 from tqdm import tqdm
 
+from trav_gui.engine.core.traversal import TraversalConfig, traverse
 from trav_gui.engine.data.datasets import DATASETS, load_training_set, test_set
 from trav_gui.engine.models.loading import load_model
 from trav_gui.engine.realism import judge_name
-from trav_gui.engine.core.traversal import TraversalConfig, traverse
-from plotting import pyplot  # benchmarks/plotting.py, beside this script
 
 HERE = Path(__file__).resolve().parent
 DISTANCES = (2.0, 3.0, 4.0)

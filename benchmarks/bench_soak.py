@@ -50,9 +50,9 @@ def _measure(one_run, runs: int, warmup: int) -> tuple[float, float]:
 def soak_engine(runs: int, steps: int, warmup: int) -> float:
     import numpy as np
 
+    from trav_gui.engine.core.traversal import TraversalConfig, stack_frames, traverse
     from trav_gui.engine.data.datasets import test_digits
     from trav_gui.engine.models.loading import load_model
-    from trav_gui.engine.core.traversal import TraversalConfig, stack_frames, traverse
 
     images, labels = test_digits()
     models = [load_model("robust"), load_model("standard")]

@@ -24,11 +24,11 @@ import time
 import numpy as np
 import torch
 
-from trav_gui.engine.data.datasets import test_digits
-from trav_gui.engine.output.gallery import gallery_batch, run_gallery
-from trav_gui.engine.models.loading import load_model
 from trav_gui.engine.core.objectives import logprob
 from trav_gui.engine.core.traversal import TraversalConfig, traverse
+from trav_gui.engine.data.datasets import test_digits
+from trav_gui.engine.models.loading import load_model
+from trav_gui.engine.output.gallery import gallery_batch, run_gallery
 
 
 def paired(fa, fb, repeats: int) -> tuple[float, float, float]:

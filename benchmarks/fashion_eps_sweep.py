@@ -23,10 +23,10 @@ import sys
 import numpy as np
 import torch
 
+from training.evaluate import clean_accuracy
+from trav_gui.engine.core.traversal import TraversalConfig, traverse
 from trav_gui.engine.data.datasets import load_training_set, test_set
 from trav_gui.engine.models.loading import load_model
-from trav_gui.engine.core.traversal import TraversalConfig, traverse
-from training.evaluate import clean_accuracy
 
 
 def nearest(x: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:

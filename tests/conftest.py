@@ -62,8 +62,8 @@ def trained_lenet():
     """A LeNet-5 trained for 300 steps on the shipped MNIST test images (about 95 % right on them)."""
     import numpy as np
 
-    from trav_gui.engine.models.architectures import LeNet5
     from trav_gui.engine.data.datasets import test_set
+    from trav_gui.engine.models.architectures import LeNet5
 
     images, labels = test_set("mnist")
     x = torch.from_numpy(images.astype(np.float32) / 255.0)[:, None]

@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 import trav_gui
+from trav_gui.engine.core.traversal import DEFAULTS, NonFiniteOutputError, TraversalConfig, stack_frames, traverse
 from trav_gui.engine.data.datasets import test_set as shipped_test_set
 from trav_gui.engine.models.weights import state_sha256
-from trav_gui.engine.core.traversal import DEFAULTS, NonFiniteOutputError, TraversalConfig, stack_frames, traverse
 
 from helpers import NanAfter, make_window, save_with_card
 
@@ -138,8 +138,9 @@ def test_show_opens_the_app_on_in_memory_models(qtbot):
 
 
 def test_show_refuses_names_of_listed_models_and_blocks_only_without_an_event_loop(qtbot, monkeypatch):
-    from trav_gui.qt.show import event_loop_running
     from PySide6.QtWidgets import QApplication
+
+    from trav_gui.qt.show import event_loop_running
 
     with pytest.raises(ValueError, match="'robust' is already the name of a listed model"):
         trav_gui.show(models={"robust": plain_model()}, block=False)

@@ -28,7 +28,8 @@ def test_no_module_in_the_package_is_over_500_lines():
 def test_the_command_line_and_the_engine_load_no_qt():
     code = ("import sys, trav_gui.cli, trav_gui.engine.output.export, trav_gui.engine.core.traversal, "
             "trav_gui.engine.output.gallery, trav_gui.engine.models.cache, training.evaluate, trav_gui.api, "
-            "trav_gui.cli_models, trav_gui.engine.models.user_models, trav_gui.engine.models.onnx_model, trav_gui.engine.models.onnx_ops;"
+            "trav_gui.cli_models, trav_gui.engine.models.user_models, trav_gui.engine.models.onnx_model, "
+            "trav_gui.engine.models.onnx_ops;"
             "trav_gui.cli.build_parser();"
             "print(sorted(m for m in sys.modules if m.startswith(('PySide6', 'pyqtgraph', 'trav_gui.qt'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -12,8 +12,8 @@ from PIL import Image
 from trav_gui import __version__
 from trav_gui.cli import main
 from trav_gui.engine.data.datasets import test_digits as shipped_digits
-from trav_gui.engine.runs.record import read_run_record
 from trav_gui.engine.output.gallery import gallery_start_indices
+from trav_gui.engine.runs.record import read_run_record
 
 from helpers import NanAfter
 

@@ -7,14 +7,15 @@ import pytest
 import torch
 
 from trav_gui.cli import main
+from trav_gui.engine.core.traversal import TraversalConfig
 from trav_gui.engine.data import datasets as data
-from trav_gui.engine.output.gallery import gallery_start_indices, run_gallery
-from trav_gui.engine.runs.record import write_run_record
 from trav_gui.engine.models.architectures import SmallCNN
 from trav_gui.engine.models.card import ModelCard, ModelEntry, check_one_dataset
 from trav_gui.engine.models.loading import load_model
 from trav_gui.engine.models.weights import save_model
-from trav_gui.engine.core.traversal import TraversalConfig
+from trav_gui.engine.output.gallery import gallery_start_indices, run_gallery
+from trav_gui.engine.runs.record import write_run_record
+
 from helpers import make_window
 
 

@@ -11,11 +11,11 @@ import pytest
 from PIL import Image
 
 from trav_gui import __version__
-from trav_gui.engine.output import export as ex
-from trav_gui.engine.runs import record as rec
 from trav_gui.engine import files
-from trav_gui.engine.output import render
 from trav_gui.engine.core.traversal import TraversalConfig, stack_frames, traverse
+from trav_gui.engine.output import export as ex
+from trav_gui.engine.output import render
+from trav_gui.engine.runs import record as rec
 
 from helpers import NanAfter
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from trav_gui.engine import files
 from trav_gui.engine.data import datasets as data
+from trav_gui.engine.models.architectures import SmallCNN
 from trav_gui.engine.output import export as ex
 from trav_gui.engine.runs import record as rec
-from trav_gui.engine import files
-from trav_gui.engine.models.architectures import SmallCNN
 from trav_gui.qt.window import MainWindow
 
 from helpers import NanAfter, make_window

@@ -11,11 +11,11 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QMessageBox
 
 from trav_gui.engine.data import datasets as data
-from trav_gui.engine.output.export import read_steps_csv
-from trav_gui.engine.runs.record import read_run_record
+from trav_gui.engine.data.preprocess import drawing_to_mnist
 from trav_gui.engine.models.architectures import SmallCNN
 from trav_gui.engine.models.weights import save_model
-from trav_gui.engine.data.preprocess import drawing_to_mnist
+from trav_gui.engine.output.export import read_steps_csv
+from trav_gui.engine.runs.record import read_run_record
 from trav_gui.qt.window import MainWindow
 
 from helpers import make_window

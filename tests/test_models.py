@@ -7,12 +7,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from trav_gui.engine.files import sha256_of
 from trav_gui.engine.models import loading as models
-from trav_gui.engine.models.errors import ModelLoadError
 from trav_gui.engine.models.architectures import SmallCNN
+from trav_gui.engine.models.errors import ModelLoadError
 from trav_gui.engine.models.loading import list_models, load_model
 from trav_gui.engine.models.weights import save_model
-from trav_gui.engine.files import sha256_of
 
 MARKER = "trav_gui_pickle_ran"
 
@@ -162,7 +162,8 @@ def test_robust_headline_is_the_strongest_attack_at_the_main_radius():
     assert ModelCard().robust_headline() is None
     assert ModelCard.model_validate({"evaluation": {"robust": []}}).robust_headline() is None
     # entries without both numbers are notes, not figures
-    assert ModelCard.model_validate({"evaluation": {"robust": [{"eps": 2.0, "note": "skipped"}]}}).robust_headline() is None
+    noted = {"evaluation": {"robust": [{"eps": 2.0, "note": "skipped"}]}}
+    assert ModelCard.model_validate(noted).robust_headline() is None
 
 
 @pytest.mark.parametrize("bad_value", [float("inf"), float("-inf")])

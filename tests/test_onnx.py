@@ -17,10 +17,10 @@ pytest.importorskip("onnx2torch")
 pytest.importorskip("onnxruntime")
 
 from trav_gui.cli import main  # noqa: E402
+from trav_gui.engine.core.traversal import TraversalConfig, traverse  # noqa: E402
 from trav_gui.engine.models import onnx_model  # noqa: E402
 from trav_gui.engine.models.errors import ModelLoadError
 from trav_gui.engine.models.loading import load_model, model_sha256  # noqa: E402
-from trav_gui.engine.core.traversal import TraversalConfig, traverse  # noqa: E402
 from trav_gui.engine.models.user_models import add_user_model, list_user_models  # noqa: E402
 
 from helpers import mnist_images  # noqa: E402

@@ -13,9 +13,8 @@ from torch import nn
 
 from trav_gui.cli import main
 from trav_gui.engine.models.architectures import MLP, LeNet5
-from trav_gui.engine.models.errors import ModelLoadError
+from trav_gui.engine.models.errors import ModelLoadError, UserModelError
 from trav_gui.engine.models.loading import load_model, resolve_model_path
-from trav_gui.engine.models.errors import UserModelError
 from trav_gui.engine.models.user_models import add_user_model, list_user_models, remove_user_model
 from trav_gui.paths import user_models_dir
 

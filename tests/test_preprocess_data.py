@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from trav_gui.engine.data import datasets as data
-from trav_gui.engine.data.datasets import MnistUnavailableError, load_mnist, test_digits as shipped_digits
+from trav_gui.engine.data.datasets import MnistUnavailableError, load_mnist
+from trav_gui.engine.data.datasets import test_digits as shipped_digits
 from trav_gui.engine.data.preprocess import EmptyDrawingError, drawing_to_mnist
 
 

@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from trav_gui.engine.output import export as ex
-from trav_gui.engine.runs import record as rec
-from trav_gui.engine.data.preprocess import EmptyDrawingError, drawing_to_mnist
 from trav_gui.engine.core.steps import make_step, per_sample_norm
 from trav_gui.engine.core.traversal import TraversalConfig
+from trav_gui.engine.data.preprocess import EmptyDrawingError, drawing_to_mnist
+from trav_gui.engine.output import export as ex
+from trav_gui.engine.runs import record as rec
 
 # TRAV_GUI_EXAMPLES=1000 for a deeper search than the fast suite's.
 FAST = settings(max_examples=int(os.environ.get("TRAV_GUI_EXAMPLES", "60")), deadline=None,

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from trav_gui.cli import main
-from trav_gui.engine.data import datasets as data
 from trav_gui.engine import realism
-from trav_gui.engine.output.export import read_steps_csv
+from trav_gui.engine.data import datasets as data
 from trav_gui.engine.models.loading import list_models, load_model
+from trav_gui.engine.output.export import read_steps_csv
+
 from helpers import make_window
 
 

@@ -10,15 +10,12 @@ import torch
 from torch import nn
 
 from trav_gui.engine import realism
-from trav_gui.engine.models.errors import ModelLoadError
-from trav_gui.engine.models.loading import load_model
-from trav_gui.engine.files import sha256_of
-from trav_gui.engine.models.priors import DenoisingAE, ScoreUNet, load_prior, save_prior
-from trav_gui.engine.models.errors import PriorLoadError
-from trav_gui.engine.models.recipes import Ensemble, Guided, Recipe
-from trav_gui.engine.models.errors import RecipeError
-from trav_gui.engine.models.loading import load_recipe
 from trav_gui.engine.core.traversal import TraversalConfig, traverse
+from trav_gui.engine.files import sha256_of
+from trav_gui.engine.models.errors import ModelLoadError, PriorLoadError, RecipeError
+from trav_gui.engine.models.loading import load_model, load_recipe
+from trav_gui.engine.models.priors import DenoisingAE, ScoreUNet, load_prior, save_prior
+from trav_gui.engine.models.recipes import Ensemble, Guided, Recipe
 
 
 class Linear(nn.Module):

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import make_window
 from trav_gui.engine.core.traversal import stack_frames, traverse
 from trav_gui.engine.data import datasets
 from trav_gui.engine.models.loading import list_models, load_model, model_sha256
@@ -22,6 +21,8 @@ from trav_gui.engine.realism import RealismScorer, summary
 from trav_gui.engine.runs.record import RunRecordError, read_run_record, validate_run_record
 from trav_gui.engine.runs.replay import match_record_models
 from trav_gui.paths import models_dir
+
+from helpers import make_window
 
 DATA = Path(__file__).parent / "data"
 OLD = {"mnist": DATA / "run_before_wings_mnist.json", "fashion-mnist": DATA / "run_before_wings_fashion.json"}

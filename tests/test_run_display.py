@@ -12,8 +12,13 @@ from PySide6.QtWidgets import QStatusBar
 from trav_gui.engine.core.traversal import TraversalConfig, traverse
 from trav_gui.engine.runs.context import RunContext
 from trav_gui.engine.runs.history import RunHistory
-from trav_gui.qt.run_display import (MAX_REDRAW_INTERVAL_MS, REDRAW_INTERVAL_MS, REDRAW_TIME_SHARE,
-                                     REDRAW_TIME_SHARE_LIMITED, RunDisplay)
+from trav_gui.qt.run_display import (
+    MAX_REDRAW_INTERVAL_MS,
+    REDRAW_INTERVAL_MS,
+    REDRAW_TIME_SHARE,
+    REDRAW_TIME_SHARE_LIMITED,
+    RunDisplay,
+)
 from trav_gui.qt.transport import Timeline
 
 X0 = np.full((28, 28), 0.5, np.float32)

@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from training import evaluate, train
 from trav_gui.engine.models.loading import list_models, load_model
 from trav_gui.paths import models_dir
-from training import evaluate, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -162,8 +162,8 @@ def test_init_starts_from_given_weights_and_the_card_records_init_and_shift(tmp_
 
 
 def test_train_prior_writes_a_loadable_prior_that_denoises(tmp_path, mnist_root):
-    from trav_gui.engine.models.priors import load_prior
     from training import train_prior
+    from trav_gui.engine.models.priors import load_prior
 
     out = tmp_path / "score.safetensors"
     train_prior.main(["--kind", "score", "--epochs", "2", "--limit", "512", "--batch-size", "64",

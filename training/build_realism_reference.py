@@ -15,7 +15,13 @@ import sys
 
 import numpy as np
 
-from trav_gui.engine.data.datasets import DATASETS, DatasetUnavailableError, load_training_set, test_set
+from trav_gui.engine.data.datasets import (
+    DATASETS,
+    DEFAULT_DATASET,
+    DatasetUnavailableError,
+    load_training_set,
+    test_set,
+)
 from trav_gui.paths import resources_dir
 
 
@@ -42,7 +48,7 @@ def build(dataset: str, per_class: int = 1000, seed: int = 0, root=None) -> dict
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
+    p.add_argument("--dataset", choices=sorted(DATASETS), default=DEFAULT_DATASET)
     p.add_argument("--per-class", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", default=None)

@@ -24,12 +24,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from trav_gui.engine.data.datasets import DATASETS, test_set
-from trav_gui.engine.models.errors import ModelLoadError
+from trav_gui.engine.core.steps import L2Step
+from trav_gui.engine.data.datasets import DATASETS, DEFAULT_DATASET, test_set
 from trav_gui.engine.models.card import ModelCard, card_path, read_card
+from trav_gui.engine.models.errors import ModelLoadError
 from trav_gui.engine.models.loading import load_model, resolve_model_path
 from trav_gui.engine.models.weights import save_model
-from trav_gui.engine.core.steps import L2Step
 
 BATCH = 500
 
@@ -125,7 +125,7 @@ def apgd_survivors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, alive: to
 def evaluate(model: nn.Module, eps: float = 2.0, attack_steps: int = 100, restarts: int = 5,
              curve_eps: tuple[float, ...] = (1.0, 3.0), limit: int | None = None,
              apgd_limit: int | None = 1000, curve_limit: int | None = None,
-             progress: bool = True, device: str | torch.device = "cpu", dataset: str = "mnist",
+             progress: bool = True, device: str | torch.device = "cpu", dataset: str = DEFAULT_DATASET,
              attack_limit: int | None = None) -> dict:
     """Clean and robust accuracies on ``dataset``'s shipped test set, as a JSON-ready dict.
 

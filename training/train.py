@@ -32,14 +32,14 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from training import evaluate
 from trav_gui import __version__
 from trav_gui.engine.core.attacks import pgd
-from trav_gui.engine.data.datasets import DATASETS, DatasetUnavailableError, load_training_set
+from trav_gui.engine.core.steps import L2Step
+from trav_gui.engine.data.datasets import DATASETS, DEFAULT_DATASET, DatasetUnavailableError, load_training_set
 from trav_gui.engine.files import atomic_path
 from trav_gui.engine.models.architectures import ARCHITECTURES
 from trav_gui.engine.models.weights import save_model
-from trav_gui.engine.core.steps import L2Step
-from training import evaluate
 
 CURVE_FIELDS = ["epoch", "loss", "train_acc", "clean_acc", "robust_acc", "seconds"]
 
@@ -47,7 +47,7 @@ CURVE_FIELDS = ["epoch", "loss", "train_acc", "clean_acc", "robust_acc", "second
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--kind", choices=["standard", "robust"], required=True)
-    p.add_argument("--dataset", choices=sorted(DATASETS), default="mnist",
+    p.add_argument("--dataset", choices=sorted(DATASETS), default=DEFAULT_DATASET,
                    help="the data set to train on (default mnist)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--eps", type=float, default=2.0, help="L2 radius of the training attack")

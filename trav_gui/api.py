@@ -170,9 +170,9 @@ def traverse(model, image, target: int, steps: int = 200, step_size: float = 0.1
     """
     import torch
 
-    from trav_gui.engine.data.datasets import get_dataset
     from trav_gui.engine.core.traversal import NonFiniteOutputError, TraversalConfig, stack_frames
     from trav_gui.engine.core.traversal import traverse as engine_traverse
+    from trav_gui.engine.data.datasets import get_dataset
 
     config = TraversalConfig(steps=steps, step_size=step_size, norm=norm, eps=eps, objective=objective,
                              random_start=random_start, stop_at_prob=stop_at_prob, seed=seed)

@@ -59,10 +59,10 @@ class CliError(Exception):
 
 def _load_models(names: list[str], dataset: str | None = None):
     """The models, their run-record references and their one data set (``dataset`` if given)."""
-    from trav_gui.engine.runs.record import ModelRef
-    from trav_gui.engine.models.errors import ModelLoadError
     from trav_gui.engine.models.card import check_one_dataset, refuse_judges
+    from trav_gui.engine.models.errors import ModelLoadError
     from trav_gui.engine.models.loading import entry_of, load_model, model_sha256, resolve_model_path
+    from trav_gui.engine.runs.record import ModelRef
 
     models, refs, entries = [], [], []
     for name in names:
@@ -121,8 +121,8 @@ def _read_image(path: str):
 
 
 def _config_from(args):
-    from trav_gui.engine.realism import CONFIDENT_PROB
     from trav_gui.engine.core.traversal import TraversalConfig
+    from trav_gui.engine.realism import CONFIDENT_PROB
 
     try:
         return TraversalConfig(steps=args.steps, step_size=args.step_size, norm=args.norm, eps=args.eps,
@@ -148,10 +148,10 @@ def _cmd_traverse(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
+    from trav_gui.engine.core.traversal import NonFiniteOutputError, stack_frames, traverse
     from trav_gui.engine.data.datasets import get_dataset, test_set
     from trav_gui.engine.output.export import export_run
     from trav_gui.engine.runs.record import record_run
-    from trav_gui.engine.core.traversal import NonFiniteOutputError, stack_frames, traverse
 
     config = _config_from(args)
     if not 0 <= args.target <= 9:
@@ -239,10 +239,10 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
 
 def _add_traversal_options(p: argparse.ArgumentParser) -> None:
     # Defaults and choices are the engine's own (TraversalConfig, NORMS, OBJECTIVES), as in the app.
-    from trav_gui.engine.data.datasets import DATASETS
     from trav_gui.engine.core.objectives import OBJECTIVES
     from trav_gui.engine.core.steps import NORMS
     from trav_gui.engine.core.traversal import DEFAULTS
+    from trav_gui.engine.data.datasets import DATASETS
 
     p.add_argument("--model", action="append", required=True,
                    help='"robust", "standard", "realistic" (a recipe: robust models, a prior and a stop rule), '

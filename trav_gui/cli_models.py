@@ -44,7 +44,8 @@ def add_model_commands(models: argparse.ArgumentParser) -> None:
     """Give the ``models`` command its ``add`` and ``remove`` subcommands (without one it lists)."""
     sub = models.add_subparsers(dest="models_command", metavar="{add,remove}")
     add = sub.add_parser(
-        "add", help="check a .safetensors, .onnx or .recipe file, measure its clean accuracy and keep it as a user model",
+        "add", help="check a .safetensors, .onnx or .recipe file, measure its clean accuracy and keep it as a user "
+             "model",
         description="Check a model file as the app loads it (a .safetensors with a JSON card beside it naming its "
                     "architecture and input conventions, or an .onnx graph with a card, compared with "
                     "onnxruntime), measure its clean accuracy on the shipped test set of its data set, and keep "

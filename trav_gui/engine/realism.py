@@ -36,7 +36,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from trav_gui.engine.data.datasets import DEFAULT_DATASET, get_dataset, test_set
+from trav_gui.engine.data.datasets import DEFAULT_DATASET, FASHION_MNIST, MNIST, get_dataset, test_set
 from trav_gui.engine.models.errors import ModelLoadError
 from trav_gui.engine.models.loading import load_model
 from trav_gui.paths import resources_dir
@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 CONFIDENT_PROB = 0.9
-JUDGES = {"mnist": "judge", "fashion-mnist": "fashion-judge"}
+JUDGES = {MNIST: "judge", FASHION_MNIST: "fashion-judge"}
 
 
 class ReferenceUnavailableError(ValueError):

@@ -15,13 +15,22 @@ from typing import Callable, Sequence
 import numpy as np
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QImage, QPixmap
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea,
-                               QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 from torch import nn
 
+from trav_gui.engine.core.traversal import TraversalConfig
 from trav_gui.engine.files import save_png
 from trav_gui.engine.output.gallery import Gallery, render_galleries_side_by_side, run_gallery
-from trav_gui.engine.core.traversal import TraversalConfig
 from trav_gui.qt.jobs import BackgroundJob
 
 __all__ = ["GalleryTab"]

@@ -8,8 +8,8 @@ from typing import Sequence
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import QGroupBox, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
-from trav_gui.engine.models.card import ModelCard, ModelEntry, headline_label
 from trav_gui.engine.data.datasets import DEFAULT_DATASET
+from trav_gui.engine.models.card import ModelCard, ModelEntry, headline_label
 from trav_gui.engine.models.loading import list_models
 
 __all__ = ["MAX_MODELS", "ModelSelector", "describe_card"]

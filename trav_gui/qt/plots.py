@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import time
-
 from typing import Sequence
 
 import numpy as np

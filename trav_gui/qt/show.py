@@ -9,6 +9,7 @@ from typing import Mapping
 import numpy as np
 from torch import nn
 
+from trav_gui.engine.data.datasets import DEFAULT_DATASET
 from trav_gui.engine.models.loading import list_models
 from trav_gui.engine.models.user_models import list_user_models
 from trav_gui.paths import models_dir
@@ -58,7 +59,7 @@ def _device_of(models: Mapping[str, nn.Module]) -> str | None:
 
 
 def show_models(models: Mapping[str, nn.Module], image: np.ndarray | None = None, target: int | None = None,
-                dataset: str = "mnist", block: bool | None = None):
+                dataset: str = DEFAULT_DATASET, block: bool | None = None):
     """Open a MainWindow with ``models`` listed and ticked; see :func:`trav_gui.api.show`."""
     taken = {e.name for e in list_models(models_dir())} | {e.name for e in list_user_models()}
     clash = sorted(set(models) & taken)

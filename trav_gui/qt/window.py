@@ -27,17 +27,16 @@ from PySide6.QtWidgets import (
 from torch import nn
 
 from trav_gui import __version__
-from trav_gui.engine.data.datasets import get_dataset, test_set
-from trav_gui.engine.runs.record import RunRecordError, read_run_record
-from trav_gui.engine.runs.history import RunHistory
+from trav_gui.engine.data.datasets import DEFAULT_DATASET, FASHION_MNIST, MNIST, get_dataset, test_set
 from trav_gui.engine.models.cache import ModelCache, predict_start
 from trav_gui.engine.models.card import ModelEntry
+from trav_gui.engine.models.errors import ModelLoadError
 from trav_gui.engine.realism import Scorers
 from trav_gui.engine.runs.context import RunContext
+from trav_gui.engine.runs.history import RunHistory
+from trav_gui.engine.runs.record import RunRecordError, read_run_record
 from trav_gui.engine.runs.replay import ReplayError, match_record_models
-from trav_gui.engine.models.errors import ModelLoadError
-from trav_gui.paths import models_dir
-from trav_gui.paths import user_models_dir
+from trav_gui.paths import models_dir, user_models_dir
 from trav_gui.qt.actions import WindowActions, open_error_dialog
 from trav_gui.qt.add_model import add_model_file, ask_add_model
 from trav_gui.qt.export_job import Exporter
@@ -53,7 +52,7 @@ from trav_gui.qt.transport import Timeline, Transport
 
 __all__ = ["MainWindow"]
 
-DEFAULT_MODELS = {"mnist": ("robust", "standard"), "fashion-mnist": ("fashion-robust", "fashion-standard")}
+DEFAULT_MODELS = {MNIST: ("robust", "standard"), FASHION_MNIST: ("fashion-robust", "fashion-standard")}
 
 
 def _default_device() -> str:
@@ -103,7 +102,7 @@ class MainWindow(QMainWindow):
 
         if digits is True:
             try:
-                digits = test_set("mnist")
+                digits = test_set(MNIST)
             except (OSError, ValueError):
                 digits = None
         images, labels = digits if digits else (None, None)
@@ -143,7 +142,7 @@ class MainWindow(QMainWindow):
         self.exporter.export_failed.connect(self._on_export_failed)
         self.exporter.idle.connect(self._on_export_idle)
 
-        self.dataset = "mnist"
+        self.dataset = DEFAULT_DATASET
         self.selector.populate(self.models_folder)
         self.selector.populate(user_models_dir())  # what File → Add model… kept, on every start
         self.selector.show_dataset(self.dataset, DEFAULT_MODELS[self.dataset])

@@ -83,9 +83,8 @@ DATASETS: dict[str, Dataset] = {
         short_names=("T-shirt", "Trouser", "Pullover", "Dress", "Coat",
                      "Sandal", "Shirt", "Sneaker", "Bag", "Boot")),
 }
+# Also the data set of cards and run records written before there were several.
 DEFAULT_DATASET = MNIST
-# Data sets written before there were several ("mnist"), as the cards and records of that time.
-LEGACY_DATASET = MNIST
 
 
 def check_dataset_name(name: object) -> str:

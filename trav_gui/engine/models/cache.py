@@ -7,17 +7,17 @@ asks the same questions of the same cache. No Qt here.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from trav_gui.engine.models.card import ModelCard, ModelEntry, read_card
 from trav_gui.engine.models.errors import ModelLoadError
 from trav_gui.engine.models.loading import load_model, model_sha256
-from trav_gui.engine.models.card import ModelCard, ModelEntry, read_card
 
 __all__ = ["ModelCache", "StartPrediction", "classify", "predict_start"]
 

@@ -34,8 +34,8 @@ import torch
 from torch import nn
 
 from trav_gui.engine.data.datasets import DATASETS, DEFAULT_DATASET, get_dataset
-from trav_gui.engine.models.card import ModelCard
 from trav_gui.engine.models.architectures import ARCHITECTURE_LAYOUTS, ARCHITECTURES
+from trav_gui.engine.models.card import ModelCard
 from trav_gui.engine.models.errors import ModelLoadError
 
 __all__ = ["LAYOUTS", "OUTPUTS", "ConventionAdapter", "Conventions", "adapt", "card_template",
@@ -108,7 +108,7 @@ def adapt(model: nn.Module, conventions: Conventions) -> nn.Module:
     return model if conventions.native else ConventionAdapter(model, conventions)
 
 
-def card_template(architecture: str | None = None, layout: str = "image", dataset: str = "mnist") -> dict:
+def card_template(architecture: str | None = None, layout: str = "image", dataset: str = DEFAULT_DATASET) -> dict:
     """A complete card to start from (``architecture`` None: an ONNX file's card, which names none)."""
     ds = get_dataset(dataset)
     card: dict = {"architecture": architecture} if architecture else {}
@@ -117,7 +117,7 @@ def card_template(architecture: str | None = None, layout: str = "image", datase
     return card
 
 
-def _example(architecture: str | None, layout: str, dataset: str = "mnist") -> str:
+def _example(architecture: str | None, layout: str, dataset: str = DEFAULT_DATASET) -> str:
     return json.dumps(card_template(architecture, layout, dataset))
 
 

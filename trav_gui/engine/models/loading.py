@@ -17,8 +17,15 @@ from torch import nn
 
 from trav_gui.engine.files import sha256_of
 from trav_gui.engine.models.architectures import ARCHITECTURE_LAYOUTS, ARCHITECTURES, fitting_architectures
-from trav_gui.engine.models.card import (ModelCard, ModelEntry, Source, card_path, check_one_dataset, read_card,
-                                         refuse_judges)
+from trav_gui.engine.models.card import (
+    ModelCard,
+    ModelEntry,
+    Source,
+    card_path,
+    check_one_dataset,
+    read_card,
+    refuse_judges,
+)
 from trav_gui.engine.models.conventions import adapt, conventions_from_card, missing_card_message
 from trav_gui.engine.models.errors import ModelLoadError, PriorLoadError, RecipeError
 from trav_gui.engine.models.onnx_model import load_onnx, onnx_sha256

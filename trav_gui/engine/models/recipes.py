@@ -33,6 +33,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from trav_gui.engine.data.datasets import DEFAULT_DATASET
 from trav_gui.engine.models.errors import RecipeError
 
 __all__ = ["RECIPE_SUFFIX", "STOP_RULES", "Ensemble", "Guided", "GuidedRun", "Recipe", "describe"]
@@ -123,7 +124,7 @@ class Guided(nn.Module):
     """A recipe ready to traverse: ``forward`` is the classifier's; :meth:`start` begins a run."""
 
     def __init__(self, classifier: nn.Module, recipe: Recipe, prior: nn.Module | None = None,
-                 dataset: str = "mnist") -> None:
+                 dataset: str = DEFAULT_DATASET) -> None:
         super().__init__()
         if (prior is None) != (recipe.prior is None):
             raise RecipeError("the recipe names a prior but none was given, or the reverse")

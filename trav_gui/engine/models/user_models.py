@@ -23,12 +23,12 @@ from torch import nn
 from trav_gui import __version__
 from trav_gui.engine.files import write_bytes_atomic
 from trav_gui.engine.models.accuracy import clean_accuracy
-from trav_gui.engine.models.conventions import conventions_from_card
-from trav_gui.engine.models.recipes import describe
-from trav_gui.engine.models.errors import ModelLoadError, UserModelError
 from trav_gui.engine.models.card import ModelCard, ModelEntry, card_path, parse_card, read_card
+from trav_gui.engine.models.conventions import conventions_from_card
+from trav_gui.engine.models.errors import ModelLoadError, UserModelError
 from trav_gui.engine.models.loading import list_models, load_model, model_sha256
 from trav_gui.engine.models.onnx_model import self_contained_bytes
+from trav_gui.engine.models.recipes import describe
 from trav_gui.paths import models_dir, user_models_dir
 
 __all__ = ["accuracy_warning", "add_user_model", "list_user_models", "remove_user_model"]

@@ -14,9 +14,9 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from trav_gui.engine.core.traversal import TraversalConfig, traverse
 from trav_gui.engine.data.datasets import DEFAULT_DATASET, get_dataset, test_set
 from trav_gui.engine.output.render import font, tile
-from trav_gui.engine.core.traversal import TraversalConfig, traverse
 
 __all__ = ["Gallery", "gallery_batch", "gallery_start_indices", "render_gallery", "render_galleries_side_by_side", "run_gallery"]
 

@@ -22,8 +22,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, Sequence
 
 import numpy as np
-from pydantic import (BaseModel, ConfigDict, Field, PlainValidator, StrictInt, StrictStr, ValidationError,
-                      model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from trav_gui import __version__
