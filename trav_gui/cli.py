@@ -1,4 +1,8 @@
-"""The ``trav-gui`` command line: the engine without a window."""
+"""The ``trav-gui`` command line: the engine without a window.
+
+Each command imports the engine inside its function: ``trav-gui --help`` and argument errors
+load no torch, and only ``trav-gui gui`` loads Qt.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""``trav-gui models add FILE [--name NAME]`` and ``trav-gui models remove NAME``: the user models folder."""
+"""``trav-gui models add FILE [--name NAME]`` and ``trav-gui models remove NAME``: the user models folder.
+
+The engine is imported inside each command, as in :mod:`trav_gui.cli`: building the parser loads no torch.
+"""
 
 from __future__ import annotations
 
