@@ -168,3 +168,21 @@ def test_invalid_input_fails_cleanly(qtbot, linear_model, bad):
         run.start()
     assert got.reasons == ["failed"] and "pixels must lie in [0, 1]" in got.failures[0]
     qtbot.waitUntil(lambda: not run.is_running(), timeout=5000)
+
+
+def test_a_worker_thread_dropped_as_soon_as_its_run_ends_is_kept_until_its_thread_is_waited_for(qtbot, linear_model):
+    """Its thread may still be deleting the worker after isRunning() turned False; destroying the
+    QThread object then crashed that thread (seen in CI). The WorkerThread keeps itself alive until
+    its thread has been waited for, whoever drops it."""
+    import gc
+
+    from trav_gui.qt import worker_thread
+
+    bad = np.full((28, 28), 2.0, np.float32)  # fails at once: the shortest possible run
+    for run_id in range(40):
+        run = traversal_thread(TraversalWorker(run_id, [linear_model], bad, 3, TraversalConfig(steps=3)))
+        with qtbot.waitSignal(run.worker.run_finished, timeout=5000):
+            run.start()
+        del run
+        gc.collect()
+    qtbot.waitUntil(lambda: not worker_thread._UNWAITED, timeout=10_000)

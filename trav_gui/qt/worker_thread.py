@@ -2,7 +2,7 @@
 
 In the spirit of superqt's ``new_worker_qthread``: create the QThread, move the worker to
 it, run the worker's ``run`` slot when the thread starts, quit the thread when the worker
-says it is done, and delete the worker once the thread has ended. Both the traversal
+says it is done, and wait for the thread before anything is let go. Both the traversal
 worker (:mod:`trav_gui.qt.worker`) and the one-shot background jobs (:mod:`trav_gui.qt.jobs`)
 run through :class:`WorkerThread`, so there is one way to start a thread and one way to end
 it: :meth:`WorkerThread.stop_and_wait`, which returns only once the thread has ended.
@@ -17,6 +17,12 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, QThread, Signal, SignalInstance, Slot
 
 __all__ = ["WorkerThread"]
+
+# Every WorkerThread whose thread was started and not yet waited for. A QThread object must not
+# be destroyed before wait() has returned: its thread may still be finishing (deleting the worker)
+# after isRunning() turned False, and destroying the object then crashes that thread. Holding the
+# WorkerThread here until it has waited means no caller can drop it too early.
+_UNWAITED: set["WorkerThread"] = set()
 
 
 class WorkerThread(QObject):
@@ -48,11 +54,14 @@ class WorkerThread(QObject):
         worker.moveToThread(self.thread)
         self.thread.started.connect(worker.run)
         done.connect(self.thread.quit)
-        # Emitted in the ending thread: the worker is deleted there, after its last event.
-        self.thread.finished.connect(worker.deleteLater)
+        # The worker is not deleteLater()'d in its thread: a Python object's destructor needs the
+        # GIL, and run in the ending thread it deadlocked (or crashed) against the GUI thread
+        # holding the GIL in moveToThread (seen in CI). Python deletes it, in the GUI thread, once
+        # this object lets it go, after the thread has been waited for.
         self.thread.finished.connect(self._on_thread_finished)
 
     def start(self) -> None:
+        _UNWAITED.add(self)
         self.thread.start()
 
     def stop(self) -> None:
@@ -71,8 +80,10 @@ class WorkerThread(QObject):
         self.worker.stop()
         self.thread.quit()
         self.thread.wait()
+        _UNWAITED.discard(self)
 
     @Slot()
     def _on_thread_finished(self) -> None:
         self.thread.wait()  # "finished" is emitted just before the thread really ends
+        _UNWAITED.discard(self)
         self.thread_finished.emit()
