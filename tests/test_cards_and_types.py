@@ -138,3 +138,21 @@ def test_one_record_builder_gives_the_summary_for_every_model():
     assert extra["realism"]["a"] == {"flip_step": 2, "confident_step": 2, "confident_prob": 0.9,
                                      "most_realistic_step": 3}
     assert extra["realism"]["b"]["flip_step"] is None and record["start"]["test_index"] == 4
+
+
+def test_a_users_card_declares_its_input_as_a_typed_spec_and_round_trips():
+    from trav_gui.engine.models.card import InputSpec
+
+    raw = {"architecture": "lenet5", "dataset": "mnist", "class_names": [str(k) for k in range(10)],
+           "input": {"layout": "image", "range": [0, 255], "mean": 33.3, "std": 78.6}, "output": "logits"}
+    card = ModelCard.model_validate(raw)
+    assert card.input == InputSpec(layout="image", range=(0, 255), mean=33.3, std=78.6)
+    assert card.declares_conventions and card.to_json() == raw
+    assert ModelCard.model_validate({**raw, "input": {"layout": "flat"}}).input.range == (0, 1)
+    for bad, words in [({"layout": "image", "mean": [0.1307], "std": "x"}, '"input.std" must be a finite number'),
+                       ({"layout": "image", "range": [True, 1]}, '"input.range" must be'),
+                       ({"layout": "image", "zoom": 2}, "unknown entries \\['zoom'\\]")]:
+        with pytest.raises(ValueError, match=words):
+            ModelCard.model_validate({**raw, "input": bad})
+    assert ModelCard.model_validate({**raw, "input": {"layout": "image", "mean": [0.1307], "std": [0.3081]}}
+                                    ).input.mean == 0.1307  # torchvision's Normalize((0.1307,), (0.3081,))

@@ -135,7 +135,7 @@ def test_adding_an_onnx_with_external_data_keeps_a_copy_that_stands_alone(traine
     assert sorted(os.listdir(folder)) == ["lenet-onnx.json", "lenet-onnx.onnx"]  # no .data beside it
     card = entry.card
     assert card.sha256 == model_sha256(entry.path) and card.source_sha256 == model_sha256(default_export)
-    assert card.evaluation.clean_accuracy > 0.8 and card.input["layout"] == "image"
+    assert card.evaluation.clean_accuracy > 0.8 and card.input.layout == "image"
     x, _ = mnist_images(8)
     torch.testing.assert_close(model(x), trained_lenet(x), atol=1e-4, rtol=0)
     again, _ = add_user_model(default_export, name="other-name")  # the same weights are not kept twice

@@ -12,22 +12,91 @@ that a card read and written again loses nothing.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from trav_gui.engine.data.datasets import DEFAULT_DATASET, DatasetName
+from trav_gui.engine.data.datasets import DATASETS, DEFAULT_DATASET, DatasetName
 from trav_gui.engine.models.errors import ModelLoadError
 
-__all__ = ["MAX_CARD_BYTES", "Evaluation", "ModelCard", "ModelEntry", "RobustFigure", "card_path", "headline_label",
+__all__ = ["LAYOUTS", "MAX_CARD_BYTES", "OUTPUTS", "Evaluation", "InputSpec", "ModelCard", "ModelEntry", "RobustFigure",
+           "card_path", "headline_label",
            "check_one_dataset", "parse_card", "read_card", "refuse_judges"]
 
 # A model card is a few kB; a larger file is not one (and is not read whole).
 MAX_CARD_BYTES = 1 << 20
 Source = Literal["shipped", "user", "folder", "memory"]
+# What a model may take: an image (N, 1, 28, 28) or flat pixels (N, 784); what it may return.
+LAYOUTS = {"image": (1, 28, 28), "flat": (784,)}
+OUTPUTS = ("logits", "log_probabilities", "probabilities")
+RANGES = ((0, 1), (0, 255))
+
+
+class InputSpec(BaseModel):
+    """How a user's model takes its pixels (a card's ``"input"``): layout, value range, normalization.
+
+    Every problem is reported in the card's own words (``"input.range" must be [0, 1] or [0, 255]``).
+    """
+
+    model_config = ConfigDict(frozen=True)
+    layout: str
+    range: tuple[int, int] = (0, 1)
+    mean: float | None = None
+    std: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _an_object_of_known_entries(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise ValueError(f'"input" must be an object such as {{"layout": "image", "range": [0, 1]}}, '
+                             f"got {value!r}")
+        unknown = sorted(set(value) - set(cls.model_fields))
+        if unknown:
+            raise ValueError(f'"input" has unknown entries {unknown}; it takes {sorted(cls.model_fields)}')
+        if ("mean" in value) != ("std" in value):
+            raise ValueError('"input" needs both "mean" and "std" (or neither)')
+        return value
+
+    @field_validator("layout", mode="before")
+    @classmethod
+    def _known_layout(cls, value: Any) -> Any:
+        if not (isinstance(value, str) and value in LAYOUTS):
+            raise ValueError(f'"input.layout" must be "image" (N, 1, 28, 28) or "flat" (N, 784), got {value!r}')
+        return value
+
+    @field_validator("range", mode="before")
+    @classmethod
+    def _known_range(cls, value: Any) -> Any:
+        if not (isinstance(value, (list, tuple)) and not any(isinstance(v, bool) for v in value)
+                and tuple(value) in RANGES):
+            raise ValueError(f'"input.range" must be [0, 1] or [0, 255], got {value!r}')
+        return tuple(value)
+
+    @field_validator("mean", "std", mode="before")
+    @classmethod
+    def _finite_number(cls, value: Any, info) -> Any:
+        if isinstance(value, list) and len(value) == 1:  # torchvision's Normalize((0.1307,), (0.3081,))
+            value = value[0]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f'"input.{info.field_name}" must be a finite number (or a list of one), got {value!r}')
+        return float(value)
+
+    @field_validator("std")
+    @classmethod
+    def _positive(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise ValueError(f'"input.std" must be > 0, got {value}')
+        return value
+
+    def to_card(self) -> dict:
+        entry: dict = {"layout": self.layout, "range": list(self.range)}
+        if self.mean is not None:
+            entry.update(mean=self.mean, std=self.std)
+        return entry
 
 
 class RobustFigure(BaseModel):
@@ -93,9 +162,9 @@ class ModelCard(BaseModel):
     architecture: Any = None
     weights: str | None = None
     sha256: str | None = None
-    class_names: Any = None
-    input: Any = None
-    output: Any = None
+    class_names: list[str] | None = None
+    input: InputSpec | None = None
+    output: str | None = None
     prior: Any = None  # a prior's kind ("dae", "score")
     evaluation: Evaluation = Evaluation()
 
@@ -103,6 +172,21 @@ class ModelCard(BaseModel):
     @classmethod
     def _evaluation_object(cls, value: Any) -> Any:
         return value if isinstance(value, dict) else {}
+
+    @field_validator("output", mode="before")
+    @classmethod
+    def _known_output(cls, value: Any) -> Any:
+        if value is not None and not (isinstance(value, str) and value in OUTPUTS):
+            raise ValueError(f'"output" must be one of {", ".join(OUTPUTS)}, got {value!r}')
+        return value
+
+    @model_validator(mode="after")
+    def _class_names_of_the_data_set(self) -> "ModelCard":
+        expected = list(DATASETS[self.dataset].class_names)
+        if self.class_names is not None and self.class_names != expected:
+            raise ValueError(f'"class_names" {self.class_names!r} are not the {self.dataset} classes in label order: '
+                             f"{expected}")
+        return self
 
     @property
     def is_judge(self) -> bool:
@@ -174,19 +258,20 @@ def _problems(exc: ValidationError) -> str:
     for error in exc.errors(include_url=False):
         where = ".".join(str(k) for k in error["loc"])
         message = str(error["msg"]).removeprefix("Value error, ")
-        out.append(message if message.startswith(f'"{where}"') else f'"{where}": {message}')
+        out.append(message if not where or message.startswith(f'"{where}"') else f'"{where}": {message}')
     return "; ".join(out)
 
 
-def parse_card(data: object, where: str) -> ModelCard:
-    """A card from parsed JSON; ModelLoadError naming ``where`` and every problem."""
+def parse_card(data: object, weights: str | os.PathLike) -> ModelCard:
+    """The card of ``weights`` from its parsed JSON; ModelLoadError naming both files and every problem."""
+    where = f"{Path(weights).name}: its card {card_path(weights).name}"
     if not isinstance(data, dict):
-        raise ModelLoadError(f"{where}: the model card cannot be read (a JSON {type(data).__name__}, "
-                             "not an object); fix it, or delete it and write a new one")
+        raise ModelLoadError(f"{where} cannot be read (a JSON {type(data).__name__}, not an object); "
+                             "fix it, or delete it and write a new one")
     try:
         return ModelCard.model_validate(data)
     except ValidationError as exc:
-        raise ModelLoadError(f"{where}: the model card is inconsistent: {_problems(exc)}") from None
+        raise ModelLoadError(f"{where} is inconsistent: {_problems(exc)}") from None
 
 
 def read_card(weights: str | os.PathLike, strict: bool = False) -> ModelCard | None:
@@ -208,7 +293,7 @@ def read_card(weights: str | os.PathLike, strict: bool = False) -> ModelCard | N
                                  "and write a new one") from None
         return None
     try:
-        return parse_card(data, path.name)
+        return parse_card(data, weights)
     except ModelLoadError:
         if strict:
             raise

@@ -27,7 +27,6 @@ write.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 
 import torch
@@ -35,16 +34,12 @@ from torch import nn
 
 from trav_gui.engine.data.datasets import DATASETS, DEFAULT_DATASET, get_dataset
 from trav_gui.engine.models.architectures import ARCHITECTURE_LAYOUTS, ARCHITECTURES
-from trav_gui.engine.models.card import ModelCard
+from trav_gui.engine.models.card import LAYOUTS, ModelCard
 from trav_gui.engine.models.errors import ModelLoadError
 
-__all__ = ["LAYOUTS", "OUTPUTS", "ConventionAdapter", "Conventions", "adapt", "card_template",
+__all__ = ["ConventionAdapter", "Conventions", "adapt", "card_template",
            "conventions_from_card", "missing_card_message"]
 
-LAYOUTS = {"image": (1, 28, 28), "flat": (784,)}
-OUTPUTS = ("logits", "log_probabilities", "probabilities")
-RANGES = ((0, 1), (0, 255))
-INPUT_KEYS = {"layout", "range", "mean", "std"}
 # log(p) of a probability that underflowed to 0 would be -inf: the smallest normal float32 instead.
 TINY_PROBABILITY = torch.finfo(torch.float32).tiny
 
@@ -130,55 +125,6 @@ def missing_card_message(file_name: str, card_name: str, why: str, architecture:
             "\"probabilities\" if it ends with a softmax)")
 
 
-def _known(value, names) -> bool:
-    """``value`` is one of ``names`` (a JSON list or object, which cannot be, is not an error here)."""
-    return isinstance(value, str) and value in names
-
-
-def _number(value, what: str, problems: list[str]) -> float | None:
-    if isinstance(value, list) and len(value) == 1:  # torchvision's Normalize((0.1307,), (0.3081,))
-        value = value[0]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        problems.append(f"\"input.{what}\" must be a finite number (or a list of one), got {value!r}")
-        return None
-    return float(value)
-
-
-def _parse_input(entry, problems: list[str]) -> Conventions | None:
-    if not isinstance(entry, dict):
-        problems.append(f"\"input\" must be an object such as {{\"layout\": \"image\", \"range\": [0, 1]}}, "
-                        f"got {entry!r}")
-        return None
-    unknown = sorted(set(entry) - INPUT_KEYS)
-    if unknown:
-        problems.append(f"\"input\" has unknown entries {unknown}; it takes {sorted(INPUT_KEYS)}")
-    layout = entry.get("layout")
-    if not _known(layout, LAYOUTS):
-        problems.append(f"\"input.layout\" must be \"image\" (N, 1, 28, 28) or \"flat\" (N, 784), got {layout!r}")
-    value_range = entry.get("range", [0, 1])
-    if not (isinstance(value_range, list) and tuple(value_range) in RANGES
-            and not any(isinstance(v, bool) for v in value_range)):
-        problems.append(f"\"input.range\" must be [0, 1] or [0, 255], got {value_range!r}")
-        value_range = [0, 1]
-    mean = std = None
-    if ("mean" in entry) != ("std" in entry):
-        problems.append("\"input\" needs both \"mean\" and \"std\" (or neither)")
-    elif "mean" in entry:
-        mean, std = _number(entry["mean"], "mean", problems), _number(entry["std"], "std", problems)
-        if std is not None and std <= 0:
-            problems.append(f"\"input.std\" must be > 0, got {std}")
-    if not _known(layout, LAYOUTS):
-        return None
-    return Conventions(layout=layout, scale=float(value_range[1]), mean=mean, std=std)
-
-
-def _check_class_names(card: ModelCard, problems: list[str]) -> None:
-    expected = list(DATASETS[card.dataset].class_names)
-    if card.class_names is not None and card.class_names != expected:
-        problems.append(f"\"class_names\" {card.class_names!r} are not the {card.dataset} classes in label order: "
-                        f"{expected}")
-
-
 def conventions_from_card(card: ModelCard | None, file_name: str, card_name: str, architecture: str | None,
                           onnx: bool = False) -> tuple[Conventions, str]:
     """The conventions and data set a card declares, checked against the model.
@@ -203,29 +149,26 @@ def conventions_from_card(card: ModelCard | None, file_name: str, card_name: str
     if not card.declares_conventions and not onnx:
         # The app's own card format: pixels in [0, 1], logits, in the architecture's layout.
         return Conventions(layout=arch_layout), card.dataset
-    missing = [k for k in ("dataset", "input", "output") if k not in card.model_fields_set]
+    missing = [k for k in ("dataset", "input", "output") if k not in card.model_fields_set or getattr(card, k) is None]
     if missing:
         example = _example(architecture, arch_layout, card.dataset)
         raise ModelLoadError(f"{file_name}: its card {card_name} is incomplete: add "
                              f"{', '.join(json.dumps(k) for k in missing)}; "
                              f"a complete card: {example}")
+    # The card's own entries were checked where it was read (ModelCard); what is left is whether
+    # they fit this model.
     problems: list[str] = []
     if onnx and card.architecture not in (None, "onnx"):
         problems.append(f"an ONNX file carries its own graph: remove \"architecture\" ({card.architecture!r})")
-    _check_class_names(card, problems)
-    dataset = card.dataset
-    conventions = _parse_input(card.input, problems)
-    output = card.output
-    if not _known(output, OUTPUTS):
-        problems.append(f"\"output\" must be one of {', '.join(OUTPUTS)}, got {output!r}")
-    if architecture is not None and output in OUTPUTS and output != "logits":
+    spec, output = card.input, card.output
+    if architecture is not None and output != "logits":
         problems.append(f"architecture {architecture!r} returns logits (a softmax at the end of a model holds "
                         f"no weights, so the file has none), but \"output\" says {output!r}: "
                         "set \"output\": \"logits\"")
-    if architecture is not None and conventions is not None and conventions.layout != arch_layout:
+    if architecture is not None and spec.layout != arch_layout:
         problems.append(f"architecture {architecture!r} takes {arch_layout} input "
-                        f"{LAYOUTS[arch_layout]}, but \"input.layout\" says {conventions.layout!r}: "
+                        f"{LAYOUTS[arch_layout]}, but \"input.layout\" says {spec.layout!r}: "
                         f"set \"layout\": \"{arch_layout}\"")
     if problems:
         raise ModelLoadError(f"{file_name}: its card {card_name} is inconsistent: " + "; ".join(problems))
-    return Conventions(conventions.layout, conventions.scale, conventions.mean, conventions.std, output), dataset
+    return Conventions(spec.layout, float(spec.range[1]), spec.mean, spec.std, output), card.dataset

@@ -127,7 +127,7 @@ def add_user_model(path: str | os.PathLike, name: str | None = None, device: str
         folder.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(dest, self_contained_bytes(source) if onnx else source.read_bytes())
         new_card["sha256"] = model_sha256(dest)
-        typed = parse_card(new_card, card_path(dest).name)
+        typed = parse_card(new_card, dest)
         write_bytes_atomic(card_path(dest), (json.dumps(new_card, indent=2) + "\n").encode())
         stored = load_model(dest, device=device)
     except (OSError, ModelLoadError) as exc:

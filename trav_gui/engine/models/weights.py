@@ -116,7 +116,7 @@ def save_weights(model: nn.Module, path: str | os.PathLike, card: dict, metadata
     with atomic_paths(path, card_path(path)) as (weights_tmp, card_tmp):
         save_file(state, str(weights_tmp), metadata=metadata)
         card = {**card, "weights": path.name, "sha256": sha256_of(weights_tmp)}
-        typed = parse_card(card, card_path(path).name)
+        typed = parse_card(card, path)
         card_tmp.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return typed
 
