@@ -147,6 +147,7 @@ class ModelCard(BaseModel):
     kind : what the model is (``"robust"``, ``"standard"``, ``"user"``, ``"recipe"``...).
     role : ``"judge"`` (judges realism; never traversed), ``"prior"`` or None (a classifier).
     prior : a prior's kind (``"dae"``, ``"score"``).
+    source_sha256 : a user model's: the file it was added from (the same file is not added twice).
     architecture : a registered architecture (``.safetensors`` files).
     input, output : a user model's conventions, checked by :mod:`trav_gui.engine.models.conventions`.
     sha256 : of the weights the card was written for.
@@ -166,6 +167,7 @@ class ModelCard(BaseModel):
     input: InputSpec | None = None
     output: str | None = None
     prior: Any = None  # a prior's kind ("dae", "score")
+    source_sha256: str | None = None  # a user model's: the sha256 of the file it was added from
     evaluation: Evaluation = Evaluation()
 
     @field_validator("evaluation", mode="before")

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from trav_gui.engine.data.datasets import DATASETS, DEFAULT_DATASET, get_dataset
-from trav_gui.engine.models.architectures import ARCHITECTURE_LAYOUTS, ARCHITECTURES
+from trav_gui.engine.data.datasets import DEFAULT_DATASET, get_dataset
+from trav_gui.engine.models.architectures import ARCHITECTURE_LAYOUTS
 from trav_gui.engine.models.card import LAYOUTS, ModelCard
 from trav_gui.engine.models.errors import ModelLoadError
 

@@ -91,10 +91,10 @@ def add_user_model(path: str | os.PathLike, name: str | None = None, device: str
     recipe = source.suffix.lower() == ".recipe"
     model = load_model(source, device=device)  # every check, before anything is written
     raw_card = read_card(source)
-    card = raw_card.to_json() if raw_card is not None else {}
+    card = raw_card or ModelCard()
     sha = model_sha256(source)
     for existing in list_user_models():
-        if sha in (existing.card.sha256, (existing.card.model_extra or {}).get("source_sha256")):
+        if sha in (existing.card.sha256, existing.card.source_sha256):
             return existing, load_model(existing.path, device=device)
     wanted = _check_name(name if name is not None else re.sub(r"[^A-Za-z0-9_-]", "-", source.stem)[:64] or "model")
     shipped = _shipped_names()
@@ -106,20 +106,22 @@ def add_user_model(path: str | os.PathLike, name: str | None = None, device: str
                                  f"(or remove it first: trav-gui models remove {wanted})")
         wanted = _free_name(wanted, taken)
     onnx = source.suffix.lower() == ".onnx"
+    kind, description = card.kind, card.description
     if recipe:  # a recipe's models carry their own conventions; the card only describes it
         conventions, dataset, arch = None, model.dataset, None
-        card = {**card, "kind": "recipe", "description": card.get("description") or describe(model.recipe)}
+        kind, description = "recipe", description or describe(model.recipe)
     else:
         arch = None if onnx else _architecture_of(source, card)
         conventions, dataset = conventions_from_card(raw_card, source.name, card_path(source).name, arch, onnx)
     accuracy, samples = clean_accuracy(model, dataset, device)
-    evaluation = dict(card["evaluation"]) if isinstance(card.get("evaluation"), dict) else {}
-    evaluation.update(clean_accuracy=accuracy, clean_samples=samples,
-                      clean_measured_by=f"trav-gui {__version__} models add")
+    evaluation = {**card.evaluation.model_dump(mode="json", exclude_unset=True), "clean_accuracy": accuracy,
+                  "clean_samples": samples, "clean_measured_by": f"trav-gui {__version__} models add"}
     folder = user_models_dir()
     dest = folder / f"{wanted}{source.suffix.lower()}"
-    new_card = {**{k: v for k, v in card.items() if k not in _FILE_ENTRIES}, **({"architecture": arch} if arch else {}),
-                "kind": str(card.get("kind") or "user")[:32], "dataset": dataset,
+    kept = {k: v for k, v in card.to_json().items() if k not in _FILE_ENTRIES}
+    new_card = {**kept, **({"architecture": arch} if arch else {}),
+                **({"description": description} if description else {}), "kind": str(kind or "user")[:32],
+                "dataset": dataset,
                 **(conventions.to_card() if conventions else {}),
                 "evaluation": evaluation, "weights": dest.name, "source": str(source.resolve()),
                 "source_sha256": sha, "added": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
@@ -139,10 +141,10 @@ def add_user_model(path: str | os.PathLike, name: str | None = None, device: str
     return ModelEntry(wanted, dest, "user", typed), stored
 
 
-def _architecture_of(source: Path, card: dict) -> str:
+def _architecture_of(source: Path, card: ModelCard) -> str:
     with safe_open(str(source), framework="pt") as f:
         metadata = f.metadata() or {}
-    return metadata.get("architecture") or card.get("architecture") or "small_cnn"
+    return metadata.get("architecture") or card.architecture or "small_cnn"
 
 
 def remove_user_model(name: str) -> list[Path]:
