@@ -16,9 +16,9 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Annotated, Any, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, field_validator, model_validator
 
 from trav_gui.engine.data.datasets import DATASETS, DEFAULT_DATASET, DatasetName
 from trav_gui.engine.models.errors import ModelLoadError
@@ -34,6 +34,8 @@ Source = Literal["shipped", "user", "folder", "memory"]
 LAYOUTS = {"image": (1, 28, 28), "flat": (784,)}
 OUTPUTS = ("logits", "log_probabilities", "probabilities")
 RANGES = ((0, 1), (0, 255))
+# An entry that should be a JSON object: anything else is read as empty (a note, not a measurement).
+_Object = BeforeValidator(lambda value: value if isinstance(value, dict) else {})
 
 
 class InputSpec(BaseModel):
@@ -115,18 +117,13 @@ class Evaluation(BaseModel):
     clean_accuracy: float | None = None
     clean_samples: int | None = None
     robust: list[RobustFigure] = []
-    realism: dict = {}  # a recipe's measured realism: {"success": fraction of traversals, ...}
+    realism: Annotated[dict, _Object] = {}  # a recipe's measured realism: {"success": fraction of traversals, ...}
 
     @property
     def realism_success(self) -> float | None:
         """The fraction of traversals that ended real-looking, as measured for a recipe's card."""
         value = self.realism.get("success")
         return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-    @field_validator("realism", mode="before")
-    @classmethod
-    def _realism_object(cls, value: Any) -> Any:
-        return value if isinstance(value, dict) else {}
 
     @field_validator("robust", mode="before")
     @classmethod
@@ -168,12 +165,7 @@ class ModelCard(BaseModel):
     output: str | None = None
     prior: Any = None  # a prior's kind ("dae", "score")
     source_sha256: str | None = None  # a user model's: the sha256 of the file it was added from
-    evaluation: Evaluation = Evaluation()
-
-    @field_validator("evaluation", mode="before")
-    @classmethod
-    def _evaluation_object(cls, value: Any) -> Any:
-        return value if isinstance(value, dict) else {}
+    evaluation: Annotated[Evaluation, _Object] = Evaluation()
 
     @field_validator("output", mode="before")
     @classmethod
