@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from trav_gui.engine.models.card import ModelCard, ModelEntry, read_card
+from trav_gui.engine.models.card import ModelEntry
 from trav_gui.engine.models.errors import ModelLoadError
 from trav_gui.engine.models.loading import load_model, model_sha256
 
@@ -41,15 +40,6 @@ class ModelCache:
         if key not in self._models:
             self._models[key] = load_model(key, device=self.device)
         return self._models[key]
-
-    def add_file(self, path: str | os.PathLike) -> ModelEntry:
-        """Load a model file the user chose; its entry (name: the file stem) to list it.
-
-        Raises :class:`ModelLoadError` with the reason if it cannot be loaded.
-        """
-        path = os.fspath(path)
-        self._models[path] = load_model(path, device=self.device)
-        return ModelEntry(Path(path).stem, Path(path), "folder", read_card(path) or ModelCard(kind="user"))
 
     def put(self, key: str | os.PathLike, model: nn.Module) -> None:
         """Keep an already loaded ``model`` as the one for ``key`` (a path, or an in-memory model's

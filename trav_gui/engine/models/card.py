@@ -94,12 +94,6 @@ class InputSpec(BaseModel):
             raise ValueError(f'"input.std" must be > 0, got {value}')
         return value
 
-    def to_card(self) -> dict:
-        entry: dict = {"layout": self.layout, "range": list(self.range)}
-        if self.mean is not None:
-            entry.update(mean=self.mean, std=self.std)
-        return entry
-
 
 class RobustFigure(BaseModel):
     """One robust-accuracy measurement: ``accuracy`` under ``attack`` at radius ``eps``."""
