@@ -31,19 +31,48 @@ def mixed_folder(tmp_path):
     return folder
 
 
-def test_registry_names_both_sets_with_ten_classes_and_their_shipped_test_sets():
-    assert set(data.DATASETS) == {"mnist", "fashion-mnist"}
+def test_registry_names_three_sets_with_ten_classes_and_their_shipped_test_sets():
+    assert set(data.DATASETS) == {"mnist", "fashion-mnist", "colored-mnist"}
     fashion = data.get_dataset("fashion-mnist")
     assert fashion.class_names[7] == "Sneaker" and fashion.class_names[9] == "Ankle boot"
     assert data.get_dataset(None).name == "mnist" and data.get_dataset("MNIST").label(3) == "3"
+    assert [data.get_dataset(n).shape for n in ("mnist", "fashion-mnist", "colored-mnist")] == [
+        (1, 28, 28), (1, 28, 28), (3, 28, 28)]
     for name in data.DATASETS:
         images, labels = data.test_set(name)
-        assert images.shape == (10_000, 28, 28) and images.dtype == np.uint8
+        # Grey sets store (N, H, W) as they always did; colour sets (N, 3, H, W).
+        assert images.shape == (10_000, *data.stored_shape(data.get_dataset(name))) and images.dtype == np.uint8
+        x, y = data.test_images(name, 7)
+        assert x.shape == (7, *data.get_dataset(name).shape) and x.dtype == torch.float32 and y.tolist() == labels[:7].tolist()
         assert np.bincount(labels, minlength=10).min() > 800  # every class is there
     # The two shipped test sets are different pictures.
     assert not np.array_equal(data.test_set("mnist")[0][:10], data.test_set("fashion-mnist")[0][:10])
     with pytest.raises(ValueError, match="unknown data set 'cifar'.*fashion-mnist"):
         data.get_dataset("cifar")
+
+
+def test_colored_mnist_is_mnist_coloured_by_the_documented_recipe(tmp_path):
+    from trav_gui.engine.data import colored
+
+    grey, grey_labels = data.test_set("mnist")
+    rgb, labels = data.test_set("colored-mnist")
+    # The shipped test set is MNIST's test digits, coloured with the test seed's hues.
+    assert np.array_equal(labels, grey_labels)
+    assert np.array_equal(rgb[:200], colored.colorize(np.asarray(grey[:200]), colored.hues(10_000, colored.TEST_SEED)[:200]))
+    try:
+        x, y, digest = data.load_training_set("colored-mnist", True)
+        grey_x, grey_y, grey_digest = data.load_training_set("mnist", True)
+    except data.DatasetUnavailableError:
+        pytest.skip("MNIST not at the data root ($TRAV_GUI_DATA)")
+    # Training images are made from MNIST's files on the fly, with the training seed's hues.
+    assert x.shape == (60_000, 3, 28, 28) and torch.equal(y, grey_y) and digest != grey_digest
+    expect = colored.colorize(np.rint(grey_x[:50, 0].numpy() * 255).astype(np.uint8),
+                              colored.hues(60_000, colored.TRAIN_SEED)[:50])
+    assert np.array_equal(np.rint(x[:50].numpy() * 255).astype(np.uint8), expect)
+    # The ink's hue is unrelated to the label: every class spans the hue circle.
+    hue = colored.hues(60_000, colored.TRAIN_SEED)
+    for c in range(10):
+        assert np.histogram(hue[grey_y.numpy() == c], bins=6, range=(0, 1))[0].min() > 500
 
 
 def test_fashion_training_split_matches_the_shipped_test_set_and_a_missing_root_says_how_to_get_it(tmp_path):

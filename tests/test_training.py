@@ -129,9 +129,7 @@ def test_shipped_card_clean_accuracy_is_reproduced_exactly(name):
         pytest.skip(f"{name} not shipped yet")
     entry = next(e for e in list_models() if e.name == name)
     card = entry.card
-    images, labels = evaluate.test_set(entry.dataset)
-    x = torch.from_numpy(images.astype("float32") / 255.0)[:, None]
-    y = torch.from_numpy(labels.astype("int64"))
+    x, y = evaluate.test_images(entry.dataset)
     assert evaluate.clean_accuracy(load_model(name), x, y) == card.evaluation.clean_accuracy
     assert card.evaluation.test_samples == 10000
 
@@ -143,6 +141,15 @@ def test_random_shift_moves_each_image_by_at_most_its_pixels_with_zero_fill():
     pos = torch.stack([(m[0] == 1).nonzero()[0] for m in moved])
     offsets = pos - 14
     assert offsets.abs().max() == 2 and len({tuple(o.tolist()) for o in offsets}) == 25  # all 5x5 shifts
+    # Colour images: all three channels move together.
+    rgb = torch.zeros(50, 3, 28, 28)
+    rgb[:, :, 14, 14] = torch.tensor([0.2, 0.5, 1.0])[:, None].expand(3, 50).T
+    moved_rgb = train.random_shift(rgb, 3, torch.Generator().manual_seed(1))
+    assert moved_rgb.shape == rgb.shape
+    for m in moved_rgb:
+        spots = [(m[c] > 0).nonzero() for c in range(3)]
+        assert all(len(s) == 1 for s in spots) and spots[0].equal(spots[1]) and spots[1].equal(spots[2])
+        assert sorted(m[:, spots[0][0, 0], spots[0][0, 1]].tolist()) == pytest.approx([0.2, 0.5, 1.0])
     assert torch.equal(moved.sum((1, 2, 3)), torch.ones(200))  # nothing lost, nothing invented
     edge = torch.ones(1, 1, 28, 28)
     shifted = train.random_shift(edge, 3, torch.Generator().manual_seed(1))

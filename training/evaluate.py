@@ -25,7 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from trav_gui.engine.core.steps import L2Step
-from trav_gui.engine.data.datasets import DATASETS, DEFAULT_DATASET, test_set
+from trav_gui.engine.data.datasets import DATASETS, DEFAULT_DATASET, get_dataset, test_images
 from trav_gui.engine.models.card import ModelCard, card_path, read_card
 from trav_gui.engine.models.errors import ModelLoadError
 from trav_gui.engine.models.loading import load_model, resolve_model_path
@@ -50,7 +50,7 @@ def _fraction(mask: torch.Tensor) -> float:
 
 
 def clean_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Fraction of ``x`` (N, 1, 28, 28) in [0, 1] that ``model`` labels ``y``."""
+    """Fraction of ``x`` (N, C, H, W) in [0, 1] that ``model`` labels ``y``."""
     return _fraction(predict(model, x) == y)
 
 
@@ -104,13 +104,14 @@ def pgd_accuracy(model, x, y, eps, steps=100, restarts=5, progress=True) -> floa
 
 
 def apgd_survivors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, alive: torch.Tensor,
-                   eps: float, steps: int = 100, progress: bool = True) -> torch.Tensor:
+                   eps: float, steps: int = 100, progress: bool = True, num_classes: int = 10) -> torch.Tensor:
     """Attack the still-robust digits with APGD-CE, then targeted APGD-DLR; (N,) bool survivors."""
     import torchattacks
 
     alive = alive.clone()
     attacks = [("APGD-CE", torchattacks.APGD(model, norm="L2", eps=eps, steps=steps, n_restarts=1, loss="ce", seed=0)),
-               ("APGD-T", torchattacks.APGDT(model, norm="L2", eps=eps, steps=steps, n_restarts=1, n_classes=10, seed=0))]
+               ("APGD-T", torchattacks.APGDT(model, norm="L2", eps=eps, steps=steps, n_restarts=1,
+                                                  n_classes=num_classes, seed=0))]
     for name, attack in attacks:
         idx = alive.nonzero().squeeze(1)
         for s in _batches(len(idx), progress, f"{name} eps {eps}"):
@@ -131,9 +132,8 @@ def evaluate(model: nn.Module, eps: float = 2.0, attack_steps: int = 100, restar
 
     See the module docstring.
     """
-    images, labels = test_set(dataset)
-    x = torch.from_numpy(images[:limit].astype("float32") / 255.0)[:, None].to(device)
-    y = torch.from_numpy(labels[:limit].astype("int64")).to(device)
+    x, y = test_images(dataset, limit)
+    x, y = x.to(device), y.to(device)
     model = model.to(device)
     n = len(y)
     t0 = time.time()
@@ -146,7 +146,8 @@ def evaluate(model: nn.Module, eps: float = 2.0, attack_steps: int = 100, restar
                                  "samples": k, "accuracy": _fraction(alive)})
         if e == eps and apgd_limit != 0:
             m = n if apgd_limit is None else min(apgd_limit, n)
-            worst = apgd_survivors(model, x[:m], y[:m], alive[:m], e, attack_steps, progress)
+            worst = apgd_survivors(model, x[:m], y[:m], alive[:m], e, attack_steps, progress,
+                                   get_dataset(dataset).num_classes)
             result["robust"].append({
                 "eps": e, "samples": m,
                 "attack": f"worst case of PGD-{attack_steps} x{restarts}, APGD-CE and APGD-T (DLR), {attack_steps} steps",

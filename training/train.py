@@ -36,9 +36,15 @@ from training import evaluate
 from trav_gui import __version__
 from trav_gui.engine.core.attacks import pgd
 from trav_gui.engine.core.steps import L2Step
-from trav_gui.engine.data.datasets import DATASETS, DEFAULT_DATASET, DatasetUnavailableError, load_training_set
+from trav_gui.engine.data.datasets import (
+    DATASETS,
+    DEFAULT_DATASET,
+    DatasetUnavailableError,
+    get_dataset,
+    load_training_set,
+)
 from trav_gui.engine.files import atomic_path
-from trav_gui.engine.models.architectures import ARCHITECTURES
+from trav_gui.engine.models.architectures import ARCHITECTURES, build
 from trav_gui.engine.models.weights import save_model
 
 CURVE_FIELDS = ["epoch", "loss", "train_acc", "clean_acc", "robust_acc", "seconds"]
@@ -94,16 +100,18 @@ def lr_at(args: argparse.Namespace, iteration: int, total: int) -> float:
 
 
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Each image of ``x`` (N, 1, H, W) moved by its own integer (dy, dx) in [-max_shift, max_shift],
+    """Each image of ``x`` (N, C, H, W) moved by its own integer (dy, dx) in [-max_shift, max_shift],
     the uncovered border filled with 0 (background)."""
     if max_shift == 0:
         return x
-    n, _, h, w = x.shape
+    n, c, h, w = x.shape
     pad = F.pad(x, (max_shift,) * 4)
     dy, dx = (torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator)).to(x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device)[None])  # (N, H)
     cols = (dx[:, None] + torch.arange(w, device=x.device)[None])  # (N, W)
-    return pad[torch.arange(n, device=x.device)[:, None, None], 0, rows[:, :, None], cols[:, None, :]][:, None]
+    picked = pad[torch.arange(n, device=x.device)[:, None, None, None], torch.arange(c, device=x.device)[None, :, None, None],
+                 rows[:, None, :, None], cols[:, None, None, :]]
+    return picked
 
 
 def _ckpt_dir(out: Path) -> Path:
@@ -196,7 +204,8 @@ def train(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     x_train, y_train = x_train.to(device), y_train.to(device)
     x_test, y_test = x_test.to(device), y_test.to(device)
-    model = ARCHITECTURES[args.arch]().to(device)
+    ds = get_dataset(args.dataset)
+    model = build(args.arch, ds.shape, ds.num_classes).to(device)
     if args.init:
         from trav_gui.engine.models.loading import load_weights
 

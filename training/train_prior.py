@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from training.train import epoch_order, prepare, resume_or_start, save_checkpoint, write_curve
 from trav_gui import __version__
-from trav_gui.engine.data.datasets import DATASETS, DEFAULT_DATASET
+from trav_gui.engine.data.datasets import DATASETS, DEFAULT_DATASET, get_dataset
 from trav_gui.engine.models.priors import PRIOR_ARCHITECTURES, save_prior
 
 EVAL_SIGMAS = (0.05, 0.1, 0.2, 0.3, 0.5)
@@ -91,7 +91,7 @@ def train(args: argparse.Namespace) -> dict:
     x_train, _, x_test, _, data_hash = prepare(args)
     device = torch.device(args.device)
     x_train, x_eval = x_train.to(device), x_test[: args.eval_samples].to(device)
-    model = PRIOR_ARCHITECTURES[args.kind]().to(device)
+    model = PRIOR_ARCHITECTURES[args.kind](channels=get_dataset(args.dataset).channels).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     n = len(x_train)
     start_epoch, history, per_epoch, total = resume_or_start(args, model, optimizer, n, device)

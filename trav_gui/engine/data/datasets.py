@@ -1,9 +1,14 @@
-"""Data sets: a registry of 28×28 grey sets, their shipped test sets and their training data.
+"""Data sets: a registry of image worlds, their shipped test sets and their training data.
 
-Each entry (:class:`Dataset`) names the set, its class names, the torchvision class that
-reads its training data from the data root, and the compressed test set shipped in
-``resources/`` (so the app, the CLI and the evaluator need no download). Adding a third
-28×28 grey set is one entry in :data:`DATASETS` plus its weights.
+Each entry (:class:`Dataset`) names the set, its image shape (channels, height, width), its
+class names, the torchvision class that reads its training data from the data root, and the
+compressed test set shipped in ``resources/`` (so the app, the CLI and the evaluator need no
+download). Every layer reads the shape and the class count from here: nothing else assumes
+one grey 28×28 channel or ten classes.
+
+A colour world may be *derived* from a grey one (``colored-mnist`` from MNIST): its images are
+the grey set's, coloured by :func:`trav_gui.engine.data.colored.colorize` with a fixed seed
+per split, so the training images are made from the grey files on the fly.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import numpy as np
 import torch
 from pydantic import PlainValidator
 
+from trav_gui.engine.data import colored
 from trav_gui.paths import data_root, resources_dir
 
 __all__ = [
@@ -27,6 +33,7 @@ __all__ = [
     "DEFAULT_DATASET",
     "FASHION_MNIST",
     "MNIST",
+    "COLORED_MNIST",
     "Dataset",
     "DatasetName",
     "DatasetUnavailableError",
@@ -36,13 +43,14 @@ __all__ = [
     "load_mnist",
     "load_training_set",
     "test_digits",
+    "test_images",
     "test_set",
 ]
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """One 28×28 grey data set with ten classes."""
+    """One image world: its shape, its classes, and where its images come from."""
 
     name: str                      # registry key and ``--dataset`` value
     title: str                     # for people: "MNIST", "Fashion-MNIST"
@@ -53,6 +61,24 @@ class Dataset:
     item: str                      # what one image is: "digit", "garment"
     apt_package: str | None = None  # a Debian package that ships the raw files, if any
     short_names: tuple[str, ...] | None = None  # for tight captions; the class names if None
+    shape: tuple[int, int, int] = (1, 28, 28)  # (channels, height, width) of one image
+    # A colour world made from a grey one: the grey set's name, and the hue seeds of its
+    # (training, test) splits (see trav_gui.engine.data.colored).
+    colored_from: str | None = None
+    colour_seeds: tuple[int, int] = (colored.TRAIN_SEED, colored.TEST_SEED)
+
+    @property
+    def channels(self) -> int:
+        return self.shape[0]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of one image."""
+        return self.shape[1], self.shape[2]
+
+    @property
+    def is_colour(self) -> bool:
+        return self.shape[0] == 3
 
     @property
     def num_classes(self) -> int:
@@ -69,6 +95,7 @@ class Dataset:
 
 MNIST = "mnist"
 FASHION_MNIST = "fashion-mnist"
+COLORED_MNIST = "colored-mnist"
 
 DATASETS: dict[str, Dataset] = {
     MNIST: Dataset(
@@ -82,6 +109,10 @@ DATASETS: dict[str, Dataset] = {
         test_file="fashion_mnist_test.npz", item="garment", apt_package="dataset-fashion-mnist",
         short_names=("T-shirt", "Trouser", "Pullover", "Dress", "Coat",
                      "Sandal", "Shirt", "Sneaker", "Bag", "Boot")),
+    COLORED_MNIST: Dataset(
+        name=COLORED_MNIST, title="Colored-MNIST", class_names=tuple(str(k) for k in range(10)),
+        torchvision_class="MNIST", folder="MNIST", test_file="colored_mnist_test.npz", item="digit",
+        shape=(3, 28, 28), colored_from=MNIST),
 }
 # Also the data set of cards and run records written before there were several.
 DEFAULT_DATASET = MNIST
@@ -131,7 +162,8 @@ def test_set(name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
 
     Returns
     -------
-    images : (10000, 28, 28) uint8, read-only, 0 = background, 255 = ink.
+    images : (10000, H, W) uint8 for a grey set, (10000, 3, H, W) for a colour one; read-only,
+        0 = background, 255 = ink.
     labels : (10000,) uint8, read-only.
 
     Raises
@@ -146,7 +178,7 @@ def test_set(name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
             images, labels = f["images"], f["labels"]
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DigitsUnavailableError(f"{path}: cannot read the shipped {ds.title} test set ({exc})") from exc
-    if (images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8
+    if (images.shape[1:] != stored_shape(ds) or images.dtype != np.uint8
             or labels.shape != images.shape[:1] or labels.dtype.kind not in "iu"
             or len(labels) == 0 or labels.min() < 0 or labels.max() >= ds.num_classes):
         raise DigitsUnavailableError(
@@ -155,6 +187,19 @@ def test_set(name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     images.flags.writeable = False
     labels.flags.writeable = False
     return images, labels
+
+
+def stored_shape(ds: Dataset) -> tuple[int, ...]:
+    """One image's shape in a shipped test set: (H, W) for grey sets (as they always were), (3, H, W) for colour."""
+    return ds.size if ds.channels == 1 else ds.shape
+
+
+def test_images(name: str | None = None, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``limit`` (None: all) shipped test images of data set ``name`` as (N, C, H, W)
+    float32 in [0, 1], and their labels (N,) int64."""
+    images, labels = test_set(name)
+    x = torch.from_numpy(images[:limit].astype(np.float32) / 255.0)
+    return (x[:, None] if x.ndim == 3 else x), torch.from_numpy(labels[:limit].astype(np.int64))
 
 
 def test_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -168,7 +213,7 @@ def load_training_set(dataset: str | None, train: bool, root: str | os.PathLike 
 
     Returns
     -------
-    images : (N, 1, 28, 28) float32 in [0, 1]
+    images : (N, C, H, W) float32 in [0, 1] (the data set's shape)
     labels : (N,) int64
     digest : sha256 of the raw images and labels, to record which data a model saw.
 
@@ -191,6 +236,13 @@ def _load(name: str, train: bool, root, download: bool) -> tuple[torch.Tensor, t
     import torchvision  # lazy: reading the raw files is the only use, and it costs ~1 s to import
 
     ds = DATASETS[name]
+    if ds.colored_from:
+        grey, labels, digest = _load(ds.colored_from, train, root, download)
+        pixels = np.rint(grey[:, 0].numpy() * 255).astype(np.uint8)
+        seed = ds.colour_seeds[0 if train else 1]
+        rgb = colored.colorize(pixels, colored.hues(len(pixels), seed))
+        digest = hashlib.sha256(f"{digest} coloured with hue seed {seed}".encode()).hexdigest()
+        return torch.from_numpy(rgb).float().div_(255.0), labels, digest
     raw = Path(root) / ds.folder / "raw"
     missing = [f for f in RAW_FILES[train] if not (raw / f).is_file()]
     if missing and not download:

@@ -1,8 +1,10 @@
 """The classifier architectures, by name: the app's own (``SmallCNN``, ``WideCNN``) and two for
 users' own weights (``LeNet5``, ``MLP``).
 
-Every one maps ``(N, 1, 28, 28)`` float32 pixels in [0, 1] (``MLP``: ``(N, 784)``) to logits
-``(N, 10)``. The users' two are plain ``nn.Sequential``, so that a model someone built as the same ``nn.Sequential``
+Every one is built for a data set's image shape ``(C, H, W)`` and class count ``K`` (by default
+MNIST's ``(1, 28, 28)`` and 10) and maps ``(N, C, H, W)`` float32 pixels in [0, 1] (``MLP``:
+``(N, C·H·W)``) to logits ``(N, K)``. The shape changes only the first layer's input channels and
+the sizes of the flat layers, never a parameter's name: MNIST weights load as they always did. The users' two are plain ``nn.Sequential``, so that a model someone built as the same ``nn.Sequential``
 in their own code saves a state dict (``0.weight``, ``0.bias``, ``3.weight``...) that loads
 here unchanged: ``safetensors.torch.save_file(model.state_dict(), "lenet.safetensors")`` plus
 a card naming the architecture (see :mod:`trav_gui.engine.models.conventions`).
@@ -15,8 +17,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["ARCHITECTURES", "ARCHITECTURE_LAYOUTS", "LeNet5", "MLP", "SmallCNN", "WideCNN",
-           "fitting_architectures"]
+Shape = tuple[int, int, int]
+MNIST_SHAPE: Shape = (1, 28, 28)
+
+__all__ = ["ARCHITECTURES", "ARCHITECTURE_LAYOUTS", "MNIST_SHAPE", "LeNet5", "MLP", "Shape", "SmallCNN",
+           "WideCNN", "build", "fitting_architectures"]
 
 
 class SmallCNN(nn.Module):
@@ -28,13 +33,14 @@ class SmallCNN(nn.Module):
     net trains an L2-PGD epoch in about 3.5 minutes while reaching the robustness of the
     published models; a traversal step on one image costs about 1 ms.
 
-    Shapes: input ``(N, 1, 28, 28)`` float32 in [0, 1]; output logits ``(N, 10)``.
+    Shapes: input ``(N, C, H, W)`` float32 in [0, 1]; output logits ``(N, K)``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, shape: Shape = MNIST_SHAPE, num_classes: int = 10) -> None:
         super().__init__()
+        c, h, w = shape
         self.features = nn.Sequential(
-            nn.Conv2d(1, 32, 5, padding=2),
+            nn.Conv2d(c, 32, 5, padding=2),
             nn.ReLU(),
             nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 5, padding=2),
@@ -43,9 +49,9 @@ class SmallCNN(nn.Module):
         )
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(64 * 7 * 7, 128),
+            nn.Linear(64 * (h // 4) * (w // 4), 128),
             nn.ReLU(),
-            nn.Linear(128, 10),
+            nn.Linear(128, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -60,10 +66,11 @@ class WideCNN(nn.Module):
     meaning, not just one network's decision.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, shape: Shape = MNIST_SHAPE, num_classes: int = 10) -> None:
         super().__init__()
+        c, h, w = shape
         self.features = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1),
+            nn.Conv2d(c, 32, 3, padding=1),
             nn.ReLU(),
             nn.Conv2d(32, 32, 3, padding=1),
             nn.ReLU(),
@@ -76,9 +83,9 @@ class WideCNN(nn.Module):
         )
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(64 * 7 * 7, 256),
+            nn.Linear(64 * (h // 4) * (w // 4), 256),
             nn.ReLU(),
-            nn.Linear(256, 10),
+            nn.Linear(256, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -91,14 +98,17 @@ class LeNet5(nn.Sequential):
     Exactly ``nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
     nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(),
     nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))``: a model built that way (or from this
-    class) saves a state dict this architecture reads. Input (N, 1, 28, 28); output (N, 10).
+    class) saves a state dict this architecture reads. Input (N, 1, 28, 28); output (N, 10)
+    (other shapes: the first conv takes C channels, the first linear layer the flattened features).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, shape: Shape = MNIST_SHAPE, num_classes: int = 10) -> None:
+        c, h, w = shape
         super().__init__(
-            nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-            nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+            nn.Linear(16 * ((h // 2 - 4) // 2) * ((w // 2 - 4) // 2), 120), nn.ReLU(),
+            nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, num_classes),
         )
 
 
@@ -106,25 +116,35 @@ class MLP(nn.Sequential):
     """A small multilayer perceptron on flat pixels, for users' own weights.
 
     Exactly ``nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(),
-    nn.Linear(128, 10))``. Input (N, 784) (its card says ``"layout": "flat"``); output (N, 10).
+    nn.Linear(128, 10))``. Input (N, 784) (its card says ``"layout": "flat"``); output (N, 10)
+    (other shapes: (N, C·H·W) in, (N, K) out).
     """
 
-    def __init__(self) -> None:
-        super().__init__(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
+    def __init__(self, shape: Shape = MNIST_SHAPE, num_classes: int = 10) -> None:
+        c, h, w = shape
+        super().__init__(nn.Linear(c * h * w, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(),
+                         nn.Linear(128, num_classes))
 
 
-ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "small_cnn": SmallCNN,
     "wide_cnn": WideCNN,
     "lenet5": LeNet5,
     "mlp": MLP,
 }
-# The input each architecture takes: "image" (N, 1, 28, 28) or "flat" (N, 784).
+# The input each architecture takes: "image" (N, C, H, W) or "flat" (N, C·H·W).
 ARCHITECTURE_LAYOUTS = {"small_cnn": "image", "wide_cnn": "image", "lenet5": "image", "mlp": "flat"}
 
 
-def fitting_architectures(state: dict[str, torch.Tensor]) -> list[str]:
-    """The registered architectures whose tensors have exactly these names and shapes."""
+def build(name: str, shape: Shape = MNIST_SHAPE, num_classes: int = 10) -> nn.Module:
+    """Architecture ``name`` built for images of ``shape`` (C, H, W) and ``num_classes`` classes."""
+    return ARCHITECTURES[name](shape=tuple(shape), num_classes=num_classes)
+
+
+def fitting_architectures(state: dict[str, torch.Tensor], shape: Shape = MNIST_SHAPE,
+                          num_classes: int = 10) -> list[str]:
+    """The registered architectures whose tensors, built for this shape and class count, have
+    exactly these names and shapes."""
     shapes = {k: tuple(v.shape) for k, v in state.items()}
-    return [name for name, make in ARCHITECTURES.items()
-            if {k: tuple(v.shape) for k, v in make().state_dict().items()} == shapes]
+    return [name for name in ARCHITECTURES
+            if {k: tuple(v.shape) for k, v in build(name, shape, num_classes).state_dict().items()} == shapes]

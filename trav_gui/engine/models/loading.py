@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from trav_gui.engine.files import sha256_of
-from trav_gui.engine.models.architectures import ARCHITECTURE_LAYOUTS, ARCHITECTURES, fitting_architectures
+from trav_gui.engine.data.datasets import DEFAULT_DATASET, get_dataset
+from trav_gui.engine.models.architectures import ARCHITECTURE_LAYOUTS, ARCHITECTURES, build, fitting_architectures
 from trav_gui.engine.models.card import (
     ModelCard,
     ModelEntry,
@@ -131,14 +132,15 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
         raise ModelLoadError(f"{path.name}: its metadata says architecture {arch!r}, its card {card_name} "
                              f"says {card.architecture!r}; correct the card")
     _refuse_card_for_other_weights(card, path)
-    conventions, _ = conventions_from_card(card, path.name, card_name, arch)
-    model = ARCHITECTURES[arch]()
+    conventions, dataset = conventions_from_card(card, path.name, card_name, arch)
+    ds = get_dataset(dataset)
+    model = build(arch, ds.shape, ds.num_classes)
     try:
         check_state(state, model, arch, path.name)
     except ModelLoadError as exc:
         if card is None and "architecture" not in metadata:
             raise _no_card_error(path, state, exc) from None
-        fits = [a for a in fitting_architectures(state) if a != arch]
+        fits = [a for a in fitting_architectures(state, ds.shape, ds.num_classes) if a != arch]
         if fits:
             raise ModelLoadError(f"{exc}; its tensors fit architecture {fits[0]!r}: correct the card's "
                                  "\"architecture\"") from None
@@ -157,7 +159,8 @@ def load_weights(name_or_path: str | os.PathLike, architecture: str) -> dict[str
     arch = metadata.get("architecture") or (card.architecture if card else None) or "small_cnn"
     if arch != architecture:
         raise ModelLoadError(f"{path.name} is a {arch} model, not {architecture}")
-    check_state(state, ARCHITECTURES[architecture](), architecture, path.name)
+    ds = get_dataset(card.dataset if card else DEFAULT_DATASET)
+    check_state(state, build(architecture, ds.shape, ds.num_classes), architecture, path.name)
     return {k: v.float() for k, v in state.items()}
 
 

@@ -30,6 +30,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
+from trav_gui.engine.data.datasets import get_dataset
 from trav_gui.engine.files import sha256_of
 from trav_gui.engine.models.card import ModelCard, read_card
 from trav_gui.engine.models.errors import ModelLoadError, PriorLoadError
@@ -46,15 +47,17 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
 class DenoisingAE(nn.Module):
     """A convolutional denoising autoencoder: 28×28 → 7×7×16 → 28×28, output in [0, 1].
 
-    ``forward(x, sigma)`` returns the clean-image estimate ``D(x)`` (N, 1, 28, 28); ``sigma`` is
+    ``forward(x, sigma)`` returns the clean-image estimate ``D(x)`` (N, C, H, W); ``sigma`` is
     accepted for a common interface and ignored (it was trained at one σ, on its card).
+    H and W must be multiples of 4.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, channels: int = 1) -> None:
         super().__init__()
-        self.encode = nn.Sequential(_conv(1, 32, 2), nn.SiLU(), _conv(32, 64, 2), nn.SiLU(), nn.Conv2d(64, 16, 1))
+        c = channels
+        self.encode = nn.Sequential(_conv(c, 32, 2), nn.SiLU(), _conv(32, 64, 2), nn.SiLU(), nn.Conv2d(64, 16, 1))
         self.decode = nn.Sequential(nn.Conv2d(16, 64, 1), nn.SiLU(), nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.SiLU(),
-                                    nn.ConvTranspose2d(32, 1, 4, 2, 1), nn.Sigmoid())
+                                    nn.ConvTranspose2d(32, c, 4, 2, 1), nn.Sigmoid())
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
         return self.decode(self.encode(x))
@@ -63,32 +66,32 @@ class DenoisingAE(nn.Module):
 class ScoreUNet(nn.Module):
     """A noise-conditional denoiser: a two-level U-Net that predicts the added noise.
 
-    ``forward(x, sigma)`` with ``x`` (N, 1, 28, 28) and ``sigma`` a float or (N,) returns the
-    clean-image estimate ``D(x, σ) = x − σ·ε̂(x, σ)``. The network sees log σ as an extra input
-    channel at 28×28 and at 7×7. 0.2 M parameters: one call on 900 images costs about as much
-    as a SmallCNN forward and backward pass.
+    ``forward(x, sigma)`` with ``x`` (N, C, H, W) (H and W multiples of 4) and ``sigma`` a float
+    or (N,) returns the clean-image estimate ``D(x, σ) = x − σ·ε̂(x, σ)``. The network sees log σ
+    as an extra input channel at full and at quarter size. 0.2 M parameters: one call on 900
+    images costs about as much as a SmallCNN forward and backward pass.
     """
 
-    def __init__(self, width: int = 32) -> None:
+    def __init__(self, width: int = 32, channels: int = 1) -> None:
         super().__init__()
         w = width
-        self.inc = nn.Sequential(_conv(2, w), nn.SiLU(), _conv(w, w), nn.SiLU())
+        self.inc = nn.Sequential(_conv(channels + 1, w), nn.SiLU(), _conv(w, w), nn.SiLU())
         self.down1 = nn.Sequential(_conv(w, 2 * w, 2), nn.SiLU(), _conv(2 * w, 2 * w), nn.SiLU())
         self.down2 = nn.Sequential(_conv(2 * w, 2 * w, 2), nn.SiLU())
         self.mid = nn.Sequential(_conv(2 * w + 1, 2 * w), nn.SiLU(), _conv(2 * w, 2 * w), nn.SiLU())
         self.up2 = nn.ConvTranspose2d(2 * w, 2 * w, 4, 2, 1)
         self.dec2 = nn.Sequential(_conv(4 * w, 2 * w), nn.SiLU())
         self.up1 = nn.ConvTranspose2d(2 * w, w, 4, 2, 1)
-        self.dec1 = nn.Sequential(_conv(2 * w, w), nn.SiLU(), nn.Conv2d(w, 1, 3, padding=1))
+        self.dec1 = nn.Sequential(_conv(2 * w, w), nn.SiLU(), nn.Conv2d(w, channels, 3, padding=1))
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
         n = x.shape[0]
         s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1).expand(n)
         log_s = s.log().view(n, 1, 1, 1)
-        h1 = self.inc(torch.cat([x, log_s.expand(n, 1, 28, 28)], 1))
+        h1 = self.inc(torch.cat([x, log_s.expand(n, 1, *x.shape[2:])], 1))
         h2 = self.down1(h1)
         h3 = self.down2(h2)
-        h3 = self.mid(torch.cat([h3, log_s.expand(n, 1, 7, 7)], 1))
+        h3 = self.mid(torch.cat([h3, log_s.expand(n, 1, *h3.shape[2:])], 1))
         h = self.dec2(torch.cat([self.up2(h3), h2], 1))
         eps = self.dec1(torch.cat([self.up1(h), h1], 1))
         return x - s.view(n, 1, 1, 1) * eps
@@ -136,7 +139,7 @@ def load_prior(name_or_path: str | os.PathLike, device: str | torch.device = "cp
         raise PriorLoadError(f"{card_file.name}: \"prior\" must be one of {sorted(PRIOR_ARCHITECTURES)}, got {kind!r}")
     if card.sha256 != sha256_of(path):
         raise PriorLoadError(f"{path.name}: its sha256 does not match its card {card_file.name}")
-    model = PRIOR_ARCHITECTURES[kind]()
+    model = PRIOR_ARCHITECTURES[kind](channels=get_dataset(card.dataset).channels)
     try:
         model.load_state_dict(load_file(str(path)))
     except (SafetensorError, OSError, RuntimeError) as exc:
