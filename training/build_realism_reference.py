@@ -19,25 +19,31 @@ from trav_gui.engine.data.datasets import (
     DATASETS,
     DEFAULT_DATASET,
     DatasetUnavailableError,
+    get_dataset,
     load_training_set,
+    stored_shape,
     test_set,
 )
 from trav_gui.paths import resources_dir
 
 
 def build(dataset: str, per_class: int = 1000, seed: int = 0, root=None) -> dict[str, np.ndarray]:
+    ds = get_dataset(dataset)
     x, y, _ = load_training_set(dataset, True, root)
     rng = np.random.default_rng(seed)
-    pixels = np.round(x[:, 0].numpy() * 255).astype(np.uint8)
+    # Stored as the shipped test sets are: (N, H, W) grey, (N, 3, H, W) colour.
+    pixels = np.round(x.numpy() * 255).astype(np.uint8).reshape(len(x), *stored_shape(ds))
     labels = y.numpy()
-    keep = np.concatenate([np.sort(rng.choice(np.flatnonzero(labels == c), per_class, replace=False))
-                           for c in range(10)])
+    k = ds.num_classes
+    keep = np.concatenate([np.sort(rng.choice(np.flatnonzero(labels == c), min(per_class, int((labels == c).sum())),
+                                              replace=False))
+                           for c in range(k)])
     images, ref_labels = pixels[keep], labels[keep]
     bank = images.reshape(len(images), -1).astype(np.float32) / 255.0
     test_x, test_y = test_set(dataset)
-    typical, p90 = np.zeros(10), np.zeros(10)
-    for c in range(10):
-        t = test_x[test_y == c].reshape(-1, 784).astype(np.float32) / 255.0
+    typical, p90 = np.zeros(k), np.zeros(k)
+    for c in range(k):
+        t = test_x[test_y == c].reshape(int((test_y == c).sum()), -1).astype(np.float32) / 255.0
         b = bank[ref_labels == c]
         d2 = (t * t).sum(1)[:, None] - 2 * t @ b.T + (b * b).sum(1)[None]
         dist = np.sqrt(np.maximum(d2.min(1), 0))

@@ -36,7 +36,16 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from trav_gui.engine.data.datasets import DEFAULT_DATASET, FASHION_MNIST, MNIST, get_dataset, test_set
+from trav_gui.engine.data import colored
+from trav_gui.engine.data.datasets import (
+    COLORED_MNIST,
+    DEFAULT_DATASET,
+    FASHION_MNIST,
+    MNIST,
+    get_dataset,
+    stored_shape,
+    test_set,
+)
 from trav_gui.engine.models.errors import ModelLoadError
 from trav_gui.engine.models.loading import load_model
 from trav_gui.paths import resources_dir
@@ -61,7 +70,7 @@ __all__ = [
 ]
 
 CONFIDENT_PROB = 0.9
-JUDGES = {MNIST: "judge", FASHION_MNIST: "fashion-judge"}
+JUDGES = {MNIST: "judge", FASHION_MNIST: "fashion-judge", COLORED_MNIST: "colored-judge"}
 
 
 class ReferenceUnavailableError(ValueError):
@@ -113,10 +122,12 @@ class ReferenceSet:
 
     Attributes
     ----------
-    images : (K, 784) float32 in [0, 1], the reference training images.
-    labels : (K,) int.
-    typical : (10,) the median nearest-reference distance of real test images of each class.
-    p90 : (10,) the 90th percentile of the real test images' ratio (distance / typical).
+    images : (R, C·H·W) float32 in [0, 1], the reference training images, flat.
+    labels : (R,) int.
+    typical : (K,) the median nearest-reference distance of real test images of each class.
+    p90 : (K,) the 90th percentile of the real test images' ratio (distance / typical).
+
+    Images handed in are the data set's: (..., H, W) for grey sets, (..., 3, H, W) for colour.
     """
 
     dataset: str
@@ -134,30 +145,39 @@ class ReferenceSet:
             cache[target] = (idx, bank, (bank * bank).sum(1))
         return cache[target]
 
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """One image's shape as frames hold it: (H, W) grey, (3, H, W) colour."""
+        return stored_shape(get_dataset(self.dataset))
+
     def nearest(self, images: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per image (K, 28, 28): the ratio to the typical distance, and the nearest reference's index."""
-        x = np.asarray(images, np.float32).reshape(len(images), -1)
+        """Per image (..., *image_shape): the ratio to the typical distance, and the nearest
+        reference's index, each (...)."""
+        images = np.asarray(images, np.float32)
+        lead = images.shape[:images.ndim - len(self.image_shape)]
+        x = images.reshape(-1, self.images.shape[1])
         idx, bank, bank_sq = self._bank(int(target))
         d2 = (x * x).sum(1)[:, None] - 2.0 * x @ bank.T + bank_sq[None]
         best = d2.argmin(1)
         dist = np.sqrt(np.maximum(d2[np.arange(len(x)), best], 0.0))
-        return (dist / self.typical[target]).astype(np.float32), idx[best]
+        return (dist / self.typical[target]).astype(np.float32).reshape(lead), idx[best].reshape(lead)
 
     def image(self, index: int) -> np.ndarray:
-        """Reference image ``index`` as (28, 28) float32 in [0, 1]."""
-        return self.images[index].reshape(28, 28)
+        """Reference image ``index`` as (H, W) (colour: (3, H, W)) float32 in [0, 1]."""
+        return self.images[index].reshape(self.image_shape)
 
 
 def build_reference(dataset: str, bank: np.ndarray, bank_labels: np.ndarray, real: np.ndarray,
                     real_labels: np.ndarray) -> ReferenceSet:
-    """A :class:`ReferenceSet` of ``bank`` images (K, 28, 28) in [0, 1], with what is typical
+    """A :class:`ReferenceSet` of ``bank`` images (R, *image shape) in [0, 1], with what is typical
     measured on other ``real`` images: per class the median distance of a real image to its
     nearest bank image of its class, and the 90th percentile of distance / median."""
+    k = get_dataset(dataset).num_classes
     flat = np.ascontiguousarray(np.asarray(bank, np.float32).reshape(len(bank), -1))
     flat.flags.writeable = False
-    ref = ReferenceSet(dataset, flat, np.asarray(bank_labels, np.int64), np.ones(10), np.ones(10))
-    typical, p90 = np.zeros(10), np.zeros(10)
-    for c in range(10):
+    ref = ReferenceSet(dataset, flat, np.asarray(bank_labels, np.int64), np.ones(k), np.ones(k))
+    typical, p90 = np.zeros(k), np.zeros(k)
+    for c in range(k):
         sel = np.asarray(real)[np.asarray(real_labels) == c]
         dist, _ = ref.nearest(sel, c)  # ratio to a typical of 1: the distance itself
         typical[c] = np.median(dist)
@@ -187,14 +207,18 @@ def _gaussian_window(size: int = 7, sigma: float = 1.5) -> np.ndarray:
     return np.outer(g, g)
 
 
-def ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def ssim(a: np.ndarray, b: np.ndarray, channels: int = 1) -> np.ndarray:
     """Structural similarity (Wang et al. 2004; 7×7 Gaussian window, σ 1.5, data range 1) of
-    images ``a`` and ``b`` (..., 28, 28) in [0, 1], one value per image pair: 1 for identical
-    images, near 0 for unrelated ones."""
+    images ``a`` and ``b`` (..., H, W) in [0, 1], one value per image pair: 1 for identical
+    images, near 0 for unrelated ones. Colour images: pass ``channels=3`` with (..., 3, H, W);
+    the value is the mean over the channels' SSIM maps."""
     a = torch.as_tensor(np.asarray(a, np.float32))
     b = torch.as_tensor(np.asarray(b, np.float32))
-    lead = torch.broadcast_shapes(a.shape, b.shape)[:-2]
-    a, b = a.expand(*lead, 28, 28).reshape(-1, 1, 28, 28), b.expand(*lead, 28, 28).reshape(-1, 1, 28, 28)
+    dims = 2 if channels == 1 else 3
+    full = torch.broadcast_shapes(a.shape, b.shape)
+    lead, image = full[:-dims], full[-dims:]
+    a = a.expand(full).reshape(-1, 1, *image[-2:])
+    b = b.expand(full).reshape(-1, 1, *image[-2:])
     w = torch.as_tensor(_gaussian_window(), dtype=torch.float32)[None, None]
 
     def blur(t: torch.Tensor) -> torch.Tensor:
@@ -206,7 +230,7 @@ def ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     var_b = blur(b * b) - mu_b**2
     cov = blur(a * b) - mu_a * mu_b
     s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
-    return s.mean((1, 2, 3)).numpy().reshape(lead)
+    return s.mean((1, 2, 3)).reshape(-1, channels).mean(1).numpy().reshape(lead)
 
 
 @lru_cache(maxsize=4)
@@ -220,10 +244,12 @@ def reference_set(dataset: str | None = None) -> ReferenceSet:
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ReferenceUnavailableError(f"{path}: cannot read the reference images ({exc}); rebuild them "
                                         "with python -m training.build_realism_reference") from exc
-    if (images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8
-            or labels.shape != images.shape[:1] or typical.shape != (10,) or p90.shape != (10,)
-            or not set(range(10)) <= set(labels.tolist()) or not (typical > 0).all()):
-        raise ReferenceUnavailableError(f"{path}: not a reference set of 28x28 images of 10 classes")
+    k, shape = ds.num_classes, stored_shape(ds)
+    if (images.shape[1:] != shape or images.dtype != np.uint8
+            or labels.shape != images.shape[:1] or typical.shape != (k,) or p90.shape != (k,)
+            or not set(range(k)) <= set(labels.tolist()) or not (typical > 0).all()):
+        raise ReferenceUnavailableError(f"{path}: not a reference set of {ds.title} "
+                                        f"({'x'.join(map(str, ds.shape))} images of {k} classes)")
     flat = (images.reshape(len(images), -1).astype(np.float32) / 255.0)
     flat.flags.writeable = False
     return ReferenceSet(ds.name, flat, labels.astype(np.int64), typical.astype(np.float64), p90.astype(np.float64))
@@ -231,11 +257,16 @@ def reference_set(dataset: str | None = None) -> ReferenceSet:
 
 @dataclass(frozen=True)
 class Realism:
-    """Realism of frames: ``judge_probs`` (..., 10), ``nn_ratio`` (...), ``nearest`` (...) reference indices."""
+    """Realism of frames: ``judge_probs`` (..., K), ``nn_ratio`` (...), ``nearest`` (...) reference
+    indices; in colour worlds, given the start, also ``colour_kept`` (...) bool and ``grey_share``
+    (...) of the ink added since the start (see :func:`~trav_gui.engine.data.colored.colour_kept`),
+    else None."""
 
     judge_probs: np.ndarray
     nn_ratio: np.ndarray
     nearest: np.ndarray
+    colour_kept: np.ndarray | None = None
+    grey_share: np.ndarray | None = None
 
 
 class RealismScorer:
@@ -255,28 +286,37 @@ class RealismScorer:
         self.device = torch.device(device)
         self.judge = judge if judge is not None else load_model(judge_name(self.dataset), device=self.device)
 
-    def score(self, images: np.ndarray, target: int) -> Realism:
-        """Judge probabilities and nearest-real ratio of ``images`` (..., 28, 28) toward ``target``.
+    def score(self, images: np.ndarray, target: int, start: np.ndarray | None = None) -> Realism:
+        """Judge probabilities and nearest-real ratio of ``images`` (..., *image shape) toward ``target``.
 
         One batched judge call for all images: cheap enough to run on every frame.
         """
         images = np.asarray(images, np.float32)
-        lead = images.shape[:-2]
-        ratio, nearest = self.reference.nearest(images.reshape(-1, 28, 28), target)
-        return Realism(self.judge_probs(images), ratio.reshape(lead), nearest.reshape(lead))
+        ratio, nearest = self.reference.nearest(images, target)
+        return Realism(self.judge_probs(images), ratio, nearest, *self.colour(images, start))
+
+    def colour(self, images: np.ndarray, start: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """In a colour world: whether the ink each image added since ``start`` (3, H, W) keeps
+        the start's hue, and the share of it that is grey, each (...); (None, None) in grey
+        worlds or without a start."""
+        if start is None or not get_dataset(self.dataset).is_colour:
+            return None, None
+        kept, grey = colored.colour_kept(images, start)
+        return kept, grey.astype(np.float32)
 
     def judge_probs(self, images: np.ndarray) -> np.ndarray:
-        """The judge's class probabilities (..., 10) of ``images`` (..., 28, 28), one batched call."""
+        """The judge's class probabilities (..., K) of ``images`` (..., *image shape), one batched call."""
         images = np.asarray(images, np.float32)
-        flat = images.reshape(-1, 28, 28)
+        ds = get_dataset(self.dataset)
+        lead = images.shape[:images.ndim - len(self.reference.image_shape)]
         with torch.no_grad():
-            x = torch.from_numpy(np.array(flat, copy=True))[:, None].to(self.device)
+            x = torch.from_numpy(np.array(images, copy=True)).reshape(-1, *ds.shape).to(self.device)
             probs = torch.softmax(self.judge(x), -1).float().cpu().numpy()
-        return probs.reshape(*images.shape[:-2], 10)
+        return probs.reshape(*lead, probs.shape[-1])
 
     def fill_judge(self, arrays: dict) -> int:
         """Judge the frames of export ``arrays`` that were not judged live (NaN rows of
-        ``judge_probs`` (T, M, N, 10)) in place; the number of frames judged."""
+        ``judge_probs`` (T, M, N, K)) in place; the number of frames judged."""
         probs = arrays.get("judge_probs")
         if probs is None:
             return 0
@@ -285,15 +325,15 @@ class RealismScorer:
             probs[missing] = self.judge_probs(np.asarray(arrays["images"])[missing])
         return int(missing.sum())
 
-    def sampled(self, images: np.ndarray, target: int) -> Realism:
-        """Realism of frames (k, M, 28, 28) for a live view: the nearest-real ratio of every
+    def sampled(self, images: np.ndarray, target: int, start: np.ndarray | None = None) -> Realism:
+        """Realism of frames (k, M, *image shape) for a live view: the nearest-real ratio of every
         frame, the judge only on the newest (the others NaN). The judge costs about as much as
         a traversal step; this keeps the cost of watching it live to a few per cent."""
         images = np.asarray(images, np.float32)
-        ratio, nearest = self.reference.nearest(images.reshape(-1, 28, 28), target)
-        probs = np.full((*images.shape[:-2], 10), np.nan, np.float32)
+        ratio, nearest = self.reference.nearest(images, target)
+        probs = np.full((*ratio.shape, get_dataset(self.dataset).num_classes), np.nan, np.float32)
         probs[-1] = self.judge_probs(images[-1])
-        return Realism(probs, ratio.reshape(images.shape[:-2]), nearest.reshape(images.shape[:-2]))
+        return Realism(probs, ratio, nearest, *self.colour(images, start))
 
     def success(self, judge_probs: np.ndarray, nn_ratio: np.ndarray, target: int) -> np.ndarray:
         """Judge predicts ``target`` and the ratio is within the real images' 90th percentile."""

@@ -29,7 +29,8 @@ import torch
 __all__ = ["NORMS", "L2Step", "LinfStep", "Step", "make_step", "per_sample_norm"]
 
 
-# The pixel box [0, 1]^784 is 28 wide in L2; a longer step only overflows float32 sooner.
+# The pixel box [0, 1]^(C·H·W) is sqrt(C·H·W) wide in L2 (28 for MNIST, 111 for 3×64×64);
+# a longer step than this only overflows float32 sooner.
 MAX_STEP_SIZE = 100.0
 # A ball far wider than the box constrains nothing; larger radii are typing errors.
 MAX_EPS = 1000.0
@@ -71,7 +72,7 @@ class Step(ABC):
         if not _is_real(step_size) or not 0 < step_size < math.inf:
             raise ValueError(f"step size must be > 0 and finite, got {step_size!r}")
         if step_size > MAX_STEP_SIZE:
-            raise ValueError(f"step size must be at most {MAX_STEP_SIZE:g} (the whole image is 28 "
+            raise ValueError(f"step size must be at most {MAX_STEP_SIZE:g} (a 28×28 grey image is 28 "
                              f"wide in L2), got {step_size!r}")
         if eps is not None and (not _is_real(eps) or not 0 < eps <= MAX_EPS):
             raise ValueError(f"eps must be > 0 and at most {MAX_EPS:g} (or None for no ball), "

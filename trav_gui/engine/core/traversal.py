@@ -171,8 +171,9 @@ class Frame:
     Attributes
     ----------
     step : int
-    images : (M, N, 28, 28) float32 in [0, 1], the current image of each trajectory.
-    probs : (M, N, 10) float32, class probabilities of each model for its image.
+    images : (M, N, H, W) float32 in [0, 1] for grey images (as always), (M, N, 3, H, W) for
+        colour ones: the current image of each trajectory.
+    probs : (M, N, K) float32, class probabilities of each model for its image.
     l2, linf : (M, N) float32, ‖δ‖₂ and ‖δ‖∞ of δ = x − x₀.
     objective : (M, N) float32, the objective's value at the image.
     grad_norm : (M, N) float32, ‖∇ₓ objective‖₂ at the image; 0 means the step left it unchanged.
@@ -196,20 +197,37 @@ class Frame:
         return self.probs.argmax(-1)
 
 
-def as_batch(x0: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """Images as ``(N, 1, 28, 28)`` float32; accepts ``(28, 28)``, ``(N, 28, 28)`` or 4-D.
+MNIST_SHAPE = (1, 28, 28)
+
+
+def as_batch(x0: np.ndarray | torch.Tensor, shape: tuple[int, int, int] | None = MNIST_SHAPE) -> torch.Tensor:
+    """Images as ``(N, C, H, W)`` float32.
+
+    ``shape`` is the data set's image shape (C, H, W); the images may come as ``(C, H, W)`` (one
+    image), ``(N, C, H, W)``, and for grey sets also as ``(H, W)`` or ``(N, H, W)``. With
+    ``shape=None`` any size is taken: ``(H, W)`` and ``(N, H, W)`` as grey, 4-D with 1 or 3
+    channels as it is.
 
     Raises ValueError for other shapes, non-finite values, or pixels outside [0, 1].
     """
     # a copy of a read-only array (a run record's start image): torch cannot share read-only memory
     x = x0 if isinstance(x0, torch.Tensor) else torch.as_tensor(np.array(x0, copy=not np.asarray(x0).flags.writeable))
     x = x.detach().to(torch.float32)
-    if x.dim() == 2:
+    if shape is not None and x.dim() == 3 and tuple(x.shape) == tuple(shape):
+        x = x[None]
+    elif x.dim() == 2:
         x = x[None, None]
     elif x.dim() == 3:
         x = x[:, None]
-    if x.dim() != 4 or tuple(x.shape[1:]) != (1, 28, 28) or x.shape[0] == 0:
-        raise ValueError(f"images must be (28, 28), (N, 28, 28) or (N, 1, 28, 28); got {tuple(np.shape(x0))}")
+    if shape is None:
+        ok = x.dim() == 4 and x.shape[1] in (1, 3) and min(x.shape[2:]) > 0
+    else:
+        ok = x.dim() == 4 and tuple(x.shape[1:]) == tuple(shape)
+    if not ok or x.shape[0] == 0:
+        c, h, w = shape or ("C", "H", "W")
+        accepted = (f"({h}, {w}), (N, {h}, {w}), ({c}, {h}, {w}) or (N, {c}, {h}, {w})" if c == 1
+                    else f"({c}, {h}, {w}) or (N, {c}, {h}, {w})")
+        raise ValueError(f"images must be {accepted}; got {tuple(np.shape(x0))}")
     if not torch.isfinite(x).all():
         raise ValueError("images contain NaN or inf")
     if x.min() < 0 or x.max() > 1:
@@ -223,9 +241,15 @@ def _as_targets(target: int | Sequence[int] | np.ndarray | torch.Tensor, n: int)
         t = t.expand(n)
     if t.shape != (n,) or t.is_floating_point():
         raise ValueError(f"target must be an int or {n} ints, got {target!r}")
-    if (t < 0).any() or (t > 9).any():
-        raise ValueError(f"target classes must be in 0..9, got {target!r}")
+    if (t < 0).any():
+        raise ValueError(f"target classes must be 0 or more, got {target!r}")
     return t.to(torch.int64)
+
+
+def _check_targets(targets: torch.Tensor, num_classes: int) -> None:
+    """The targets are classes of models with ``num_classes`` outputs."""
+    if int(targets.max()) >= num_classes:
+        raise ValueError(f"target classes must be in 0..{num_classes - 1}, got {sorted(set(targets.tolist()))}")
 
 
 # Small batches: one autograd call through all models saves per-call overhead (a single
@@ -236,12 +260,14 @@ JOINT_AUTOGRAD_MAX_BATCH = 8
 
 
 def _forward_backward(models, x, targets, objective_fn, t: int, joint: bool):
-    """Logits (M, N, 10), objective values (M, N) and input gradients (M, N, 1, 28, 28)."""
+    """Logits (M, N, K), objective values (M, N) and input gradients (M, N, C, H, W)."""
     if joint:
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
             logits = torch.stack([model(x[i]) for i, model in enumerate(models)])
             _check_finite(logits, t)
+            if t == 0:
+                _check_targets(targets, logits.shape[-1])
             values = objective_fn(logits.flatten(0, 1), targets.repeat(len(models)))
             (grad,) = torch.autograd.grad(values.sum(), x)
         return logits.detach(), values.detach().view(len(models), -1), grad
@@ -251,6 +277,8 @@ def _forward_backward(models, x, targets, objective_fn, t: int, joint: bool):
         with torch.enable_grad():
             logits_i = model(xi)
             _check_finite(logits_i[None], t, first=i)
+            if t == 0:
+                _check_targets(targets, logits_i.shape[-1])
             values_i = objective_fn(logits_i, targets)
             (grad_i,) = torch.autograd.grad(values_i.sum(), xi)
         logit_list.append(logits_i.detach())
@@ -260,7 +288,7 @@ def _forward_backward(models, x, targets, objective_fn, t: int, joint: bool):
 
 
 def _check_finite(logits: torch.Tensor, t: int, first: int = 0) -> None:
-    """Raise NonFiniteOutputError naming the first model whose logits (M, N, 10) are not finite."""
+    """Raise NonFiniteOutputError naming the first model whose logits (M, N, K) are not finite."""
     if not bool(torch.isfinite(logits).all()):
         bad = ~torch.isfinite(logits).flatten(1).all(dim=1)
         raise NonFiniteOutputError(t, first + int(bad.nonzero()[0]))
@@ -271,16 +299,19 @@ def traverse(
     x0: np.ndarray | torch.Tensor,
     target: int | Sequence[int] | np.ndarray | torch.Tensor,
     config: TraversalConfig = TraversalConfig(),
+    shape: tuple[int, int, int] | None = MNIST_SHAPE,
 ) -> Iterator[Frame]:
     """Climb ``config.objective`` of ``target`` on the input pixels, for each model in lock-step.
 
     Parameters
     ----------
-    models : M classifiers in eval mode, mapping (N, 1, 28, 28) in [0, 1] to logits (N, 10),
+    models : M classifiers in eval mode, mapping (N, C, H, W) in [0, 1] to logits (N, K),
         all on one device; the images go to that device.
     x0 : the start image(s), see :func:`as_batch`.
-    target : one class for all images, or one per image.
+    target : one class for all images, or one per image, in 0..K-1.
     config : :class:`TraversalConfig`.
+    shape : the data set's image shape (C, H, W) (default MNIST's), or None to take the
+        images' own (see :func:`as_batch`).
 
     Yields
     ------
@@ -294,8 +325,9 @@ def traverse(
     models = list(models)
     if not models:
         raise ValueError("traverse needs at least one model")
-    start = as_batch(x0)
+    start = as_batch(x0, shape)
     n, m = start.shape[0], len(models)
+    grey = start.shape[1] == 1
     device = next(iter(models[0].parameters()), torch.empty(0)).device
     start = start.to(device)
     targets = _as_targets(target, n).to(device)
@@ -303,7 +335,7 @@ def traverse(
     objective_fn = get_objective(config.objective)
     generator = torch.Generator().manual_seed(int(config.seed))
 
-    # One (M, N, 1, 28, 28) tensor holds every trajectory, so the step is a single update.
+    # One (M, N, C, H, W) tensor holds every trajectory, so the step is a single update.
     x0s = start.expand(m, *start.shape).contiguous()
     flat_x0 = x0s.flatten(0, 1)
     x = step.random_start(flat_x0, generator).view_as(x0s) if config.random_start else x0s.clone()
@@ -317,6 +349,7 @@ def traverse(
     joint = n <= JOINT_AUTOGRAD_MAX_BATCH
     for t in range(config.steps + 1):
         logits, values, grad = _forward_backward(models, x, targets, objective_fn, t, joint)
+        k = logits.shape[-1]
         probs = torch.softmax(logits, dim=-1)
         delta = (x - x0s).flatten(0, 1)
         p_target = probs.gather(2, targets.expand(m, n)[..., None]).squeeze(2)
@@ -334,12 +367,12 @@ def traverse(
         ], dim=2))
         yield Frame(
             step=t,
-            images=_frozen(x[:, :, 0]),
-            probs=stats[..., :10],
-            l2=stats[..., 10],
-            linf=stats[..., 11],
-            objective=stats[..., 12],
-            grad_norm=stats[..., 13],
+            images=_frozen(x[:, :, 0] if grey else x),
+            probs=stats[..., :k],
+            l2=stats[..., k],
+            linf=stats[..., k + 1],
+            objective=stats[..., k + 2],
+            grad_norm=stats[..., k + 3],
             done=never_done if never_done is not None else _frozen(done),
         )
         if t == config.steps or (never_done is None and bool(done.all())):
@@ -351,7 +384,8 @@ def traverse(
 
 
 def stack_frames(frames: Sequence[Frame]) -> dict[str, np.ndarray]:
-    """Stack frames into arrays with a leading step axis: ``images`` (T, M, N, 28, 28), etc."""
+    """Stack frames into arrays with a leading step axis: ``images`` (T, M, N, H, W) (colour:
+    (T, M, N, 3, H, W)), etc."""
     if not frames:
         raise ValueError("no frames to stack")
     names = ["images", "probs", "l2", "linf", "objective", "grad_norm", "done"]
