@@ -58,6 +58,26 @@ def test_the_image_may_be_numpy_or_torch_2d_3d_or_uint8_and_the_target_a_numpy_l
     np.testing.assert_array_equal(trav_gui.traverse(model, raw, np.uint8(3), steps=3, realism=False).frames, want)
 
 
+def test_a_colour_world_takes_and_returns_c_h_w_images_with_every_channel_moving():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 784, 32), nn.ReLU(), nn.Linear(32, 10))
+    rgb = shipped_test_set("colored-mnist")[0][0]
+    result = trav_gui.traverse(model, rgb, 3, steps=20, step_size=0.5, dataset="colored-mnist", realism=False)
+    assert result.frames.shape == (21, 3, 28, 28) and result.dataset == "colored-mnist"
+    np.testing.assert_array_equal(result.frames[0], rgb / np.float32(255))
+    delta = result.frames[-1] - result.frames[0]
+    # The step is one L2 step over all channels: ||delta||_2 over (3, 28, 28) is what l2 reports.
+    assert result.l2[-1] == pytest.approx(float(np.linalg.norm(delta)), rel=1e-4)
+    assert all(np.abs(delta[c]).sum() > 0 for c in range(3))
+    np.testing.assert_array_equal(
+        trav_gui.traverse(model, torch.from_numpy(rgb)[None], 3, steps=20, step_size=0.5, dataset="colored-mnist",
+                          realism=False).frames, result.frames)
+    with pytest.raises(ValueError, match=r"image must be \(3, 28, 28\) or \(1, 3, 28, 28\) for Colored-MNIST"):
+        trav_gui.traverse(model, digit(), 3, dataset="colored-mnist")
+    with pytest.raises(ValueError, match=r"must map \(N, 3, 28, 28\) images .* to \(N, 10\)"):
+        trav_gui.traverse(plain_model(), rgb, 3, dataset="colored-mnist")
+
+
 def test_the_defaults_are_the_apps():
     params = inspect.signature(trav_gui.traverse).parameters
     for name in ("steps", "step_size", "norm", "eps", "objective", "random_start", "stop_at_prob", "seed"):
@@ -104,8 +124,9 @@ def test_the_realism_hook_fills_fields_only_from_a_judge(monkeypatch):
         def __init__(self, dataset, device):
             calls.append(dataset)
 
-        def score(self, frames, target):
-            return types.SimpleNamespace(judge_probs=np.full((len(frames), 10), 0.1), nn_ratio=np.ones(len(frames)))
+        def score(self, frames, target, start=None):
+            return types.SimpleNamespace(judge_probs=np.full((len(frames), 10), 0.1), nn_ratio=np.ones(len(frames)),
+                                         colour_kept=None, grey_share=None)
 
     monkeypatch.setitem(sys.modules, "trav_gui.engine.realism", types.SimpleNamespace(RealismScorer=FakeScorer))
     result = trav_gui.traverse(plain_model(), digit(), 3, steps=4, dataset="fashion-mnist")

@@ -91,15 +91,18 @@ def _load_models(names: list[str], dataset: str | None = None):
     return models, refs, found
 
 
-def _read_image(path: str):
-    """A PNG as a (28, 28) input: 28×28 images are used as they are, anything else is
-    preprocessed like a drawing. Dark ink on a light background is inverted (MNIST is
-    light on dark)."""
+def _read_image(path: str, ds):
+    """A PNG as an input of data set ``ds``. Grey worlds: an image of the data set's size is
+    used as it is, anything else is preprocessed like a drawing, and dark ink on a light
+    background is inverted (MNIST is light on dark). Colour worlds: an RGB image of the data
+    set's size, used as it is."""
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
     from trav_gui.engine.data.preprocess import INK_THRESHOLD, drawing_to_mnist
 
+    if ds.is_colour:
+        return _read_colour_image(path, ds)
     try:
         # Image.open reads the header only: the size is known before any pixel is decoded.
         with Image.open(path) as im:
@@ -116,12 +119,28 @@ def _read_image(path: str):
     if a.max() <= INK_THRESHOLD:
         raise CliError(f"{path}: the image is empty (no ink above {INK_THRESHOLD:.0%}); "
                        "draw a digit or use --index")
-    if a.shape == (28, 28):
+    if a.shape == ds.size:
         return a
     try:
-        return drawing_to_mnist(a)
+        return drawing_to_mnist(a, ds.size[0])
     except ValueError as exc:
         raise CliError(f"{path}: {exc}") from None
+
+
+def _read_colour_image(path: str, ds):
+    """An RGB image of exactly the colour data set's size, as (3, H, W) in [0, 1]."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            if (im.height, im.width) != ds.size:
+                raise CliError(f"{path}: {ds.title} images are {ds.size[1]}x{ds.size[0]}, this one is "
+                               f"{im.width}x{im.height}; resize it first (or use --index)")
+            a = np.asarray(im.convert("RGB"), np.float32) / 255.0
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        raise CliError(f"{path}: cannot read image ({exc})") from None
+    return np.ascontiguousarray(a.transpose(2, 0, 1))
 
 
 def _config_from(args):
@@ -158,22 +177,23 @@ def _cmd_traverse(args: argparse.Namespace) -> int:
     from trav_gui.engine.runs.record import record_run
 
     config = _config_from(args)
-    if not 0 <= args.target <= 9:
-        raise CliError(f"--target must be 0..9, got {args.target}")
     models, refs, dataset = _load_models(args.model, args.dataset)
+    ds = get_dataset(dataset)
+    if not 0 <= args.target < ds.num_classes:
+        raise CliError(f"--target must be 0..{ds.num_classes - 1} for {ds.title}, got {args.target}")
     if args.index is not None:
         images, labels = test_set(dataset)
         if not 0 <= args.index < len(images):
             raise CliError(f"--index must be 0..{len(images) - 1}, got {args.index}")
         x0 = images[args.index].astype(np.float32) / 255.0
     else:
-        x0 = _read_image(args.image)
+        x0 = _read_image(args.image, ds)
     names = [r.name for r in refs]
     frames = []
     bar = tqdm(total=config.steps, desc="traversal", unit="step", disable=None, file=sys.stderr)
     status = 0
     try:
-        for frame in traverse(models, x0, args.target, config):
+        for frame in traverse(models, x0, args.target, config, shape=ds.shape):
             frames.append(frame)
             if frame.step:
                 bar.update(1)
@@ -187,8 +207,11 @@ def _cmd_traverse(args: argparse.Namespace) -> int:
     arrays = stack_frames(frames)
     scorer = _scorer(dataset)
     if scorer is not None:  # every frame judged in one batch, as the app does in its worker
-        realism = scorer.score(arrays["images"][:, :, 0], args.target)
+        realism = scorer.score(arrays["images"][:, :, 0], args.target, start=x0)
         arrays["judge_probs"], arrays["nn_ratio"] = realism.judge_probs[:, :, None], realism.nn_ratio[:, :, None]
+        if realism.colour_kept is not None:
+            arrays["colour_kept"] = realism.colour_kept[:, :, None].astype(np.float32)
+            arrays["grey_share"] = realism.grey_share[:, :, None]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     record = record_run(refs, x0, args.target, config, arrays["step"], arrays["probs"][:, :, 0],
@@ -196,7 +219,6 @@ def _cmd_traverse(args: argparse.Namespace) -> int:
     summaries = record["extra"]["realism"]
     export_run(out, record, arrays, names)
     last = frames[-1]
-    ds = get_dataset(dataset)
     goal = ds.label(args.target)
     for i, name in enumerate(names):
         p = last.probs[i, 0]
@@ -211,6 +233,9 @@ def _cmd_traverse(args: argparse.Namespace) -> int:
             judged = (f"; judge says {ds.label(int(arrays['judge_probs'][k, i, 0].argmax()))}, nearest real "
                       f"{arrays['nn_ratio'][k, i, 0]:.2f}x typical, most realistic at step "
                       f"{sm['most_realistic_step']}" if scorer is not None else "")
+            if "colour_kept" in arrays:
+                judged += (f"; the ink it added {'keeps' if arrays['colour_kept'][k, i, 0] else 'does not keep'}"
+                           f" the start's colour ({100 * np.nan_to_num(arrays['grey_share'][k, i, 0]):.0f} % grey)")
             print(f"{'':>10}  confident (p >= 0.9) at step {sm['confident_step']}{judged}")
     print(f"wrote {out}/")
     return status
@@ -220,22 +245,32 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from trav_gui.engine.files import save_png
-    from trav_gui.engine.output.gallery import render_galleries_side_by_side, render_gallery, run_gallery
+    from trav_gui.engine.output.gallery import (
+        gallery_classes,
+        render_galleries_side_by_side,
+        render_gallery,
+        run_gallery,
+    )
 
     config = _config_from(args)
     models, refs, dataset = _load_models(args.model, args.dataset)
     names = [r.name for r in refs]
-    bar = tqdm(total=config.steps, desc=f"gallery, 90 traversals x {len(names)} models", unit="step",
+    try:
+        classes = gallery_classes(dataset, args.classes)
+    except ValueError as exc:
+        raise CliError(f"--classes: {exc}") from None
+    pairs = len(classes) * (len(classes) - 1)
+    bar = tqdm(total=config.steps, desc=f"gallery, {pairs} traversals x {len(names)} models", unit="step",
                disable=None, file=sys.stderr)
     gallery = run_gallery(models, names, config, progress=lambda t, total: bar.update(1) if t else None,
-                          dataset=dataset)
+                          dataset=dataset, classes=classes)
     bar.close()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for i, name in enumerate(names):
         save_png(out / f"gallery_{name}.png", render_gallery(gallery, i))
         hits = (gallery.first_flip[i] > 0).sum()
-        print(f"{name:>10}: {hits}/90 traversals reached their target")
+        print(f"{name:>10}: {hits}/{pairs} traversals reached their target")
     save_png(out / "gallery_side_by_side.png", render_galleries_side_by_side(gallery))
     print(f"wrote {out}/")
     return 0
@@ -271,8 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="trav-gui",
-        description="Watch adversarially robust and standard networks (MNIST, Fashion-MNIST) traverse an image "
-                    "from one class to another.",
+        description="Watch adversarially robust and standard networks (MNIST, Fashion-MNIST, Colored-MNIST, "
+                    "your own image folders) traverse an image from one class to another.",
     )
     parser.add_argument("--version", action="version", version=f"trav-gui {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -282,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            "add or remove user models")
     models.add_argument("--folder", default=None, help="a folder of .safetensors + .json cards")
     models.add_argument("--json", action="store_true", help="print the cards as JSON")
-    models.add_argument("--dataset", default=None, help="only the models of this data set (mnist, fashion-mnist)")
+    models.add_argument("--dataset", default=None, help="only the models of this data set (mnist, fashion-mnist, ...)")
     models.set_defaults(func=_cmd_models)
     add_model_commands(models)
 
@@ -292,8 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "frames, a side-by-side GIF, steps.csv and run.json (the app's format).")
     src = trav.add_mutually_exclusive_group(required=True)
     src.add_argument("--index", type=int, help="a test image of the data set (0..9999)")
-    src.add_argument("--image", help="a PNG; 28x28 as is, anything else preprocessed like a drawing")
-    trav.add_argument("--target", type=int, required=True)
+    src.add_argument("--image", help="a PNG: grey worlds take the data set's size as is and anything else "
+                                     "preprocessed like a drawing; colour worlds an RGB image of their size")
+    trav.add_argument("--target", type=int, required=True, help="the target class, 0..K-1")
     stop = trav.add_mutually_exclusive_group()
     stop.add_argument("--stop-at-prob", type=float, default=DEFAULTS.stop_at_prob,
                       help="stop a model once P(target) reaches this; default: never")
@@ -302,7 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_traversal_options(trav)
     trav.set_defaults(func=_cmd_traverse)
 
-    gal = sub.add_parser("gallery", help="10x10 source->target grids, one PNG per model and one side by side")
+    gal = sub.add_parser("gallery", help="KxK source->target grids, one PNG per model and one side by side")
+    gal.add_argument("--classes", type=int, nargs="+", default=None,
+                     help="the classes to show (2 to 12; default: all, or the first 12 of a larger data set)")
     _add_traversal_options(gal)
     gal.set_defaults(func=_cmd_gallery)
     return parser

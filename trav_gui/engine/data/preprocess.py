@@ -2,7 +2,9 @@
 
 MNIST's recipe (LeCun et al.): crop to the ink, scale into a 20×20 box keeping the aspect
 ratio with anti-aliasing, then place it in a 28×28 field so that its centre of mass sits at
-the centre of the field.
+the centre of the field. Worlds of other sizes keep the proportions (a 32×32 field gets a 23×23
+box). In colour worlds the ink is then painted with the brush colour (:func:`paint`), the way
+Colored-MNIST's digits are coloured.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["EmptyDrawingError", "drawing_to_mnist"]
+__all__ = ["EmptyDrawingError", "drawing_to_mnist", "paint"]
 
 BOX = 20
 FIELD = 28
@@ -22,8 +24,16 @@ class EmptyDrawingError(ValueError):
     """The drawing has no ink to classify."""
 
 
-def drawing_to_mnist(drawing: np.ndarray) -> np.ndarray:
-    """Preprocess a drawing like MNIST.
+def paint(grey: np.ndarray, colour: tuple[float, float, float]) -> np.ndarray:
+    """Ink ``grey`` (H, W) in [0, 1] painted with ``colour`` (r, g, b in [0, 1]): (3, H, W) float32."""
+    rgb = np.clip(np.asarray(colour, np.float32), 0.0, 1.0)
+    if rgb.shape != (3,):
+        raise ValueError(f"a brush colour is three values r, g, b in [0, 1], got {colour!r}")
+    return (np.asarray(grey, np.float32)[None] * rgb[:, None, None]).astype(np.float32)
+
+
+def drawing_to_mnist(drawing: np.ndarray, size: int = FIELD) -> np.ndarray:
+    """Preprocess a drawing like MNIST, into a ``size``×``size`` field (28 by default).
 
     Parameters
     ----------
@@ -32,7 +42,8 @@ def drawing_to_mnist(drawing: np.ndarray) -> np.ndarray:
 
     Returns
     -------
-    (28, 28) float32 in [0, 1], the digit scaled into a 20×20 box and centred by centre of mass.
+    (size, size) float32 in [0, 1], the digit scaled into a box of 20/28 of the field (20×20 at
+    28) and centred by centre of mass.
 
     Raises
     ------
@@ -52,7 +63,8 @@ def drawing_to_mnist(drawing: np.ndarray) -> np.ndarray:
         raise EmptyDrawingError("the canvas is empty: draw a digit first")
     crop = a[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
     h, w = crop.shape
-    scale = BOX / max(h, w)
+    field = int(size)
+    scale = (BOX if field == FIELD else max(1, round(field * BOX / FIELD))) / max(h, w)
     new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
     small = F.interpolate(torch.from_numpy(np.ascontiguousarray(crop))[None, None],
                           size=(new_h, new_w), mode="bilinear", antialias=True,
@@ -61,11 +73,11 @@ def drawing_to_mnist(drawing: np.ndarray) -> np.ndarray:
         raise EmptyDrawingError("the drawing is too faint to classify")
     ys, xs = np.indices(small.shape)
     cy, cx = (ys * small).sum() / small.sum(), (xs * small).sum() / small.sum()
-    centre = (FIELD - 1) / 2
+    centre = (field - 1) / 2
     top, left = int(round(centre - cy)), int(round(centre - cx))
-    out = np.zeros((FIELD, FIELD), np.float32)
+    out = np.zeros((field, field), np.float32)
     # Paste with clipping: a lopsided digit may be shifted partly past the edge.
     y0, x0 = max(top, 0), max(left, 0)
-    y1, x1 = min(top + new_h, FIELD), min(left + new_w, FIELD)
+    y1, x1 = min(top + new_h, field), min(left + new_w, field)
     out[y0:y1, x0:x1] = small[y0 - top: y1 - top, x0 - left: x1 - left]
     return out

@@ -15,10 +15,15 @@ What a run folder holds
     into the folder deletes exactly those files before writing its own, so a shorter run
     does not leave a longer run's frames behind.
 ``steps.csv``
-    One row per step and model: ``step, model, p0..p9, l2, linf, objective`` (with an
-    ``image`` column after ``model`` when the run traversed more than one image).
+    One row per step and model: ``step, model, p0..p{K-1}, l2, linf, objective`` (with an
+    ``image`` column after ``model`` when the run traversed more than one image; with realism
+    the judge's probabilities and the nearest-real ratio, in colour worlds colour kept too).
+``<model>.npz``
+    The frames and numbers of one model: grey frames ``(T, H, W)`` as they always were,
+    colour frames ``(T, 3, H, W)``.
 ``frames/<model>/step_00000.png`` and ``frames_x10/<model>/step_00000.png``
-    Every frame of every model, 28×28 and upscaled (nearest neighbour, pixel-exact).
+    Every frame of every model (grey or RGB), at its own size and upscaled (nearest
+    neighbour, pixel-exact).
 ``traversal.gif`` (and ``traversal.mp4`` when imageio-ffmpeg is installed)
     All models side by side with the step counter and each model's predicted class.
 ``strip.png``
@@ -57,8 +62,8 @@ from trav_gui.engine.output.render import (
     MAX_ANIMATION_FRAMES,
     animation_indices,
     render_side_by_side,
+    pixels,
     render_strip,
-    to_uint8,
     upscale,
 )
 from trav_gui.engine.realism import confident_point, most_realistic
@@ -105,14 +110,15 @@ class ExportCancelled(RuntimeError):
 
 def _check_arrays(arrays: Mapping[str, np.ndarray], model_names: Sequence[str]) -> tuple[int, int, int]:
     images = np.asarray(arrays["images"])
-    if images.ndim != 5 or images.shape[-2:] != (28, 28):
-        raise ValueError(f"arrays['images'] must be (T, M, N, 28, 28), got {images.shape}")
+    if not (images.ndim == 5 or (images.ndim == 6 and images.shape[3] == 3)):
+        raise ValueError(f"arrays['images'] must be (T, M, N, H, W) or (T, M, N, 3, H, W), got {images.shape}")
     t, m, n = images.shape[:3]
+    k = np.shape(arrays["probs"])[-1]
     if len(model_names) != m:
         raise ValueError(f"{len(model_names)} model names for {m} models")
     if len(set(model_names)) != m:
         raise ValueError(f"model names must be distinct: {list(model_names)}")
-    for key, shape in (("probs", (t, m, n, 10)), ("l2", (t, m, n)), ("linf", (t, m, n)),
+    for key, shape in (("probs", (t, m, n, k)), ("l2", (t, m, n)), ("linf", (t, m, n)),
                        ("objective", (t, m, n)), ("step", (t,))):
         if np.shape(arrays[key]) != shape:
             raise ValueError(f"arrays[{key!r}] must have shape {shape}, got {np.shape(arrays[key])}")
@@ -125,20 +131,21 @@ def _safe_name(name: str) -> str:
 
 
 def _frame_files(model_name: str, step: int, scale: int) -> tuple[str, str]:
-    """Where one frame's PNGs go, relative to the run folder: 28×28 and upscaled."""
+    """Where one frame's PNGs go, relative to the run folder: at its own size and upscaled."""
     name = f"{_safe_name(model_name)}/step_{int(step):05d}.png"
     return f"frames/{name}", f"frames_x{scale}/{name}"
 
 
 def write_steps_csv(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
                     model_names: Sequence[str]) -> Path:
-    """One row per step and model: ``step, model, p0..p9, l2, linf, objective`` (and, when the
-    arrays hold realism, ``judge_p0..judge_p9, nn_ratio``; NaN where a frame was not scored).
+    """One row per step and model: ``step, model, p0..p{K-1}, l2, linf, objective`` (and, when the
+    arrays hold realism, ``judge_p0..judge_p{K-1}, nn_ratio``, and in colour worlds
+    ``colour_kept, grey_share``; NaN where a frame was not scored).
 
     Parameters
     ----------
-    arrays : output of ``stack_frames``: ``probs`` (T, M, N, 10), ``l2``/``linf``/``objective``
-        (T, M, N), ``step`` (T,), ``images`` (T, M, N, 28, 28).
+    arrays : output of ``stack_frames``: ``probs`` (T, M, N, K), ``l2``/``linf``/``objective``
+        (T, M, N), ``step`` (T,), ``images`` (T, M, N, H, W) or (T, M, N, 3, H, W).
     model_names : M names, in the order of the model axis.
 
     An ``image`` column follows ``model`` only when N > 1. Floats are written with 9
@@ -146,8 +153,11 @@ def write_steps_csv(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
     """
     t, m, n = _check_arrays(arrays, model_names)
     realism = "judge_probs" in arrays and "nn_ratio" in arrays
-    header = ["step", "model"] + (["image"] if n > 1 else []) + [f"p{c}" for c in range(10)] + [
-        "l2", "linf", "objective"] + ([f"judge_p{c}" for c in range(10)] + ["nn_ratio"] if realism else [])
+    colour = realism and "colour_kept" in arrays and "grey_share" in arrays
+    k = np.shape(arrays["probs"])[-1]
+    header = ["step", "model"] + (["image"] if n > 1 else []) + [f"p{c}" for c in range(k)] + [
+        "l2", "linf", "objective"] + ([f"judge_p{c}" for c in range(k)] + ["nn_ratio"] if realism else []) + (
+        ["colour_kept", "grey_share"] if colour else [])
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
@@ -162,6 +172,8 @@ def write_steps_csv(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
                 if realism:
                     row += [f"{v:.9g}" for v in arrays["judge_probs"][s, j, i]]
                     row += [f"{arrays['nn_ratio'][s, j, i]:.9g}"]
+                if colour:
+                    row += [f"{arrays['colour_kept'][s, j, i]:.9g}", f"{arrays['grey_share'][s, j, i]:.9g}"]
                 writer.writerow(row)
     path = Path(path)
     write_bytes_atomic(path, buf.getvalue().encode("utf-8"))
@@ -170,12 +182,14 @@ def write_steps_csv(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
 
 def write_npz(folder: str | os.PathLike, arrays: Mapping[str, np.ndarray], model_names: Sequence[str],
               image_index: int = 0) -> list[Path]:
-    """Per model, ``<model>.npz``: ``frames`` (T, 28, 28), ``probs`` (T, 10), ``l2``, ``linf``,
-    ``objective``, ``step`` (T,), and with realism ``judge_probs`` (T, 10) and ``nn_ratio`` (T,)."""
+    """Per model, ``<model>.npz``: ``frames`` (T, H, W) grey or (T, 3, H, W) colour, ``probs``
+    (T, K), ``l2``, ``linf``, ``objective``, ``step`` (T,), and with realism ``judge_probs``
+    (T, K) and ``nn_ratio`` (T,), in colour worlds also ``colour_kept`` and ``grey_share`` (T,)."""
     _check_arrays(arrays, model_names)
     folder = Path(folder)
     keys = {"frames": "images", "probs": "probs", "l2": "l2", "linf": "linf", "objective": "objective",
-            **({"judge_probs": "judge_probs", "nn_ratio": "nn_ratio"} if "nn_ratio" in arrays else {})}
+            **({"judge_probs": "judge_probs", "nn_ratio": "nn_ratio"} if "nn_ratio" in arrays else {}),
+            **({"colour_kept": "colour_kept", "grey_share": "grey_share"} if "colour_kept" in arrays else {})}
     written = []
     for j, name in enumerate(model_names):
         fields = {k: np.asarray(arrays[src])[:, j, image_index] for k, src in keys.items()}
@@ -191,8 +205,8 @@ def write_png_frames(folder: str | os.PathLike, arrays: Mapping[str, np.ndarray]
                      model_names: Sequence[str], scale: int = PNG_SCALE, image_index: int = 0,
                      progress: Progress | None = None, cancel: Callable[[], bool] | None = None
                      ) -> list[Path]:
-    """Every frame of every model as PNG: ``frames/<model>/step_00000.png`` (28×28) and
-    ``frames_x{scale}/<model>/...`` (upscaled by nearest neighbour).
+    """Every frame of every model as PNG: ``frames/<model>/step_00000.png`` (the image's own
+    size; grey or RGB) and ``frames_x{scale}/<model>/...`` (upscaled by nearest neighbour).
 
     Pixel value v in [0, 1] is stored as round(255 v), 0 = black background.
     """
@@ -205,7 +219,7 @@ def write_png_frames(folder: str | os.PathLike, arrays: Mapping[str, np.ndarray]
         for s in range(t):
             if cancel is not None and cancel():
                 raise ExportCancelled("export cancelled")
-            px = to_uint8(images[s, j])
+            px = pixels(images[s, j])
             small, big = (folder / rel for rel in _frame_files(name, steps[s], scale))
             save_png(small, px)
             save_png(big, upscale(px, scale))

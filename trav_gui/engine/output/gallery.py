@@ -1,9 +1,10 @@
-"""The 10×10 source→target gallery: every digit class traversed to every other, per model.
+"""The K×K source→target gallery: every class traversed to every other, per model.
 
-Row r starts from a test digit of class r, column c is the target; the diagonal shows the
-start digit itself. The start digits follow a fixed rule (the first test digit of each
+Row r starts from a test image of class r, column c is the target; the diagonal shows the
+start image itself. The start images follow a fixed rule (the first test image of each
 class, index listed in the result), so galleries of different models and runs compare
-cell by cell. All 90 traversals of all models run as one batch.
+cell by cell. All K·(K−1) traversals of all models run as one batch. A data set of more than
+:data:`MAX_GALLERY_CLASSES` classes shows a chosen subset of them (the first ones by default).
 """
 
 from __future__ import annotations
@@ -15,16 +16,36 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from trav_gui.engine.core.traversal import TraversalConfig, traverse
-from trav_gui.engine.data.datasets import DEFAULT_DATASET, get_dataset, test_set
+from trav_gui.engine.data.datasets import DEFAULT_DATASET, get_dataset, stored_shape, test_set
 from trav_gui.engine.output.render import font, tile
 
-__all__ = ["Gallery", "gallery_batch", "gallery_start_indices", "render_gallery", "render_galleries_side_by_side", "run_gallery"]
+__all__ = ["MAX_GALLERY_CLASSES", "Gallery", "gallery_classes", "gallery_batch", "gallery_start_indices", "render_gallery", "render_galleries_side_by_side", "run_gallery"]
 
 
-def gallery_start_indices(dataset: str = DEFAULT_DATASET) -> list[int]:
-    """Index of the first test image of each class 0..9 in ``dataset``'s shipped test set."""
+# A gallery grid of more classes would not fit a screen or a page.
+MAX_GALLERY_CLASSES = 12
+
+
+def gallery_classes(dataset: str = DEFAULT_DATASET, classes: Sequence[int] | None = None) -> list[int]:
+    """The classes a gallery shows: ``classes`` (checked: distinct, in range, 2 to
+    :data:`MAX_GALLERY_CLASSES`), else all of the data set's, or its first 12 when it has more."""
+    k = get_dataset(dataset).num_classes
+    if classes is None:
+        return list(range(min(k, MAX_GALLERY_CLASSES)))
+    chosen = [int(c) for c in classes]
+    if len(set(chosen)) != len(chosen) or not 2 <= len(chosen) <= MAX_GALLERY_CLASSES or not all(
+            0 <= c < k for c in chosen):
+        raise ValueError(f"a gallery shows 2 to {MAX_GALLERY_CLASSES} distinct classes of 0..{k - 1}, got {chosen}")
+    return chosen
+
+
+def gallery_start_indices(dataset: str = DEFAULT_DATASET, classes: Sequence[int] | None = None) -> list[int]:
+    """Index of the first test image of each gallery class in ``dataset``'s shipped test set."""
     _, labels = test_set(dataset)
-    return [int(np.flatnonzero(labels == c)[0]) for c in range(10)]
+    missing = [c for c in gallery_classes(dataset, classes) if not (labels == c).any()]
+    if missing:
+        raise ValueError(f"the {get_dataset(dataset).title} test set has no image of class {missing[0]}")
+    return [int(np.flatnonzero(labels == c)[0]) for c in gallery_classes(dataset, classes)]
 
 
 @dataclass(frozen=True)
@@ -34,13 +55,14 @@ class Gallery:
     Attributes
     ----------
     model_names : M names.
-    start_indices : the 10 test digits used as rows.
-    images : (M, 10, 10, 28, 28) float32, row = source class, column = target; the
-        diagonal is the start digit.
-    probs : (M, 10, 10, 10), class probabilities of each cell's image under its model.
-    first_flip : (M, 10, 10) int, first step at which the prediction became the target
+    start_indices : the G test images used as rows (G = len(classes)).
+    images : (M, G, G, H, W) float32 (colour: (M, G, G, 3, H, W)), row = source class,
+        column = target; the diagonal is the start image.
+    probs : (M, G, G, K), class probabilities of each cell's image under its model.
+    first_flip : (M, G, G) int, first step at which the prediction became the target
         (-1 if never; 0 on the diagonal).
     config : the traversal settings.
+    classes : the G classes of the rows and columns, in order.
     """
 
     model_names: tuple[str, ...]
@@ -50,67 +72,77 @@ class Gallery:
     first_flip: np.ndarray
     config: TraversalConfig
     dataset: str = DEFAULT_DATASET
+    classes: tuple[int, ...] = tuple(range(10))
 
 
-def gallery_batch(dataset: str = DEFAULT_DATASET) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
-    """The gallery's 90 traversals as one batch: (source, target) pairs, starts, targets.
+def gallery_batch(dataset: str = DEFAULT_DATASET, classes: Sequence[int] | None = None
+                  ) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
+    """The gallery's G·(G−1) traversals as one batch: (row, column) pairs, starts, targets.
 
-    Returns ``pairs`` (90 tuples, row-major, diagonal left out), ``x0`` (90, 28, 28) float32
-    in [0, 1] (the start digit of each pair's source class) and ``targets`` (90,) int.
+    Returns ``pairs`` (tuples of row and column positions, row-major, diagonal left out),
+    ``x0`` (P, *image shape) float32 in [0, 1] (the start image of each pair's row) and
+    ``targets`` (P,) int (the column's class).
     """
     images, _ = test_set(dataset)
-    starts = gallery_start_indices(dataset)
-    pairs = [(r, c) for r in range(10) for c in range(10) if r != c]
+    chosen = gallery_classes(dataset, classes)
+    starts = gallery_start_indices(dataset, chosen)
+    g = len(chosen)
+    pairs = [(r, c) for r in range(g) for c in range(g) if r != c]
     x0 = np.stack([images[starts[r]] for r, _ in pairs]).astype(np.float32) / 255.0
-    return pairs, x0, np.array([c for _, c in pairs])
+    return pairs, x0, np.array([chosen[c] for _, c in pairs])
 
 
 def run_gallery(models: Sequence, model_names: Sequence[str], config: TraversalConfig | None = None,
-                progress: Callable[[int, int], None] | None = None, dataset: str = DEFAULT_DATASET) -> Gallery:
-    """Traverse each of the 10 start images to each of the 9 other classes, for every model."""
+                progress: Callable[[int, int], None] | None = None, dataset: str = DEFAULT_DATASET,
+                classes: Sequence[int] | None = None) -> Gallery:
+    """Traverse the start image of each gallery class to each of the other classes, for every model."""
     config = config or TraversalConfig()
+    ds = get_dataset(dataset)
     images, _ = test_set(dataset)
-    starts = gallery_start_indices(dataset)
-    pairs, x0, targets = gallery_batch(dataset)
-    m = len(models)
+    chosen = gallery_classes(dataset, classes)
+    starts = gallery_start_indices(dataset, chosen)
+    pairs, x0, targets = gallery_batch(dataset, chosen)
+    m, g = len(models), len(chosen)
     first_flip = np.full((m, len(pairs)), -1)
     last = None
-    for frame in traverse(models, x0, targets, config):
+    for frame in traverse(models, x0, targets, config, shape=ds.shape):
         hit = (frame.predictions == targets[None]) & (first_flip < 0)
         first_flip[hit] = frame.step
         last = frame
         if progress:
             progress(frame.step, config.steps)
-    grid = np.zeros((m, 10, 10, 28, 28), np.float32)
-    probs = np.zeros((m, 10, 10, 10), np.float32)
-    flips = np.zeros((m, 10, 10), int)
+    grid = np.zeros((m, g, g, *stored_shape(ds)), np.float32)
+    probs = np.zeros((m, g, g, last.probs.shape[-1]), np.float32)
+    flips = np.zeros((m, g, g), int)
     # Frame 0 of a traversal is the start itself: the diagonal's probabilities.
     start_frame = next(traverse(models, np.stack([images[s] for s in starts]).astype(np.float32) / 255.0,
-                                0, TraversalConfig(steps=1)))
+                                0, TraversalConfig(steps=1), shape=ds.shape))
     for k, (r, c) in enumerate(pairs):
         grid[:, r, c] = last.images[:, k]
         probs[:, r, c] = last.probs[:, k]
         flips[:, r, c] = first_flip[:, k]
-    for r in range(10):
+    for r in range(g):
         grid[:, r, r] = start_frame.images[:, r]
         probs[:, r, r] = start_frame.probs[:, r]
-    return Gallery(tuple(model_names), tuple(starts), grid, probs, flips, config, get_dataset(dataset).name)
+    return Gallery(tuple(model_names), tuple(starts), grid, probs, flips, config, ds.name, tuple(chosen))
 
 
 def render_gallery(gallery: Gallery, model_index: int, scale: int = 3) -> Image.Image:
-    """A labelled PNG-ready picture of one model's 10×10 grid.
+    """A labelled PNG-ready picture of one model's G×G grid.
 
     Each cell shows the image, upscaled ``scale``× (nearest neighbour), with the model's
     predicted class and its probability below; a cell whose prediction is not its target is
     captioned in red.
     """
     ds = get_dataset(gallery.dataset)
-    names = [ds.short(k) for k in range(10)]
-    wide = max(len(n) for n in names) > 2
-    cell, caption = 28 * scale, 14
+    names = [ds.short(k) for k in range(ds.num_classes)]
+    classes = gallery.classes
+    g = len(classes)
+    wide = max(len(names[k]) for k in classes) > 2
+    cell, caption = gallery.images.shape[-1] * scale, 14
     margin = 60 if wide else 22
-    w = margin + 10 * (cell + 4)
-    h = margin + 30 + 10 * (cell + caption + 4)
+    w = margin + g * (cell + 4)
+    h = margin + 30 + g * (cell + caption + 4)
     img = Image.new("RGB", (w, h), "white")
     draw = ImageDraw.Draw(img)
     small, title_font = font(11), font(14)
@@ -119,17 +151,17 @@ def render_gallery(gallery: Gallery, model_index: int, scale: int = 3) -> Image.
     draw.text((4, 4), f"{name}: source (rows) -> target (columns), {cfg.steps} steps of "
                       f"{cfg.step_size} {cfg.norm.upper()}", fill="black", font=title_font)
     top = 30
-    for c in range(10):
-        draw.text((margin + c * (cell + 4) + 2, top), names[c], fill="black", font=small)
-    for r in range(10):
+    for c in range(g):
+        draw.text((margin + c * (cell + 4) + 2, top), names[classes[c]], fill="black", font=small)
+    for r in range(g):
         y = top + margin + r * (cell + caption + 4)
-        draw.text((4, y + cell // 2 - 6), names[r], fill="black", font=small)
-        for c in range(10):
+        draw.text((4, y + cell // 2 - 6), names[classes[r]], fill="black", font=small)
+        for c in range(g):
             x = margin + c * (cell + 4)
             img.paste(tile(gallery.images[model_index, r, c], scale), (x, y))
             p = gallery.probs[model_index, r, c]
             pred = int(p.argmax())
-            colour = "black" if pred == c else "red"
+            colour = "black" if pred == classes[c] else "red"
             draw.text((x + 2, y + cell + 1), f"{names[pred]} {p[pred]:.2f}", fill=colour, font=small)
     return img
 

@@ -1,8 +1,9 @@
 """Pictures of a run: animation frames, the summary strip, and the pixel helpers they share.
 
-Every picture upscales 28×28 images by nearest neighbour (:func:`upscale`), so each
-pixel of a frame shows as an exact ``scale``×``scale`` block, and writes text in Pillow's
-default font (:func:`font`).
+Every picture upscales its images by nearest neighbour (:func:`upscale`), so each pixel of a
+frame shows as an exact ``scale``×``scale`` block, and writes text in Pillow's default font
+(:func:`font`). An image is grey ``(H, W)`` or colour ``(3, H, W)``, as frames hold them
+(:func:`pixels` turns either into what PIL takes).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from typing import Mapping, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["MAX_ANIMATION_FRAMES", "animation_indices", "font", "render_side_by_side", "render_strip",
-           "tile", "to_uint8", "upscale"]
+__all__ = ["MAX_ANIMATION_FRAMES", "animation_indices", "font", "image_size", "pixels", "render_side_by_side",
+           "render_strip", "tile", "to_uint8", "upscale"]
 
 # A GIF of every step of a 10,000-step run would be hundreds of megabytes; the animation
 # keeps at most this many steps, evenly spread, always with the first and the last.
@@ -25,8 +26,21 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+def pixels(image: np.ndarray) -> np.ndarray:
+    """A frame's image in [0, 1] as PIL takes it: grey (H, W) → (H, W) uint8, colour
+    (3, H, W) → (H, W, 3) uint8."""
+    image = np.asarray(image)
+    px = to_uint8(image)
+    return np.ascontiguousarray(px.transpose(1, 2, 0)) if image.ndim == 3 else px
+
+
+def image_size(image: np.ndarray) -> tuple[int, int]:
+    """(height, width) of a grey (H, W) or colour (3, H, W) image."""
+    return int(np.shape(image)[-2]), int(np.shape(image)[-1])
+
+
 def upscale(pixels: np.ndarray, scale: int) -> np.ndarray:
-    """``pixels`` (H, W) enlarged ``scale`` times by nearest neighbour: (H·scale, W·scale)."""
+    """``pixels`` (H, W) or (H, W, 3) enlarged ``scale`` times by nearest neighbour: (H·scale, W·scale[, 3])."""
     return np.repeat(np.repeat(np.asarray(pixels), scale, axis=0), scale, axis=1)
 
 
@@ -39,8 +53,9 @@ def font(size: int) -> ImageFont.ImageFont:
 
 
 def tile(image: np.ndarray, scale: int) -> Image.Image:
-    """A (28, 28) float image in [0, 1] as an RGB picture, upscaled ``scale``× (nearest)."""
-    return Image.fromarray(upscale(to_uint8(image), scale)).convert("RGB")
+    """A grey (H, W) or colour (3, H, W) float image in [0, 1] as an RGB picture, upscaled
+    ``scale``× (nearest)."""
+    return Image.fromarray(upscale(pixels(image), scale)).convert("RGB")
 
 
 def animation_indices(t: int, limit: int = MAX_ANIMATION_FRAMES) -> np.ndarray:
@@ -58,11 +73,11 @@ def render_side_by_side(images: np.ndarray, probs: np.ndarray, model_names: Sequ
 
     Parameters
     ----------
-    images : (M, 28, 28) float in [0, 1].
-    probs : (M, 10) class probabilities.
+    images : (M, H, W) or (M, 3, H, W) float in [0, 1].
+    probs : (M, K) class probabilities.
     model_names : M names.
     step, target : shown in the footer.
-    scale : upscaling of each 28×28 image (nearest neighbour).
+    scale : upscaling of each image (nearest neighbour).
     class_names : the data set's class names (digits by default).
 
     Returns
@@ -70,11 +85,12 @@ def render_side_by_side(images: np.ndarray, probs: np.ndarray, model_names: Sequ
     (H, W, 3) uint8 RGB.
     """
     m = images.shape[0]
-    names = list(class_names) if class_names is not None else [str(c) for c in range(10)]
-    side = 28 * scale
+    names = list(class_names) if class_names is not None else [str(c) for c in range(probs.shape[-1])]
+    h, w = image_size(images[0])
+    side, tall = w * scale, h * scale
     pad, head, foot = 8, 38, 26
     width = m * side + (m + 1) * pad
-    height = head + side + foot
+    height = head + tall + foot
     canvas = Image.new("RGB", (width, height), (24, 24, 28))
     draw = ImageDraw.Draw(canvas)
     text_font = font(14)
@@ -86,7 +102,7 @@ def render_side_by_side(images: np.ndarray, probs: np.ndarray, model_names: Sequ
         draw.text((x, 3), str(model_names[j]), fill=(230, 230, 230), font=text_font)
         draw.text((x, 20), f"predicts {names[pred]} ({100 * float(probs[j, pred]):.1f}%)",
                   fill=(120, 220, 120) if hit else (240, 170, 90), font=text_font)
-    draw.text((pad, head + side + 5), f"step {step}    target {names[target]}", fill=(230, 230, 230),
+    draw.text((pad, head + tall + 5), f"step {step}    target {names[target]}", fill=(230, 230, 230),
               font=text_font)
     return np.asarray(canvas)
 
@@ -105,13 +121,13 @@ def render_strip(images: np.ndarray, probs: np.ndarray, steps: Sequence[int],
 
     Parameters
     ----------
-    images : (T, M, 28, 28) float in [0, 1], the frames of one image.
-    probs : (T, M, 10) class probabilities.
+    images : (T, M, H, W) or (T, M, 3, H, W) float in [0, 1], the frames of one image.
+    probs : (T, M, K) class probabilities.
     steps : (T,) step numbers.
     model_names : M row labels.
     target : the class whose probability is written under each frame.
     columns : frames per row (first and last step always shown).
-    scale : upscaling of each 28×28 frame (nearest neighbour).
+    scale : upscaling of each frame (nearest neighbour).
     title : optional line above the grid.
 
     Returns
@@ -122,7 +138,7 @@ def render_strip(images: np.ndarray, probs: np.ndarray, steps: Sequence[int],
     marks = [dict(mk) for mk in marks] if marks else [{} for _ in range(m)]
     idx = np.union1d(animation_indices(t, columns), [i for mk in marks for i in mk]).astype(int)
     name = target_name if target_name is not None else str(target)
-    side, pad = 28 * scale, 6
+    side, pad = max(image_size(images[0, 0])) * scale, 6
     label_w = max(96, 12 + int(max(font(14).getlength(str(n)) for n in model_names)))
     head = 22 + (20 if title else 0)
     cap = 16 + (14 if any(marks) else 0)

@@ -21,11 +21,16 @@ class RunHistory:
     ----------
     n_models : M.
     target : the run's target class.
+    image_shape : one frame image's shape: (H, W) grey, (3, H, W) colour.
+    num_classes : K.
     """
 
-    def __init__(self, n_models: int, target: int, capacity: int = 256) -> None:
+    def __init__(self, n_models: int, target: int, capacity: int = 256,
+                 image_shape: tuple[int, ...] = (28, 28), num_classes: int = 10) -> None:
         self.n_models = n_models
         self.target = int(target)
+        self.image_shape = tuple(image_shape)
+        self.num_classes = int(num_classes)
         self._n = 0
         self._alloc(max(2, capacity))
         self._flip = np.full(n_models, -1, dtype=np.int64)
@@ -40,8 +45,8 @@ class RunHistory:
             return new
 
         get = self.__dict__.get
-        self._images = grow(get("_images"), (m, 28, 28), np.float32)
-        self._probs = grow(get("_probs"), (m, 10), np.float32)
+        self._images = grow(get("_images"), (m, *self.image_shape), np.float32)
+        self._probs = grow(get("_probs"), (m, self.num_classes), np.float32)
         self._l2 = grow(get("_l2"), (m,), np.float32)
         self._linf = grow(get("_linf"), (m,), np.float32)
         self._objective = grow(get("_objective"), (m,), np.float32)
@@ -49,21 +54,27 @@ class RunHistory:
         self._done = grow(get("_done"), (m,), bool)
         self._steps = grow(get("_steps"), (), np.int64)
         # Realism, when a scorer runs beside the traversal: NaN until known.
-        self._judge = grow(get("_judge"), (m, 10), np.float32)
+        self._judge = grow(get("_judge"), (m, self.num_classes), np.float32)
         self._ratio = grow(get("_ratio"), (m,), np.float32)
         self._nearest = grow(get("_nearest"), (m,), np.int64)
+        # Colour worlds: whether the ink added so far keeps the start's hue (1/0), and its grey share.
+        self._kept = grow(get("_kept"), (m,), np.float32)
+        self._grey = grow(get("_grey"), (m,), np.float32)
         self._judge[self._n:] = np.nan
         self._ratio[self._n:] = np.nan
         self._nearest[self._n:] = -1
+        self._kept[self._n:] = np.nan
+        self._grey[self._n:] = np.nan
 
     def __len__(self) -> int:
         return self._n
 
     def append(self, frame: Frame) -> None:
         """Add the next frame; its arrays must be (M, 1, ...)."""
-        if frame.images.shape[:2] != (self.n_models, 1):
-            raise ValueError(f"expected frames of {self.n_models} models on one image, "
-                             f"got images {frame.images.shape}")
+        if frame.images.shape != (self.n_models, 1, *self.image_shape) or frame.probs.shape[-1] != self.num_classes:
+            raise ValueError(f"expected frames of {self.n_models} models on one {self.image_shape} image "
+                             f"with {self.num_classes} classes, got images {frame.images.shape}, "
+                             f"probs {frame.probs.shape}")
         if self._n == len(self._steps):
             self._alloc(2 * len(self._steps))
         i = self._n
@@ -89,12 +100,15 @@ class RunHistory:
         self._judge[indices] = realism.judge_probs
         self._ratio[indices] = realism.nn_ratio
         self._nearest[indices] = realism.nearest
+        if realism.colour_kept is not None:
+            self._kept[indices] = realism.colour_kept
+            self._grey[indices] = realism.grey_share
 
     # --- views of frames 0..n-1 (read-only) ---------------------------------------------
 
     @property
     def judge_probs(self) -> np.ndarray:
-        """(n, M, 10) the judge's class probabilities; NaN where not scored."""
+        """(n, M, K) the judge's class probabilities; NaN where not scored."""
         return self._view(self._judge)
 
     @property
@@ -106,6 +120,21 @@ class RunHistory:
     def nearest(self) -> np.ndarray:
         """(n, M) index of the nearest reference image (-1 where not scored)."""
         return self._view(self._nearest)
+
+    @property
+    def colour_kept(self) -> np.ndarray:
+        """(n, M) 1 where the ink added since the start keeps its hue, 0 where not; NaN where
+        not scored or in grey worlds."""
+        return self._view(self._kept)
+
+    @property
+    def grey_share(self) -> np.ndarray:
+        """(n, M) the share of the added ink that is grey; NaN where unknown."""
+        return self._view(self._grey)
+
+    @property
+    def has_colour(self) -> bool:
+        return self._n > 0 and bool(np.isfinite(self._kept[: self._n]).any())
 
     @property
     def has_realism(self) -> bool:
@@ -138,12 +167,12 @@ class RunHistory:
 
     @property
     def images(self) -> np.ndarray:
-        """(n, M, 28, 28) float32 in [0, 1]."""
+        """(n, M, H, W) (colour: (n, M, 3, H, W)) float32 in [0, 1]."""
         return self._view(self._images)
 
     @property
     def probs(self) -> np.ndarray:
-        """(n, M, 10) float32."""
+        """(n, M, K) float32."""
         return self._view(self._probs)
 
     @property
@@ -173,6 +202,8 @@ class RunHistory:
         n = self._n
         realism = {"judge_probs": self._judge[:n, :, None].copy(),
                    "nn_ratio": self._ratio[:n, :, None].copy()} if self.has_realism else {}
+        if self.has_realism and self.has_colour:
+            realism.update(colour_kept=self._kept[:n, :, None].copy(), grey_share=self._grey[:n, :, None].copy())
         return {
             **realism,
             "images": self._images[:n, :, None].copy(),

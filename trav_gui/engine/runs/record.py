@@ -1,7 +1,8 @@
 """The run record (``run.json``): what a traversal was, exactly enough to replay it.
 
 A run record names the app version, the models with the sha256 of their weights, the
-start image (28×28 values, and its index among the data set's test images if it was picked), the target, every
+start image (its pixel values: H×W for grey worlds, 3×H×W for colour ones, and its index among the
+data set's test images if it was picked), the target, every
 :class:`~trav_gui.engine.core.traversal.TraversalConfig` setting, the seed and the time.
 
 Records come from other people (File → Open run…), so :func:`validate_run_record` checks
@@ -36,6 +37,7 @@ from pydantic_core import PydanticCustomError
 
 from trav_gui import __version__
 from trav_gui.engine.core.traversal import TraversalConfig
+from trav_gui.engine.data.datasets import DEFAULT_DATASET, get_dataset, stored_shape
 from trav_gui.engine.files import write_bytes_atomic
 from trav_gui.engine.realism import flip_step, summary
 
@@ -100,11 +102,11 @@ class RunRecord:
     Attributes
     ----------
     models : the models, in column order.
-    start_image : (28, 28) float32 in [0, 1], exactly the image the run started from.
+    start_image : (H, W) (colour: (3, H, W)) float32 in [0, 1], exactly the image the run started from.
     test_index : index into the shipped test images of the run's data set, or None for a drawing
         (read from ``start.test_index``, or from ``start.mnist_index``, its name in records written
         before the engine's wings).
-    target : int in 0..9.
+    target : int in 0..K-1.
     config : the run's :class:`TraversalConfig` (its ``seed`` seeds the run).
     app_version, created : who wrote it and when (ISO 8601, UTC).
     raw : the record as read, including any fields this version does not know.
@@ -125,8 +127,50 @@ class RunRecord:
 # Unknown fields are ignored here and kept in RunRecord.raw.
 
 _STRICT = ConfigDict(strict=True, extra="ignore", arbitrary_types_allowed=True)
-_Pixel = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
-_Row = Annotated[list[_Pixel], Field(min_length=28, max_length=28)]
+# The largest image side and class count a record may hold (data sets go up to 64×64).
+MAX_IMAGE_SIDE = 64
+MAX_CLASSES = 1000
+
+
+def _nested_shape(value: object, depth: int = 0) -> tuple[int, ...] | None:
+    """The shape of a rectangular nested list of at most 3 levels, else None."""
+    if not isinstance(value, list) or depth > 2:
+        return None
+    if not value or not isinstance(value[0], list):
+        return (len(value),)
+    inner = [_nested_shape(v, depth + 1) for v in value]
+    if inner[0] is None or any(i != inner[0] for i in inner):
+        return None
+    return (len(value), *inner[0])
+
+
+def _flat(value: list) -> list:
+    return [x for v in value for x in _flat(v)] if isinstance(value, list) else [value]
+
+
+def _image(value: Any) -> np.ndarray:
+    """start.image: a square grey H×W or colour 3×H×W nested list of numbers in [0, 1]."""
+    shape = _nested_shape(value)
+    if (shape is None or len(shape) not in (2, 3) or (len(shape) == 3 and shape[0] != 3)
+            or shape[-1] != shape[-2] or not 1 <= shape[-1] <= MAX_IMAGE_SIDE):
+        got = "×".join(map(str, shape)) if shape else _describe_shape(value)
+        raise PydanticCustomError("run_record", "start.image must be a square H×W (grey) or 3×H×W (colour) "
+                                  "image of side at most {side}, such as 28×28; got {got}",
+                                  {"side": MAX_IMAGE_SIDE, "got": got})
+    pixels = _flat(value)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pixels):
+        raise PydanticCustomError("run_record", "start.image must hold numbers only")
+    try:
+        image = np.asarray(pixels, dtype=np.float64)
+    except OverflowError:  # an int too large for a float
+        raise PydanticCustomError("run_record", "start.image values must lie in [0, 1]") from None
+    if not np.isfinite(image).all():
+        raise PydanticCustomError("run_record", "start.image contains NaN or inf")
+    if image.min() < 0 or image.max() > 1:
+        raise PydanticCustomError("run_record", "start.image values must lie in [0, 1]")
+    return image.astype(np.float32).reshape(shape)
+
+
 _Text = Annotated[StrictStr, Field(max_length=MAX_NAME_CHARS)]
 
 
@@ -139,7 +183,7 @@ class _Model(BaseModel):
 
 class _Start(BaseModel):
     model_config = _STRICT
-    image: Annotated[list[_Row], Field(min_length=28, max_length=28)]
+    image: Annotated[np.ndarray, PlainValidator(_image)]
     test_index: Annotated[StrictInt, Field(ge=0)] | None = None
     # Its name in records written before the data sets had a common name for it; still read.
     mnist_index: Annotated[StrictInt, Field(ge=0)] | None = None
@@ -171,7 +215,7 @@ class _Record(BaseModel):
     format_version: Annotated[StrictInt, Field(le=FORMAT_VERSION)]
     models: Annotated[list[_Model], Field(min_length=1, max_length=MAX_RECORD_MODELS)]
     start: _Start
-    target: Annotated[StrictInt, Field(ge=0, le=9)]
+    target: Annotated[StrictInt, Field(ge=0, lt=MAX_CLASSES)]
     config: Annotated[TraversalConfig, PlainValidator(_config)]
     seed: StrictInt | None = None
     app_version: _Text | None = None
@@ -216,10 +260,6 @@ def _path(loc: Sequence) -> str:
     return out or "the record"
 
 
-def _is_28x28(rows: object) -> bool:
-    return isinstance(rows, list) and len(rows) == 28 and all(isinstance(r, list) and len(r) == 28 for r in rows)
-
-
 def _describe_shape(value: object) -> str:
     if not isinstance(value, list):
         return f"a {type(value).__name__}"
@@ -241,20 +281,10 @@ def _message(error: Mapping, data: Any) -> str:
     if key == ("models",) and kind == "too_long":
         return (f"'models' lists {len(data['models'])} models; "
                 f"a run compares at most {MAX_RECORD_MODELS}")
-    if key[:2] == ("start", "image"):
-        rows = data["start"].get("image")
-        # The shape first: pydantic reports a short image with a bad row by its elements.
-        if len(key) < 4 or not _is_28x28(rows):
-            return f"start.image must be 28×28, got {_describe_shape(rows)}"
-        if kind == "finite_number":
-            return "start.image contains NaN or inf"
-        value = error.get("input")
-        if kind in ("greater_than_equal", "less_than_equal") or (
-                isinstance(value, int) and not isinstance(value, bool)):  # an int too large for a float
-            return "start.image values must lie in [0, 1]"
-        return "start.image must hold numbers only"
+    if key == ("start", "image"):
+        return "start.image is missing"
     if key == ("target",):
-        return f"'target' must be an integer 0..9, got {_SHORT.repr(data.get('target'))}"
+        return f"'target' must be an integer 0..{MAX_CLASSES - 1}, got {_SHORT.repr(data.get('target'))}"
     template = _MESSAGES.get(key)
     if template is None:
         return f"{_path(loc)}: {error['msg']}"
@@ -280,8 +310,9 @@ def validate_run_record(data: object) -> RunRecord:
     except ValidationError as exc:
         raise RunRecordError(_message(exc.errors(include_url=False)[0], data)) from None
     assert isinstance(data, dict)
-    image = np.asarray(parsed.start.image, dtype=np.float32)
+    image = parsed.start.image
     image.flags.writeable = False
+    _check_world(image, parsed.target, data)
     return RunRecord(
         models=tuple(ModelRef(m.name, m.sha256, m.path) for m in parsed.models),
         start_image=image,
@@ -292,6 +323,22 @@ def validate_run_record(data: object) -> RunRecord:
         created=parsed.created or "",
         raw=data,
     )
+
+
+def _check_world(image: np.ndarray, target: int, data: dict) -> None:
+    """The start image and the target fit the data set the record names (``extra.dataset``;
+    records written before there were several data sets are MNIST's)."""
+    extra = data.get("extra")
+    name = extra.get("dataset") if isinstance(extra, dict) else None
+    try:
+        ds = get_dataset(name if isinstance(name, str) else DEFAULT_DATASET)
+    except ValueError:  # a data set this installation does not have: replay says so
+        return
+    if image.shape != stored_shape(ds):
+        raise RunRecordError(f"start.image must be {'×'.join(map(str, stored_shape(ds)))} for {ds.title}, "
+                             f"got {'×'.join(map(str, image.shape))}")
+    if target >= ds.num_classes:
+        raise RunRecordError(f"'target' must be an integer 0..{ds.num_classes - 1} for {ds.title}, got {target}")
 
 
 def _utc_now() -> str:
@@ -312,9 +359,9 @@ def build_run_record(
     Parameters
     ----------
     models : the models in column order, with the sha256 of their weights.
-    start_image : (28, 28) float in [0, 1]; stored as float32 values, which JSON round-trips
-        exactly.
-    target : int in 0..9.
+    start_image : (H, W) or (3, H, W) float in [0, 1]; stored as float32 values, which JSON
+        round-trips exactly.
+    target : int in 0..K-1.
     config : every setting of the run, seed included.
     test_index : the shipped test image (of the run's data set) the start came from, or None.
     created : ISO 8601 time; now (UTC) when None.
@@ -365,7 +412,7 @@ def record_run(
     ----------
     models, start_image, target, config, test_index : as for :func:`build_run_record`.
     steps : (T,) the step number of each frame.
-    probs : (T, M, 10) each model's class probabilities, models in the order of ``models``.
+    probs : (T, M, K) each model's class probabilities, models in the order of ``models``.
     nn_ratio : (T, M) nearest-real ratios (NaN where not scored), or None without realism.
     extra : more fields for ``"extra"`` (the data set, the device...).
 
