@@ -243,11 +243,32 @@ def test_a_fifo_or_too_much_external_data_is_refused(default_export, tmp_path, m
 # ----------------------------------------------------------------------------- refusals
 
 
-def test_a_graph_whose_input_is_not_28x28_grey_is_refused(tmp_path):
+def test_a_graph_whose_input_is_not_its_data_sets_shape_is_refused(tmp_path):
     colour = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(10))
     colour(torch.rand(1, 3, 32, 32))
     path = export(colour.eval(), tmp_path / "cifar.onnx", "legacy", example=torch.rand(1, 3, 32, 32))
-    with pytest.raises(ModelLoadError, match=r"input 'x' has shape \(N, 3, 32, 32\); this app feeds 28x28 grey"):
+    with pytest.raises(ModelLoadError, match=r"input 'x' has shape \(N, 3, 32, 32\); MNIST images are "
+                                             r"\(N, 1, 28, 28\) or flat \(N, 784\)"):
+        load_model(path)
+    # Named for a colour world of 28×28 images, the 32×32 graph is still refused, by that world's shape.
+    path.with_suffix(".json").write_text(json.dumps({**CARD, "dataset": "colored-mnist"}))
+    with pytest.raises(ModelLoadError, match=r"Colored-MNIST images are \(N, 3, 28, 28\) or flat \(N, 2352\)"):
+        load_model(path)
+
+
+def test_a_colour_graph_loads_for_a_colour_world_with_per_channel_normalization(tmp_path):
+    torch.manual_seed(0)
+    mean, std = [0.2, 0.3, 0.4], [0.5, 0.6, 0.7]
+    inner = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 26 * 26, 10)).eval()
+    card = {**CARD, "dataset": "colored-mnist", "input": {"layout": "image", "range": [0, 1], "mean": mean, "std": std}}
+    path = export(inner, tmp_path / "colour.onnx", "legacy", card=card, example=torch.rand(1, 3, 28, 28))
+    model = load_model(path)
+    x = torch.rand(5, 3, 28, 28)
+    normed = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), inner(normed), atol=1e-4, rtol=0)
+    path.with_suffix(".json").write_text(json.dumps({**card, "input": {**card["input"], "mean": [0.1, 0.2]}}))
+    with pytest.raises(ModelLoadError, match=r"\"input.mean\" must be a finite number, or one per channel"):
         load_model(path)
 
 

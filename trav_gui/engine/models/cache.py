@@ -59,15 +59,16 @@ class ModelCache:
 
 
 def classify(model: nn.Module, image: np.ndarray, device: str | torch.device = "cpu") -> np.ndarray:
-    """Class probabilities (10,) of one (28, 28) image in [0, 1], as float32 numpy."""
+    """Class probabilities (K,) of one grey (H, W) or colour (3, H, W) image in [0, 1], as float32 numpy."""
+    image = np.asarray(image, np.float32)
     with torch.no_grad():
-        x = torch.as_tensor(np.asarray(image, np.float32), device=device)[None, None]
+        x = torch.as_tensor(image, device=device).reshape(1, -1, *image.shape[-2:])
         return torch.softmax(model(x), -1)[0].float().cpu().numpy()
 
 
 @dataclass(frozen=True)
 class StartPrediction:
-    """What one model says of the start image: ``probs`` (10,), or ``error`` and no probs."""
+    """What one model says of the start image: ``probs`` (K,), or ``error`` and no probs."""
 
     name: str
     probs: np.ndarray | None = None

@@ -30,8 +30,9 @@ __all__ = ["LAYOUTS", "MAX_CARD_BYTES", "OUTPUTS", "Evaluation", "InputSpec", "M
 # A model card is a few kB; a larger file is not one (and is not read whole).
 MAX_CARD_BYTES = 1 << 20
 Source = Literal["shipped", "user", "folder", "memory"]
-# What a model may take: an image (N, 1, 28, 28) or flat pixels (N, 784); what it may return.
-LAYOUTS = {"image": (1, 28, 28), "flat": (784,)}
+# What a model may take: an image (N, C, H, W) or flat pixels (N, C·H·W) (MNIST: (N, 1, 28, 28)
+# or (N, 784)); what it may return.
+LAYOUTS = {"image": "(N, C, H, W)", "flat": "(N, C·H·W)"}
 OUTPUTS = ("logits", "log_probabilities", "probabilities")
 RANGES = ((0, 1), (0, 255))
 # An entry that should be a JSON object: anything else is read as empty (a note, not a measurement).
@@ -47,8 +48,9 @@ class InputSpec(BaseModel):
     model_config = ConfigDict(frozen=True)
     layout: str
     range: tuple[int, int] = (0, 1)
-    mean: float | None = None
-    std: float | None = None
+    # One number for all channels, or one per channel (torchvision's Normalize(mean, std)).
+    mean: float | tuple[float, ...] | None = None
+    std: float | tuple[float, ...] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -67,7 +69,7 @@ class InputSpec(BaseModel):
     @classmethod
     def _known_layout(cls, value: Any) -> Any:
         if not (isinstance(value, str) and value in LAYOUTS):
-            raise ValueError(f'"input.layout" must be "image" (N, 1, 28, 28) or "flat" (N, 784), got {value!r}')
+            raise ValueError(f'"input.layout" must be "image" (N, C, H, W) or "flat" (N, C·H·W), got {value!r}')
         return value
 
     @field_validator("range", mode="before")
@@ -81,16 +83,18 @@ class InputSpec(BaseModel):
     @field_validator("mean", "std", mode="before")
     @classmethod
     def _finite_number(cls, value: Any, info) -> Any:
-        if isinstance(value, list) and len(value) == 1:  # torchvision's Normalize((0.1307,), (0.3081,))
+        if isinstance(value, (list, tuple)) and len(value) == 1:  # torchvision's Normalize((0.1307,), (0.3081,))
             value = value[0]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f'"input.{info.field_name}" must be a finite number (or a list of one), got {value!r}')
-        return float(value)
+        numbers = list(value) if isinstance(value, (list, tuple)) and len(value) == 3 else [value]
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in numbers):
+            raise ValueError(f'"input.{info.field_name}" must be a finite number, or one per channel '
+                             f'(a list of 1 or 3), got {value!r}')
+        return tuple(float(v) for v in numbers) if len(numbers) == 3 else float(numbers[0])
 
     @field_validator("std")
     @classmethod
-    def _positive(cls, value: float | None) -> float | None:
-        if value is not None and value <= 0:
+    def _positive(cls, value: float | tuple[float, ...] | None) -> float | tuple[float, ...] | None:
+        if value is not None and min(value if isinstance(value, tuple) else (value,)) <= 0:
             raise ValueError(f'"input.std" must be > 0, got {value}')
         return value
 

@@ -1,19 +1,22 @@
 """What a model card says about a model's input and output, checked, and the adapter it implies.
 
-Every model the app traverses takes ``(N, 1, 28, 28)`` float32 pixels in [0, 1] and returns
-logits ``(N, 10)``. A model someone trained elsewhere may want its pixels normalized, as one
-flat vector of 784, or may return probabilities: its card (the JSON beside the weights) says
-so, and :func:`adapt` wraps the model so that it takes and returns the app's convention.
+Every model the app traverses takes ``(N, C, H, W)`` float32 pixels in [0, 1] and returns
+logits ``(N, K)``, with the image shape and class count of its data set (MNIST: ``(N, 1, 28,
+28)`` and 10). A model someone trained elsewhere may want its pixels normalized (per channel,
+as torchvision's ``Normalize``), as one flat vector of C·H·W, or may return probabilities: its
+card (the JSON beside the weights) says so, and :func:`adapt` wraps the model so that it takes
+and returns the app's convention.
 
 A complete card of a user's model::
 
     {
       "architecture": "lenet5",              # .safetensors only: a name of ARCHITECTURES
-      "dataset": "mnist",                    # or "fashion-mnist"
+      "dataset": "mnist",                    # or "fashion-mnist", "colored-mnist", a user's folder
       "class_names": ["0", "1", ..., "9"],   # optional; must be the data set's, in label order
-      "input": {"layout": "image",           # (N, 1, 28, 28); "flat": (N, 784)
+      "input": {"layout": "image",           # (N, C, H, W); "flat": (N, C*H*W)
                 "range": [0, 1],             # or [0, 255]: what the pixels are scaled to
-                "mean": 0.1307, "std": 0.3081},  # optional: then (x - mean) / std
+                "mean": 0.1307, "std": 0.3081},  # optional: then (x - mean) / std; colour worlds
+                                             # may give one per channel: [0.49, 0.48, 0.45]
       "output": "logits"                     # ONNX only: or "log_probabilities", "probabilities"
     }
 
@@ -48,7 +51,7 @@ TINY_PROBABILITY = torch.finfo(torch.float32).tiny
 class Conventions:
     """How a model wants its pixels and what it returns.
 
-    layout : ``"image"`` (N, 1, 28, 28) or ``"flat"`` (N, 784).
+    layout : ``"image"`` (N, C, H, W) or ``"flat"`` (N, C·H·W).
     scale : the pixels' top value (1 or 255): the app's [0, 1] pixels are multiplied by it.
     mean, std : None, or the normalization applied after scaling: ``(x - mean) / std``.
     output : ``"logits"``, ``"log_probabilities"`` (used as logits: softmax gives the same
@@ -57,8 +60,8 @@ class Conventions:
 
     layout: str = "image"
     scale: float = 1.0
-    mean: float | None = None
-    std: float | None = None
+    mean: float | tuple[float, ...] | None = None
+    std: float | tuple[float, ...] | None = None
     output: str = "logits"
 
     @property
@@ -67,11 +70,11 @@ class Conventions:
         return self.layout == "image" and self.scale == 1 and self.mean is None and self.output != "probabilities"
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """The app's (N, 1, 28, 28) pixels in [0, 1] as the model wants them."""
+        """The app's (N, C, H, W) pixels in [0, 1] as the model wants them."""
         if self.scale != 1:
             x = x * self.scale
         if self.mean is not None:
-            x = (x - self.mean) / self.std
+            x = (x - _per_channel(self.mean, x)) / _per_channel(self.std, x)
         return x.flatten(1) if self.layout == "flat" else x
 
     def finish(self, out: torch.Tensor) -> torch.Tensor:
@@ -82,12 +85,23 @@ class Conventions:
         """The card entries that declare these conventions."""
         entry: dict = {"layout": self.layout, "range": [0, int(self.scale)]}
         if self.mean is not None:
-            entry.update(mean=self.mean, std=self.std)
+            entry.update(mean=_json_number(self.mean), std=_json_number(self.std))
         return {"input": entry, "output": self.output}
 
 
+def _per_channel(value: float | tuple[float, ...], x: torch.Tensor) -> float | torch.Tensor:
+    """A normalization constant as it broadcasts over (N, C, H, W): one number, or (1, C, 1, 1)."""
+    if isinstance(value, tuple):
+        return torch.tensor(value, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return value
+
+
+def _json_number(value: float | tuple[float, ...]) -> float | list[float]:
+    return list(value) if isinstance(value, tuple) else value
+
+
 class ConventionAdapter(nn.Module):
-    """``inner`` seen through its :class:`Conventions`: (N, 1, 28, 28) in [0, 1] in, logits out."""
+    """``inner`` seen through its :class:`Conventions`: (N, C, H, W) in [0, 1] in, logits out."""
 
     def __init__(self, inner: nn.Module, conventions: Conventions) -> None:
         super().__init__()
@@ -169,6 +183,12 @@ def conventions_from_card(card: ModelCard | None, file_name: str, card_name: str
         problems.append(f"architecture {architecture!r} takes {arch_layout} input "
                         f"{LAYOUTS[arch_layout]}, but \"input.layout\" says {spec.layout!r}: "
                         f"set \"layout\": \"{arch_layout}\"")
+    channels = get_dataset(card.dataset).channels
+    for key in ("mean", "std"):
+        value = getattr(spec, key)
+        if isinstance(value, tuple) and len(value) != channels:
+            problems.append(f"\"input.{key}\" gives {len(value)} channels, but {card.dataset} images have "
+                            f"{channels}")
     if problems:
         raise ModelLoadError(f"{file_name}: its card {card_name} is inconsistent: " + "; ".join(problems))
     return Conventions(spec.layout, float(spec.range[1]), spec.mean, spec.std, output), card.dataset

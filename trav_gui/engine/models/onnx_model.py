@@ -14,8 +14,8 @@ What is done with the file, in order (each refusal is a :class:`ModelLoadError` 
    folder), a regular file, its offset and length inside the file, all such files together at
    most :data:`MAX_EXTERNAL_BYTES`, and only the keys ``location``, ``offset``, ``length``,
    ``checksum``; only then does onnx load them;
-3. one float32 input of 28×28 grey pixels, ``(N, 1, 28, 28)`` or flat ``(N, 784)``, with N
-   free or 1, and one output;
+3. one float32 input of the card's data set's shape, ``(N, C, H, W)`` or flat ``(N, C·H·W)``
+   (MNIST: ``(N, 1, 28, 28)`` or ``(N, 784)``), with N free or 1, and one output;
 4. node names are replaced by ``n0``, ``n1``...: onnx2torch turns them into module names
    that torch.fx writes into generated Python source, where a name with a quote would run
    as code (a crafted name did, in a test);
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from trav_gui.engine.data.datasets import test_set
+from trav_gui.engine.data.datasets import Dataset, get_dataset, test_images
 from trav_gui.engine.files import sha256_of
 from trav_gui.engine.models.conventions import Conventions
 from trav_gui.engine.models.errors import ModelLoadError
@@ -184,8 +184,9 @@ def self_contained_bytes(path: Path) -> bytes:
     return model.SerializeToString() if external else path.read_bytes()
 
 
-def _graph_input(model, name: str) -> tuple[str, str, bool]:
-    """The one input's name, layout (``"image"`` or ``"flat"``), and whether its batch is fixed at 1."""
+def _graph_input(model, name: str, ds: Dataset) -> tuple[str, str, bool]:
+    """The one input's name, layout (``"image"`` or ``"flat"``), and whether its batch is fixed at 1;
+    the input's shape must be data set ``ds``'s."""
     graph = model.graph
     weights = {t.name for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in weights]
@@ -198,21 +199,26 @@ def _graph_input(model, name: str) -> tuple[str, str, bool]:
     shape = "(" + ", ".join(str(d) if d is not None else "N" for d in dims) + ")"
     if kind != "tensor_type" or not tensor.HasField("shape"):
         raise ModelLoadError(f"{name}: the graph's input {value.name!r} has no tensor shape; export it with "
-                             "an input of shape (N, 1, 28, 28)")
-    layout = {(1, 28, 28): "image", (784,): "flat"}.get(tuple(dims[1:]))
+                             f"an input of shape {_image_shape(ds)}")
+    c, h, w = ds.shape
+    layout = {tuple(ds.shape): "image", (c * h * w,): "flat"}.get(tuple(dims[1:]))
     if layout is None:
-        raise ModelLoadError(f"{name}: refused: its input {value.name!r} has shape {shape}; this app feeds "
-                             "28x28 grey images, (N, 1, 28, 28) or flat (N, 784)")
+        raise ModelLoadError(f"{name}: refused: its input {value.name!r} has shape {shape}; {ds.title} "
+                             f"images are {_image_shape(ds)} or flat (N, {c * h * w})")
     if dims[0] not in (None, 1):
         raise ModelLoadError(f"{name}: refused: its input {value.name!r} has a fixed batch of {dims[0]}; export "
-                             "it with one image, torch.rand(1, 1, 28, 28), or with a dynamic batch axis")
+                             f"it with one image, torch.rand(1, {c}, {h}, {w}), or with a dynamic batch axis")
     if tensor.elem_type != _FLOAT:
         raise ModelLoadError(f"{name}: refused: its input {value.name!r} is not float32 "
                              f"(ONNX element type {tensor.elem_type})")
     if len(graph.output) != 1:
         raise ModelLoadError(f"{name}: the graph has {len(graph.output)} outputs; export the model with its "
-                             "10 class scores as its only output")
+                             f"{ds.num_classes} class scores as its only output")
     return value.name, layout, dims[0] == 1
+
+
+def _image_shape(ds: Dataset) -> str:
+    return f"(N, {', '.join(map(str, ds.shape))})"
 
 
 def _prepare_nodes(model, name: str) -> None:
@@ -267,8 +273,8 @@ def _reference_outputs(graph_bytes: bytes, input_name: str, x: np.ndarray, one_a
 
 def _check_parity_and_gradients(module: nn.Module, graph_bytes: bytes, input_name: str, one_at_a_time: bool,
                                 conventions: Conventions, dataset: str, name: str) -> None:
-    images = test_set(dataset)[0][:PARITY_IMAGES]
-    x = conventions.prepare(torch.from_numpy(images.astype(np.float32) / 255.0)[:, None])
+    k = get_dataset(dataset).num_classes
+    x = conventions.prepare(test_images(dataset, PARITY_IMAGES)[0])
     try:
         expected = _reference_outputs(graph_bytes, input_name, x.numpy(), one_at_a_time)
     except Exception as exc:  # noqa: BLE001 - onnxruntime's errors have no common base class
@@ -279,9 +285,9 @@ def _check_parity_and_gradients(module: nn.Module, graph_bytes: bytes, input_nam
     except Exception as exc:  # noqa: BLE001 - the converted graph may fail in any torch op
         raise ModelLoadError(f"{name}: the converted model fails on test images "
                              f"({type(exc).__name__}: {exc})") from None
-    if got.shape != (len(x), 10) or expected.shape != got.shape:
+    if got.shape != (len(x), k) or expected.shape != got.shape:
         raise ModelLoadError(f"{name}: refused: its output for {len(x)} images has shape {tuple(expected.shape)}; "
-                             "the app needs 10 class scores per image")
+                             f"the app needs {k} class scores per {dataset} image")
     if not (np.isfinite(got).all() and np.isfinite(expected).all()):
         raise ModelLoadError(f"{name}: refused: it returns NaN or inf on the {dataset} test images")
     delta = float(np.abs(got - expected.astype(np.float32)).max())
@@ -292,7 +298,7 @@ def _check_parity_and_gradients(module: nn.Module, graph_bytes: bytes, input_nam
     probe = x[:4].clone().requires_grad_(True)
     try:
         with torch.enable_grad():
-            (grad,) = torch.autograd.grad((module(probe) * torch.linspace(1, 2, 10)).sum(), probe)
+            (grad,) = torch.autograd.grad((module(probe) * torch.linspace(1, 2, k)).sum(), probe)
     except RuntimeError as exc:
         raise ModelLoadError(f"{name}: refused: gradients do not flow through this graph to its input "
                              f"({exc})") from None
@@ -314,10 +320,12 @@ def load_onnx(path: Path, conventions: Conventions, dataset: str) -> nn.Module:
 
     from trav_gui.engine.models.onnx_ops import register_converters, relax_reshape_allowzero
 
-    input_name, layout, one_at_a_time = _graph_input(model, path.name)
+    ds = get_dataset(dataset)
+    input_name, layout, one_at_a_time = _graph_input(model, path.name, ds)
     if layout != conventions.layout:
+        flat = f"(N, {ds.shape[0] * ds.shape[1] * ds.shape[2]})"
         raise ModelLoadError(f"{path.name}: its card says \"layout\": \"{conventions.layout}\", but the graph's "
-                             f"input is {'(N, 1, 28, 28)' if layout == 'image' else '(N, 784)'}: set "
+                             f"input is {_image_shape(ds) if layout == 'image' else flat}: set "
                              f"\"layout\": \"{layout}\"")
     graph_bytes = model.SerializeToString()  # what onnxruntime runs: the file as it is
     register_converters()
