@@ -70,7 +70,7 @@ def test_a_colour_world_takes_and_returns_c_h_w_images_with_every_channel_moving
     assert result.l2[-1] == pytest.approx(float(np.linalg.norm(delta)), rel=1e-4)
     assert all(np.abs(delta[c]).sum() > 0 for c in range(3))
     np.testing.assert_array_equal(
-        trav_gui.traverse(model, torch.from_numpy(rgb)[None], 3, steps=20, step_size=0.5, dataset="colored-mnist",
+        trav_gui.traverse(model, torch.from_numpy(rgb.copy())[None], 3, steps=20, step_size=0.5, dataset="colored-mnist",
                           realism=False).frames, result.frames)
     with pytest.raises(ValueError, match=r"image must be \(3, 28, 28\) or \(1, 3, 28, 28\) for Colored-MNIST"):
         trav_gui.traverse(model, digit(), 3, dataset="colored-mnist")

@@ -210,7 +210,7 @@ def _cmd_traverse(args: argparse.Namespace) -> int:
         realism = scorer.score(arrays["images"][:, :, 0], args.target, start=x0)
         arrays["judge_probs"], arrays["nn_ratio"] = realism.judge_probs[:, :, None], realism.nn_ratio[:, :, None]
         if realism.colour_kept is not None:
-            arrays["colour_kept"] = realism.colour_kept[:, :, None].astype(np.float32)
+            arrays["colour_kept"] = realism.colour_kept[:, :, None]
             arrays["grey_share"] = realism.grey_share[:, :, None]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -233,8 +233,8 @@ def _cmd_traverse(args: argparse.Namespace) -> int:
             judged = (f"; judge says {ds.label(int(arrays['judge_probs'][k, i, 0].argmax()))}, nearest real "
                       f"{arrays['nn_ratio'][k, i, 0]:.2f}x typical, most realistic at step "
                       f"{sm['most_realistic_step']}" if scorer is not None else "")
-            if "colour_kept" in arrays:
-                judged += (f"; the ink it added {'keeps' if arrays['colour_kept'][k, i, 0] else 'does not keep'}"
+            if "colour_kept" in arrays and np.isfinite(arrays["colour_kept"][k, i, 0]):
+                judged += (f"; the ink it added {'keeps' if arrays['colour_kept'][k, i, 0] > 0.5 else 'does not keep'}"
                            f" the start's colour ({100 * np.nan_to_num(arrays['grey_share'][k, i, 0]):.0f} % grey)")
             print(f"{'':>10}  confident (p >= 0.9) at step {sm['confident_step']}{judged}")
     print(f"wrote {out}/")

@@ -258,9 +258,9 @@ def reference_set(dataset: str | None = None) -> ReferenceSet:
 @dataclass(frozen=True)
 class Realism:
     """Realism of frames: ``judge_probs`` (..., K), ``nn_ratio`` (...), ``nearest`` (...) reference
-    indices; in colour worlds, given the start, also ``colour_kept`` (...) bool and ``grey_share``
-    (...) of the ink added since the start (see :func:`~trav_gui.engine.data.colored.colour_kept`),
-    else None."""
+    indices; in colour worlds, given the start, also ``colour_kept`` (...) float (1 the ink added
+    since the start keeps its hue, 0 it does not, NaN nothing added yet) and ``grey_share`` (...)
+    of that ink (see :func:`~trav_gui.engine.data.colored.colour_kept`), else None."""
 
     judge_probs: np.ndarray
     nn_ratio: np.ndarray
@@ -297,12 +297,13 @@ class RealismScorer:
 
     def colour(self, images: np.ndarray, start: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray | None]:
         """In a colour world: whether the ink each image added since ``start`` (3, H, W) keeps
-        the start's hue, and the share of it that is grey, each (...); (None, None) in grey
-        worlds or without a start."""
+        the start's hue (1, 0, or NaN when nothing was added), and the share of it that is grey,
+        each (...); (None, None) in grey worlds or without a start."""
         if start is None or not get_dataset(self.dataset).is_colour:
             return None, None
         kept, grey = colored.colour_kept(images, start)
-        return kept, grey.astype(np.float32)
+        # 1 kept, 0 changed, NaN where no ink was added yet (nothing to judge).
+        return np.where(np.isfinite(grey), kept, np.nan).astype(np.float32), grey.astype(np.float32)
 
     def judge_probs(self, images: np.ndarray) -> np.ndarray:
         """The judge's class probabilities (..., K) of ``images`` (..., *image shape), one batched call."""

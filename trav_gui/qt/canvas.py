@@ -1,4 +1,5 @@
-"""A canvas to draw a digit on, with mouse or tablet: brush width, clear, undo of a stroke."""
+"""A canvas to draw a digit on, with mouse or tablet: brush width (and colour, in colour worlds),
+clear, undo of a stroke."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ CANVAS_SIZE = 280  # ten canvas pixels per MNIST pixel
 class _Stroke:
     width: float
     points: list[tuple[QPointF, float]] = field(default_factory=list)  # (position, pressure)
+    colour: QColor = field(default_factory=lambda: QColor(255, 255, 255))
 
 
 class DrawingCanvas(QWidget):
@@ -25,7 +27,8 @@ class DrawingCanvas(QWidget):
 
     A background image (a picked MNIST digit, upscaled) can sit under the strokes, so a
     user can edit a test digit. Undo removes the last stroke; clear removes all strokes and
-    the background.
+    the background. In colour mode (:meth:`set_colour_mode`) the raster is RGB and strokes
+    take the brush colour (:meth:`set_brush_colour`).
 
     Signals
     -------
@@ -40,6 +43,8 @@ class DrawingCanvas(QWidget):
         self._current: _Stroke | None = None
         self._background: np.ndarray | None = None
         self._brush_width = 22.0
+        self._colour_mode = False
+        self._brush_colour = QColor(255, 0, 0)
         self._raster = QImage(CANVAS_SIZE, CANVAS_SIZE, QImage.Format.Format_Grayscale8)
         self._raster.fill(0)
         self.setMinimumSize(200, 200)
@@ -70,6 +75,27 @@ class DrawingCanvas(QWidget):
         self._brush_width = float(max(1.0, width))
 
     @property
+    def colour_mode(self) -> bool:
+        return self._colour_mode
+
+    @property
+    def brush_colour(self) -> QColor:
+        return QColor(self._brush_colour)
+
+    def set_brush_colour(self, colour: QColor) -> None:
+        """The colour of the next strokes (colour mode only; grey mode draws white)."""
+        self._brush_colour = QColor(colour)
+
+    def set_colour_mode(self, on: bool) -> None:
+        """Draw in colour (an RGB raster) or in grey; clears the canvas."""
+        self._colour_mode = bool(on)
+        fmt = QImage.Format.Format_RGB888 if on else QImage.Format.Format_Grayscale8
+        self._raster = QImage(CANVAS_SIZE, CANVAS_SIZE, fmt)
+        self._strokes.clear()
+        self._background = None
+        self._rebuild()
+
+    @property
     def stroke_count(self) -> int:
         return len(self._strokes)
 
@@ -80,14 +106,20 @@ class DrawingCanvas(QWidget):
         return not self._strokes and self._background is None
 
     def set_background(self, image: np.ndarray | None) -> None:
-        """Show ``image`` ((h, w) in [0, 1], e.g. a 28×28 digit) under the strokes; drops the strokes."""
+        """Show ``image`` (grey (h, w) or colour (3, h, w) in [0, 1], e.g. a 28×28 digit) under the
+        strokes; drops the strokes."""
         self._strokes.clear()
         if image is None:
             self._background = None
         else:
             a = np.clip(np.asarray(image, np.float32), 0, 1)
-            rep = CANVAS_SIZE // a.shape[0]
-            self._background = np.kron(a, np.ones((rep, rep), np.float32))[:CANVAS_SIZE, :CANVAS_SIZE]
+            if self._colour_mode and a.ndim == 2:
+                a = np.repeat(a[None], 3, axis=0)
+            elif not self._colour_mode and a.ndim == 3:
+                a = a.max(axis=0)
+            rep = CANVAS_SIZE // a.shape[-1]
+            up = np.repeat(np.repeat(a, rep, axis=-2), rep, axis=-1)
+            self._background = np.ascontiguousarray(up[..., :CANVAS_SIZE, :CANVAS_SIZE])
         self._rebuild()
 
     def clear(self) -> None:
@@ -105,10 +137,14 @@ class DrawingCanvas(QWidget):
             self.drawing_changed.emit()
 
     def ink(self) -> np.ndarray:
-        """The drawing as (280, 280) float32 ink in [0, 1] (0 = background)."""
+        """The drawing as (280, 280) float32 ink in [0, 1] (0 = background); in colour mode
+        (3, 280, 280)."""
         img = self._raster
         ptr = img.constBits()
         arr = np.frombuffer(ptr, np.uint8, count=img.bytesPerLine() * img.height())
+        if self._colour_mode:
+            rgb = arr.reshape(img.height(), img.bytesPerLine())[:, : 3 * img.width()].reshape(img.height(), img.width(), 3)
+            return np.ascontiguousarray(rgb.transpose(2, 0, 1)).astype(np.float32) / 255.0
         arr = arr.reshape(img.height(), img.bytesPerLine())[:, : img.width()]
         return arr.astype(np.float32) / 255.0
 
@@ -118,8 +154,8 @@ class DrawingCanvas(QWidget):
         s = CANVAS_SIZE / max(1, min(self.width(), self.height()))
         return QPointF(pos.x() * s, pos.y() * s)
 
-    def _pen(self, width: float) -> QPen:
-        pen = QPen(QColor(255, 255, 255))
+    def _pen(self, width: float, colour: QColor) -> QPen:
+        pen = QPen(colour)
         pen.setWidthF(width)
         pen.setCapStyle(Qt.PenCapStyle.RoundCap)
         pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
@@ -127,14 +163,18 @@ class DrawingCanvas(QWidget):
 
     def _paint_segment(self, painter: QPainter, stroke: _Stroke, i: int) -> None:
         p, pressure = stroke.points[i]
-        painter.setPen(self._pen(stroke.width * pressure))
+        painter.setPen(self._pen(stroke.width * pressure, stroke.colour))
         if i == 0:
             painter.drawPoint(p)
         else:
             painter.drawLine(stroke.points[i - 1][0], p)
 
     def _rebuild(self) -> None:
-        if self._background is not None:
+        if self._background is not None and self._colour_mode:
+            bg = np.ascontiguousarray(np.round(self._background * 255).astype(np.uint8).transpose(1, 2, 0))
+            self._raster = QImage(bg.data, CANVAS_SIZE, CANVAS_SIZE, 3 * CANVAS_SIZE,
+                                  QImage.Format.Format_RGB888).copy()
+        elif self._background is not None:
             bg = np.ascontiguousarray(np.round(self._background * 255).astype(np.uint8))
             self._raster = QImage(bg.data, CANVAS_SIZE, CANVAS_SIZE, CANVAS_SIZE,
                                   QImage.Format.Format_Grayscale8).copy()
@@ -149,7 +189,8 @@ class DrawingCanvas(QWidget):
         self.update()
 
     def _begin(self, pos: QPointF, pressure: float) -> None:
-        self._current = _Stroke(self._brush_width)
+        self._current = _Stroke(self._brush_width, colour=QColor(self._brush_colour) if self._colour_mode
+                                else QColor(255, 255, 255))
         self._extend(pos, pressure)
 
     def _extend(self, pos: QPointF, pressure: float) -> None:

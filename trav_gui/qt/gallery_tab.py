@@ -1,8 +1,9 @@
-"""The Gallery tab: the 10×10 source→target grids of the ticked models, computed in the background.
+"""The Gallery tab: the K×K source→target grids of the ticked models, computed in the background.
 
 The same grids as ``trav-gui gallery`` (:mod:`trav_gui.engine.output.gallery`): row r starts from
-the first MNIST test digit of class r, column c is the target, the diagonal is the start.
-All 90 traversals of all models run as one batch in a QThread, with a progress bar and a
+the first test image of class r of the data set on screen, column c is the target, the diagonal
+is the start. A data set of more than 12 classes shows the classes chosen in the tab's class
+field. All traversals of all models run as one batch in a QThread, with a progress bar and a
 cancel button; the window stays responsive, and the picture can be saved as PNG.
 """
 
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QProgressBar,
     QPushButton,
     QScrollArea,
@@ -29,8 +31,15 @@ from PySide6.QtWidgets import (
 from torch import nn
 
 from trav_gui.engine.core.traversal import TraversalConfig
+from trav_gui.engine.data.datasets import DEFAULT_DATASET, get_dataset
 from trav_gui.engine.files import save_png
-from trav_gui.engine.output.gallery import Gallery, render_galleries_side_by_side, run_gallery
+from trav_gui.engine.output.gallery import (
+    MAX_GALLERY_CLASSES,
+    Gallery,
+    gallery_classes,
+    render_galleries_side_by_side,
+    run_gallery,
+)
 from trav_gui.qt.jobs import BackgroundJob
 
 __all__ = ["GalleryTab"]
@@ -38,11 +47,13 @@ __all__ = ["GalleryTab"]
 ModelsProvider = Callable[[], "tuple[list[nn.Module], list[str]] | None"]
 
 
-def _compute(models: Sequence[nn.Module], names: Sequence[str], config: TraversalConfig):
+def _compute(models: Sequence[nn.Module], names: Sequence[str], config: TraversalConfig, dataset: str,
+             classes: Sequence[int]):
     """The job: every traversal, then the picture (here, not on the GUI thread)."""
 
     def run(progress, _cancelled):
-        gallery = run_gallery(models, names, config, progress=lambda step, total: progress(step, total, ""))
+        gallery = run_gallery(models, names, config, progress=lambda step, total: progress(step, total, ""),
+                              dataset=dataset, classes=classes)
         return gallery, render_galleries_side_by_side(gallery)
 
     return run
@@ -80,6 +91,7 @@ class GalleryTab(QWidget):
         self._ending: set[BackgroundJob] = set()  # reported, thread still ending
         self.gallery: Gallery | None = None
         self.image = None  # the rendered PIL image of self.gallery
+        self.dataset = DEFAULT_DATASET
 
         self.steps = QSpinBox()
         self.steps.setRange(1, 2000)
@@ -91,8 +103,10 @@ class GalleryTab(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
-        self.status = QLabel("The 90 traversals of every ticked model, one batch: rows start from the first "
-                             "test digit of each class, columns are the targets.")
+        self.classes = QLineEdit()
+        self.classes.setToolTip(f"The classes to show, 2 to {MAX_GALLERY_CLASSES} numbers, e.g. 0 3 5 7")
+        self.classes_caption = QLabel("Classes")
+        self.status = QLabel("")
         self.status.setWordWrap(True)
         self.picture = QLabel()
         self.picture.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
@@ -103,6 +117,8 @@ class GalleryTab(QWidget):
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Steps"))
         bar.addWidget(self.steps)
+        bar.addWidget(self.classes_caption)
+        bar.addWidget(self.classes)
         for w in (self.compute_button, self.cancel_button, self.save_button):
             bar.addWidget(w)
         bar.addWidget(self.progress, 1)
@@ -115,7 +131,31 @@ class GalleryTab(QWidget):
         self.compute_button.clicked.connect(self.compute)
         self.cancel_button.clicked.connect(self.cancel)
         self.save_button.clicked.connect(self._ask_save)
+        self.set_dataset(DEFAULT_DATASET)
         self._update_buttons()
+
+    def set_dataset(self, name: str) -> None:
+        """Compute galleries of data set ``name`` from now on; a class field appears for more than
+        :data:`MAX_GALLERY_CLASSES` classes (its first ones chosen)."""
+        ds = get_dataset(name)
+        self.dataset = ds.name
+        many = ds.num_classes > MAX_GALLERY_CLASSES
+        self.classes.setText(" ".join(map(str, gallery_classes(ds.name))))
+        self.classes.setVisible(many)
+        self.classes_caption.setVisible(many)
+        g = len(gallery_classes(ds.name))
+        self.status.setText(f"The {g * (g - 1)} traversals of every ticked model, one batch: rows start from the "
+                            f"first {ds.title} test image of each class, columns are the targets.")
+
+    def chosen_classes(self) -> list[int]:
+        """The classes the next gallery shows (ValueError naming the problem for a bad class field)."""
+        if get_dataset(self.dataset).num_classes <= MAX_GALLERY_CLASSES:
+            return gallery_classes(self.dataset)
+        try:
+            numbers = [int(t) for t in self.classes.text().replace(",", " ").split()]
+        except ValueError:
+            raise ValueError(f"classes must be numbers, e.g. 0 3 5 7; got {self.classes.text()!r}") from None
+        return gallery_classes(self.dataset, numbers)
 
     # ------------------------------------------------------------------ computing
 
@@ -133,10 +173,11 @@ class GalleryTab(QWidget):
         models, names = chosen
         try:
             config = replace(self._config_provider(), steps=self.steps.value(), stop_at_prob=None)
+            classes = self.chosen_classes()
         except ValueError as exc:
             self.status.setText(f"Cannot compute: {exc}")
             return False
-        job = BackgroundJob("gallery", _compute(models, names, config), parent=self)
+        job = BackgroundJob("gallery", _compute(models, names, config, self.dataset, classes), parent=self)
         job.progress.connect(self._on_progress)
         job.succeeded.connect(self._on_ready)
         job.failed.connect(self._on_failed)
@@ -144,7 +185,8 @@ class GalleryTab(QWidget):
         self._job = job
         self.progress.setRange(0, config.steps)
         self.progress.setValue(0)
-        self.status.setText(f"Computing 90 traversals × {len(models)} models, {config.steps} steps…")
+        self.status.setText(f"Computing {len(classes) * (len(classes) - 1)} traversals × {len(models)} models, "
+                            f"{config.steps} steps…")
         job.start()
         self._update_buttons()
         return True
@@ -181,7 +223,8 @@ class GalleryTab(QWidget):
         self.gallery = gallery
         self.image = image
         self.picture.setPixmap(_to_pixmap(self.image))
-        flipped = [(gallery.first_flip[i][~np.eye(10, dtype=bool)] >= 0).mean() for i in range(len(gallery.model_names))]
+        off_diagonal = ~np.eye(len(gallery.classes), dtype=bool)
+        flipped = [(gallery.first_flip[i][off_diagonal] >= 0).mean() for i in range(len(gallery.model_names))]
         summary = ", ".join(f"{n}: {100 * f:.0f} % reached the target" for n, f in zip(gallery.model_names, flipped))
         self.status.setText(f"{gallery.config.steps} steps of {gallery.config.step_size} "
                             f"{gallery.config.norm.upper()}. {summary}. Red captions: not (yet) the target.")

@@ -1,16 +1,18 @@
-"""Where the start image comes from: a drawing, or a shipped MNIST test digit.
+"""Where the start image comes from: a drawing, or a shipped test image of the data set.
 
-The panel owns the canvas, the 28×28 preview of what the models actually get, the
-example picker and the label showing the models' predictions of the start image. It
-knows nothing about models: the window hands it prediction text.
+The panel owns the canvas (with a brush colour in colour worlds), the preview of what the
+models actually get (the data set's size), the example picker and the label showing the
+models' predictions of the start image. It knows nothing about models: the window hands it
+prediction text.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
-from PySide6.QtGui import QImage, QKeySequence, QPixmap, QShortcut
+from PySide6.QtGui import QColor, QImage, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
+    QColorDialog,
     QComboBox,
     QGridLayout,
     QGroupBox,
@@ -22,18 +24,23 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from trav_gui.engine.data.datasets import DATASETS
-from trav_gui.engine.data.preprocess import EmptyDrawingError, drawing_to_mnist
+from trav_gui.engine.data.datasets import DATASETS, Dataset, get_dataset
+from trav_gui.engine.data.preprocess import EmptyDrawingError, drawing_to_image
 from trav_gui.qt.canvas import DrawingCanvas
 
 __all__ = ["InputPanel", "image_to_pixmap"]
 
 PREVIEW_SCALE = 4
+PREVIEW_SIDE = 28 * PREVIEW_SCALE  # the preview's size in pixels, whatever the image size
 
 
 def image_to_pixmap(image: np.ndarray, scale: int) -> QPixmap:
-    """A (h, w) image in [0, 1] as a grayscale pixmap, upscaled by nearest neighbour."""
+    """A grey (h, w) or colour (3, h, w) image in [0, 1] as a pixmap, upscaled by nearest neighbour."""
     px = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+    if px.ndim == 3:
+        px = np.ascontiguousarray(np.repeat(np.repeat(px.transpose(1, 2, 0), scale, 0), scale, 1))
+        h, w = px.shape[:2]
+        return QPixmap.fromImage(QImage(px.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy())
     px = np.ascontiguousarray(np.kron(px, np.ones((scale, scale), np.uint8)))
     h, w = px.shape
     return QPixmap.fromImage(QImage(px.data, w, h, w, QImage.Format.Format_Grayscale8).copy())
@@ -48,7 +55,7 @@ class InputPanel(QGroupBox):
 
     Attributes
     ----------
-    start_image : (28, 28) float32 in [0, 1], or None when the canvas is empty.
+    start_image : (H, W) (colour: (3, H, W)) float32 in [0, 1], or None when the canvas is empty.
     test_index : the picked test digit's index, or None for a drawing.
     error : why there is no start image (e.g. the canvas is empty), or None.
     """
@@ -62,6 +69,7 @@ class InputPanel(QGroupBox):
         self._images, self._labels = images, labels
         self.class_names: list[str] = [str(c) for c in range(10)]
         self.set_title = "MNIST"
+        self.dataset: Dataset = get_dataset(None)
         self._rng = np.random.default_rng()
         self.start_image: np.ndarray | None = None
         self.test_index: int | None = None
@@ -77,11 +85,15 @@ class InputPanel(QGroupBox):
         self.canvas = DrawingCanvas()
         self.brush = QSpinBox(minimum=4, maximum=60, value=int(self.canvas.brush_width), suffix=" px")
         self.brush.setToolTip("Brush width on the 280×280 canvas (MNIST strokes are about 20 px).")
+        self.colour_button = QPushButton("Colour…")
+        self.colour_button.setToolTip("The brush colour (colour data sets)")
+        self.colour_button.setVisible(False)
+        self._show_brush_colour()
         self.undo_button = QPushButton("Undo")
         self.undo_button.setToolTip("Remove the last stroke (Ctrl+Z)")
         self.clear_button = QPushButton("Clear")
         self.preview = QLabel()
-        self.preview.setFixedSize(28 * PREVIEW_SCALE + 2, 28 * PREVIEW_SCALE + 2)
+        self.preview.setFixedSize(PREVIEW_SIDE + 2, PREVIEW_SIDE + 2)
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.preview.setStyleSheet("border: 1px solid #555; background: black;")
         self.preview.setToolTip("The 28×28 image the models get (MNIST-style: 20×20 box, centred by mass)")
@@ -107,6 +119,7 @@ class InputPanel(QGroupBox):
         tools = QVBoxLayout()
         tools.addWidget(QLabel("Brush"))
         tools.addWidget(self.brush)
+        tools.addWidget(self.colour_button)
         tools.addWidget(self.undo_button)
         tools.addWidget(self.clear_button)
         tools.addSpacing(6)
@@ -141,6 +154,7 @@ class InputPanel(QGroupBox):
             self.true_label.setText("MNIST test digits not found (resources/mnist_test.npz)")
 
         self.brush.valueChanged.connect(self.canvas.set_brush_width)
+        self.colour_button.clicked.connect(self._ask_brush_colour)
         self.undo_button.clicked.connect(self.canvas.undo)
         self.clear_button.clicked.connect(self.canvas.clear)
         self.canvas.drawing_changed.connect(self._on_canvas_drawing_changed)
@@ -155,19 +169,49 @@ class InputPanel(QGroupBox):
 
     # --- picking ---------------------------------------------------------------------
 
-    def set_test_set(self, images: np.ndarray, labels: np.ndarray, class_names, title: str) -> None:
-        """Pick from another data set's test images, whose classes are ``class_names``."""
-        self._images, self._labels = images, labels
-        self.class_names, self.set_title = list(class_names), title
-        self.index_caption.setText(f"{title} test #")
+    def set_datasets(self, datasets: list[Dataset]) -> None:
+        """Offer these data sets in the data-set box (the shipped ones and the user's)."""
         with QSignalBlocker(self.dataset_box):
-            self.dataset_box.setCurrentIndex(max(0, self.dataset_box.findText(title)))
+            self.dataset_box.clear()
+            for ds in datasets:
+                self.dataset_box.addItem(ds.title, ds.name)
+            self.dataset_box.setCurrentIndex(max(0, self.dataset_box.findData(self.dataset.name)))
+
+    def set_test_set(self, images: np.ndarray, labels: np.ndarray, dataset: Dataset) -> None:
+        """Pick from another data set's test images; draw in its image world (size, colour)."""
+        self._images, self._labels = images, labels
+        self.dataset = dataset
+        self.class_names, self.set_title = list(dataset.class_names), dataset.title
+        self.index_caption.setText(f"{dataset.title} test #")
+        with QSignalBlocker(self.dataset_box):
+            self.dataset_box.setCurrentIndex(max(0, self.dataset_box.findData(dataset.name)))
         with QSignalBlocker(self.index), QSignalBlocker(self.class_filter):
             self.index.setMaximum(len(labels) - 1)
+            self.class_filter.clear()
+            self.class_filter.addItem("any class", None)
             for c, name in enumerate(self.class_names):
-                self.class_filter.setItemText(c + 1, f"class {name}")
+                self.class_filter.addItem(f"class {name}", c)
         for w in (self.index, self.pick_button, self.class_filter, self.random_button):
             w.setEnabled(True)
+        if self.canvas.colour_mode != dataset.is_colour:
+            self.canvas.set_colour_mode(dataset.is_colour)
+        self.colour_button.setVisible(dataset.is_colour)
+        self.preview.setToolTip(f"The {dataset.size[0]}×{dataset.size[1]} image the models get "
+                                f"(MNIST-style: the drawing scaled into a box and centred by mass)")
+
+    def _show_brush_colour(self) -> None:
+        c = self.canvas.brush_colour
+        self.colour_button.setStyleSheet(f"QPushButton {{ border-left: 14px solid {c.name()}; }}")
+
+    def set_brush_colour(self, colour: QColor) -> None:
+        """The colour of the next strokes in a colour world."""
+        self.canvas.set_brush_colour(colour)
+        self._show_brush_colour()
+
+    def _ask_brush_colour(self) -> None:
+        colour = QColorDialog.getColor(self.canvas.brush_colour, self, "Brush colour")
+        if colour.isValid():
+            self.set_brush_colour(colour)
 
     def _describe(self, index: int) -> str:
         return f"{self.set_title} test #{index}: true label <b>{self.class_names[int(self._labels[index])]}</b>"
@@ -198,7 +242,7 @@ class InputPanel(QGroupBox):
         return index
 
     def set_start_image(self, image: np.ndarray, test_index: int | None = None) -> None:
-        """Use an exact 28×28 image (a replayed run) as the start."""
+        """Use an exact image of the data set (a replayed run) as the start."""
         image = np.array(image, dtype=np.float32)
         self.canvas.set_background(image)
         self._base_index, self._base_image = test_index, image
@@ -219,7 +263,7 @@ class InputPanel(QGroupBox):
             self._set_start(self._base_image, self._base_index, None)
             return
         try:
-            image = drawing_to_mnist(self.canvas.ink())
+            image = drawing_to_image(self.canvas.ink(), self.dataset.shape)
         except EmptyDrawingError as exc:
             self._set_start(None, None, str(exc))
             return
@@ -241,8 +285,9 @@ class InputPanel(QGroupBox):
         self.start_changed.emit()
 
     def _show_preview(self) -> None:
-        image = self.start_image if self.start_image is not None else np.zeros((28, 28), np.float32)
-        self.preview.setPixmap(image_to_pixmap(image, PREVIEW_SCALE))
+        shape = self.dataset.size if self.dataset.channels == 1 else self.dataset.shape
+        image = self.start_image if self.start_image is not None else np.zeros(shape, np.float32)
+        self.preview.setPixmap(image_to_pixmap(image, max(1, PREVIEW_SIDE // image.shape[-1])))
 
     def set_predictions_html(self, html: str) -> None:
         self.predictions_label.setText(html)

@@ -16,14 +16,22 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QGraphicsItem, QVBoxLayout, QWidget
 
-from trav_gui.qt.plot_items import GRAY_LUT, image_box
+from trav_gui.qt.plot_items import image_box, set_delta, set_image
 from trav_gui.qt.realism_view import JUDGE_COLOR, ColumnRealism
 
 __all__ = ["CLASS_COLORS", "ComparisonView", "ModelColumn", "configure_pyqtgraph"]
 
-# matplotlib's tab10: ten classes that stay distinguishable on a dark background.
+# matplotlib's tab10: ten classes that stay distinguishable on a dark background (class k of a
+# larger data set takes colour k mod 10: only the target and the start class are coloured).
 CLASS_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                 "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+# With more classes than this, the readout names the most probable few.
+NAMED_CLASSES = 10
+TOP_NAMED = 3
+
+
+def class_color(c: int) -> str:
+    return CLASS_COLORS[c % len(CLASS_COLORS)]
 L2_COLOR = "#4fc3f7"
 LINF_COLOR = "#ffb74d"
 CURSOR_COLOR = (200, 200, 200, 140)
@@ -48,23 +56,25 @@ class ModelColumn:
     """The views of one model, placed in column ``col`` of a ``pg.GraphicsLayout``.
 
     Rows: title · frame and δ map · prediction · P(class) over steps · ‖δ‖ over steps.
+    Images are the data set's: grey (H, W) or colour (3, H, W) (``image_size`` is (H, W)).
     """
 
     def __init__(self, layout: pg.GraphicsLayout, col: int, name: str, subtitle: str,
-                 delta_lut: np.ndarray, class_names: Sequence[str] | None = None, compact: bool = False) -> None:
+                 delta_lut: np.ndarray, class_names: Sequence[str] | None = None, compact: bool = False,
+                 image_size: tuple[int, int] = (28, 28)) -> None:
         self.name = name
         if compact:  # three or four columns: shorter lines, so that every column fits
             subtitle = subtitle.split(" (")[0]
         self.class_names = list(class_names or (str(c) for c in range(10)))
+        self._delta_lut = delta_lut
         self.title = layout.addLabel(f"<b>{name}</b><br><span style='color:#aaa'>{subtitle}</span>",
                                      row=0, col=col, size="10pt")
         images = layout.addLayout(row=1, col=col)
         images.setSpacing(4)
-        self.frame_box, self.frame_item = image_box(images, 0, 0)
-        self.delta_box, self.delta_item = image_box(images, 0, 1)
+        self.frame_box, self.frame_item = image_box(images, 0, 0, image_size)
+        self.delta_box, self.delta_item = image_box(images, 0, 1, image_size)
         images.addLabel("x (current frame)", row=1, col=0, size="8pt", color="#aaa")
         self.delta_caption = images.addLabel("δ = x − x₀", row=1, col=1, size="8pt", color="#aaa")
-        self.frame_item.setLookupTable(GRAY_LUT)
         self.frame_item.setLevels((0.0, 1.0))
         self.delta_item.setLookupTable(delta_lut)
         self._delta_level = 1.0
@@ -85,7 +95,7 @@ class ModelColumn:
         self.others_curve = self.prob_plot.plot(pen=pg.mkPen(OTHERS_COLOR, width=1), antialias=False)
         self.start_curve = self.prob_plot.plot()
         self.target_curve = self.prob_plot.plot()
-        self._others: list[int] = list(range(10))
+        self._others: list[int] = list(range(len(self.class_names)))
         self.flip_line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(FLIP_COLOR, width=2),
                                          label="", labelOpts={"position": 0.55, "color": FLIP_COLOR,
                                                               "fill": (20, 20, 20, 200)})
@@ -107,7 +117,9 @@ class ModelColumn:
         self.eps_line.setVisible(False)
         self.norm_plot.addItem(self.eps_line)
 
-        self.realism = ColumnRealism(layout, col, images, self.prob_plot, self.prob_plot, row=5, compact=compact)
+        self.realism = ColumnRealism(layout, col, images, self.prob_plot, self.prob_plot, row=5, compact=compact,
+                                     image_size=image_size)
+        self._colour = False  # a colour world: δ shown per channel (set by show_start)
         for plot in (self.prob_plot, self.norm_plot):
             # Fixed axis widths: tick labels that grow ("8" to "10") must not re-lay out the
             # whole scene, which would paint it twice per redraw.
@@ -141,13 +153,13 @@ class ModelColumn:
         self.target, self.start_class = target, start_class
         self.realism.clear(p90)
         self._p90 = p90
-        self.target_curve.setPen(pg.mkPen(CLASS_COLORS[target], width=4))
-        self.start_curve.setPen(pg.mkPen(CLASS_COLORS[start_class % 10], width=2.5, style=Qt.PenStyle.DashLine))
+        self.target_curve.setPen(pg.mkPen(class_color(target), width=4))
+        self.start_curve.setPen(pg.mkPen(class_color(start_class), width=2.5, style=Qt.PenStyle.DashLine))
         self.start_curve.setVisible(0 <= start_class != target)
-        self._others = [c for c in range(10) if c not in (target, start_class)]
+        self._others = [c for c in range(len(self.class_names)) if c not in (target, start_class)]
         self.prob_plot.setTitle(
-            f"P(class) · <span style='color:{CLASS_COLORS[target]}'>━ target {self.class_names[target]}</span>"
-            + (f" · <span style='color:{CLASS_COLORS[start_class]}'>╌ start {self.class_names[start_class]}</span>"
+            f"P(class) · <span style='color:{class_color(target)}'>━ target {self.class_names[target]}</span>"
+            + (f" · <span style='color:{class_color(start_class)}'>╌ start {self.class_names[start_class]}</span>"
                if 0 <= start_class != target else "")
             + f" · <span style='color:{OTHERS_COLOR}'>others</span>"
             + f" · <span style='color:{JUDGE_COLOR}'>⋯ judge</span>", size="9pt")
@@ -173,10 +185,11 @@ class ModelColumn:
             self.eps_line.setVisible(True)
         self._delta_level = delta_level
         self.delta_item.setLevels((-delta_level, delta_level))
-        self.delta_caption.setText(f"δ = x − x₀  (±{delta_level:g})")
+        self.delta_caption.setText(f"δ = x − x₀  (±{delta_level:g}"
+                                   + (", per channel: grey = 0)" if self._colour else ")"))
 
     def set_curves(self, steps: np.ndarray, probs: np.ndarray, l2: np.ndarray, linf: np.ndarray) -> None:
-        """Feed the curves: ``steps`` (n,), ``probs`` (n, 10), ``l2``/``linf`` (n,)."""
+        """Feed the curves: ``steps`` (n,), ``probs`` (n, K), ``l2``/``linf`` (n,)."""
         n = len(steps)
         self.target_curve.setData(steps, probs[:, self.target], skipFiniteCheck=True)
         if self.start_curve.isVisible():
@@ -219,30 +232,42 @@ class ModelColumn:
 
     def show_step(self, step: int, image: np.ndarray, delta: np.ndarray, probs: np.ndarray,
                   judge_probs: np.ndarray | None = None, ratio: float = float("nan"),
-                  nearest: np.ndarray | None = None) -> None:
-        """Show the state at ``step``: image (28, 28) in [0, 1], δ (28, 28), probs (10,), and
-        the judge's probabilities, nearest-real ratio and nearest real image when known."""
-        self.frame_item.setImage(image, autoLevels=False, levels=(0.0, 1.0))
-        self.delta_item.setImage(delta, autoLevels=False, levels=(-self._delta_level, self._delta_level))
+                  nearest: np.ndarray | None = None, colour_kept: float = float("nan"),
+                  grey_share: float = float("nan")) -> None:
+        """Show the state at ``step``: image (H, W) or (3, H, W) in [0, 1], δ of the same shape,
+        probs (K,), and the judge's probabilities, nearest-real ratio, nearest real image and (in
+        colour worlds) whether the added ink keeps the start's colour, when known."""
+        set_image(self.frame_item, image)
+        set_delta(self.delta_item, delta, self._delta_level, self._delta_lut)
         pred = int(np.argmax(probs))
         color = FLIP_COLOR if pred == self.target else "#ffb74d"
         self.prediction.setText(
             f"step {step}: predicts <b style='color:{color}'>{self.class_names[pred]}</b> "
             f"({100 * float(probs[pred]):.1f}%) · P({self.class_names[self.target]}) = "
-            f"{100 * float(probs[self.target]):.1f}%" + self._readout(judge_probs, ratio))
+            f"{100 * float(probs[self.target]):.1f}%" + self._top_classes(probs)
+            + self._readout(judge_probs, ratio, colour_kept, grey_share))
         for line in self.cursors:
             line.setPos(step)
         self.realism.show(step, nearest, self.class_names[self.target])
 
-    def _readout(self, judge_probs, ratio) -> str:
-        text = ColumnRealism.readout(judge_probs, ratio, self.class_names, self.target, self._p90)
+    def _top_classes(self, probs: np.ndarray) -> str:
+        """With more than ten classes (one muted curve for the others), the most probable few by name."""
+        if len(self.class_names) <= NAMED_CLASSES:
+            return ""
+        top = np.argsort(probs)[::-1][:TOP_NAMED]
+        return ("<br><span style='font-size:9pt; color:#aaa'>top: "
+                + ", ".join(f"{self.class_names[c]} {100 * float(probs[c]):.0f}%" for c in top) + "</span>")
+
+    def _readout(self, judge_probs, ratio, colour_kept: float = float("nan"), grey_share: float = float("nan")) -> str:
+        text = ColumnRealism.readout(judge_probs, ratio, self.class_names, self.target, self._p90,
+                                     colour_kept, grey_share)
         return f"<br><span style='font-size:10pt'>{text}</span>" if text else ""
 
     def show_start(self, image: np.ndarray, probs: np.ndarray | None) -> None:
         """Before a run: the start image, no δ, the start prediction."""
-        self.frame_item.setImage(image, autoLevels=False, levels=(0.0, 1.0))
-        self.delta_item.setImage(np.zeros_like(image), autoLevels=False,
-                                 levels=(-self._delta_level, self._delta_level))
+        self._colour = image.ndim == 3
+        set_image(self.frame_item, image)
+        set_delta(self.delta_item, np.zeros_like(image), self._delta_level, self._delta_lut)
         if probs is None:
             self.prediction.setText("no start image")
         else:
@@ -285,6 +310,7 @@ class ComparisonView(QWidget):
         layout.addWidget(self.graphics)
         self.columns: list[ModelColumn] = []
         self.class_names: list[str] = [str(c) for c in range(10)]  # of the data set shown
+        self.image_size: tuple[int, int] = (28, 28)  # (H, W) of its images
         self.reference = None  # the realism ReferenceSet of the run on screen, if it is scored
         self._delta_lut = _diverging_lut()
         self._message = None
@@ -298,7 +324,7 @@ class ComparisonView(QWidget):
             return
         for col, (name, sub) in enumerate(zip(names, subtitles)):
             column = ModelColumn(self.graphics.ci, col, name, sub, self._delta_lut, self.class_names,
-                                 compact=len(names) > 2)
+                                 compact=len(names) > 2, image_size=self.image_size)
             if self.columns:
                 column.link_x(self.columns[0])
             self.columns.append(column)
@@ -354,7 +380,8 @@ class ComparisonView(QWidget):
             column.show_step(step, image, image - x0, history.probs[index, j],
                              history.judge_probs[judged[-1], j] if judged.size else None,
                              float(history.nn_ratio[index, j]),
-                             self.reference.image(nearest) if self.reference is not None and nearest >= 0 else None)
+                             self.reference.image(nearest) if self.reference is not None and nearest >= 0 else None,
+                             float(history.colour_kept[index, j]), float(history.grey_share[index, j]))
 
     @property
     def message(self) -> str | None:

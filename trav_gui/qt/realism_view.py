@@ -11,7 +11,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 
-from trav_gui.qt.plot_items import GRAY_LUT, image_box
+from trav_gui.qt.plot_items import image_box, set_image
 
 __all__ = ["ColumnRealism", "JUDGE_COLOR", "RATIO_COLOR"]
 
@@ -33,9 +33,9 @@ class ColumnRealism:
     """Realism views of one column (built once; fed data at every redraw)."""
 
     def __init__(self, layout: pg.GraphicsLayout, col: int, images: pg.GraphicsLayout, prob_plot: pg.PlotItem,
-                 x_link: pg.PlotItem, row: int, compact: bool = False) -> None:
-        self.nearest_box, self.nearest_item = image_box(images, 0, 2)
-        self.nearest_item.setLookupTable(GRAY_LUT)
+                 x_link: pg.PlotItem, row: int, compact: bool = False,
+                 image_size: tuple[int, int] = (28, 28)) -> None:
+        self.nearest_box, self.nearest_item = image_box(images, 0, 2, image_size)
         self.nearest_caption = images.addLabel("nearest real image", row=1, col=2, size="8pt", color="#aaa")
         self.judge_curve = prob_plot.plot(pen=pg.mkPen(JUDGE_COLOR, width=1.5, style=Qt.PenStyle.DotLine))
         self.confident_line = _marker(CONFIDENT_COLOR, "", 0.85)
@@ -96,15 +96,23 @@ class ColumnRealism:
         if nearest_image is None:
             self.nearest_item.clear()
         else:
-            self.nearest_item.setImage(nearest_image, autoLevels=False, levels=(0.0, 1.0))
+            set_image(self.nearest_item, nearest_image)
 
     @staticmethod
-    def readout(judge_probs: np.ndarray | None, ratio: float, class_names, target: int, p90: float | None) -> str:
-        """'judge: 0, 97 % · nearest real 0: 1.31× typical' (HTML), or '' when not scored."""
+    def readout(judge_probs: np.ndarray | None, ratio: float, class_names, target: int, p90: float | None,
+                colour_kept: float = float("nan"), grey_share: float = float("nan")) -> str:
+        """'judge: 0, 97 % · nearest real 0: 1.31× typical' (HTML), and in colour worlds
+        '· colour kept (4 % grey)'; '' when not scored."""
         if judge_probs is None or not np.isfinite(ratio):
             return ""
         verdict = int(np.argmax(judge_probs))
         ok = "#66bb6a" if verdict == target else "#ffb74d"
         close = "#66bb6a" if p90 is not None and ratio <= p90 else "#ffb74d"
-        return (f"judge: <b style='color:{ok}'>{class_names[verdict]}</b>, {100 * float(judge_probs[verdict]):.0f} %"
+        text = (f"judge: <b style='color:{ok}'>{class_names[verdict]}</b>, {100 * float(judge_probs[verdict]):.0f} %"
                 f" · nearest real {class_names[target]}: <b style='color:{close}'>{ratio:.2f}×</b> typical")
+        if np.isfinite(colour_kept):
+            kept = colour_kept > 0.5
+            grey = f" ({100 * grey_share:.0f} % grey)" if np.isfinite(grey_share) else ""
+            text += (f" · <b style='color:{'#66bb6a' if kept else '#ffb74d'}'>colour "
+                     f"{'kept' if kept else 'changed'}</b>{grey}")
+        return text

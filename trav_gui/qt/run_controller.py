@@ -110,7 +110,8 @@ class RunController(QObject):
         self._runs[context.run_id] = run
         self._run = run
         self.context = context
-        self.history = RunHistory(len(models), context.target, capacity=context.config.steps + 1)
+        self.history = RunHistory(len(models), context.target, capacity=context.config.steps + 1,
+                                  image_shape=context.image.shape)
         self._rate.clear()
         self._set_status("paused" if paused else "playing")
         run.start()

@@ -14,7 +14,6 @@ import torch
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QMainWindow,
@@ -27,39 +26,48 @@ from PySide6.QtWidgets import (
 from torch import nn
 
 from trav_gui import __version__
-from trav_gui.engine.data.datasets import DEFAULT_DATASET, FASHION_MNIST, MNIST, get_dataset, test_set
+from trav_gui.engine.data.datasets import (
+    COLORED_MNIST,
+    DATASETS,
+    DEFAULT_DATASET,
+    FASHION_MNIST,
+    MNIST,
+    get_dataset,
+    stored_shape,
+    test_set,
+)
 from trav_gui.engine.models.cache import ModelCache, predict_start
 from trav_gui.engine.models.card import ModelEntry
 from trav_gui.engine.models.errors import ModelLoadError
 from trav_gui.engine.realism import Scorers
 from trav_gui.engine.runs.context import RunContext
 from trav_gui.engine.runs.history import RunHistory
-from trav_gui.engine.runs.record import RunRecordError, read_run_record
-from trav_gui.engine.runs.replay import ReplayError, match_record_models
 from trav_gui.paths import models_dir, user_models_dir
 from trav_gui.qt.actions import WindowActions, open_error_dialog
 from trav_gui.qt.add_model import add_model_file, ask_add_model
 from trav_gui.qt.export_job import Exporter
 from trav_gui.qt.gallery_tab import GalleryTab
 from trav_gui.qt.input_panel import InputPanel
-from trav_gui.qt.model_selector import MAX_MODELS, ModelSelector, describe_card
+from trav_gui.qt.model_selector import ModelSelector, describe_card
 from trav_gui.qt.plots import ComparisonView
 from trav_gui.qt.run_controller import RunController
 from trav_gui.qt.run_display import RunDisplay
-from trav_gui.qt.settings_panel import MAX_UI_STEPS, SettingsPanel
+from trav_gui.qt.run_files import RunFilesMixin
+from trav_gui.qt.settings_panel import SettingsPanel
 from trav_gui.qt.target_picker import TargetPicker
 from trav_gui.qt.transport import Timeline, Transport
 
 __all__ = ["MainWindow"]
 
-DEFAULT_MODELS = {MNIST: ("robust", "standard"), FASHION_MNIST: ("fashion-robust", "fashion-standard")}
+DEFAULT_MODELS = {MNIST: ("robust", "standard"), FASHION_MNIST: ("fashion-robust", "fashion-standard"),
+                  COLORED_MNIST: ("colored-robust", "colored-standard")}
 
 
 def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-class MainWindow(QMainWindow):
+class MainWindow(RunFilesMixin, QMainWindow):
     """The traversal visualizer.
 
     Parameters
@@ -67,7 +75,7 @@ class MainWindow(QMainWindow):
     models_folder : where to look for ``.safetensors`` files with cards; the shipped
         ``resources/models`` by default.
     device : ``"cpu"``, ``"cuda"``...; CUDA when available by default.
-    digits : (images uint8 (K, 28, 28), labels (K,)) for the example picker; the shipped
+    digits : (images uint8 (N, 28, 28), labels (N,)) for the example picker; the shipped
         MNIST test digits by default, None entries disable the picker.
 
     Signals
@@ -182,6 +190,7 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.addTab(right, "Traversal")
         self.tabs.addTab(self.gallery_tab, "Gallery (10×10)")
+        self.input_panel.set_datasets(list(DATASETS.values()))
 
         central = QWidget()
         layout = QHBoxLayout(central)
@@ -248,8 +257,12 @@ class MainWindow(QMainWindow):
         self._leave_run()
         self.dataset = ds.name
         self.view.class_names = list(ds.class_names)
-        self.input_panel.set_test_set(images, labels, ds.class_names, ds.title)
-        self.target_picker.set_class_names(ds.class_names, [ds.short(k) for k in range(10)])
+        self.view.image_size = ds.size
+        self.input_panel.set_test_set(images, labels, ds)
+        self.target_picker.set_class_names(ds.class_names, [ds.short(k) for k in range(ds.num_classes)])
+        self.gallery_tab.set_dataset(ds.name)
+        g = len(self.gallery_tab.chosen_classes())
+        self.tabs.setTabText(1, f"Gallery ({g}×{g})")
         self.selector.show_dataset(ds.name, DEFAULT_MODELS.get(ds.name, ()))
         self.input_panel.pick_example(0)
         return True
@@ -297,7 +310,8 @@ class MainWindow(QMainWindow):
         if self.history is not None:
             return
         image = self.input_panel.start_image
-        self.view.show_start(image if image is not None else np.zeros((28, 28), np.float32),
+        blank = np.zeros(stored_shape(get_dataset(self.dataset)), np.float32)
+        self.view.show_start(image if image is not None else blank,
                              self.target_picker.target, self._start_probs)
         self._update_controls()
 
@@ -373,8 +387,10 @@ class MainWindow(QMainWindow):
         if self._start_probs and all(int(p.argmax()) == target for p in self._start_probs.values()):
             # Allowed on purpose: climbing the class it already has shows what the model
             # thinks makes a digit more of that digit.
+            ds = get_dataset(self.dataset)
+            name = ds.label(target)
             self.statusBar().showMessage(
-                f"the models already predict {target}: this run makes the digit more of a {target}; "
+                f"the models already predict {name}: this run makes the {ds.item} more of a {name}; "
                 "pick another target to watch it change class", 10_000)
         self.display.start()
         self.run_started.emit(context.run_id)
@@ -411,72 +427,6 @@ class MainWindow(QMainWindow):
     def scrub_to(self, step_index: int) -> None:
         """Show frame ``step_index`` in every view (as dragging the timeline does)."""
         self.timeline.setValue(step_index)
-
-    # ------------------------------------------------------------------ export and replay
-
-    def current_record(self) -> dict:
-        """The run record of the run on screen (raises RuntimeError if there is none)."""
-        context, h = self.runs.context, self.history
-        if context is None or h is None or len(h) == 0:
-            raise RuntimeError("there is no run to export: press Play first")
-        extra = {"device": self.device, "status": self.runs.status, "dataset": self.dataset}
-        return context.record(h, self.models.sha256, extra)
-
-    def export_to(self, folder: str | Path) -> bool:
-        """Export the run on screen into ``folder`` in the background; False if not started."""
-        if self.exporter.busy:
-            self.show_error("Export busy", "An export is already running.")
-            return False
-        try:
-            record = self.current_record()
-        except RuntimeError as exc:
-            self.show_error("Nothing to export", str(exc))
-            return False
-        scorer = self.scorers.get(self.dataset) if self.history.has_realism else None
-        return self.exporter.start(folder, record, self.history.stacked(), self.runs.context.names, scorer)
-
-    def ask_export(self) -> None:
-        if self.history is None or len(self.history) == 0:
-            self.show_error("Nothing to export", "There is no run to export: press Play first.")
-            return
-        folder = QFileDialog.getExistingDirectory(self, "Export the run into folder")
-        if folder:
-            self.export_to(folder)
-
-    def _on_export_failed(self, message: str) -> None:
-        self.show_error("Export failed", message)
-        self.export_failed.emit(message)
-
-    def _on_export_idle(self) -> None:
-        if self._close_after_export:
-            self._close_after_export = False
-            self.close()
-
-    def open_run_file(self, path: str | Path, play: bool = True) -> bool:
-        """Load a run record and replay the identical run; False (with a dialog) on error."""
-        try:  # all checked before leaving the run on screen: a refused file changes nothing
-            record = read_run_record(path)
-            entries = match_record_models(record, self.selector.entries(visible_only=False), self.models.sha256,
-                                        MAX_MODELS, MAX_UI_STEPS)
-        except (RunRecordError, ReplayError) as exc:
-            self.show_error(getattr(exc, "title", "Cannot open run"), str(exc))
-            return False
-        if entries[0].dataset != self.dataset:
-            self.set_dataset(entries[0].dataset)
-        self._leave_run()
-        exact = self.settings.set_config(record.config)
-        self._replay_config = None if exact else record.config
-        self.selector.set_selected([e.key for e in entries])
-        self.target_picker.set_target(record.target)
-        self.input_panel.set_start_image(record.start_image, record.test_index)
-        self.statusBar().showMessage(f"opened run {Path(path)} (made {record.created})", 8000)
-        return self.play() if play else True
-
-    def ask_open_run(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open run record", "",
-                                              "run records (run.json *.json);;All files (*)")
-        if path:
-            self.open_run_file(path)
 
     # ------------------------------------------------------------------ closing
 

@@ -41,8 +41,8 @@ class TraversalWorker(QObject):
     ----------
     run_id : int tagging every signal of this run.
     models : M models in eval mode on one device.
-    x0 : (28, 28) float32 in [0, 1], the start image.
-    target : int in 0..9.
+    x0 : one image, grey (H, W) or colour (3, H, W), float32 in [0, 1]: the start.
+    target : int in 0..K-1.
     config : the run's settings.
     paused : start paused (frame 0 is still computed and emitted at once).
     steps_per_second : speed limit, or None for as fast as possible.
@@ -70,7 +70,7 @@ class TraversalWorker(QObject):
         super().__init__()
         self._scorer = scorer  # a RealismScorer, or None
         self._emitted = 0
-        self._unscored: list[tuple[int, np.ndarray]] = []  # (frame index, images (M, 28, 28))
+        self._unscored: list[tuple[int, np.ndarray]] = []  # (frame index, images (M, *image shape))
         self._scored_at = 0.0
         self.run_id = run_id
         self._models = list(models)
@@ -151,7 +151,7 @@ class TraversalWorker(QObject):
         if not self._unscored or self._stop.is_set():
             return
         part, self._unscored = self._unscored, []
-        realism = self._scorer.sampled(np.stack([im for _, im in part]), self._target)
+        realism = self._scorer.sampled(np.stack([im for _, im in part]), self._target, start=self._x0)
         self.realism_ready.emit(self.run_id, np.array([i for i, _ in part]), realism)
         self._scored_at = time.perf_counter()
 
@@ -176,7 +176,9 @@ class TraversalWorker(QObject):
             last_emit = time.perf_counter()
 
         try:
-            frames = traverse(self._models, self._x0, self._target, self._config)
+            # One start image: (H, W) is grey, (3, H, W) colour.
+            shape = (1, *self._x0.shape) if self._x0.ndim == 2 else tuple(self._x0.shape)
+            frames = traverse(self._models, self._x0, self._target, self._config, shape=shape)
             last_step_at = time.perf_counter()
             for k, frame in enumerate(frames):
                 if self._stop.is_set():

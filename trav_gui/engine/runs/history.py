@@ -23,6 +23,8 @@ class RunHistory:
     target : the run's target class.
     image_shape : one frame image's shape: (H, W) grey, (3, H, W) colour.
     num_classes : K.
+
+    Both are taken from the first frame when it differs from what was given.
     """
 
     def __init__(self, n_models: int, target: int, capacity: int = 256,
@@ -71,6 +73,13 @@ class RunHistory:
 
     def append(self, frame: Frame) -> None:
         """Add the next frame; its arrays must be (M, 1, ...)."""
+        if self._n == 0 and (frame.images.shape[2:] != self.image_shape or frame.probs.shape[-1] != self.num_classes):
+            self.image_shape, self.num_classes = tuple(frame.images.shape[2:]), int(frame.probs.shape[-1])
+            capacity = len(self._steps)
+            for key in [k for k in self.__dict__ if k.startswith("_") and isinstance(self.__dict__[k], np.ndarray)
+                        and k != "_flip"]:
+                del self.__dict__[key]
+            self._alloc(capacity)
         if frame.images.shape != (self.n_models, 1, *self.image_shape) or frame.probs.shape[-1] != self.num_classes:
             raise ValueError(f"expected frames of {self.n_models} models on one {self.image_shape} image "
                              f"with {self.num_classes} classes, got images {frame.images.shape}, "
