@@ -18,7 +18,11 @@ of :mod:`trav_gui.engine.realism`:
 - ``success``: judge agrees and nn within the real digits' 90th percentile, over **all**
   traversals (one that never gets confident fails); real digits score about 90 %;
 - ``growth``: nn at the last frame over nn at the confident point;
-- ``l2`` and ``ssim``: distance from, and structural similarity to, the start.
+- ``l2`` and ``ssim``: distance from, and structural similarity to, the start;
+- in colour worlds (``--dataset colored-mnist``), ``colour_kept`` and ``colour_kept_last``: the
+  share of traversals whose added ink keeps the start's hue (within ±30°) at the confident point
+  and at the last frame (one that never gets confident fails), and ``grey``, the median share of
+  the added ink that is colourless.
 
 Writes ``<out>/realism_levers.json`` and ``<out>/realism_levers.png`` (success per lever and
 the ε ladder's accuracy/realism trade-off) and prints the table.
@@ -38,7 +42,8 @@ from plotting import pyplot  # benchmarks/plotting.py, beside this script
 from tqdm import tqdm
 
 from trav_gui.engine.core.traversal import TraversalConfig, traverse
-from trav_gui.engine.data.datasets import DATASETS, test_set
+from trav_gui.engine.data.colored import colour_kept
+from trav_gui.engine.data.datasets import DATASETS, get_dataset, test_set
 from trav_gui.engine.files import write_bytes_atomic
 from trav_gui.engine.models.card import card_path, read_card
 from trav_gui.engine.models.errors import ModelLoadError, PriorLoadError, RecipeError
@@ -71,13 +76,14 @@ def load_lever(spec: str | Recipe, device: str):
     return load_model(spec, device=device)
 
 
-def follow(model, x0: np.ndarray, targets: np.ndarray, config: TraversalConfig) -> dict[str, np.ndarray]:
+def follow(model, x0: np.ndarray, targets: np.ndarray, config: TraversalConfig,
+           shape: tuple[int, int, int] = (1, 28, 28)) -> dict[str, np.ndarray]:
     """Traverse and keep, per trajectory, the frames and figures at the flip, the confident
     point and the last frame."""
     n = len(x0)
-    out = {"conf_img": np.zeros((n, 28, 28), np.float32), "flip_img": np.zeros((n, 28, 28), np.float32),
+    out = {"conf_img": np.zeros(x0.shape, np.float32), "flip_img": np.zeros(x0.shape, np.float32),
            "conf_step": np.full(n, -1), "flip_step": np.full(n, -1), "conf_l2": np.full(n, np.nan)}
-    for frame in tqdm(traverse([model], x0, targets, config), total=config.steps + 1, desc="traversals",
+    for frame in tqdm(traverse([model], x0, targets, config, shape=shape), total=config.steps + 1, desc="traversals",
                       file=sys.stderr, leave=False):
         p = frame.probs[0, np.arange(n), targets]
         hit = (p >= CONFIDENT_PROB) & (out["conf_step"] < 0)
@@ -92,19 +98,33 @@ def follow(model, x0: np.ndarray, targets: np.ndarray, config: TraversalConfig) 
     return out
 
 
-def judge_says(judge, images: np.ndarray, device: str) -> np.ndarray:
+def judge_says(judge, images: np.ndarray, device: str, shape: tuple[int, int, int] = (1, 28, 28)) -> np.ndarray:
     with torch.no_grad():
-        x = torch.from_numpy(images)[:, None].to(device)
+        x = torch.from_numpy(np.ascontiguousarray(images)).reshape(-1, *shape).to(device)
         return torch.cat([judge(b).argmax(1).cpu() for b in x.split(1000)]).numpy()
 
 
-def measure(run: dict, x0: np.ndarray, targets: np.ndarray, judges: dict, ref, held, device: str) -> dict:
+def colour_measures(run: dict, x0: np.ndarray, reached: np.ndarray) -> dict:
+    """Colour worlds: the share of traversals whose added ink keeps the start's hue, at the
+    confident point (never confident: not kept) and at the last frame, and the median grey share."""
+    kept_c, kept_l, grey = np.zeros(len(x0), bool), np.zeros(len(x0), bool), np.full(len(x0), np.nan)
+    for i in range(len(x0)):
+        k, g = colour_kept(run["conf_img"][i], x0[i])
+        kept_c[i], grey[i] = bool(k) and reached[i], float(g)
+        kept_l[i] = bool(colour_kept(run["last_img"][i], x0[i])[0])
+    return {"colour_kept": float(kept_c.mean()), "colour_kept_last": float(kept_l.mean()),
+            "grey": float(np.nanmedian(grey[reached])) if reached.any() and np.isfinite(grey[reached]).any() else None}
+
+
+def measure(run: dict, x0: np.ndarray, targets: np.ndarray, judges: dict, ref, held, device: str,
+            dataset: str = "mnist") -> dict:
+    ds = get_dataset(dataset)
     reached = run["conf_step"] >= 0
     flipped = run["flip_step"] >= 0
     n = len(targets)
     nn_c, nn_l, nn_t = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
     thr, thr_t = ref.p90[targets], held.p90[targets]
-    for c in range(10):
+    for c in range(ds.num_classes):
         sel = targets == c
         nn_c[sel] = ref.nearest(run["conf_img"][sel], c)[0]
         nn_l[sel] = ref.nearest(run["last_img"][sel], c)[0]
@@ -117,12 +137,15 @@ def measure(run: dict, x0: np.ndarray, targets: np.ndarray, judges: dict, ref, h
            "growth": float(np.median(noise_growth(nn_l[reached], nn_c[reached]))) if reached.any() else None,
            "l2": float(np.median(run["conf_l2"][reached])) if reached.any() else None,
            "l2_last": float(np.median(run["last_l2"])),
-           "ssim": float(np.median(ssim(run["conf_img"][reached], x0[reached]))) if reached.any() else None,
+           "ssim": (float(np.median(ssim(run["conf_img"][reached], x0[reached], channels=ds.channels)))
+                    if reached.any() else None),
            "judges": {}}
+    if ds.is_colour:
+        row.update(colour_measures(run, x0, reached))
     for name, judge in judges.items():
-        at_conf = judge_says(judge, run["conf_img"], device) == targets
-        at_flip = judge_says(judge, run["flip_img"], device) == targets
-        at_last = judge_says(judge, run["last_img"], device) == targets
+        at_conf = judge_says(judge, run["conf_img"], device, ds.shape) == targets
+        at_flip = judge_says(judge, run["flip_img"], device, ds.shape) == targets
+        at_last = judge_says(judge, run["last_img"], device, ds.shape) == targets
         row["judges"][name] = {
             "agree": float(at_conf[reached].mean()) if reached.any() else None,
             "agree_at_flip": float(at_flip[flipped].mean()) if flipped.any() else None,
@@ -133,17 +156,18 @@ def measure(run: dict, x0: np.ndarray, targets: np.ndarray, judges: dict, ref, h
     return row
 
 
-def real_digits(images, labels, judges, ref, held, device) -> dict:
+def real_digits(images, labels, judges, ref, held, device, dataset: str = "mnist") -> dict:
     """The same metrics for real test digits (1000-1899, neither starts nor references): the ceiling."""
+    ds = get_dataset(dataset)
     x = images[1000:1900].astype(np.float32) / 255.0
     y = labels[1000:1900].astype(int)
     nn_r, nn_t = np.zeros(len(y)), np.zeros(len(y))
-    for c in range(10):
+    for c in range(ds.num_classes):
         nn_r[y == c] = ref.nearest(x[y == c], c)[0]
         nn_t[y == c] = held.nearest(x[y == c], c)[0]
     out = {"nn": float(np.median(nn_r)), "nn_test": float(np.median(nn_t)), "judges": {}}
     for name, judge in judges.items():
-        ok = judge_says(judge, x, device) == y
+        ok = judge_says(judge, x, device, ds.shape) == y
         out["judges"][name] = {"agree": float(ok.mean()), "success": float((ok & (nn_r <= ref.p90[y])).mean()),
                                "success_test": float((ok & (nn_t <= held.p90[y])).mean())}
     return out
@@ -181,15 +205,16 @@ def main(argv=None) -> dict:
     images, labels = test_set(args.dataset)
     if not 0 <= args.first <= args.first + args.digits <= 1000:
         p.error("the starts must be among test digits 0-999 (1000-1999 measure what is typical)")
+    ds = get_dataset(args.dataset)
     digits = range(args.first, args.first + args.digits)
-    starts = np.repeat(np.array(digits), 9)
-    targets = np.array([t for i in digits for t in range(10) if t != labels[i]])
+    starts = np.repeat(np.array(digits), ds.num_classes - 1)
+    targets = np.array([t for i in digits for t in range(ds.num_classes) if t != labels[i]])
     x0 = images[starts].astype(np.float32) / 255.0
     ref, held = reference_set(args.dataset), held_out_reference(args.dataset)
     config = TraversalConfig(steps=args.steps, step_size=args.step_size)
     result = {"dataset": args.dataset, "digits": args.digits, "first": args.first, "traversals": len(targets), "steps": args.steps,
               "step_size": args.step_size, "confident_prob": CONFIDENT_PROB, "judges": list(judges),
-              "real_digits": real_digits(images, labels, judges, ref, held, args.device), "levers": {}}
+              "real_digits": real_digits(images, labels, judges, ref, held, args.device, args.dataset), "levers": {}}
     for name in args.levers:
         what, spec = LEVERS.get(name, (name, name))
         try:
@@ -198,8 +223,8 @@ def main(argv=None) -> dict:
             print(f"skipping lever {name}: {exc}", file=sys.stderr)
             continue
         t0 = time.time()
-        run = follow(model, x0, targets, config)
-        row = {"what": what, **measure(run, x0, targets, judges, ref, held, args.device),
+        run = follow(model, x0, targets, config, ds.shape)
+        row = {"what": what, **measure(run, x0, targets, judges, ref, held, args.device, args.dataset),
                "seconds": round(time.time() - t0, 1)}
         result["levers"][name] = row
         print_row(name, row, list(judges))
@@ -251,7 +276,8 @@ def write_recipe_card(name: str, model, row: dict, result: dict, dataset: str, d
                     "success": row["judges"][first]["success"],
                     "success_by_judge": {j: v["success"] for j, v in row["judges"].items()},
                     "judge_agreement": {j: v["agree"] for j, v in row["judges"].items()},
-                    **{k: row[k] for k in ("reach", "nn", "nn_test", "growth", "l2", "ssim")},
+                    **{k: row[k] for k in ("reach", "nn", "nn_test", "growth", "l2", "ssim", "colour_kept",
+                                           "colour_kept_last", "grey") if k in row},
                     "measured_by": "benchmarks/bench_realism.py"}}
     write_bytes_atomic(path, (json.dumps(card, indent=2) + "\n").encode())
     print(f"wrote the measured figures into {path}", file=sys.stderr)
@@ -277,6 +303,9 @@ def print_table(result: dict) -> None:
     judges = result["judges"]
     head = ["lever", "reach %"] + [f"{j} agree %" for j in judges] + [f"success ({j}) %" for j in judges]
     head += ["success held-out %", "nn", "nn test", "growth", "‖δ‖₂", "SSIM", "success last %"]
+    colour = any("colour_kept" in row for row in result["levers"].values())
+    if colour:
+        head += ["colour kept %", "colour kept last %", "grey share"]
     print(f"{result['traversals']} traversals per lever ({result['digits']} test digits x 9 targets), "
           f"{result['steps']} steps of {result['step_size']}; at the confident point (p >= {result['confident_prob']})")
     print("| " + " | ".join(head) + " |")
@@ -285,13 +314,15 @@ def print_table(result: dict) -> None:
     print("| real test digits | – | " + " | ".join(_pct(real["judges"][j]["agree"]) for j in judges) + " | "
           + " | ".join(_pct(real["judges"][j]["success"]) for j in judges)
           + f" | {_pct(real['judges'][judges[0]]['success_test'])} | {_num(real['nn'])} | {_num(real['nn_test'])}"
-          " | – | – | – | – |")
+          " | – | – | – | – |" + (" – | – | – |" if colour else ""))
     for name, row in result["levers"].items():
         j = row["judges"]
         cells = [name, _pct(row["reach"])] + [_pct(j[k]["agree"]) for k in judges]
         cells += [_pct(j[k]["success"]) for k in judges]
         cells += [_pct(j[judges[0]]["success_test"]), _num(row["nn"]), _num(row["nn_test"]), _num(row["growth"]),
                   _num(row["l2"]), _num(row["ssim"]), _pct(j[judges[0]]["success_last"])]
+        if colour:
+            cells += [_pct(row.get("colour_kept")), _pct(row.get("colour_kept_last")), _num(row.get("grey"))]
         print("| " + " | ".join(cells) + " |")
 
 
