@@ -9,7 +9,11 @@ Prints, for a single image and for a batch of 90 (the gallery's size), with two 
   steps; target <= 0.9 on 90 images, <= 1.1 on one), one model at a time as PGDL2 takes one;
 - the gallery (``run_gallery``: 90 traversals x both models, ``--gallery-steps`` steps) in
   seconds, against the bare compute of its 90 x steps x 2 forward + backward passes
-  (target <= 1.1).
+  (target <= 1.1);
+- other image worlds (``--shapes 3x28x28 3x32x32``): the engine's time per step on colour
+  images of each shape against the bare loop (target <= 1.05), with two SmallCNNs built for that
+  shape (seeded random weights: the cost of a step does not depend on what the weights learnt).
+``--only-shapes`` measures just those.
 Each comparison times its two contenders alternately (A, B, A, B, ...) after a warm-up of
 each, so that a change of machine load hits both; times are medians, and each ratio is the
 median of the per-pair ratios.
@@ -27,6 +31,7 @@ import torch
 from trav_gui.engine.core.objectives import logprob
 from trav_gui.engine.core.traversal import TraversalConfig, traverse
 from trav_gui.engine.data.datasets import test_digits
+from trav_gui.engine.models.architectures import build
 from trav_gui.engine.models.loading import load_model
 from trav_gui.engine.output.gallery import gallery_batch, run_gallery
 
@@ -44,16 +49,17 @@ def paired(fa, fb, repeats: int) -> tuple[float, float, float]:
     return statistics.median(ta), statistics.median(tb), statistics.median(a / b for a, b in zip(ta, tb))
 
 
-def engine_run(models, x0, targets, steps):
+def engine_run(models, x0, targets, steps, shape=(1, 28, 28)):
     def run():
-        for _ in traverse(models, x0, targets, TraversalConfig(steps=steps - 1, step_size=0.1)):
+        for _ in traverse(models, x0, targets, TraversalConfig(steps=steps - 1, step_size=0.1), shape=shape):
             pass
     return run
 
 
 def bare_run(models, x0, targets, steps):
     """What a step costs at the least: forward and backward of each model, an L2 step, clip."""
-    x_start = torch.from_numpy(x0)[:, None]
+    x_start = torch.from_numpy(x0)
+    x_start = x_start[:, None] if x_start.dim() == 3 else x_start
     t = torch.as_tensor(targets)
 
     def run():
@@ -83,8 +89,13 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--gallery-steps", type=int, default=200)
+    p.add_argument("--shapes", nargs="*", default=["3x28x28", "3x32x32"],
+                   help="image shapes CxHxW to time the engine on (default: 3x28x28 3x32x32)")
+    p.add_argument("--only-shapes", action="store_true", help="time only the --shapes worlds")
     args = p.parse_args(argv)
     torch.manual_seed(0)
+    if args.only_shapes:
+        return shapes(args)
     models = [load_model(m) for m in args.models]
     images, labels = test_digits()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, models {args.models}, "
@@ -111,6 +122,23 @@ def main(argv=None) -> None:
                                   bare_run(models, x0, targets, args.gallery_steps), max(1, args.repeats // 2))
     print(f"gallery, 90 traversals x {len(models)} models x {args.gallery_steps} steps: {gallery:.2f} s, "
           f"bare fwd+bwd {bare:.2f} s, ratio {ratio:.3f} (target <= 1.1)")
+    shapes(args)
+
+
+def shapes(args) -> None:
+    """The engine against the bare loop on colour images of each of ``args.shapes``."""
+    for text in args.shapes:
+        shape = tuple(int(v) for v in text.lower().split("x"))
+        torch.manual_seed(0)
+        models = [build("small_cnn", shape, 10).eval().requires_grad_(False) for _ in range(2)]
+        rng = np.random.default_rng(0)
+        for n in (1, 90):
+            x0 = (rng.random((n, *shape)) * (rng.random((n, 1, *shape[1:])) > 0.8)).astype(np.float32)
+            targets = rng.integers(0, 10, n)
+            engine, bare, ratio = paired(engine_run(models, x0, targets, args.steps, shape),
+                                         bare_run(models, x0, targets, args.steps), args.repeats)
+            print(f"{text}, batch {n:>2}, 2 models: engine {1000 * engine / args.steps:.3f} ms/step, bare "
+                  f"fwd+bwd {1000 * bare / args.steps:.3f} ms/step, ratio {ratio:.3f} (target <= 1.05)")
 
 
 if __name__ == "__main__":
