@@ -180,6 +180,10 @@ class InputPanel(QGroupBox):
     def set_test_set(self, images: np.ndarray, labels: np.ndarray, dataset: Dataset) -> None:
         """Pick from another data set's test images; draw in its image world (size, colour)."""
         self._images, self._labels = images, labels
+        if dataset.shape != self.dataset.shape:
+            # A start of another image world is no start here (the window picks a new one).
+            self.start_image, self.test_index = None, None
+            self._base_index = self._base_image = None
         self.dataset = dataset
         self.class_names, self.set_title = list(dataset.class_names), dataset.title
         self.index_caption.setText(f"{dataset.title} test #")
