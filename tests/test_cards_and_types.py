@@ -38,12 +38,18 @@ def test_a_card_is_checked_where_it_is_read(tmp_path):
     raw = json.loads(card_file.read_text())
     for bad, words in [({"dataset": "cifar10"}, '"dataset" must be one of mnist, fashion-mnist'),
                        ({"evaluation": {"clean_accuracy": "high"}}, "evaluation.clean_accuracy"),
-                       ({"sha256": 7}, '"sha256"')]:
+                       ({"sha256": 7}, '"sha256"'),
+                       ({"input_shape": [3, 28, 28]}, r'"input_shape" \[3, 28, 28\] is not the shape of mnist images')]:
         card_file.write_text(json.dumps({**raw, **bad}))
         with pytest.raises(ModelLoadError, match=words):
             read_card(weights, strict=True)
         assert read_card(weights) is None  # a listing skips it instead
         assert list_models(tmp_path) == []
+    # A grey model whose card names a colour world: refused by the shapes, and told which world fits.
+    card_file.write_text(json.dumps({**raw, "dataset": "colored-mnist"}))
+    with pytest.raises(ModelLoadError, match=r"as built for colored-mnist images, 3x28x28\); its tensors fit small_cnn "
+                                             r"for mnist: correct the card's \"dataset\""):
+        load_model(weights)
     card_file.write_text(json.dumps(raw))
     [entry] = list_models(tmp_path)
     assert entry == ModelEntry("m", weights, "folder", read_card(weights))

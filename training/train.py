@@ -264,6 +264,7 @@ def train(args: argparse.Namespace) -> dict:
         "name": args.out.stem,
         "kind": args.kind,
         "dataset": args.dataset,
+        "input_shape": list(ds.shape),
         "description": ("adversarially trained with L2 PGD" if args.kind == "robust"
                         else "standard training on clean images"),
         "training": {

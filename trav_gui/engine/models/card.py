@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, Sequence
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, field_validator, model_validator
 
-from trav_gui.engine.data.datasets import DATASETS, DEFAULT_DATASET, DatasetName
+from trav_gui.engine.data.datasets import DEFAULT_DATASET, DatasetName, get_dataset
 from trav_gui.engine.models.errors import ModelLoadError
 
 __all__ = ["LAYOUTS", "MAX_CARD_BYTES", "OUTPUTS", "Evaluation", "InputSpec", "ModelCard", "ModelEntry", "RobustFigure",
@@ -145,6 +145,7 @@ class ModelCard(BaseModel):
     source_sha256 : a user model's: the file it was added from (the same file is not added twice).
     architecture : a registered architecture (``.safetensors`` files).
     input, output : a user model's conventions, checked by :mod:`trav_gui.engine.models.conventions`.
+    input_shape : (C, H, W) of one input image, if the card says; it must be the data set's.
     sha256 : of the weights the card was written for.
     evaluation : the measured accuracies.
     """
@@ -160,6 +161,7 @@ class ModelCard(BaseModel):
     sha256: str | None = None
     class_names: list[str] | None = None
     input: InputSpec | None = None
+    input_shape: tuple[int, int, int] | None = None
     output: str | None = None
     prior: Any = None  # a prior's kind ("dae", "score")
     source_sha256: str | None = None  # a user model's: the sha256 of the file it was added from
@@ -174,10 +176,14 @@ class ModelCard(BaseModel):
 
     @model_validator(mode="after")
     def _class_names_of_the_data_set(self) -> "ModelCard":
-        expected = list(DATASETS[self.dataset].class_names)
+        ds = get_dataset(self.dataset)
+        expected = list(ds.class_names)
         if self.class_names is not None and self.class_names != expected:
             raise ValueError(f'"class_names" {self.class_names!r} are not the {self.dataset} classes in label order: '
                              f"{expected}")
+        if self.input_shape is not None and tuple(self.input_shape) != tuple(ds.shape):
+            raise ValueError(f'"input_shape" {list(self.input_shape)} is not the shape of {self.dataset} images, '
+                             f"{list(ds.shape)}: the model was made for other images")
         return self
 
     @property

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from trav_gui.engine.files import sha256_of
-from trav_gui.engine.data.datasets import DEFAULT_DATASET, get_dataset
+from trav_gui.engine.data.datasets import DATASETS, DEFAULT_DATASET, get_dataset
 from trav_gui.engine.models.architectures import ARCHITECTURE_LAYOUTS, ARCHITECTURES, build, fitting_architectures
 from trav_gui.engine.models.card import (
     ModelCard,
@@ -144,6 +144,11 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
         if fits:
             raise ModelLoadError(f"{exc}; its tensors fit architecture {fits[0]!r}: correct the card's "
                                  "\"architecture\"") from None
+        worlds = [d.name for d in DATASETS.values() if d.name != ds.name
+                  and fitting_architectures(state, d.shape, d.num_classes) == [arch]]
+        if worlds:
+            raise ModelLoadError(f"{exc} (as built for {ds.name} images, {'x'.join(map(str, ds.shape))}); its tensors "
+                                 f"fit {arch} for {worlds[0]}: correct the card's \"dataset\"") from None
         raise
     model.load_state_dict({k: v.float() for k, v in state.items()})
     model.requires_grad_(False)
