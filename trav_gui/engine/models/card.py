@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, Sequence
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, field_validator, model_validator
 
-from trav_gui.engine.data.datasets import DATASETS, DEFAULT_DATASET, DatasetName
+from trav_gui.engine.data.datasets import DEFAULT_DATASET, DatasetName, get_dataset
 from trav_gui.engine.models.errors import ModelLoadError
 
 __all__ = ["LAYOUTS", "MAX_CARD_BYTES", "OUTPUTS", "Evaluation", "InputSpec", "ModelCard", "ModelEntry", "RobustFigure",
@@ -170,7 +170,7 @@ class ModelCard(BaseModel):
 
     @model_validator(mode="after")
     def _class_names_of_the_data_set(self) -> "ModelCard":
-        expected = list(DATASETS[self.dataset].class_names)
+        expected = list(get_dataset(self.dataset).class_names)
         if self.class_names is not None and self.class_names != expected:
             raise ValueError(f'"class_names" {self.class_names!r} are not the {self.dataset} classes in label order: '
                              f"{expected}")

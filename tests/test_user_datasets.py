@@ -1,0 +1,217 @@
+"""A user's own image folders as data sets: import, the registry, the refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from trav_gui.engine.data import datasets as data
+from trav_gui.engine.data import folders
+from trav_gui.engine.data.folders import DatasetFolderError, import_folder, remove_user_dataset
+from trav_gui.engine.models.architectures import build
+from trav_gui.engine.models.errors import ModelLoadError
+from trav_gui.engine.models.loading import load_model
+from trav_gui.engine.models.weights import save_model
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+PETS = ("cat", "dog", "frog")
+
+
+def make_tree(root, classes=PETS, size=32, mode="RGB", train=4, test=2, seed=0):
+    """``root/{train,test}/<class>/<i>.png``: random pictures, each class a little brighter than the last."""
+    rng = np.random.default_rng(seed)
+    channels = {"RGB": 3, "L": 1}[mode]
+    for split, n in (("train", train), ("test", test)):
+        for k, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 128, (size, size, channels), dtype=np.uint8) + 10 * k
+                Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels, mode).save(folder / f"{i}.png")
+    return root
+
+
+def left_behind(folder):
+    """What a refused import left in the user data sets folder (nothing, or an empty folder)."""
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+# ----------------------------------------------------------------------------- add, use, remove
+
+
+def test_an_rgb_folder_is_added_listed_read_and_removed(tmp_path, user_datasets):
+    tree = make_tree(tmp_path / "pets")
+    done = []
+    ds = import_folder(tree, "pets", "Pets", progress=lambda d, t: done.append((d, t)))
+    assert done[-1] == (18, 18)
+    assert (ds.name, ds.title, ds.shape, ds.class_names, ds.counts) == ("pets", "Pets", (3, 32, 32), PETS, (12, 6))
+    assert data.get_dataset("pets") == ds and "pets" in data.all_datasets() and "pets" not in data.DATASETS
+    assert sorted(p.name for p in (user_datasets / "pets").iterdir()) == ["dataset.json", "test.npz", "train.npz"]
+    card = json.loads((user_datasets / "pets" / "dataset.json").read_text())
+    assert card["counts"] == {"train": dict.fromkeys(PETS, 4), "test": dict.fromkeys(PETS, 2)}
+    assert card["source"] == str(tree.resolve()) and card["shape"] == [3, 32, 32] and card["created"]
+
+    images, labels = data.test_set("pets")
+    assert images.shape == (6, 3, 32, 32) and images.dtype == np.uint8 and labels.tolist() == [0, 0, 1, 1, 2, 2]
+    assert np.array_equal(images[3], np.asarray(Image.open(tree / "test" / "dog" / "1.png")).transpose(2, 0, 1))
+    x, y = data.test_images("pets", 4)
+    assert x.shape == (4, 3, 32, 32) and y.tolist() == [0, 0, 1, 1]
+    x, y, digest = data.load_training_set("pets", True)
+    assert x.shape == (12, 3, 32, 32) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    assert y.tolist() == [0] * 4 + [1] * 4 + [2] * 4 and digest == card["sha256"]["train"]
+    assert np.array_equal(np.rint(x[0].numpy() * 255), np.asarray(Image.open(tree / "train" / "cat" / "0.png")
+                                                                  ).transpose(2, 0, 1))
+
+    assert remove_user_dataset("pets") == user_datasets / "pets"
+    assert left_behind(user_datasets) == [] and "pets" not in data.all_datasets()
+    assert tree.is_dir()  # the source is not touched
+    with pytest.raises(ValueError, match="unknown data set 'pets'"):
+        data.get_dataset("pets")
+
+
+def test_a_grey_folder_stays_grey_and_a_mixed_one_is_rgb(tmp_path):
+    grey = import_folder(make_tree(tmp_path / "g", ("a", "b"), size=28, mode="L"), "greys")
+    assert grey.shape == (1, 28, 28) and data.test_set("greys")[0].shape == (4, 28, 28)
+    assert data.load_training_set("greys", False)[0].shape == (4, 1, 28, 28)
+    mixed = make_tree(tmp_path / "m", ("a", "b"), size=28, mode="L")
+    Image.new("RGB", (28, 28), (200, 10, 10)).save(mixed / "test" / "b" / "red.png")
+    ds = import_folder(mixed, "mixed")
+    images, _ = data.test_set("mixed")
+    assert ds.shape == (3, 28, 28) and images.shape == (5, 3, 28, 28)
+    assert (images[0, 0] == images[0, 1]).all()  # a grey image: the same in every channel
+    assert images[-1, :, 0, 0].tolist() == [200, 10, 10]
+
+
+def test_a_set_removed_and_added_again_under_its_name_is_read_anew(tmp_path):
+    import_folder(make_tree(tmp_path / "a"), "pets")
+    assert data.test_set("pets")[0].shape == (6, 3, 32, 32)
+    remove_user_dataset("pets")
+    import_folder(make_tree(tmp_path / "b", ("x", "y"), size=28, mode="L", test=3), "pets")
+    assert data.get_dataset("pets").class_names == ("x", "y") and data.test_set("pets")[0].shape == (6, 28, 28)
+
+
+def test_links_inside_the_tree_are_followed(tmp_path):
+    tree = make_tree(tmp_path / "t", ("a", "b"))
+    os.symlink(tree / "train" / "a" / "0.png", tree / "train" / "b" / "linked.png")
+    assert import_folder(tree, "linked").counts == (9, 4)
+
+
+# ----------------------------------------------------------------------------- refusals
+
+
+def _rm(path):
+    shutil.rmtree(path)
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[:120])
+
+
+REFUSALS = [
+    ("missing test", lambda t: _rm(t / "test"), "test: no such folder"),
+    ("other classes", lambda t: (t / "test" / "frog").rename(t / "test" / "bird"),
+     "frog only in train/ and bird only in test/"),
+    ("one class", lambda t: [_rm(t / s / c) for s in ("train", "test") for c in ("dog", "frog")],
+     "1 class folder(s) (cat); a data set needs at least 2 classes"),
+    ("empty class", lambda t: [p.unlink() for p in (t / "train" / "dog").iterdir()], "no images in this class folder"),
+    ("not an image", lambda t: (t / "train" / "cat" / "notes.txt").write_text("hello"),
+     "notes.txt: not a readable image"),
+    ("mixed sizes", lambda t: Image.new("RGB", (28, 28)).save(t / "test" / "dog" / "small.png"),
+     "images of different sizes: "),
+    ("not square", lambda t: Image.new("RGB", (32, 30)).save(t / "test" / "dog" / "wide.png"),
+     "wide.png: 32x30 pixels; images must be square"),
+    ("too big", lambda t: Image.new("RGB", (80, 80)).save(t / "train" / "cat" / "big.png"),
+     "big.png: 80x80 pixels; images must be square, 28x28 to 64x64: resize them first"),
+    ("too small", lambda t: Image.new("L", (16, 16)).save(t / "train" / "cat" / "tiny.png"), "16x16 pixels"),
+    ("16-bit", lambda t: Image.new("I;16", (32, 32)).save(t / "train" / "cat" / "deep.png"),
+     "deep.png: Pillow mode I"),
+    ("file link out", lambda t: os.symlink(t.parent / "outside.png", t / "train" / "cat" / "out.png"),
+     "out.png: a symbolic link out of"),
+    ("folder link out", lambda t: os.symlink(t.parent / "elsewhere", t / "train" / "cat" / "more"),
+     "more: a symbolic link out of"),
+    # a header that reads, pixels that do not: refused while decoding, after the scan
+    ("truncated", lambda t: _truncate(t / "test" / "frog" / "1.png"),
+     "1.png: not a readable image (image file is truncated)"),
+]
+
+
+@pytest.mark.parametrize("damage, message", [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS])
+def test_a_bad_tree_is_one_clear_line_and_nothing_is_written(tmp_path, user_datasets, damage, message):
+    Image.new("RGB", (32, 32)).save(tmp_path / "outside.png")
+    (tmp_path / "elsewhere").mkdir()
+    Image.new("RGB", (32, 32)).save(tmp_path / "elsewhere" / "x.png")
+    tree = make_tree(tmp_path / "pets")
+    damage(tree)
+    with pytest.raises(DatasetFolderError, match=re.escape(message)) as info:
+        import_folder(tree, "pets")
+    assert "\n" not in str(info.value)
+    assert left_behind(user_datasets) == [] and "pets" not in data.all_datasets()
+
+
+def test_too_many_images_are_refused_before_any_is_read(tmp_path, user_datasets, monkeypatch):
+    monkeypatch.setattr(folders, "MAX_IMAGES", 10)
+    tree = make_tree(tmp_path / "pets")
+    monkeypatch.setattr(folders, "_header", lambda path: pytest.fail("a header was read"))
+    with pytest.raises(DatasetFolderError, match="more than 10 images; use a subset"):
+        import_folder(tree, "pets")
+    assert left_behind(user_datasets) == []
+
+
+@pytest.mark.parametrize("name, message", [
+    ("Pets", "not allowed"), ("../pets", "not allowed"), ("", "not allowed"),
+    ("mnist", "'mnist' is a shipped data set"),
+])
+def test_bad_names_are_refused(tmp_path, user_datasets, name, message):
+    with pytest.raises(DatasetFolderError, match=message):
+        import_folder(make_tree(tmp_path / "pets"), name)
+    assert left_behind(user_datasets) == []
+
+
+def test_an_interrupted_import_leaves_nothing(tmp_path, user_datasets, monkeypatch):
+    tree = make_tree(tmp_path / "pets")
+
+    def interrupt(done, total):
+        if done == 10:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        import_folder(tree, "pets", progress=interrupt)
+    assert left_behind(user_datasets) == []
+
+
+def test_a_damaged_user_set_is_named_with_the_way_to_fix_it(tmp_path, user_datasets):
+    import_folder(make_tree(tmp_path / "pets"), "pets")
+    npz = user_datasets / "pets" / "test.npz"
+    with np.load(npz) as f:
+        images, labels = f["images"].copy(), f["labels"]
+    images[0, 0, 0, 0] ^= 1
+    np.savez_compressed(npz, images=images, labels=labels)
+    data.forget_cached()
+    with pytest.raises(data.DigitsUnavailableError, match="changed since it was added.*datasets remove pets"):
+        data.test_set("pets")
+    (user_datasets / "pets" / "dataset.json").write_text("{")
+    data.forget_cached()
+    with pytest.raises(ValueError, match="user data set 'pets' cannot be read: .*dataset.json"):
+        data.get_dataset("pets")
+
+
+# ----------------------------------------------------------------------------- models of a user set
+
+
+def test_a_model_of_another_shape_is_refused_by_its_tensors(tmp_path):
+    import_folder(make_tree(tmp_path / "pets"), "pets")
+    path = tmp_path / "mnist-sized.safetensors"
+    save_model(build("small_cnn"), path, {"kind": "test"}, "small_cnn")
+    card = json.loads(path.with_suffix(".json").read_text())
+    path.with_suffix(".json").write_text(json.dumps({**card, "dataset": "pets"}))
+    with pytest.raises(ModelLoadError, match=r"features.0.weight has shape \(32, 1, 5, 5\), small_cnn needs "
+                                             r"\(32, 3, 5, 5\)"):
+        load_model(path)
