@@ -1,4 +1,4 @@
-"""A user's own image folders as data sets: import, the registry, the refusals."""
+"""A user's own image folders as data sets: import, the registry, the refusals, training on one."""
 
 from __future__ import annotations
 
@@ -12,13 +12,17 @@ import pytest
 import torch
 from PIL import Image
 
+from training import build_realism_reference, evaluate, train
+from trav_gui.cli import main
 from trav_gui.engine.data import datasets as data
 from trav_gui.engine.data import folders
 from trav_gui.engine.data.folders import DatasetFolderError, import_folder, remove_user_dataset
 from trav_gui.engine.models.architectures import build
 from trav_gui.engine.models.errors import ModelLoadError
 from trav_gui.engine.models.loading import load_model
+from trav_gui.engine.models.user_models import add_user_model
 from trav_gui.engine.models.weights import save_model
+from trav_gui.engine.realism import reference_set
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -102,6 +106,63 @@ def test_links_inside_the_tree_are_followed(tmp_path):
     tree = make_tree(tmp_path / "t", ("a", "b"))
     os.symlink(tree / "train" / "a" / "0.png", tree / "train" / "b" / "linked.png")
     assert import_folder(tree, "linked").counts == (9, 4)
+
+
+def test_the_cli_adds_lists_and_removes_with_one_line_errors(tmp_path, capsys, user_datasets):
+    tree = make_tree(tmp_path / "pets")
+    assert main(["datasets"]) == 0
+    assert "no user data sets yet" in capsys.readouterr().out
+    assert main(["datasets", "add", str(tree), "--name", "pets", "--title", "My pets"]) == 0
+    out = capsys.readouterr().out
+    assert "pets: 3 classes (cat, dog, frog), 3x32x32 images, 12 for training and 6 for testing" in out
+    assert main(["datasets"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("pets "))
+    assert all(w in row for w in ("My pets", "3x32x32", "3: cat, dog, frog", "12/6", str(tree.resolve())))
+    assert main(["datasets", "add", str(tree), "--name", "pets"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: a user data set 'pets' exists already") and err.count("\n") == 1
+    assert main(["datasets", "remove", "mnist"]) == 2
+    assert "shipped data set" in capsys.readouterr().err
+    assert main(["datasets", "remove", "pets"]) == 0 and left_behind(user_datasets) == []
+    assert main(["datasets", "remove", "pets"]) == 2
+    assert "no user data set 'pets'" in capsys.readouterr().err
+
+
+def test_a_data_set_in_use_by_a_user_model_is_not_removed(tmp_path, capsys):
+    import_folder(make_tree(tmp_path / "pets"), "pets")
+    path = tmp_path / "m.safetensors"
+    save_model(build("small_cnn", (3, 32, 32), 3), path, {"kind": "test", "dataset": "pets"}, "small_cnn")
+    entry, _ = add_user_model(path, name="pet-model")
+    assert entry.dataset == "pets" and entry.card.evaluation.clean_samples == 6
+    assert main(["datasets", "remove", "pets"]) == 2
+    assert "pet-model were trained on pets" in capsys.readouterr().err
+    assert "pets" in data.all_datasets()
+
+
+def test_the_tools_that_write_28x28_runs_refuse_other_sets_in_one_line(tmp_path, capsys):
+    import_folder(make_tree(tmp_path / "pets"), "pets")
+    path = tmp_path / "m.safetensors"
+    save_model(build("small_cnn", (3, 32, 32), 3), path, {"kind": "test", "dataset": "pets"}, "small_cnn")
+    for command in (["traverse", "--index", "0", "--target", "1"], ["gallery"]):
+        assert main([*command, "--model", str(path), "--dataset", "pets", "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert "28x28 grey images of 10 classes so far; pets has 3 classes of 3x32x32" in err
+    assert main(["traverse", "--index", "0", "--target", "3", "--model", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert "--target must be 0..2" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_apps_box_lists_user_sets_and_refuses_those_it_cannot_show(tmp_path, qtbot, gui_models):
+    from helpers import make_window
+
+    import_folder(make_tree(tmp_path / "pets"), "pets", "Pets")
+    w = make_window(qtbot, gui_models)
+    box = w.input_panel.dataset_box
+    assert [box.itemData(i) for i in range(box.count())][-1] == "pets"
+    with qtbot.waitSignal(w.error_shown, timeout=2000):
+        box.setCurrentIndex(box.count() - 1)
+    assert "28×28 grey images of 10 classes so far; Pets has 3 classes of 3×32×32" in w.last_error
+    assert w.dataset == "mnist" and box.currentData() == "mnist"
 
 
 # ----------------------------------------------------------------------------- refusals
@@ -203,7 +264,23 @@ def test_a_damaged_user_set_is_named_with_the_way_to_fix_it(tmp_path, user_datas
         data.get_dataset("pets")
 
 
-# ----------------------------------------------------------------------------- models of a user set
+# ----------------------------------------------------------------------------- the usual tools take --dataset
+
+
+def test_training_and_the_realism_reference_take_a_user_set(tmp_path, user_datasets):
+    import_folder(make_tree(tmp_path / "pets"), "pets")
+    out = tmp_path / "x.safetensors"
+    train.main(["--dataset", "pets", "--kind", "standard", "--epochs", "1", "--limit", "64", "--no-eval",
+                "--batch-size", "8", "--curve-samples", "6", "--out", str(out)])
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["dataset"] == "pets" and card["training"]["data_sha256"] == data.get_dataset("pets").sha256[0]
+    assert load_model(out)(torch.rand(2, 3, 32, 32)).shape == (2, 3)
+    # 3 classes: APGD-CE only (targeted APGD-DLR needs 4)
+    figures = evaluate.main([str(out), "--attack-steps", "2", "--restarts", "1", "--curve-eps"])
+    assert figures["test_samples"] == 6 and figures["robust"][-1]["attack"].endswith("APGD-CE, 2 steps")
+    build_realism_reference.main(["--dataset", "pets", "--per-class", "2"])
+    assert (user_datasets / "pets" / "realism.npz").is_file()
+    assert reference_set("pets").images.shape == (6, 3 * 32 * 32)
 
 
 def test_a_model_of_another_shape_is_refused_by_its_tensors(tmp_path):

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from trav_gui import __version__
+from trav_gui.cli_datasets import add_dataset_commands
 from trav_gui.cli_models import add_model_commands
 
 
@@ -148,6 +149,14 @@ def _scorer(dataset: str):
     return scorer
 
 
+def _refuse_unwritable(ds) -> None:
+    """Run records, exports and galleries hold 28×28 grey images of 10 classes so far: refuse others in one line."""
+    if ds.shape != (1, 28, 28) or ds.num_classes != 10:
+        raise CliError(f"runs and galleries are written for 28x28 grey images of 10 classes so far; {ds.title} has "
+                       f"{ds.num_classes} classes of {'x'.join(map(str, ds.shape))} images (training, "
+                       f"evaluation and trav-gui models add take it)")
+
+
 def _cmd_traverse(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
@@ -158,9 +167,13 @@ def _cmd_traverse(args: argparse.Namespace) -> int:
     from trav_gui.engine.runs.record import record_run
 
     config = _config_from(args)
-    if not 0 <= args.target <= 9:
-        raise CliError(f"--target must be 0..9, got {args.target}")
+    if args.target < 0:
+        raise CliError(f"--target must be a class number from 0, got {args.target}")
     models, refs, dataset = _load_models(args.model, args.dataset)
+    ds = get_dataset(dataset)
+    if args.target >= ds.num_classes:
+        raise CliError(f"--target must be 0..{ds.num_classes - 1} ({ds.title}'s classes), got {args.target}")
+    _refuse_unwritable(ds)
     if args.index is not None:
         images, labels = test_set(dataset)
         if not 0 <= args.index < len(images):
@@ -173,7 +186,7 @@ def _cmd_traverse(args: argparse.Namespace) -> int:
     bar = tqdm(total=config.steps, desc="traversal", unit="step", disable=None, file=sys.stderr)
     status = 0
     try:
-        for frame in traverse(models, x0, args.target, config):
+        for frame in traverse(models, x0, args.target, config, shape=ds.shape):
             frames.append(frame)
             if frame.step:
                 bar.update(1)
@@ -196,7 +209,6 @@ def _cmd_traverse(args: argparse.Namespace) -> int:
     summaries = record["extra"]["realism"]
     export_run(out, record, arrays, names)
     last = frames[-1]
-    ds = get_dataset(dataset)
     goal = ds.label(args.target)
     for i, name in enumerate(names):
         p = last.probs[i, 0]
@@ -219,11 +231,13 @@ def _cmd_traverse(args: argparse.Namespace) -> int:
 def _cmd_gallery(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from trav_gui.engine.data.datasets import get_dataset
     from trav_gui.engine.files import save_png
     from trav_gui.engine.output.gallery import render_galleries_side_by_side, render_gallery, run_gallery
 
     config = _config_from(args)
     models, refs, dataset = _load_models(args.model, args.dataset)
+    _refuse_unwritable(get_dataset(dataset))
     names = [r.name for r in refs]
     bar = tqdm(total=config.steps, desc=f"gallery, 90 traversals x {len(names)} models", unit="step",
                disable=None, file=sys.stderr)
@@ -246,7 +260,7 @@ def _add_traversal_options(p: argparse.ArgumentParser) -> None:
     from trav_gui.engine.core.objectives import OBJECTIVES
     from trav_gui.engine.core.steps import NORMS
     from trav_gui.engine.core.traversal import DEFAULTS
-    from trav_gui.engine.data.datasets import DATASETS
+    from trav_gui.engine.data.datasets import all_datasets
 
     p.add_argument("--model", action="append", required=True,
                    help='"robust", "standard", "realistic" (a recipe: robust models, a prior and a stop rule), '
@@ -261,7 +275,7 @@ def _add_traversal_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--objective", choices=list(OBJECTIVES), default=DEFAULTS.objective,
                    help="what the steps climb for the target (default: %(default)s)")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="default: %(default)s")
-    p.add_argument("--dataset", choices=list(DATASETS), default=None,
+    p.add_argument("--dataset", choices=list(all_datasets()), default=None,
                    help="the models' data set (default: the one their cards name); a run never mixes two")
     p.add_argument("--out", required=True, help="output folder")
 
@@ -282,9 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
                                            "add or remove user models")
     models.add_argument("--folder", default=None, help="a folder of .safetensors + .json cards")
     models.add_argument("--json", action="store_true", help="print the cards as JSON")
-    models.add_argument("--dataset", default=None, help="only the models of this data set (mnist, fashion-mnist)")
+    models.add_argument("--dataset", default=None,
+                        help="only the models of this data set (trav-gui datasets lists them)")
     models.set_defaults(func=_cmd_models)
     add_model_commands(models)
+    add_dataset_commands(sub)
 
     trav = sub.add_parser("traverse", help="run one traversal and write frames, npz, CSV, GIF and run record",
                           description="Traverse one image toward a target with each model, in lock-step. "

@@ -22,11 +22,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from trav_gui.engine.data.datasets import DATASETS
+from trav_gui.engine.data.datasets import Dataset, all_datasets
 from trav_gui.engine.data.preprocess import EmptyDrawingError, drawing_to_mnist
 from trav_gui.qt.canvas import DrawingCanvas
 
-__all__ = ["InputPanel", "image_to_pixmap"]
+__all__ = ["InputPanel", "check_shown", "image_to_pixmap"]
 
 PREVIEW_SCALE = 4
 
@@ -37,6 +37,15 @@ def image_to_pixmap(image: np.ndarray, scale: int) -> QPixmap:
     px = np.ascontiguousarray(np.kron(px, np.ones((scale, scale), np.uint8)))
     h, w = px.shape
     return QPixmap.fromImage(QImage(px.data, w, h, w, QImage.Format.Format_Grayscale8).copy())
+
+
+def check_shown(ds: Dataset) -> None:
+    """A ValueError for a data set the window cannot show yet: its canvas, plots and target buttons
+    are made for 28×28 grey images of 10 classes."""
+    if ds.shape != (1, 28, 28) or ds.num_classes != 10:
+        raise ValueError(f"The app shows 28×28 grey images of 10 classes so far; {ds.title} has {ds.num_classes} "
+                         f"classes of {'×'.join(map(str, ds.shape))} images. Train and measure models of it with "
+                         f"python -m training.train --dataset {ds.name} and trav-gui models add.")
 
 
 class InputPanel(QGroupBox):
@@ -71,7 +80,7 @@ class InputPanel(QGroupBox):
         self.error: str | None = EmptyDrawingError("the canvas is empty: draw a digit first").args[0]
 
         self.dataset_box = QComboBox()
-        for ds in DATASETS.values():
+        for ds in all_datasets().values():
             self.dataset_box.addItem(ds.title, ds.name)
         self.dataset_box.setToolTip("The data set: its test images, class names and models")
         self.canvas = DrawingCanvas()
@@ -168,6 +177,11 @@ class InputPanel(QGroupBox):
                 self.class_filter.setItemText(c + 1, f"class {name}")
         for w in (self.index, self.pick_button, self.class_filter, self.random_button):
             w.setEnabled(True)
+
+    def show_dataset(self, name: str) -> None:
+        """Show data set ``name`` in the box again (a switch to another was refused)."""
+        with QSignalBlocker(self.dataset_box):
+            self.dataset_box.setCurrentIndex(max(0, self.dataset_box.findData(name)))
 
     def _describe(self, index: int) -> str:
         return f"{self.set_title} test #{index}: true label <b>{self.class_names[int(self._labels[index])]}</b>"

@@ -41,7 +41,7 @@ from trav_gui.qt.actions import WindowActions, open_error_dialog
 from trav_gui.qt.add_model import add_model_file, ask_add_model
 from trav_gui.qt.export_job import Exporter
 from trav_gui.qt.gallery_tab import GalleryTab
-from trav_gui.qt.input_panel import InputPanel
+from trav_gui.qt.input_panel import InputPanel, check_shown
 from trav_gui.qt.model_selector import MAX_MODELS, ModelSelector, describe_card
 from trav_gui.qt.plots import ComparisonView
 from trav_gui.qt.run_controller import RunController
@@ -241,8 +241,10 @@ class MainWindow(QMainWindow):
         """Switch to data set ``name``: its test images, class names and models; False on error."""
         ds = get_dataset(name)
         try:
+            check_shown(ds)
             images, labels = test_set(ds.name)
         except (OSError, ValueError) as exc:
+            self.input_panel.show_dataset(self.dataset)
             self.show_error("Cannot switch data set", str(exc))
             return False
         self._leave_run()
