@@ -1,4 +1,5 @@
-"""A user's own image folders as data sets: import, the registry, the refusals, training on one."""
+"""A user's own image folders as data sets: import, the registry, the refusals, training on one, and
+PreActResNet-18 with RobustBench's parameter names."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import save_file
 
 from training import build_realism_reference, evaluate, train
 from trav_gui.cli import main
@@ -291,4 +293,74 @@ def test_a_model_of_another_shape_is_refused_by_its_tensors(tmp_path):
     path.with_suffix(".json").write_text(json.dumps({**card, "dataset": "pets"}))
     with pytest.raises(ModelLoadError, match=r"features.0.weight has shape \(32, 1, 5, 5\), small_cnn needs "
                                              r"\(32, 3, 5, 5\)"):
+        load_model(path)
+
+
+# ----------------------------------------------------------------------------- PreActResNet-18
+
+
+def robustbench_preact_resnet18_shapes(num_classes=10):
+    """The tensors of RobustBench's PreActResNet18() (robustbench/model_zoo/architectures/resnet.py),
+    written out from its source: a conv1, four layers of two PreActBlocks (bn1, conv1, bn2, conv2, a
+    1x1 shortcut conv where the stride or width changes), a linear layer; no final batch norm."""
+    shapes = {"conv1.weight": (64, 3, 3, 3), "linear.weight": (num_classes, 512), "linear.bias": (num_classes,)}
+    planes_in = 64
+    for layer, planes in enumerate((64, 128, 256, 512), start=1):
+        for block in (0, 1):
+            p = f"layer{layer}.{block}."
+            width_in = planes_in if block == 0 else planes
+            for bn, width in (("bn1", width_in), ("bn2", planes)):
+                shapes.update({f"{p}{bn}.{k}": (width,) for k in ("weight", "bias", "running_mean", "running_var")})
+                shapes[f"{p}{bn}.num_batches_tracked"] = ()
+            shapes[f"{p}conv1.weight"] = (planes, width_in, 3, 3)
+            shapes[f"{p}conv2.weight"] = (planes, planes, 3, 3)
+            if block == 0 and layer > 1:
+                shapes[f"{p}shortcut.0.weight"] = (planes, width_in, 1, 1)
+        planes_in = planes
+    return shapes
+
+
+def test_preact_resnet18_has_robustbenchs_parameter_names_and_shapes():
+    model = build("preact_resnet18", (3, 32, 32), 10)
+    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == robustbench_preact_resnet18_shapes()
+    assert sum(p.numel() for p in model.parameters()) == 11_171_146  # PreActResNet-18's published size
+    assert model.eval()(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    assert build("preact_resnet18", (1, 28, 28), 3)(torch.rand(2, 1, 28, 28)).shape == (2, 3)
+    assert build("preact_resnet18", (3, 64, 64), 5).eval()(torch.rand(1, 3, 64, 64)).shape == (1, 5)
+
+
+def test_a_robustbench_state_dict_loads_from_safetensors_as_is(tmp_path):
+    classes = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    import_folder(make_tree(tmp_path / "cifar", classes, train=1, test=1), "cifar10")
+    g = torch.Generator().manual_seed(0)
+    # as RobustBench's model saves it: float tensors, and int64 batch counts
+    state = {k: (torch.randint(0, 100, s, generator=g) if k.endswith("num_batches_tracked")
+                 else torch.rand(s, generator=g) + 0.5 if k.endswith("running_var")
+                 else torch.randn(s, generator=g) * 0.05)
+             for k, s in robustbench_preact_resnet18_shapes().items()}
+    path = tmp_path / "wong2020.safetensors"
+    save_file(state, str(path))
+    card = {"architecture": "preact_resnet18", "dataset": "cifar10", "output": "logits",
+            "input": {"layout": "image", "range": [0, 1], "mean": [0.4914, 0.4822, 0.4465],
+                      "std": [0.2471, 0.2435, 0.2616]}}
+    path.with_suffix(".json").write_text(json.dumps(card))
+    model = load_model(path)
+    x = torch.rand(2, 3, 32, 32)
+    inner = build("preact_resnet18", (3, 32, 32), 10)
+    inner.load_state_dict(state)
+    mean, std = (torch.tensor(card["input"][k]).view(1, 3, 1, 1) for k in ("mean", "std"))
+    assert model(x).shape == (2, 10)
+    assert torch.allclose(model(x), inner.eval()((x - mean) / std), atol=1e-5)
+    path.with_suffix(".json").write_text(json.dumps({**card, "input": {**card["input"], "mean": [0.5, 0.5]}}))
+    with pytest.raises(ModelLoadError, match='"input.mean" must be a finite number'):
+        load_model(path)
+
+
+def test_a_per_channel_normalization_must_have_one_value_per_channel(tmp_path):
+    path = tmp_path / "grey.safetensors"
+    save_model(build("small_cnn"), path, {"kind": "test"}, "small_cnn")
+    path.with_suffix(".json").write_text(json.dumps(
+        {"architecture": "small_cnn", "dataset": "mnist", "output": "logits",
+         "input": {"layout": "image", "range": [0, 1], "mean": [0.1, 0.1, 0.1], "std": [0.3, 0.3, 0.3]}}))
+    with pytest.raises(ModelLoadError, match=r'"input.mean" has 3 values, but mnist images have 1 channel\(s\)'):
         load_model(path)

@@ -47,8 +47,9 @@ class InputSpec(BaseModel):
     model_config = ConfigDict(frozen=True)
     layout: str
     range: tuple[int, int] = (0, 1)
-    mean: float | None = None
-    std: float | None = None
+    # One number, or one per channel (RGB: torchvision's Normalize(mean=(r, g, b), std=(r, g, b))).
+    mean: float | tuple[float, ...] | None = None
+    std: float | tuple[float, ...] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -83,14 +84,16 @@ class InputSpec(BaseModel):
     def _finite_number(cls, value: Any, info) -> Any:
         if isinstance(value, list) and len(value) == 1:  # torchvision's Normalize((0.1307,), (0.3081,))
             value = value[0]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f'"input.{info.field_name}" must be a finite number (or a list of one), got {value!r}')
-        return float(value)
+        values = value if isinstance(value, list) and len(value) == 3 else [value]
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in values):
+            raise ValueError(f'"input.{info.field_name}" must be a finite number (or a list of one, or of three for '
+                             f"RGB), got {value!r}")
+        return tuple(float(v) for v in values) if isinstance(value, list) else float(value)
 
     @field_validator("std")
     @classmethod
-    def _positive(cls, value: float | None) -> float | None:
-        if value is not None and value <= 0:
+    def _positive(cls, value: float | tuple[float, ...] | None) -> float | tuple[float, ...] | None:
+        if value is not None and min(value if isinstance(value, tuple) else (value,)) <= 0:
             raise ValueError(f'"input.std" must be > 0, got {value}')
         return value
 

@@ -50,15 +50,16 @@ class Conventions:
 
     layout : ``"image"`` (N, 1, 28, 28) or ``"flat"`` (N, 784).
     scale : the pixels' top value (1 or 255): the app's [0, 1] pixels are multiplied by it.
-    mean, std : None, or the normalization applied after scaling: ``(x - mean) / std``.
+    mean, std : None, or the normalization applied after scaling: ``(x - mean) / std``; a number,
+        or one per channel.
     output : ``"logits"``, ``"log_probabilities"`` (used as logits: softmax gives the same
         probabilities) or ``"probabilities"`` (their log is taken).
     """
 
     layout: str = "image"
     scale: float = 1.0
-    mean: float | None = None
-    std: float | None = None
+    mean: float | tuple[float, ...] | None = None
+    std: float | tuple[float, ...] | None = None
     output: str = "logits"
 
     @property
@@ -71,7 +72,7 @@ class Conventions:
         if self.scale != 1:
             x = x * self.scale
         if self.mean is not None:
-            x = (x - self.mean) / self.std
+            x = (x - _per_channel(self.mean, x)) / _per_channel(self.std, x)
         return x.flatten(1) if self.layout == "flat" else x
 
     def finish(self, out: torch.Tensor) -> torch.Tensor:
@@ -82,8 +83,17 @@ class Conventions:
         """The card entries that declare these conventions."""
         entry: dict = {"layout": self.layout, "range": [0, int(self.scale)]}
         if self.mean is not None:
-            entry.update(mean=self.mean, std=self.std)
+            entry.update(mean=_json(self.mean), std=_json(self.std))
         return {"input": entry, "output": self.output}
+
+
+def _per_channel(value: float | tuple[float, ...], x: torch.Tensor) -> float | torch.Tensor:
+    """A number as is; one per channel as a (1, C, 1, 1) tensor beside ``x`` (N, C, H, W)."""
+    return value if isinstance(value, float) else torch.tensor(value, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+
+
+def _json(value: float | tuple[float, ...]) -> float | list[float]:
+    return list(value) if isinstance(value, tuple) else value
 
 
 class ConventionAdapter(nn.Module):
@@ -169,6 +179,11 @@ def conventions_from_card(card: ModelCard | None, file_name: str, card_name: str
         problems.append(f"architecture {architecture!r} takes {arch_layout} input "
                         f"{LAYOUTS[arch_layout]}, but \"input.layout\" says {spec.layout!r}: "
                         f"set \"layout\": \"{arch_layout}\"")
+    channels = get_dataset(card.dataset).channels
+    for name, value in (("mean", spec.mean), ("std", spec.std)):
+        if isinstance(value, tuple) and len(value) != channels:
+            problems.append(f"\"input.{name}\" has {len(value)} values, but {card.dataset} images have {channels} "
+                            f"channel(s): give one number, or one per channel")
     if problems:
         raise ModelLoadError(f"{file_name}: its card {card_name} is inconsistent: " + "; ".join(problems))
     return Conventions(spec.layout, float(spec.range[1]), spec.mean, spec.std, output), card.dataset
