@@ -38,6 +38,14 @@ def user_models(tmp_path_factory, monkeypatch):
     return folder
 
 
+@pytest.fixture(autouse=True)
+def user_datasets(tmp_path_factory, monkeypatch):
+    """A user data sets folder per test, not made yet: no test reads or fills the real one."""
+    folder = tmp_path_factory.mktemp("user_datasets") / "datasets"
+    monkeypatch.setenv("TRAV_GUI_USER_DATASETS", str(folder))
+    return folder
+
+
 @pytest.fixture
 def linear_model():
     return LinearModel(seed=0).eval()

@@ -28,7 +28,7 @@ def test_no_module_in_the_package_is_over_500_lines():
 def test_the_command_line_and_the_engine_load_no_qt():
     code = ("import sys, trav_gui.cli, trav_gui.engine.output.export, trav_gui.engine.core.traversal, "
             "trav_gui.engine.output.gallery, trav_gui.engine.models.cache, training.evaluate, trav_gui.api, "
-            "trav_gui.cli_models, trav_gui.engine.models.user_models, trav_gui.engine.models.onnx_model, "
+            "trav_gui.cli_models, trav_gui.cli_datasets, trav_gui.engine.data.folders, trav_gui.engine.models.user_models, trav_gui.engine.models.onnx_model, "
             "trav_gui.engine.models.onnx_ops;"
             "trav_gui.cli.build_parser();"
             "print(sorted(m for m in sys.modules if m.startswith(('PySide6', 'pyqtgraph', 'trav_gui.qt'))))")
@@ -116,6 +116,7 @@ LAZY_MODULES = {
     "api.py": "import trav_gui loads neither torch nor Qt; trav_gui.show loads Qt only when called",
     "cli.py": "trav-gui --help and argument errors load no torch; only trav-gui gui loads Qt",
     "cli_models.py": "the models subcommands load torch only when they run",
+    "cli_datasets.py": "the datasets subcommands load torch only when they run",
     "qt/app.py": "the preflight check runs before Qt is imported, to say what is missing in one line",
     "qt/show.py": "the same preflight, for trav_gui.show",
 }

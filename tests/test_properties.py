@@ -19,7 +19,6 @@ from hypothesis.extra import numpy as hnp
 from trav_gui.engine.core.steps import make_step, per_sample_norm
 from trav_gui.engine.core.traversal import TraversalConfig
 from trav_gui.engine.data.preprocess import EmptyDrawingError, drawing_to_mnist
-from trav_gui.engine.output import export as ex
 from trav_gui.engine.runs import record as rec
 
 # TRAV_GUI_EXAMPLES=1000 for a deeper search than the fast suite's.

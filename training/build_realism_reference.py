@@ -1,4 +1,5 @@
-"""Build the reference images the realism measures compare with: ``resources/realism_<dataset>.npz``.
+"""Build the reference images the realism measures compare with: ``resources/realism_<dataset>.npz``
+(a user data set's: ``realism.npz`` in its folder).
 
     python -m training.build_realism_reference --dataset mnist [--per-class 1000] [--seed 0]
 
@@ -16,15 +17,16 @@ import sys
 import numpy as np
 
 from trav_gui.engine.data.datasets import (
-    DATASETS,
     DEFAULT_DATASET,
     DatasetUnavailableError,
+    all_datasets,
     get_dataset,
     load_training_set,
+    realism_reference_path,
     stored_shape,
     test_set,
 )
-from trav_gui.paths import resources_dir
+from trav_gui.engine.files import atomic_path
 
 
 def build(dataset: str, per_class: int = 1000, seed: int = 0, root=None) -> dict[str, np.ndarray]:
@@ -49,12 +51,13 @@ def build(dataset: str, per_class: int = 1000, seed: int = 0, root=None) -> dict
         dist = np.sqrt(np.maximum(d2.min(1), 0))
         typical[c] = np.median(dist)
         p90[c] = np.percentile(dist / typical[c], 90)
-    return {"images": images, "labels": ref_labels.astype(np.uint8), "typical": typical, "p90": p90}
+    return {"images": images, "labels": ref_labels.astype(np.uint8 if k <= 256 else np.uint16), "typical": typical,
+            "p90": p90}
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", choices=sorted(DATASETS), default=DEFAULT_DATASET)
+    p.add_argument("--dataset", choices=sorted(all_datasets()), default=DEFAULT_DATASET)
     p.add_argument("--per-class", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", default=None)
@@ -63,8 +66,9 @@ def main(argv=None) -> None:
         arrays = build(args.dataset, args.per_class, args.seed, args.data_root)
     except DatasetUnavailableError as exc:
         sys.exit(f"error: {exc}")
-    out = resources_dir() / f"realism_{args.dataset.replace('-', '_')}.npz"
-    np.savez_compressed(out, **arrays)
+    out = realism_reference_path(args.dataset)  # a user data set's in its own folder
+    with atomic_path(out) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
     print(f"wrote {out}: {len(arrays['labels'])} reference images; typical distance per class "
           f"{np.round(arrays['typical'], 2).tolist()}, 90th percentile ratio {np.round(arrays['p90'], 2).tolist()}")
 

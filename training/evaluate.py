@@ -25,7 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from trav_gui.engine.core.steps import L2Step
-from trav_gui.engine.data.datasets import DATASETS, DEFAULT_DATASET, get_dataset, test_images
+from trav_gui.engine.data.datasets import DEFAULT_DATASET, all_datasets, get_dataset, test_images
 from trav_gui.engine.models.card import ModelCard, card_path, read_card
 from trav_gui.engine.models.errors import ModelLoadError
 from trav_gui.engine.models.loading import load_model, resolve_model_path
@@ -105,13 +105,15 @@ def pgd_accuracy(model, x, y, eps, steps=100, restarts=5, progress=True) -> floa
 
 def apgd_survivors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, alive: torch.Tensor,
                    eps: float, steps: int = 100, progress: bool = True, num_classes: int = 10) -> torch.Tensor:
-    """Attack the still-robust digits with APGD-CE, then targeted APGD-DLR; (N,) bool survivors."""
+    """Attack the still-robust digits with APGD-CE, then targeted APGD-DLR (which needs 4 classes or
+    more: its loss reads the 3rd and 4th largest logits); (N,) bool survivors."""
     import torchattacks
 
     alive = alive.clone()
-    attacks = [("APGD-CE", torchattacks.APGD(model, norm="L2", eps=eps, steps=steps, n_restarts=1, loss="ce", seed=0)),
-               ("APGD-T", torchattacks.APGDT(model, norm="L2", eps=eps, steps=steps, n_restarts=1,
-                                                  n_classes=num_classes, seed=0))]
+    attacks = [("APGD-CE", torchattacks.APGD(model, norm="L2", eps=eps, steps=steps, n_restarts=1, loss="ce", seed=0))]
+    if num_classes >= 4:
+        attacks.append(("APGD-T", torchattacks.APGDT(model, norm="L2", eps=eps, steps=steps, n_restarts=1,
+                                                     n_classes=num_classes, seed=0)))
     for name, attack in attacks:
         idx = alive.nonzero().squeeze(1)
         for s in _batches(len(idx), progress, f"{name} eps {eps}"):
@@ -146,11 +148,12 @@ def evaluate(model: nn.Module, eps: float = 2.0, attack_steps: int = 100, restar
                                  "samples": k, "accuracy": _fraction(alive)})
         if e == eps and apgd_limit != 0:
             m = n if apgd_limit is None else min(apgd_limit, n)
-            worst = apgd_survivors(model, x[:m], y[:m], alive[:m], e, attack_steps, progress,
-                                   get_dataset(dataset).num_classes)
+            k_classes = get_dataset(dataset).num_classes
+            worst = apgd_survivors(model, x[:m], y[:m], alive[:m], e, attack_steps, progress, k_classes)
+            apgd = "APGD-CE and APGD-T (DLR)" if k_classes >= 4 else "APGD-CE"
             result["robust"].append({
                 "eps": e, "samples": m,
-                "attack": f"worst case of PGD-{attack_steps} x{restarts}, APGD-CE and APGD-T (DLR), {attack_steps} steps",
+                "attack": f"worst case of PGD-{attack_steps} x{restarts}, {apgd}, {attack_steps} steps",
                 "accuracy": _fraction(worst),
                 "pgd_accuracy_same_samples": _fraction(alive[:m])})
     result["seconds"] = round(time.time() - t0, 1)
@@ -182,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
                    help="attack only the first N test images at every radius (clean accuracy stays on all)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cpu", help='torch device, e.g. "cuda" (default cpu)')
-    p.add_argument("--dataset", choices=sorted(DATASETS), default=None,
+    p.add_argument("--dataset", choices=sorted(all_datasets()), default=None,
                    help="the test set (default: the data set named by the model card, else mnist)")
     p.add_argument("--write-card", action="store_true", help="store the figures in the model card")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")

@@ -37,9 +37,9 @@ from trav_gui import __version__
 from trav_gui.engine.core.attacks import pgd
 from trav_gui.engine.core.steps import L2Step
 from trav_gui.engine.data.datasets import (
-    DATASETS,
     DEFAULT_DATASET,
     DatasetUnavailableError,
+    all_datasets,
     get_dataset,
     load_training_set,
 )
@@ -53,8 +53,8 @@ CURVE_FIELDS = ["epoch", "loss", "train_acc", "clean_acc", "robust_acc", "second
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--kind", choices=["standard", "robust"], required=True)
-    p.add_argument("--dataset", choices=sorted(DATASETS), default=DEFAULT_DATASET,
-                   help="the data set to train on (default mnist)")
+    p.add_argument("--dataset", choices=sorted(all_datasets()), default=DEFAULT_DATASET,
+                   help="the data set to train on: shipped or a user's (trav-gui datasets); default mnist")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--eps", type=float, default=2.0, help="L2 radius of the training attack")
     p.add_argument("--attack-steps", type=int, default=7)

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from training.train import epoch_order, prepare, resume_or_start, save_checkpoint, write_curve
 from trav_gui import __version__
-from trav_gui.engine.data.datasets import DATASETS, DEFAULT_DATASET, get_dataset
+from trav_gui.engine.data.datasets import DEFAULT_DATASET, all_datasets, get_dataset
 from trav_gui.engine.models.priors import PRIOR_ARCHITECTURES, save_prior
 
 EVAL_SIGMAS = (0.05, 0.1, 0.2, 0.3, 0.5)
@@ -34,7 +34,7 @@ CURVE_FIELDS = ["epoch", "loss", "denoising_mse", "seconds"]
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.train_prior", description=__doc__.split("\n\n")[0])
     p.add_argument("--kind", choices=sorted(PRIOR_ARCHITECTURES), required=True)
-    p.add_argument("--dataset", choices=sorted(DATASETS), default=DEFAULT_DATASET)
+    p.add_argument("--dataset", choices=sorted(all_datasets()), default=DEFAULT_DATASET)
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--sigma", type=float, default=0.3, help="dae: the one noise level it is trained at")
     p.add_argument("--sigma-min", type=float, default=0.02, help="score: smallest training noise level")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from trav_gui import __version__
+from trav_gui.cli_datasets import add_dataset_commands
 from trav_gui.cli_models import add_model_commands
 
 
@@ -177,9 +178,11 @@ def _cmd_traverse(args: argparse.Namespace) -> int:
     from trav_gui.engine.runs.record import record_run
 
     config = _config_from(args)
+    if args.target < 0:
+        raise CliError(f"--target must be a class number from 0, got {args.target}")
     models, refs, dataset = _load_models(args.model, args.dataset)
     ds = get_dataset(dataset)
-    if not 0 <= args.target < ds.num_classes:
+    if args.target >= ds.num_classes:
         raise CliError(f"--target must be 0..{ds.num_classes - 1} for {ds.title}, got {args.target}")
     if args.index is not None:
         images, labels = test_set(dataset)
@@ -281,7 +284,7 @@ def _add_traversal_options(p: argparse.ArgumentParser) -> None:
     from trav_gui.engine.core.objectives import OBJECTIVES
     from trav_gui.engine.core.steps import NORMS
     from trav_gui.engine.core.traversal import DEFAULTS
-    from trav_gui.engine.data.datasets import DATASETS
+    from trav_gui.engine.data.datasets import all_datasets
 
     p.add_argument("--model", action="append", required=True,
                    help='"robust", "standard", "realistic" (a recipe: robust models, a prior and a stop rule), '
@@ -296,7 +299,7 @@ def _add_traversal_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--objective", choices=list(OBJECTIVES), default=DEFAULTS.objective,
                    help="what the steps climb for the target (default: %(default)s)")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="default: %(default)s")
-    p.add_argument("--dataset", choices=list(DATASETS), default=None,
+    p.add_argument("--dataset", choices=list(all_datasets()), default=None,
                    help="the models' data set (default: the one their cards name); a run never mixes two")
     p.add_argument("--out", required=True, help="output folder")
 
@@ -317,9 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
                                            "add or remove user models")
     models.add_argument("--folder", default=None, help="a folder of .safetensors + .json cards")
     models.add_argument("--json", action="store_true", help="print the cards as JSON")
-    models.add_argument("--dataset", default=None, help="only the models of this data set (mnist, fashion-mnist, ...)")
+    models.add_argument("--dataset", default=None,
+                        help="only the models of this data set (trav-gui datasets lists them)")
     models.set_defaults(func=_cmd_models)
     add_model_commands(models)
+    add_dataset_commands(sub)
 
     trav = sub.add_parser("traverse", help="run one traversal and write frames, npz, CSV, GIF and run record",
                           description="Traverse one image toward a target with each model, in lock-step. "

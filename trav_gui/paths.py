@@ -1,4 +1,4 @@
-"""Where the app finds its shipped resources, the user's own models and the data root."""
+"""Where the app finds its shipped resources, the user's own models and data sets, and the data root."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from platformdirs import user_data_dir
 DATA_ROOT_ENV = "TRAV_GUI_DATA"
 RESOURCES_ENV = "TRAV_GUI_RESOURCES"
 USER_MODELS_ENV = "TRAV_GUI_USER_MODELS"
+USER_DATASETS_ENV = "TRAV_GUI_USER_DATASETS"
 DEFAULT_DATA_ROOT = Path.home() / ".cache" / "trav_gui" / "data"
 
 
@@ -36,6 +37,15 @@ def user_models_dir() -> Path:
     if override:
         return Path(override).expanduser()
     return Path(user_data_dir("trav-gui", appauthor=False)) / "models"
+
+
+def user_datasets_dir() -> Path:
+    """The user data sets folder (``trav-gui datasets add``): ``$TRAV_GUI_USER_DATASETS``, else the
+    platform's user data folder (``~/.local/share/trav-gui/datasets`` on Linux)."""
+    override = os.environ.get(USER_DATASETS_ENV)
+    if override:
+        return Path(override).expanduser()
+    return Path(user_data_dir("trav-gui", appauthor=False)) / "datasets"
 
 
 def data_root(explicit: str | os.PathLike | None = None) -> Path:

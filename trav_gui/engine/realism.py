@@ -43,12 +43,12 @@ from trav_gui.engine.data.datasets import (
     FASHION_MNIST,
     MNIST,
     get_dataset,
+    realism_reference_path,
     stored_shape,
     test_set,
 )
 from trav_gui.engine.models.errors import ModelLoadError
 from trav_gui.engine.models.loading import load_model
-from trav_gui.paths import resources_dir
 
 __all__ = [
     "CONFIDENT_PROB",
@@ -78,8 +78,12 @@ class ReferenceUnavailableError(ValueError):
 
 
 def judge_name(dataset: str | None = None) -> str:
-    """The shipped judge of ``dataset`` (a name for :func:`~trav_gui.engine.models.load_model`)."""
-    return JUDGES[get_dataset(dataset).name]
+    """The shipped judge of ``dataset`` (a name for :func:`~trav_gui.engine.models.load_model`);
+    a ValueError for a data set without one (a user's)."""
+    ds = get_dataset(dataset)
+    if ds.name not in JUDGES:
+        raise ValueError(f"no judge of {ds.title} images ships with the app, so its realism is not measured")
+    return JUDGES[ds.name]
 
 
 def confident_point(probs: np.ndarray, target: int, threshold: float = CONFIDENT_PROB) -> int | None:
@@ -237,7 +241,7 @@ def ssim(a: np.ndarray, b: np.ndarray, channels: int = 1) -> np.ndarray:
 def reference_set(dataset: str | None = None) -> ReferenceSet:
     """The shipped reference images of ``dataset`` (loaded once)."""
     ds = get_dataset(dataset)
-    path = resources_dir() / f"realism_{ds.name.replace('-', '_')}.npz"
+    path = realism_reference_path(ds)
     try:
         with np.load(path, allow_pickle=False) as f:
             images, labels, typical, p90 = f["images"], f["labels"], f["typical"], f["p90"]

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from trav_gui.engine.data.datasets import DATASETS, Dataset, get_dataset
+from trav_gui.engine.data.datasets import Dataset, all_datasets, get_dataset
 from trav_gui.engine.data.preprocess import EmptyDrawingError, drawing_to_image
 from trav_gui.qt.canvas import DrawingCanvas
 
@@ -79,7 +79,7 @@ class InputPanel(QGroupBox):
         self.error: str | None = EmptyDrawingError("the canvas is empty: draw a digit first").args[0]
 
         self.dataset_box = QComboBox()
-        for ds in DATASETS.values():
+        for ds in all_datasets().values():
             self.dataset_box.addItem(ds.title, ds.name)
         self.dataset_box.setToolTip("The data set: its test images, class names and models")
         self.canvas = DrawingCanvas()
@@ -216,6 +216,11 @@ class InputPanel(QGroupBox):
         colour = QColorDialog.getColor(self.canvas.brush_colour, self, "Brush colour")
         if colour.isValid():
             self.set_brush_colour(colour)
+
+    def show_dataset(self, name: str) -> None:
+        """Show data set ``name`` in the box again (a switch to another was refused)."""
+        with QSignalBlocker(self.dataset_box):
+            self.dataset_box.setCurrentIndex(max(0, self.dataset_box.findData(name)))
 
     def _describe(self, index: int) -> str:
         return f"{self.set_title} test #{index}: true label <b>{self.class_names[int(self._labels[index])]}</b>"

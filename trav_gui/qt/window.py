@@ -28,7 +28,7 @@ from torch import nn
 from trav_gui import __version__
 from trav_gui.engine.data.datasets import (
     COLORED_MNIST,
-    DATASETS,
+    all_datasets,
     DEFAULT_DATASET,
     FASHION_MNIST,
     MNIST,
@@ -190,7 +190,7 @@ class MainWindow(RunFilesMixin, QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.addTab(right, "Traversal")
         self.tabs.addTab(self.gallery_tab, "Gallery (10×10)")
-        self.input_panel.set_datasets(list(DATASETS.values()))
+        self.input_panel.set_datasets(list(all_datasets().values()))
 
         central = QWidget()
         layout = QHBoxLayout(central)
@@ -252,6 +252,7 @@ class MainWindow(RunFilesMixin, QMainWindow):
         try:
             images, labels = test_set(ds.name)
         except (OSError, ValueError) as exc:
+            self.input_panel.show_dataset(self.dataset)
             self.show_error("Cannot switch data set", str(exc))
             return False
         self._leave_run()

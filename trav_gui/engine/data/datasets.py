@@ -6,6 +6,11 @@ compressed test set shipped in ``resources/`` (so the app, the CLI and the evalu
 download). Every layer reads the shape and the class count from here: nothing else assumes
 one grey 28×28 channel or ten classes.
 
+A user's own data set (``trav-gui datasets add``, :mod:`trav_gui.engine.data.folders`) is an
+entry too: its folder in the user data sets folder holds ``dataset.json`` (its card),
+``train.npz`` and ``test.npz``; :func:`get_dataset`, :func:`test_set` and
+:func:`load_training_set` find it there, :func:`all_datasets` lists shipped and user sets.
+
 A colour world may be *derived* from a grey one (``colored-mnist`` from MNIST): its images are
 the grey set's, coloured by :func:`trav_gui.engine.data.colored.colorize` with a fixed seed
 per split, so the training images are made from the grey files on the fly.
@@ -14,6 +19,7 @@ per split, so the training images are made from the grey files on the fly.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import zipfile
 from dataclasses import dataclass
@@ -23,10 +29,10 @@ from typing import Annotated
 
 import numpy as np
 import torch
-from pydantic import PlainValidator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 
 from trav_gui.engine.data import colored
-from trav_gui.paths import data_root, resources_dir
+from trav_gui.paths import data_root, resources_dir, user_datasets_dir
 
 __all__ = [
     "DATASETS",
@@ -34,17 +40,25 @@ __all__ = [
     "FASHION_MNIST",
     "MNIST",
     "COLORED_MNIST",
+    "SHIPPED_COUNTS",
     "Dataset",
+    "DatasetCard",
     "DatasetName",
     "DatasetUnavailableError",
     "DigitsUnavailableError",
     "MnistUnavailableError",
+    "all_datasets",
+    "arrays_sha256",
+    "forget_cached",
     "get_dataset",
     "load_mnist",
     "load_training_set",
+    "realism_reference_path",
     "test_digits",
     "test_images",
     "test_set",
+    "user_dataset_problems",
+    "user_datasets",
 ]
 
 
@@ -66,6 +80,14 @@ class Dataset:
     # (training, test) splits (see trav_gui.engine.data.colored).
     colored_from: str | None = None
     colour_seeds: tuple[int, int] = (colored.TRAIN_SEED, colored.TEST_SEED)
+    # A user's data set: its folder (dataset.json, train.npz, test.npz), where it was imported
+    # from, its (training, test) image counts and the sha256 of each split's arrays. With the
+    # digests in the entry, a set removed and added again under its name is another entry, so
+    # no cache serves the old one's images.
+    home: str | None = None
+    source: str | None = None
+    counts: tuple[int, int] | None = None
+    sha256: tuple[str, str] | None = None
 
     @property
     def channels(self) -> int:
@@ -116,12 +138,16 @@ DATASETS: dict[str, Dataset] = {
 }
 # Also the data set of cards and run records written before there were several.
 DEFAULT_DATASET = MNIST
+# The (training, test) images of every shipped set.
+SHIPPED_COUNTS = (60_000, 10_000)
+CARD_FILE = "dataset.json"
+SPLITS = ("train", "test")
 
 
 def check_dataset_name(name: object) -> str:
-    """``name`` if it is a registered data set's name; a ValueError naming the registered ones."""
-    if not isinstance(name, str) or name not in DATASETS:
-        raise ValueError(f"\"dataset\" must be one of {', '.join(DATASETS)}, got {name!r}")
+    """``name`` if it is a shipped or user data set's name; a ValueError naming the known ones."""
+    if not isinstance(name, str) or name not in all_datasets():
+        raise ValueError(f"\"dataset\" must be one of {', '.join(all_datasets())}, got {name!r}")
     return name
 
 
@@ -147,31 +173,125 @@ class DigitsUnavailableError(ValueError):
 
 
 def get_dataset(name: str | Dataset | None) -> Dataset:
-    """The registry entry called ``name`` (None: MNIST); a clear ValueError for unknown names."""
+    """The entry called ``name`` (None: MNIST), shipped or the user's; a clear ValueError for
+    unknown names and for a user data set whose card cannot be read."""
     if isinstance(name, Dataset):
         return name
     key = DEFAULT_DATASET if name is None else str(name).lower()
-    if key not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
-    return DATASETS[key]
+    if key in DATASETS:
+        return DATASETS[key]
+    found, problems = _scan_user_datasets()
+    if key in found:
+        return found[key]
+    if key in problems:
+        raise ValueError(f"user data set {key!r} cannot be read: {problems[key]}")
+    raise ValueError(f"unknown data set {name!r}; known: {', '.join([*DATASETS, *found])}")
 
 
-@lru_cache(maxsize=4)
+def all_datasets() -> dict[str, Dataset]:
+    """The shipped data sets, then the user's (by name)."""
+    return {**DATASETS, **user_datasets()}
+
+
+def user_datasets() -> dict[str, Dataset]:
+    """The user's data sets (``trav-gui datasets add``), by name; unreadable ones left out
+    (see :func:`user_dataset_problems`)."""
+    return dict(_scan_user_datasets()[0])
+
+
+def user_dataset_problems() -> dict[str, str]:
+    """The folders in the user data sets folder that are not readable data sets: name -> why."""
+    return dict(_scan_user_datasets()[1])
+
+
+class DatasetCard(BaseModel):
+    """A user data set's ``dataset.json``: what :func:`~trav_gui.engine.data.folders.import_folder` wrote."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    title: str = Field(min_length=1, max_length=64)
+    shape: tuple[int, int, int]
+    class_names: list[str] = Field(min_length=2)
+    counts: dict[str, dict[str, int]]   # split -> class -> images
+    sha256: dict[str, str]              # split -> sha256 of its images' and labels' bytes
+    source: str = ""
+
+    def entry(self, home: Path) -> Dataset:
+        c, h, w = self.shape
+        if c not in (1, 3) or h != w or h < 1 or len(set(self.class_names)) != len(self.class_names):
+            raise ValueError(f"shape {list(self.shape)} or class names {self.class_names} are not a data set's")
+        if set(self.counts) != set(SPLITS) or set(self.sha256) != set(SPLITS):
+            raise ValueError(f"counts and sha256 must name the splits {', '.join(SPLITS)}")
+        return Dataset(name=self.name, title=self.title, class_names=tuple(self.class_names),
+                       torchvision_class="ImageFolder", folder="", test_file="test.npz", item="image",
+                       short_names=tuple(n[:8] for n in self.class_names), shape=(c, h, w), home=str(home),
+                       source=self.source, counts=tuple(sum(self.counts[s].values()) for s in SPLITS),
+                       sha256=tuple(self.sha256[s] for s in SPLITS))
+
+
+def _scan_user_datasets() -> tuple[dict[str, Dataset], dict[str, str]]:
+    folder = user_datasets_dir()
+    try:
+        stamp = folder.stat().st_mtime_ns  # a set added or removed by another process renames into it
+    except OSError:
+        return {}, {}
+    return _read_user_datasets(str(folder), stamp)
+
+
+@lru_cache(maxsize=8)
+def _read_user_datasets(folder: str, stamp: int) -> tuple[dict[str, Dataset], dict[str, str]]:
+    found: dict[str, Dataset] = {}
+    problems: dict[str, str] = {}
+    for home in sorted(Path(folder).iterdir()):
+        if home.name.startswith(".") or not home.is_dir():  # .NAME.part: an import in progress
+            continue
+        try:
+            card = DatasetCard.model_validate(json.loads((home / CARD_FILE).read_text(encoding="utf-8")))
+            if card.name != home.name or card.name in DATASETS:
+                raise ValueError(f"its card names {card.name!r}")
+            found[card.name] = card.entry(home)
+        except (OSError, ValueError, ValidationError) as exc:  # JSONDecodeError is a ValueError
+            problems[home.name] = f"{home / CARD_FILE}: {' '.join(str(exc).split())}"
+    return found, problems
+
+
+def forget_cached() -> None:
+    """Drop every cached entry, test set and training set: after a data set is added or removed."""
+    _read_user_datasets.cache_clear()
+    _test_set.cache_clear()
+    _load.cache_clear()
+    _load_user.cache_clear()
+
+
+def realism_reference_path(name: str | Dataset | None) -> Path:
+    """Where the realism reference images of a data set are: ``resources/realism_<name>.npz`` for
+    a shipped set, ``realism.npz`` in its folder for a user's (``training.build_realism_reference``)."""
+    ds = get_dataset(name)
+    return Path(ds.home) / "realism.npz" if ds.home else resources_dir() / f"realism_{ds.name.replace('-', '_')}.npz"
+
+
 def test_set(name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The 10,000 test images of data set ``name`` shipped in ``resources/``.
+    """The test images of data set ``name``: shipped in ``resources/`` (10,000), or a user set's test split.
 
     Returns
     -------
-    images : (10000, H, W) uint8 for a grey set, (10000, 3, H, W) for a colour one; read-only,
+    images : (N, H, W) uint8 for a grey set, (N, 3, H, W) for a colour one; read-only,
         0 = background, 255 = ink.
-    labels : (10000,) uint8, read-only.
+    labels : (N,) uint8 (uint16 for a user set of over 256 classes), read-only.
 
     Raises
     ------
     DigitsUnavailableError : the file is missing, corrupt, or holds arrays of other shapes.
-    ValueError : ``name`` is not a registered data set.
+    ValueError : ``name`` is not a known data set.
     """
-    ds = get_dataset(name)
+    return _test_set(get_dataset(name))
+
+
+@lru_cache(maxsize=4)
+def _test_set(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    if ds.home:
+        return _read_user_split(ds, "test", DigitsUnavailableError)
     path = resources_dir() / ds.test_file
     try:
         with np.load(path, allow_pickle=False) as f:
@@ -187,6 +307,42 @@ def test_set(name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     images.flags.writeable = False
     labels.flags.writeable = False
     return images, labels
+
+
+# Those who swap resources/ under a running process (tests) clear the cache as they always did.
+test_set.cache_clear = _test_set.cache_clear  # type: ignore[attr-defined]
+
+
+def _read_user_split(ds: Dataset, split: str, error: type[Exception]) -> tuple[np.ndarray, np.ndarray]:
+    """A user set's ``<split>.npz``, checked against its card (shape, count, classes, sha256); read-only."""
+    path = Path(ds.home) / f"{split}.npz"
+    fix = f"remove it and add its folder again: trav-gui datasets remove {ds.name}; trav-gui datasets add ..."
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            images, labels = f["images"], f["labels"]
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise error(f"{path}: cannot read the {ds.title} {split} images ({exc}); {fix}") from exc
+    k = SPLITS.index(split)
+    if (images.shape != (ds.counts[k], *stored_shape(ds)) or images.dtype != np.uint8
+            or labels.shape != images.shape[:1] or labels.dtype.kind not in "iu"
+            or labels.min() < 0 or labels.max() >= ds.num_classes):
+        raise error(f"{path}: not the {ds.title} {split} images its card describes (images {images.shape} "
+                    f"{images.dtype}, labels {labels.shape} {labels.dtype}); {fix}")
+    if arrays_sha256(images, labels) != ds.sha256[k]:
+        raise error(f"{path}: changed since it was added (its sha256 is not its card's); {fix}")
+    images.flags.writeable = False
+    labels.flags.writeable = False
+    return images, labels
+
+
+def arrays_sha256(images: np.ndarray, labels: np.ndarray) -> str:
+    """sha256 of ``images``' bytes then ``labels``' (C order): what a split's digest is, shipped or the user's."""
+    digest = hashlib.sha256()
+    for a in (images, labels):
+        a = np.ascontiguousarray(a)
+        for rows in range(0, len(a), 4096):  # in pieces: a memory-mapped split is read page by page
+            digest.update(a[rows: rows + 4096].data)
+    return digest.hexdigest()
 
 
 def stored_shape(ds: Dataset) -> tuple[int, ...]:
@@ -217,12 +373,26 @@ def load_training_set(dataset: str | None, train: bool, root: str | os.PathLike 
     labels : (N,) int64
     digest : sha256 of the raw images and labels, to record which data a model saw.
 
+    A user data set's splits are read from its folder (``root`` and ``download`` do not apply).
+
     Raises
     ------
     DatasetUnavailableError : the files are missing or corrupt (with ``download=False``),
         with the path looked at and the ways to fix it.
     """
-    return _load(get_dataset(dataset).name, train, data_root(root), download)
+    ds = get_dataset(dataset)
+    if ds.home:
+        return _load_user(ds, train)
+    return _load(ds.name, train, data_root(root), download)
+
+
+@lru_cache(maxsize=2)
+def _load_user(ds: Dataset, train: bool) -> tuple[torch.Tensor, torch.Tensor, str]:
+    split = SPLITS[0 if train else 1]
+    pixels, labels = _read_user_split(ds, split, DatasetUnavailableError)
+    images = torch.from_numpy(pixels.copy()).float().div_(255.0)
+    return (images[:, None] if ds.channels == 1 else images), torch.from_numpy(labels.astype(np.int64)), \
+        ds.sha256[SPLITS.index(split)]
 
 
 def load_mnist(train: bool, root: str | os.PathLike | None = None, download: bool = False
@@ -260,7 +430,7 @@ def _load(name: str, train: bool, root, download: bool) -> tuple[torch.Tensor, t
     # AssertionError on a bad magic number included.
     except Exception as exc:  # noqa: BLE001
         raise DatasetUnavailableError(_corrupt_message(ds, raw, exc)) from exc
-    expected = 60_000 if train else 10_000
+    expected = SHIPPED_COUNTS[0 if train else 1]
     if (raw_x.shape != (expected, 28, 28) or raw_y.shape != (expected,)
             or raw_y.min() < 0 or raw_y.max() >= ds.num_classes):
         raise DatasetUnavailableError(_corrupt_message(

@@ -18,7 +18,8 @@ def clean_accuracy(model: nn.Module, dataset: str, device: str | torch.device = 
     right = 0
     with torch.no_grad():
         for start in range(0, len(images), batch):
-            x = torch.from_numpy(images[start: start + batch].astype(np.float32) / 255.0)[:, None].to(device)
+            x = torch.from_numpy(images[start: start + batch].astype(np.float32) / 255.0)
+            x = (x[:, None] if x.ndim == 3 else x).to(device)  # grey sets are stored (N, H, W), colour (N, 3, H, W)
             predicted = model(x).argmax(1).cpu().numpy()
             right += int((predicted == labels[start: start + batch]).sum())
     return right / len(images), len(images)

@@ -1,5 +1,6 @@
-"""The classifier architectures, by name: the app's own (``SmallCNN``, ``WideCNN``) and two for
-users' own weights (``LeNet5``, ``MLP``).
+"""The classifier architectures, by name: the app's own (``SmallCNN``, ``WideCNN``), two for
+users' own weights (``LeNet5``, ``MLP``) and the usual robust CIFAR-10 network (``PreActResNet18``,
+with RobustBench's parameter names).
 
 Every one is built for a data set's image shape ``(C, H, W)`` and class count ``K`` (by default
 MNIST's ``(1, 28, 28)`` and 10) and maps ``(N, C, H, W)`` float32 pixels in [0, 1] (``MLP``:
@@ -15,13 +16,14 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 Shape = tuple[int, int, int]
 MNIST_SHAPE: Shape = (1, 28, 28)
 
-__all__ = ["ARCHITECTURES", "ARCHITECTURE_LAYOUTS", "MNIST_SHAPE", "LeNet5", "MLP", "Shape", "SmallCNN",
-           "WideCNN", "build", "fitting_architectures"]
+__all__ = ["ARCHITECTURES", "ARCHITECTURE_LAYOUTS", "MNIST_SHAPE", "LeNet5", "MLP", "PreActResNet18", "Shape",
+           "SmallCNN", "WideCNN", "build", "fitting_architectures"]
 
 
 class SmallCNN(nn.Module):
@@ -126,14 +128,67 @@ class MLP(nn.Sequential):
                          nn.Linear(128, num_classes))
 
 
+class PreActBlock(nn.Module):
+    """A pre-activation basic block (He et al. 2016), as RobustBench's ``PreActBlock``:
+    BN-ReLU-conv3x3-BN-ReLU-conv3x3 plus a shortcut, a 1×1 conv of the block's input where the
+    shape changes."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(x))
+        shortcut = self.shortcut(x) if hasattr(self, "shortcut") else x
+        out = self.conv2(F.relu(self.bn2(self.conv1(out))))
+        return out + shortcut
+
+
+class PreActResNet18(nn.Module):
+    """PreActResNet-18, the usual architecture of robust CIFAR-10 models (e.g. Wong et al. 2020),
+    with the parameter names of RobustBench's ``PreActResNet18()``
+    (``robustbench/model_zoo/architectures/resnet.py``): ``conv1``, ``layer1.0.bn1``...
+    ``layer4.1.conv2``, ``layer2.0.shortcut.0`` (layers 2-4), ``linear``; no batch norm before
+    ``linear``. A RobustBench state dict saved with ``safetensors.torch.save_file`` loads as is
+    (leave out the ``mu`` and ``sigma`` of a model that normalizes inside: they go in its card as
+    ``"input": {"mean": [...], "std": [...]}``).
+
+    Shapes: input ``(N, C, H, W)`` float32 in [0, 1]; output logits ``(N, K)``. For (3, 32, 32),
+    RobustBench's network exactly; for other sizes the final pooling averages the whole feature
+    map (RobustBench's 4×4 average pool is that for 32×32 and 28×28 inputs).
+    """
+
+    def __init__(self, shape: Shape = (3, 32, 32), num_classes: int = 10) -> None:
+        super().__init__()
+        c = shape[0]
+        self.conv1 = nn.Conv2d(c, 64, 3, stride=1, padding=1, bias=False)
+        planes_in = 64
+        for i, (planes, stride) in enumerate([(64, 1), (128, 2), (256, 2), (512, 2)], start=1):
+            blocks = nn.Sequential(PreActBlock(planes_in, planes, stride), PreActBlock(planes, planes))
+            setattr(self, f"layer{i}", blocks)
+            planes_in = planes
+        self.linear = nn.Linear(512, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.layer4(self.layer3(self.layer2(self.layer1(self.conv1(x)))))
+        return self.linear(F.adaptive_avg_pool2d(out, 1).flatten(1))
+
+
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "small_cnn": SmallCNN,
     "wide_cnn": WideCNN,
     "lenet5": LeNet5,
     "mlp": MLP,
+    "preact_resnet18": PreActResNet18,
 }
 # The input each architecture takes: "image" (N, C, H, W) or "flat" (N, C·H·W).
-ARCHITECTURE_LAYOUTS = {"small_cnn": "image", "wide_cnn": "image", "lenet5": "image", "mlp": "flat"}
+ARCHITECTURE_LAYOUTS = {"small_cnn": "image", "wide_cnn": "image", "lenet5": "image", "mlp": "flat",
+                        "preact_resnet18": "image"}
 
 
 def build(name: str, shape: Shape = MNIST_SHAPE, num_classes: int = 10) -> nn.Module:

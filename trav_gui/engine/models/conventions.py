@@ -53,7 +53,8 @@ class Conventions:
 
     layout : ``"image"`` (N, C, H, W) or ``"flat"`` (N, C·H·W).
     scale : the pixels' top value (1 or 255): the app's [0, 1] pixels are multiplied by it.
-    mean, std : None, or the normalization applied after scaling: ``(x - mean) / std``.
+    mean, std : None, or the normalization applied after scaling: ``(x - mean) / std``; a number,
+        or one per channel.
     output : ``"logits"``, ``"log_probabilities"`` (used as logits: softmax gives the same
         probabilities) or ``"probabilities"`` (their log is taken).
     """
@@ -85,18 +86,16 @@ class Conventions:
         """The card entries that declare these conventions."""
         entry: dict = {"layout": self.layout, "range": [0, int(self.scale)]}
         if self.mean is not None:
-            entry.update(mean=_json_number(self.mean), std=_json_number(self.std))
+            entry.update(mean=_json(self.mean), std=_json(self.std))
         return {"input": entry, "output": self.output}
 
 
 def _per_channel(value: float | tuple[float, ...], x: torch.Tensor) -> float | torch.Tensor:
-    """A normalization constant as it broadcasts over (N, C, H, W): one number, or (1, C, 1, 1)."""
-    if isinstance(value, tuple):
-        return torch.tensor(value, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    return value
+    """A number as is; one per channel as a (1, C, 1, 1) tensor beside ``x`` (N, C, H, W)."""
+    return value if isinstance(value, float) else torch.tensor(value, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
 
 
-def _json_number(value: float | tuple[float, ...]) -> float | list[float]:
+def _json(value: float | tuple[float, ...]) -> float | list[float]:
     return list(value) if isinstance(value, tuple) else value
 
 
@@ -184,11 +183,10 @@ def conventions_from_card(card: ModelCard | None, file_name: str, card_name: str
                         f"{LAYOUTS[arch_layout]}, but \"input.layout\" says {spec.layout!r}: "
                         f"set \"layout\": \"{arch_layout}\"")
     channels = get_dataset(card.dataset).channels
-    for key in ("mean", "std"):
-        value = getattr(spec, key)
+    for name, value in (("mean", spec.mean), ("std", spec.std)):
         if isinstance(value, tuple) and len(value) != channels:
-            problems.append(f"\"input.{key}\" gives {len(value)} channels, but {card.dataset} images have "
-                            f"{channels}")
+            problems.append(f"\"input.{name}\" has {len(value)} values, but {card.dataset} images have {channels} "
+                            f"channel(s): give one number, or one per channel")
     if problems:
         raise ModelLoadError(f"{file_name}: its card {card_name} is inconsistent: " + "; ".join(problems))
     return Conventions(spec.layout, float(spec.range[1]), spec.mean, spec.std, output), card.dataset

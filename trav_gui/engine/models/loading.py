@@ -150,7 +150,7 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
             raise ModelLoadError(f"{exc} (as built for {ds.name} images, {'x'.join(map(str, ds.shape))}); its tensors "
                                  f"fit {arch} for {worlds[0]}: correct the card's \"dataset\"") from None
         raise
-    model.load_state_dict({k: v.float() for k, v in state.items()})
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     model.requires_grad_(False)
     return adapt(model, conventions).eval().to(device=device, memory_format=torch.channels_last)
 
@@ -166,7 +166,7 @@ def load_weights(name_or_path: str | os.PathLike, architecture: str) -> dict[str
         raise ModelLoadError(f"{path.name} is a {arch} model, not {architecture}")
     ds = get_dataset(card.dataset if card else DEFAULT_DATASET)
     check_state(state, build(architecture, ds.shape, ds.num_classes), architecture, path.name)
-    return {k: v.float() for k, v in state.items()}
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
 def _no_card_error(path: Path, state: dict[str, torch.Tensor], exc: ModelLoadError) -> ModelLoadError:

@@ -94,8 +94,9 @@ def check_state(state: dict[str, torch.Tensor], model: nn.Module, arch: str, nam
         want, got = expected[key], state[key]
         if tuple(got.shape) != tuple(want.shape):
             problems.append(f"{key} has shape {tuple(got.shape)}, {arch} needs {tuple(want.shape)}")
-        elif not got.is_floating_point():
-            problems.append(f"{key} has dtype {got.dtype}, expected a float type")
+        elif got.is_floating_point() != want.is_floating_point():  # batch norm counts its batches in int64
+            kind = "a float" if want.is_floating_point() else "an integer"
+            problems.append(f"{key} has dtype {got.dtype}, expected {kind} type")
         elif not torch.isfinite(got).all():
             problems.append(f"{key} contains NaN or inf")
     if problems:

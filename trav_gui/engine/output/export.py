@@ -56,7 +56,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 from PIL import Image
 
-from trav_gui.engine.data.datasets import DATASETS, DEFAULT_DATASET, get_dataset
+from trav_gui.engine.data.datasets import DEFAULT_DATASET, all_datasets, get_dataset
 from trav_gui.engine.files import atomic_path, remove_files_inside, safe_relative_parts, save_png, write_bytes_atomic
 from trav_gui.engine.output.render import (
     MAX_ANIMATION_FRAMES,
@@ -411,7 +411,7 @@ def export_run(folder: str | os.PathLike, record: dict, arrays: Mapping[str, np.
     if progress:
         progress(done, total, CSV_NAME)
     dataset = (record.get("extra") or {}).get("dataset") or DEFAULT_DATASET
-    class_names = get_dataset(dataset).class_names if dataset in DATASETS else None
+    class_names = get_dataset(dataset).class_names if dataset in all_datasets() else None
     target_name = get_dataset(dataset).short(parsed.target) if class_names else None
     written.append(write_strip(folder / STRIP_NAME, arrays, names, parsed.target, target_name=target_name))
     done += 1
