@@ -141,30 +141,92 @@ def test_a_data_set_in_use_by_a_user_model_is_not_removed(tmp_path, capsys):
     assert "pets" in data.all_datasets()
 
 
-def test_the_tools_that_write_28x28_runs_refuse_other_sets_in_one_line(tmp_path, capsys):
-    import_folder(make_tree(tmp_path / "pets"), "pets")
-    path = tmp_path / "m.safetensors"
-    save_model(build("small_cnn", (3, 32, 32), 3), path, {"kind": "test", "dataset": "pets"}, "small_cnn")
-    for command in (["traverse", "--index", "0", "--target", "1"], ["gallery"]):
-        assert main([*command, "--model", str(path), "--dataset", "pets", "--out", str(tmp_path / "o")]) == 2
-        err = capsys.readouterr().err
-        assert "28x28 grey images of 10 classes so far; pets has 3 classes of 3x32x32" in err
-    assert main(["traverse", "--index", "0", "--target", "3", "--model", str(path), "--out", str(tmp_path / "o")]) == 2
-    assert "--target must be 0..2" in capsys.readouterr().err
+def test_a_user_folder_end_to_end_add_train_traverse_export_replay(tmp_path, capsys):
+    """The acceptance path: a 3-class RGB 32x32 folder added, a model trained on it for a few hundred
+    steps, traversed with the command line, exported, and the run replayed identically."""
+    from trav_gui.engine.core.traversal import stack_frames, traverse
+    from trav_gui.engine.runs.record import read_run_record
+
+    tree = make_tree(tmp_path / "pets", train=40, test=4)
+    assert main(["datasets", "add", str(tree), "--name", "pets", "--title", "Pets"]) == 0
+    out = tmp_path / "pets.safetensors"
+    train.main(["--dataset", "pets", "--kind", "standard", "--epochs", "20", "--batch-size", "8", "--no-eval",
+                "--curve-samples", "12", "--out", str(out)])  # 15 batches x 20 epochs = 300 steps
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["input_shape"] == [3, 32, 32] and card["learning_curve"][-1]["train_acc"] > 0.5
+    run = tmp_path / "run"
+    capsys.readouterr()
+    assert main(["traverse", "--index", "0", "--target", "2", "--model", str(out), "--steps", "30",
+                 "--step-size", "0.5", "--out", str(run)]) == 0
+    assert "predicts" in capsys.readouterr().out
+    with np.load(run / "pets.npz") as f:
+        frames, probs = f["frames"], f["probs"]
+    images, _ = data.test_set("pets")
+    assert frames.shape == (31, 3, 32, 32) and probs.shape == (31, 3)
+    np.testing.assert_array_equal(frames[0], images[0] / np.float32(255))
+    assert probs[-1, 2] > probs[0, 2]
+    png = np.asarray(Image.open(run / "frames" / "pets" / "step_00030.png"))
+    assert png.shape == (32, 32, 3)
+    header = (run / "steps.csv").read_text().splitlines()[0].split(",")
+    assert "p2" in header and "p3" not in header
+    record = read_run_record(run)
+    assert record.start_image.shape == (3, 32, 32) and record.raw["extra"]["dataset"] == "pets"
+    again = stack_frames(list(traverse([load_model(out)], record.start_image, record.target, record.config,
+                                       shape=data.get_dataset("pets").shape)))
+    np.testing.assert_array_equal(again["images"][:, 0, 0], frames)
+    # The gallery is 3x3 (6 traversals); a target beyond the set's classes is one line.
+    assert main(["gallery", "--model", str(out), "--steps", "2", "--out", str(tmp_path / "g")]) == 0
+    assert "/6 traversals reached their target" in capsys.readouterr().out
+    assert (tmp_path / "g" / "gallery_pets.png").is_file()
+    assert main(["traverse", "--index", "0", "--target", "3", "--model", str(out), "--out", str(tmp_path / "o")]) == 2
+    assert "--target must be 0..2 for Pets" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 
-def test_the_apps_box_lists_user_sets_and_refuses_those_it_cannot_show(tmp_path, qtbot, gui_models):
+@pytest.mark.parametrize("k", [2, 20])
+def test_the_app_lays_out_two_and_twenty_classes(tmp_path, qtbot, k):
     from helpers import make_window
+    from trav_gui.qt.target_picker import MAX_BUTTONS
 
-    import_folder(make_tree(tmp_path / "pets"), "pets", "Pets")
-    w = make_window(qtbot, gui_models)
-    box = w.input_panel.dataset_box
-    assert [box.itemData(i) for i in range(box.count())][-1] == "pets"
-    with qtbot.waitSignal(w.error_shown, timeout=2000):
-        box.setCurrentIndex(box.count() - 1)
-    assert "28×28 grey images of 10 classes so far; Pets has 3 classes of 3×32×32" in w.last_error
-    assert w.dataset == "mnist" and box.currentData() == "mnist"
+    classes = tuple(f"class-{i:02d}" for i in range(k))
+    import_folder(make_tree(tmp_path / "tree", classes=classes, size=28, train=1, test=1), "world", "World")
+    folder = tmp_path / "models"
+    for i, name in enumerate(["m1", "m2"]):
+        torch.manual_seed(i)
+        save_model(build("small_cnn", (3, 28, 28), k), folder / f"{name}.safetensors",
+                   {"kind": "test", "dataset": "world"}, "small_cnn")
+    w = make_window(qtbot, folder)
+    assert w.set_dataset("world")
+    picker = w.target_picker
+    assert picker.uses_list == (k > MAX_BUTTONS)
+    if k == 2:
+        assert [b.text() for b in picker.buttons] == ["class-00", "class-01"] and not picker.search.isVisibleTo(picker)
+    else:
+        assert picker.buttons == [] and picker.search.count() == 20 and picker.search.isVisibleTo(picker)
+        with qtbot.waitSignal(picker.target_changed, timeout=1000):
+            picker.search.setCurrentIndex(17)
+        assert picker.target == 17
+    w.selector.set_selected([entry.key for entry in w.selector.entries()])
+    target = k - 1
+    w.set_target(target)
+    assert picker.target == target
+    w.settings.max_steps.setValue(3)
+    with qtbot.waitSignal(w.run_finished, timeout=30_000):
+        w.play()
+    assert w.history.probs.shape == (4, 2, k)
+    column = w.view.columns[0]
+    assert f"P(class-{target:02d})" in column.prediction.text
+    assert ("top:" in column.prediction.text) == (k > 10)  # beyond ten classes the top few are named
+    # The gallery: all classes when they fit, else a chosen 12 (the class field is shown).
+    tab = w.gallery_tab
+    assert tab.classes.isVisibleTo(tab) == (k > 12)
+    assert tab.chosen_classes() == list(range(min(k, 12)))
+    if k > 12:
+        tab.classes.setText("0 5 19")
+        assert tab.chosen_classes() == [0, 5, 19]
+        tab.classes.setText("0 5 25")
+        with pytest.raises(ValueError, match="distinct classes of 0..19"):
+            tab.chosen_classes()
 
 
 # ----------------------------------------------------------------------------- refusals

@@ -43,7 +43,8 @@ class TargetPicker(QGroupBox):
         self.buttons: list[QPushButton] = []
         self._grid = QGridLayout(self)
         self._grid.setSpacing(3)
-        self.search = QComboBox()
+        self.search = QComboBox(self)
+        self.search.hide()
         self.search.setEditable(True)
         self.search.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
         self.search.setToolTip("Type to find a class")
@@ -86,9 +87,9 @@ class TargetPicker(QGroupBox):
                 for c, name in enumerate(self.class_names):
                     self.search.addItem(f"{c}: {name}", c)
                 self.search.setCurrentIndex(keep)
-            self.search.show()
             self._grid.addWidget(self.search, 0, 0)
             self._grid.addWidget(self.hint, 1, 0)
+            self.search.show()
             return
         self.search.hide()
         wide = max(len(n) for n in short_names) > 2 or k > 10
