@@ -24,7 +24,7 @@ from trav_gui.engine.models.errors import ModelLoadError
 from trav_gui.engine.models.loading import load_model
 from trav_gui.engine.models.user_models import add_user_model
 from trav_gui.engine.models.weights import save_model
-from trav_gui.engine.realism import reference_set
+from trav_gui.engine.realism import RealismScorer, judge_name, reference_set
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -332,7 +332,7 @@ def test_a_damaged_user_set_is_named_with_the_way_to_fix_it(tmp_path, user_datas
 
 
 def test_training_and_the_realism_reference_take_a_user_set(tmp_path, user_datasets):
-    import_folder(make_tree(tmp_path / "pets"), "pets")
+    import_folder(make_tree(tmp_path / "pets"), "pets", "Pets")
     out = tmp_path / "x.safetensors"
     train.main(["--dataset", "pets", "--kind", "standard", "--epochs", "1", "--limit", "64", "--no-eval",
                 "--batch-size", "8", "--curve-samples", "6", "--out", str(out)])
@@ -345,6 +345,15 @@ def test_training_and_the_realism_reference_take_a_user_set(tmp_path, user_datas
     build_realism_reference.main(["--dataset", "pets", "--per-class", "2"])
     assert (user_datasets / "pets" / "realism.npz").is_file()
     assert reference_set("pets").images.shape == (6, 3 * 32 * 32)
+    # Without a judge realism says how to get one; --judge trains it into the set's folder.
+    with pytest.raises(ValueError, match="Pets has no judge.*--dataset pets --kind robust --arch wide_cnn --judge"):
+        judge_name("pets")
+    train.main(["--dataset", "pets", "--kind", "standard", "--arch", "wide_cnn", "--seed", "1", "--judge", "--epochs",
+                "1", "--limit", "64", "--no-eval", "--batch-size", "8", "--curve-samples", "6"])
+    judge = user_datasets / "pets" / "judge.safetensors"
+    assert judge_name("pets") == str(judge) and json.loads(judge.with_suffix(".json").read_text())["role"] == "judge"
+    realism = RealismScorer(dataset="pets").score(data.test_set("pets")[0][:2] / np.float32(255), 1)
+    assert realism.judge_probs.shape == (2, 3) and realism.nn_ratio.shape == (2,)
 
 
 def test_a_model_of_another_shape_is_refused_by_its_tensors(tmp_path):

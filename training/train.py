@@ -42,6 +42,7 @@ from trav_gui.engine.data.datasets import (
     all_datasets,
     get_dataset,
     load_training_set,
+    user_judge_path,
 )
 from trav_gui.engine.files import atomic_path
 from trav_gui.engine.models.architectures import ARCHITECTURES, build
@@ -71,7 +72,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--shift", type=int, default=0,
                    help="translation augmentation: shift every training image by up to this many pixels "
                         "in x and y (zero fill), before the attack")
-    p.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
+    p.add_argument("--out", type=Path, default=None,
+                   help="the .safetensors file to write (with --judge on a user's data set: its folder's judge)")
+    p.add_argument("--judge", action="store_true",
+                   help="train the data set's independent judge of realism (its card says role judge: never "
+                        "traversed); use another --arch and --seed than the traversed models")
     p.add_argument("--data-root", default=None, help="data root (default $TRAV_GUI_DATA or ~/.cache/trav_gui/data)")
     p.add_argument("--download", action="store_true", help="download the data set to the data root if missing")
     p.add_argument("--resume", type=Path, default=None, help="a <out>.ckpt folder to continue from")
@@ -84,6 +89,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cpu", help='torch device, e.g. "cuda" (default cpu)')
     args = p.parse_args(argv)
+    if args.out is None:
+        home = user_judge_path(args.dataset) if args.judge else None
+        if home is None:
+            p.error("--out is required (except with --judge on a user's data set)")
+        args.out = home
     if args.out.suffix != ".safetensors":
         p.error("--out must end in .safetensors")
     if args.epochs < 1 or args.eps <= 0 or args.attack_steps < 1 or args.batch_size < 1:
@@ -265,8 +275,11 @@ def train(args: argparse.Namespace) -> dict:
         "kind": args.kind,
         "dataset": args.dataset,
         "input_shape": list(ds.shape),
-        "description": ("adversarially trained with L2 PGD" if args.kind == "robust"
-                        else "standard training on clean images"),
+        **({"role": "judge"} if args.judge else {}),
+        "description": (("the independent judge of realism: never traversed, ensembled or used by a stop rule; "
+                         if args.judge else "")
+                        + ("adversarially trained with L2 PGD" if args.kind == "robust"
+                           else "standard training on clean images")),
         "training": {
             "recipe": ("Madry et al. 2018 adversarial training: every batch replaced by L2-PGD "
                        "adversarial examples from a random start" if args.kind == "robust"

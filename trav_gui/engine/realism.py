@@ -46,6 +46,7 @@ from trav_gui.engine.data.datasets import (
     realism_reference_path,
     stored_shape,
     test_set,
+    user_judge_path,
 )
 from trav_gui.engine.models.errors import ModelLoadError
 from trav_gui.engine.models.loading import load_model
@@ -78,12 +79,16 @@ class ReferenceUnavailableError(ValueError):
 
 
 def judge_name(dataset: str | None = None) -> str:
-    """The shipped judge of ``dataset`` (a name for :func:`~trav_gui.engine.models.load_model`);
-    a ValueError for a data set without one (a user's)."""
+    """The judge of ``dataset`` for :func:`~trav_gui.engine.models.load_model`: a shipped judge's
+    name, or the path of a user set's own judge; a ValueError (saying how to train one) without."""
     ds = get_dataset(dataset)
-    if ds.name not in JUDGES:
-        raise ValueError(f"no judge of {ds.title} images ships with the app, so its realism is not measured")
-    return JUDGES[ds.name]
+    if ds.name in JUDGES:
+        return JUDGES[ds.name]
+    own = user_judge_path(ds)
+    if own is not None and own.is_file():
+        return str(own)
+    raise ValueError(f"{ds.title} has no judge, so its realism is not measured; train one with python -m "
+                     f"training.train --dataset {ds.name} --kind robust --arch wide_cnn --judge")
 
 
 def confident_point(probs: np.ndarray, target: int, threshold: float = CONFIDENT_PROB) -> int | None:

@@ -57,6 +57,7 @@ __all__ = [
     "test_digits",
     "test_images",
     "test_set",
+    "user_judge_path",
     "user_dataset_problems",
     "user_datasets",
 ]
@@ -269,6 +270,13 @@ def realism_reference_path(name: str | Dataset | None) -> Path:
     a shipped set, ``realism.npz`` in its folder for a user's (``training.build_realism_reference``)."""
     ds = get_dataset(name)
     return Path(ds.home) / "realism.npz" if ds.home else resources_dir() / f"realism_{ds.name.replace('-', '_')}.npz"
+
+
+def user_judge_path(name: str | Dataset) -> Path | None:
+    """Where a user set's judge lives (``judge.safetensors`` in its folder, written by
+    ``python -m training.train --dataset NAME --judge``); None for a shipped set."""
+    ds = get_dataset(name)
+    return Path(ds.home) / "judge.safetensors" if ds.home else None
 
 
 def test_set(name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
