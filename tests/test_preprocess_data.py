@@ -53,7 +53,29 @@ def test_empty_drawing_has_a_clear_error(canvas):
 
 def test_non_2d_is_refused():
     with pytest.raises(ValueError, match="2-D"):
-        drawing_to_mnist(np.zeros((3, 28, 28)))
+        drawing_to_mnist(np.zeros((4, 28, 28)))
+    with pytest.raises(ValueError, match="2-D"):
+        drawing_to_mnist(np.zeros((2, 3, 28, 28)))
+
+
+def test_a_colour_drawing_is_placed_as_its_ink_would_be_and_keeps_its_colour():
+    from trav_gui.engine.data.preprocess import drawing_to_image, paint
+
+    ink = np.zeros((280, 280), np.float32)
+    ink[40:200, 60:90] = 1.0
+    ink[150:170, 60:220] = 0.7
+    grey = drawing_to_mnist(ink)
+    colour = (0.2, 1.0, 0.5)
+    placed = drawing_to_mnist(paint(ink, colour))
+    assert placed.shape == (3, 28, 28)
+    np.testing.assert_allclose(placed, paint(grey, colour), atol=1e-6)  # the same box and centre, each channel
+    # Other sizes keep MNIST's proportions: a 20/28 box, centred.
+    big = drawing_to_mnist(ink, 56)
+    rows = np.flatnonzero(big.max(1) > 0.05)
+    assert big.shape == (56, 56) and 36 <= rows[-1] - rows[0] + 1 <= 42
+    # A grey drawing in a colour world has three equal channels.
+    image = drawing_to_image(ink, (3, 28, 28))
+    assert image.shape == (3, 28, 28) and np.array_equal(image[0], grey) and np.array_equal(image[2], grey)
 
 
 def test_shipped_test_digits_are_mnist():
