@@ -162,7 +162,7 @@ def evaluate(model: nn.Module, eps: float = 2.0, attack_steps: int = 100, restar
 
 def format_table(name: str, result: dict) -> str:
     lines = [f"model {name}: clean accuracy {100 * result['clean_accuracy']:.2f} % "
-             f"on {result['test_samples']} test digits",
+             f"on {result['test_samples']} test images",
              f"{'eps':>5}  {'robust acc':>10}  {'samples':>7}  attack"]
     for r in result["robust"]:
         lines.append(f"{r['eps']:>5.2f}  {100 * r['accuracy']:>9.2f} %  {r['samples']:>7}  {r['attack']}")

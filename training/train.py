@@ -308,6 +308,7 @@ def train(args: argparse.Namespace) -> dict:
     card = save_model(model, args.out, card, args.arch)
     if not args.no_eval:
         evaluate.main([str(args.out), "--write-card", "--device", args.device, "--attack-steps", str(args.eval_attack_steps),
+                       *(["--eps", str(args.eps)] if args.kind == "robust" else []),
                        "--restarts", str(args.eval_restarts)]
                       + (["--limit", str(args.eval_limit)] if args.eval_limit else []))
     print(f"wrote {args.out} and {args.out.with_suffix('.json')} in {time.time() - started:.0f} s",

@@ -117,9 +117,10 @@ class DrawingCanvas(QWidget):
                 a = np.repeat(a[None], 3, axis=0)
             elif not self._colour_mode and a.ndim == 3:
                 a = a.max(axis=0)
-            rep = CANVAS_SIZE // a.shape[-1]
-            up = np.repeat(np.repeat(a, rep, axis=-2), rep, axis=-1)
-            self._background = np.ascontiguousarray(up[..., :CANVAS_SIZE, :CANVAS_SIZE])
+            # Nearest neighbour onto the whole raster (ten canvas pixels per pixel at 28×28).
+            rows = np.arange(CANVAS_SIZE) * a.shape[-2] // CANVAS_SIZE
+            cols = np.arange(CANVAS_SIZE) * a.shape[-1] // CANVAS_SIZE
+            self._background = np.ascontiguousarray(a[..., rows[:, None], cols[None, :]])
         self._rebuild()
 
     def clear(self) -> None:

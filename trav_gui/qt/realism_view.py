@@ -102,7 +102,7 @@ class ColumnRealism:
     def readout(judge_probs: np.ndarray | None, ratio: float, class_names, target: int, p90: float | None,
                 colour_kept: float = float("nan"), grey_share: float = float("nan")) -> str:
         """'judge: 0, 97 % · nearest real 0: 1.31× typical' (HTML), and in colour worlds
-        '· colour kept (4 % grey)'; '' when not scored."""
+        a second line 'colour kept (4 % grey)'; '' when not scored."""
         if judge_probs is None or not np.isfinite(ratio):
             return ""
         verdict = int(np.argmax(judge_probs))
@@ -113,6 +113,6 @@ class ColumnRealism:
         if np.isfinite(colour_kept):
             kept = colour_kept > 0.5
             grey = f" ({100 * grey_share:.0f} % grey)" if np.isfinite(grey_share) else ""
-            text += (f" · <b style='color:{'#66bb6a' if kept else '#ffb74d'}'>colour "
+            text += (f"<br><b style='color:{'#66bb6a' if kept else '#ffb74d'}'>colour "
                      f"{'kept' if kept else 'changed'}</b>{grey}")
         return text
