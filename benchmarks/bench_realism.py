@@ -228,7 +228,7 @@ def main(argv=None) -> dict:
                "seconds": round(time.time() - t0, 1)}
         result["levers"][name] = row
         print_row(name, row, list(judges))
-        if args.write_card and name == "realistic":
+        if args.write_card and isinstance(spec, str) and resolve_model_path(spec).suffix == ".recipe":
             write_recipe_card(spec, model, row, result, args.dataset, args.device)
     for name, row in result["levers"].items():  # cards read last: evaluations may finish meanwhile
         spec = LEVERS.get(name, (name, name))[1]
@@ -273,6 +273,7 @@ def write_recipe_card(name: str, model, row: dict, result: dict, dataset: str, d
     card["evaluation"] = {
         "test_samples": samples, "clean_accuracy": clean,
         "realism": {"traversals": result["traversals"], "steps": result["steps"], "step_size": result["step_size"],
+                    "starts": f"test images {result.get('first', 0)}-{result.get('first', 0) + result['digits'] - 1}",
                     "success": row["judges"][first]["success"],
                     "success_by_judge": {j: v["success"] for j, v in row["judges"].items()},
                     "judge_agreement": {j: v["agree"] for j, v in row["judges"].items()},
