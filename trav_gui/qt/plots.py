@@ -185,8 +185,9 @@ class ModelColumn:
             self.eps_line.setVisible(True)
         self._delta_level = delta_level
         self.delta_item.setLevels((-delta_level, delta_level))
-        self.delta_caption.setText(f"δ = x − x₀  (±{delta_level:g}"
-                                   + (", per channel: grey = 0)" if self._colour else ")"))
+        # Colour: each channel's change around mid-grey (grey = unchanged), kept short to fit a column.
+        self.delta_caption.setText(f"δ per channel (±{delta_level:g})" if self._colour
+                                   else f"δ = x − x₀  (±{delta_level:g})")
 
     def set_curves(self, steps: np.ndarray, probs: np.ndarray, l2: np.ndarray, linf: np.ndarray) -> None:
         """Feed the curves: ``steps`` (n,), ``probs`` (n, K), ``l2``/``linf`` (n,)."""
