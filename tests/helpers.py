@@ -50,3 +50,18 @@ def save_with_card(model, path, card=None):
     if card is not None:
         path.with_suffix(".json").write_text(json.dumps(card))
     return path
+
+
+def draw_vertical_bar(qtbot, canvas) -> None:
+    """Drag the mouse down the middle of ``canvas``, from 1/8 to 7/8 of its height: one stroke."""
+    from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    s = canvas.width()
+    qtbot.mousePress(canvas, Qt.MouseButton.LeftButton, pos=QPoint(s // 2, s // 8))
+    for y in range(s // 8, 7 * s // 8, 8):
+        QApplication.sendEvent(canvas, QMouseEvent(
+            QMouseEvent.Type.MouseMove, QPoint(s // 2, y), canvas.mapToGlobal(QPoint(s // 2, y)),
+            Qt.MouseButton.NoButton, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier))
+    qtbot.mouseRelease(canvas, Qt.MouseButton.LeftButton, pos=QPoint(s // 2, 7 * s // 8))

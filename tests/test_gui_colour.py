@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from PySide6.QtCore import QPoint, Qt
-from PySide6.QtGui import QColor, QMouseEvent
-from PySide6.QtWidgets import QApplication
+from PySide6.QtGui import QColor
 
 from trav_gui.engine.data.datasets import test_set as shipped_test_set
 from trav_gui.engine.models.architectures import SmallCNN
@@ -16,7 +14,7 @@ from trav_gui.engine.models.weights import save_model
 from trav_gui.engine.runs.record import read_run_record
 from trav_gui.qt.plot_items import delta_rgb
 
-from helpers import make_window
+from helpers import draw_vertical_bar, make_window
 
 
 @pytest.fixture
@@ -31,16 +29,6 @@ def colour_folder(tmp_path):
         torch.manual_seed(10 + i)
         save_model(SmallCNN(), folder / f"{name}.safetensors", {"kind": "test"}, "small_cnn")
     return folder
-
-
-def _draw_bar(qtbot, canvas) -> None:
-    s = canvas.width()
-    qtbot.mousePress(canvas, Qt.MouseButton.LeftButton, pos=QPoint(s // 2, s // 8))
-    for y in range(s // 8, 7 * s // 8, 8):
-        QApplication.sendEvent(canvas, QMouseEvent(
-            QMouseEvent.Type.MouseMove, QPoint(s // 2, y), canvas.mapToGlobal(QPoint(s // 2, y)),
-            Qt.MouseButton.NoButton, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier))
-    qtbot.mouseRelease(canvas, Qt.MouseButton.LeftButton, pos=QPoint(s // 2, 7 * s // 8))
 
 
 def test_a_colour_world_runs_shows_colour_and_exports_colour_files(qtbot, colour_folder, tmp_path):
@@ -91,7 +79,7 @@ def test_drawing_in_a_colour_world_takes_the_brush_colour(qtbot, colour_folder):
     panel.canvas.clear()
     panel.set_brush_colour(QColor(0, 255, 0))
     with qtbot.waitSignal(panel.start_changed, timeout=2000):
-        _draw_bar(qtbot, panel.canvas)
+        draw_vertical_bar(qtbot, panel.canvas)
     image = panel.start_image
     assert image.shape == (3, 28, 28)
     # A green bar in the middle: ink in the green channel only.

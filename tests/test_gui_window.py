@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
 from trav_gui.engine.data import datasets as data
@@ -18,7 +18,7 @@ from trav_gui.engine.output.export import read_steps_csv
 from trav_gui.engine.runs.record import read_run_record
 from trav_gui.qt.window import MainWindow
 
-from helpers import make_window
+from helpers import draw_vertical_bar, make_window
 
 STEPS = 25
 
@@ -82,16 +82,8 @@ def test_picking_an_example_shows_label_predictions_and_marks_the_target_buttons
 
 def test_drawn_strokes_are_what_the_models_get(qtbot, window):
     canvas = window.input_panel.canvas
-    s = canvas.width()
-    qtbot.mousePress(canvas, Qt.MouseButton.LeftButton, pos=QPoint(s // 2, s // 8))
-    from PySide6.QtGui import QMouseEvent
-    from PySide6.QtWidgets import QApplication
-    for y in range(s // 8, 7 * s // 8, 8):
-        QApplication.sendEvent(canvas, QMouseEvent(
-            QMouseEvent.Type.MouseMove, QPoint(s // 2, y), canvas.mapToGlobal(QPoint(s // 2, y)),
-            Qt.MouseButton.NoButton, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier))
     with qtbot.waitSignal(window.input_panel.start_changed, timeout=1000):
-        qtbot.mouseRelease(canvas, Qt.MouseButton.LeftButton, pos=QPoint(s // 2, 7 * s // 8))
+        draw_vertical_bar(qtbot, canvas)
     expected = drawing_to_mnist(canvas.ink())
     assert np.array_equal(window.input_panel.start_image, expected)
     assert expected[4:24, 12:16].mean() > 0.3  # a vertical bar in the middle
