@@ -96,25 +96,28 @@ def _read_image(path: str, ds):
     """A PNG as an input of data set ``ds``. Grey worlds: an image of the data set's size is
     used as it is, anything else is preprocessed like a drawing, and dark ink on a light
     background is inverted (MNIST is light on dark). Colour worlds: an RGB image of the data
-    set's size, used as it is."""
+    set's size, used as it is, as (3, H, W)."""
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
     from trav_gui.engine.data.preprocess import INK_THRESHOLD, drawing_to_mnist
 
-    if ds.is_colour:
-        return _read_colour_image(path, ds)
     try:
         # Image.open reads the header only: the size is known before any pixel is decoded.
         with Image.open(path) as im:
+            if ds.is_colour and (im.height, im.width) != ds.size:
+                raise CliError(f"{path}: {ds.title} images are {ds.size[1]}x{ds.size[0]}, this one is "
+                               f"{im.width}x{im.height}; resize it first (or use --index)")
             if im.width * im.height > MAX_IMAGE_PIXELS:
                 raise CliError(f"{path}: image too large ({im.width}x{im.height} pixels; "
                                f"at most {MAX_IMAGE_PIXELS} pixels)")
-            a = np.asarray(im.convert("L"), np.float32) / 255.0
+            a = np.asarray(im.convert("RGB" if ds.is_colour else "L"), np.float32) / 255.0
     except Image.DecompressionBombError as exc:  # far past Pillow's own limit
         raise CliError(f"{path}: image too large ({exc})") from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise CliError(f"{path}: cannot read image ({exc})") from None
+    if ds.is_colour:
+        return np.ascontiguousarray(a.transpose(2, 0, 1))
     if np.median(a) > 0.5:
         a = 1.0 - a
     if a.max() <= INK_THRESHOLD:
@@ -126,22 +129,6 @@ def _read_image(path: str, ds):
         return drawing_to_mnist(a, ds.size[0])
     except ValueError as exc:
         raise CliError(f"{path}: {exc}") from None
-
-
-def _read_colour_image(path: str, ds):
-    """An RGB image of exactly the colour data set's size, as (3, H, W) in [0, 1]."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            if (im.height, im.width) != ds.size:
-                raise CliError(f"{path}: {ds.title} images are {ds.size[1]}x{ds.size[0]}, this one is "
-                               f"{im.width}x{im.height}; resize it first (or use --index)")
-            a = np.asarray(im.convert("RGB"), np.float32) / 255.0
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        raise CliError(f"{path}: cannot read image ({exc})") from None
-    return np.ascontiguousarray(a.transpose(2, 0, 1))
 
 
 def _config_from(args):

@@ -169,14 +169,6 @@ class InputPanel(QGroupBox):
 
     # --- picking ---------------------------------------------------------------------
 
-    def set_datasets(self, datasets: list[Dataset]) -> None:
-        """Offer these data sets in the data-set box (the shipped ones and the user's)."""
-        with QSignalBlocker(self.dataset_box):
-            self.dataset_box.clear()
-            for ds in datasets:
-                self.dataset_box.addItem(ds.title, ds.name)
-            self.dataset_box.setCurrentIndex(max(0, self.dataset_box.findData(self.dataset.name)))
-
     def set_test_set(self, images: np.ndarray, labels: np.ndarray, dataset: Dataset) -> None:
         """Pick from another data set's test images; draw in its image world (size, colour)."""
         self._images, self._labels = images, labels

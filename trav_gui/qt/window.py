@@ -28,7 +28,6 @@ from torch import nn
 from trav_gui import __version__
 from trav_gui.engine.data.datasets import (
     COLORED_MNIST,
-    all_datasets,
     DEFAULT_DATASET,
     FASHION_MNIST,
     MNIST,
@@ -190,7 +189,6 @@ class MainWindow(RunFilesMixin, QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.addTab(right, "Traversal")
         self.tabs.addTab(self.gallery_tab, "Gallery (10×10)")
-        self.input_panel.set_datasets(list(all_datasets().values()))
 
         central = QWidget()
         layout = QHBoxLayout(central)
