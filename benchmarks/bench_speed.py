@@ -13,6 +13,8 @@ Prints, for a single image and for a batch of 90 (the gallery's size), with two 
 - other image worlds (``--shapes 3x28x28 3x32x32``): the engine's time per step on colour
   images of each shape against the bare loop (target <= 1.05), with two SmallCNNs built for that
   shape (seeded random weights: the cost of a step does not depend on what the weights learnt).
+  These are timed step by step, alternately (see ``interleaved``): a step at batch 1 takes a
+  few milliseconds, and this machine's speed drifts by more than 5 % between whole runs.
 ``--only-shapes`` measures just those.
 Each comparison times its two contenders alternately (A, B, A, B, ...) after a warm-up of
 each, so that a change of machine load hits both; times are medians, and each ratio is the
@@ -29,7 +31,7 @@ import numpy as np
 import torch
 
 from trav_gui.engine.core.objectives import logprob
-from trav_gui.engine.core.traversal import TraversalConfig, traverse
+from trav_gui.engine.core.traversal import MAX_STEPS, TraversalConfig, traverse
 from trav_gui.engine.data.datasets import test_digits
 from trav_gui.engine.models.architectures import build
 from trav_gui.engine.models.loading import load_model
@@ -56,21 +58,54 @@ def engine_run(models, x0, targets, steps, shape=(1, 28, 28)):
     return run
 
 
-def bare_run(models, x0, targets, steps):
-    """What a step costs at the least: forward and backward of each model, an L2 step, clip."""
+def bare_steps(models, x0, targets):
+    """What a step costs at the least: forward and backward of each model, an L2 step, clip;
+    a generator that takes one step per ``next``."""
     x_start = torch.from_numpy(x0)
     x_start = x_start[:, None] if x_start.dim() == 3 else x_start
     t = torch.as_tensor(targets)
+    xs = [x_start.clone() for _ in models]
+    while True:
+        for i, model in enumerate(models):
+            x = xs[i].requires_grad_(True)
+            (g,) = torch.autograd.grad(logprob(model(x), t).sum(), x)
+            n = g.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+            xs[i] = (x.detach() + 0.1 * g / n).clamp_(0, 1)
+        yield
 
+
+def bare_run(models, x0, targets, steps):
     def run():
-        xs = [x_start.clone() for _ in models]
-        for _ in range(steps):
-            for i, model in enumerate(models):
-                x = xs[i].requires_grad_(True)
-                (g,) = torch.autograd.grad(logprob(model(x), t).sum(), x)
-                n = g.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
-                xs[i] = (x.detach() + 0.1 * g / n).clamp_(0, 1)
+        for _, _ in zip(range(steps), bare_steps(models, x0, targets)):
+            pass
     return run
+
+
+def interleaved(new_a, new_b, steps: int, repeats: int) -> tuple[float, float, float, float, float]:
+    """Two step generators timed step by step alternately (a, b, a, b, ...), so that a change of
+    machine load within a few milliseconds hits both: ``repeats`` fresh pairs of ``steps``
+    steps each, after 5 warm-up steps. Returns (median seconds per step of a, of b, median of
+    the per-pair ratios, its lower and upper quartile)."""
+    ta, tb = [], []
+    for _ in range(repeats):
+        a, b = new_a(), new_b()
+        for _ in range(5):
+            next(a)
+            next(b)
+        sa = sb = 0.0
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            next(a)
+            t1 = time.perf_counter()
+            next(b)
+            t2 = time.perf_counter()
+            sa += t1 - t0
+            sb += t2 - t1
+        ta.append(sa / steps)
+        tb.append(sb / steps)
+    ratios = [x / y for x, y in zip(ta, tb)]
+    q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
+    return statistics.median(ta), statistics.median(tb), statistics.median(ratios), q1, q3
 
 
 def torchattacks_run(model, x0, targets, steps):
@@ -92,6 +127,8 @@ def main(argv=None) -> None:
     p.add_argument("--shapes", nargs="*", default=["3x28x28", "3x32x32"],
                    help="image shapes CxHxW to time the engine on (default: 3x28x28 3x32x32)")
     p.add_argument("--only-shapes", action="store_true", help="time only the --shapes worlds")
+    p.add_argument("--batches", nargs="*", type=int, default=[1, 90],
+                   help="batch sizes of the --shapes timings (default: 1 90)")
     args = p.parse_args(argv)
     torch.manual_seed(0)
     if args.only_shapes:
@@ -132,14 +169,15 @@ def shapes(args) -> None:
         torch.manual_seed(0)
         models = [build("small_cnn", shape, 10).eval().requires_grad_(False) for _ in range(2)]
         rng = np.random.default_rng(0)
-        for n in (1, 90):
+        for n in args.batches:
             x0 = (rng.random((n, *shape)) * (rng.random((n, 1, *shape[1:])) > 0.8)).astype(np.float32)
             targets = rng.integers(0, 10, n)
-            engine, bare, ratio = paired(engine_run(models, x0, targets, args.steps, shape),
-                                         bare_run(models, x0, targets, args.steps), args.repeats)
-            print(f"{text}, batch {n:>2}, 2 models: engine {1000 * engine / args.steps:.3f} ms/step, bare "
-                  f"fwd+bwd {1000 * bare / args.steps:.3f} ms/step, ratio {ratio:.3f} (target <= 1.05)")
-
+            config = TraversalConfig(steps=MAX_STEPS, step_size=0.1)
+            engine, bare, ratio, q1, q3 = interleaved(
+                lambda: traverse(models, x0, targets, config, shape=shape),
+                lambda: bare_steps(models, x0, targets), args.steps, args.repeats)
+            print(f"{text}, batch {n:>2}, 2 models: engine {1000 * engine:.3f} ms/step, bare fwd+bwd "
+                  f"{1000 * bare:.3f} ms/step, ratio {ratio:.3f} (quartiles {q1:.3f}-{q3:.3f}; target <= 1.05)")
 
 if __name__ == "__main__":
     main()

@@ -255,22 +255,26 @@ def _check_targets(targets: torch.Tensor, num_classes: int) -> None:
 # Small batches: one autograd call through all models saves per-call overhead (a single
 # image with two models: 2 % above a bare forward + backward loop, against 11 % with a call
 # per model). Large batches: a call per model is faster, because the joint graph's backward
-# costs more (90 images: 8 % above bare, against 0 %). Measured with benchmarks/bench_speed.py.
+# costs more (90 images: 8 % above bare, against 0 %). Measured with benchmarks/bench_speed.py;
+# docs/BENCHMARKS.md ("Speed in colour and at 32×32") has the step-by-step figures.
 JOINT_AUTOGRAD_MAX_BATCH = 8
 
 
-def _forward_backward(models, x, targets, objective_fn, t: int, joint: bool):
-    """Logits (M, N, K), objective values (M, N) and input gradients (M, N, C, H, W)."""
+def _forward_backward(models, x, targets, flat_targets, objective_fn, t: int, joint: bool):
+    """Logits (M, N, K), objective values (M, N) and input gradients (M, N, C, H, W).
+
+    ``flat_targets`` is ``targets`` repeated for each model (M * N,), made once per run."""
     if joint:
-        x = x.detach().requires_grad_(True)
+        # A leaf per model: the gradients come back without a backward through indexing.
+        xs = [x[i].detach().requires_grad_(True) for i in range(len(models))]
         with torch.enable_grad():
-            logits = torch.stack([model(x[i]) for i, model in enumerate(models)])
+            logits = torch.stack([model(xi) for model, xi in zip(models, xs)])
             _check_finite(logits, t)
             if t == 0:
                 _check_targets(targets, logits.shape[-1])
-            values = objective_fn(logits.flatten(0, 1), targets.repeat(len(models)))
-            (grad,) = torch.autograd.grad(values.sum(), x)
-        return logits.detach(), values.detach().view(len(models), -1), grad
+            values = objective_fn(logits.flatten(0, 1), flat_targets)
+            grads = torch.autograd.grad(values.sum(), xs)
+        return logits.detach(), values.detach().view(len(models), -1), torch.stack(grads)
     logit_list, value_list, grad_list = [], [], []
     for i, model in enumerate(models):
         xi = x[i].detach().requires_grad_(True)
@@ -347,8 +351,9 @@ def traverse(
     never_done = _frozen(done) if not stops else None
 
     joint = n <= JOINT_AUTOGRAD_MAX_BATCH
+    flat_targets = targets.repeat(m)
     for t in range(config.steps + 1):
-        logits, values, grad = _forward_backward(models, x, targets, objective_fn, t, joint)
+        logits, values, grad = _forward_backward(models, x, targets, flat_targets, objective_fn, t, joint)
         k = logits.shape[-1]
         probs = torch.softmax(logits, dim=-1)
         delta = (x - x0s).flatten(0, 1)
