@@ -182,3 +182,22 @@ def test_train_prior_writes_a_loadable_prior_that_denoises(tmp_path, mnist_root)
     assert mse["0.3"] < 0.3**2  # better than not denoising at all
     assert [row["epoch"] for row in card.to_json()["learning_curve"]] == [1, 2]
     assert (tmp_path / "score.safetensors.ckpt" / "state.json").is_file()
+
+
+def test_eps_warmup_ramps_the_attack_radius_linearly_then_holds_it():
+    args = train.parse_args(["--kind", "robust", "--epochs", "4", "--eps-warmup", "2", "--out", "m.safetensors"])
+    per_epoch = 10
+    scales = [train.eps_scale_at(args, i, per_epoch) for i in range(4 * per_epoch)]
+    assert scales[0] == pytest.approx(1 / 20) and scales[9] == pytest.approx(0.5)
+    assert scales[19] == 1.0 and set(scales[19:]) == {1.0}
+    assert all(a < b for a, b in zip(scales[:19], scales[1:20]))  # strictly rising during the warm-up
+    plain = train.parse_args(["--kind", "robust", "--epochs", "4", "--out", "m.safetensors"])
+    assert {train.eps_scale_at(plain, i, per_epoch) for i in range(40)} == {1.0}
+    with pytest.raises(SystemExit):
+        train.parse_args(["--kind", "robust", "--epochs", "2", "--eps-warmup", "3", "--out", "m.safetensors"])
+
+
+def test_eps_warmup_is_recorded_on_the_card(tmp_path, mnist_root):
+    out = _train(tmp_path, mnist_root, "--eps-warmup", "1")
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["training"]["eps_warmup_epochs"] == 1

@@ -72,6 +72,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--shift", type=int, default=0,
                    help="translation augmentation: shift every training image by up to this many pixels "
                         "in x and y (zero fill), before the attack")
+    p.add_argument("--eps-warmup", type=float, default=0.0, metavar="EPOCHS",
+                   help="robust: raise the attack's radius (and its step) linearly from 0 to --eps over the "
+                        "first EPOCHS epochs, per batch, so that training from scratch does not stall at "
+                        "chance (default 0: the full radius from the start)")
     p.add_argument("--out", type=Path, default=None,
                    help="the .safetensors file to write (with --judge on a user's data set: its folder's judge)")
     p.add_argument("--judge", action="store_true",
@@ -100,6 +104,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--epochs, --eps, --attack-steps and --batch-size must be positive")
     if not 0 <= args.shift <= 8:
         p.error("--shift must be between 0 and 8 pixels")
+    if not 0 <= args.eps_warmup <= args.epochs:
+        p.error(f"--eps-warmup must be between 0 and --epochs ({args.epochs}), got {args.eps_warmup}")
     if args.attack_step_size is None:
         args.attack_step_size = args.eps / 4
     return args
@@ -107,6 +113,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def lr_at(args: argparse.Namespace, iteration: int, total: int) -> float:
     return args.lr * 0.5 * (1 + math.cos(math.pi * iteration / total))
+
+
+def eps_scale_at(args: argparse.Namespace, iteration: int, per_epoch: int) -> float:
+    """The share of ``--eps`` the attack uses at ``iteration`` (0-based): rising linearly to 1 at
+    the end of the first ``--eps-warmup`` epochs, 1 after them (and always without a warm-up)."""
+    warm = args.eps_warmup * per_epoch
+    return 1.0 if warm <= 0 else min(1.0, (iteration + 1) / warm)
 
 
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -240,7 +253,9 @@ def train(args: argparse.Namespace) -> dict:
             if args.kind == "robust":
                 model.eval()
                 model.requires_grad_(False)
-                x = pgd(model, x, y, step, args.attack_steps, random_start=True, generator=gen)
+                scale = eps_scale_at(args, epoch * per_epoch + i, per_epoch)
+                batch_step = step if scale == 1.0 else L2Step(args.attack_step_size * scale, args.eps * scale)
+                x = pgd(model, x, y, batch_step, args.attack_steps, random_start=True, generator=gen)
                 model.requires_grad_(True)
                 model.train()
             for group in optimizer.param_groups:
@@ -295,6 +310,7 @@ def train(args: argparse.Namespace) -> dict:
             "seed": args.seed,
             "init": args.init,
             "shift_augmentation_px": args.shift,
+            **({"eps_warmup_epochs": args.eps_warmup} if args.eps_warmup else {}),
             "train_samples": n,
             "data_sha256": data_hash,
             "wall_seconds": round(train_seconds, 1),
