@@ -26,6 +26,14 @@ of :mod:`trav_gui.engine.realism`:
 
 Writes ``<out>/realism_levers.json`` and ``<out>/realism_levers.png`` (success per lever and
 the ε ladder's accuracy/realism trade-off) and prints the table.
+
+**Position** (``--shifts 0 1 2 3 4``): every start is moved K px (``--directions``, by turns;
+zero fill) and so are the real digits of the ceiling. A moved start's frame may hold its digit
+where the start stood or where the data set's digits stand, so both placements count: the frame
+as it is, and the frame moved back by the start's offset, each judged and compared with the
+real digits (``success`` holds if either placement passes; ``success_in_place`` and
+``agree_in_place`` keep the frame as it is only). The result file is written after each lever
+and a rerun continues it. Writes ``<out>/<name>.json`` and a success-versus-shift plot.
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ from tqdm import tqdm
 from trav_gui.engine.core.traversal import TraversalConfig, traverse
 from trav_gui.engine.data.colored import colour_kept
 from trav_gui.engine.data.datasets import DATASETS, get_dataset, test_set
+from trav_gui.engine.data.preprocess import shift_images
 from trav_gui.engine.files import write_bytes_atomic
 from trav_gui.engine.models.card import card_path, read_card
 from trav_gui.engine.models.errors import ModelLoadError, PriorLoadError, RecipeError
@@ -68,6 +77,30 @@ LEVERS: dict[str, tuple[str, str | Recipe]] = {
     "stop": ("robust, stop at the confident point", Recipe(("robust",), stop="confident")),
     "realistic": ("the shipped recipe", "realistic"),
 }
+
+
+# The directions a start can be moved in: name -> (dy, dx) per pixel of shift.
+DIRECTIONS = {"r": (0, 1), "l": (0, -1), "d": (1, 0), "u": (-1, 0),
+              "dr": (1, 1), "dl": (1, -1), "ur": (-1, 1), "ul": (-1, -1)}
+DEFAULT_DIRECTIONS = ("dr", "ul", "dl", "ur")
+
+
+def start_offsets(n: int, shift: int, directions: tuple[str, ...]) -> np.ndarray:
+    """(n, 2) offsets (dy, dx): the i-th start moved ``shift`` px in ``directions[i % len]``."""
+    if shift == 0:
+        return np.zeros((n, 2), int)
+    steps = np.array([DIRECTIONS[d] for d in directions])
+    return shift * steps[np.arange(n) % len(steps)]
+
+
+def shifted_starts(x0: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Each start moved by its offset (zero fill)."""
+    out = x0.copy()
+    for off in np.unique(offsets, axis=0):
+        if off.any():
+            sel = (offsets == off).all(1)
+            out[sel] = shift_images(x0[sel], int(off[0]), int(off[1]))
+    return out
 
 
 def load_lever(spec: str | Recipe, device: str):
@@ -116,19 +149,31 @@ def colour_measures(run: dict, x0: np.ndarray, reached: np.ndarray) -> dict:
             "grey": float(np.nanmedian(grey[reached])) if reached.any() and np.isfinite(grey[reached]).any() else None}
 
 
+def nearest_by_group(ref, images: np.ndarray, classes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Each image's nearest-real ratio against its class's references, at its own offset too
+    (``offsets`` (N, 2): how far its start was moved; see ``ReferenceSet.nearest``)."""
+    out = np.full(len(classes), np.nan)
+    for c in np.unique(classes):
+        for off in np.unique(offsets, axis=0):
+            sel = (classes == c) & (offsets == off).all(1)
+            if sel.any():
+                out[sel] = ref.nearest(images[sel], int(c), offset=tuple(int(v) for v in off))[0]
+    return out
+
+
 def measure(run: dict, x0: np.ndarray, targets: np.ndarray, judges: dict, ref, held, device: str,
-            dataset: str = "mnist") -> dict:
+            dataset: str = "mnist", offsets: np.ndarray | None = None) -> dict:
     ds = get_dataset(dataset)
     reached = run["conf_step"] >= 0
     flipped = run["flip_step"] >= 0
-    n = len(targets)
-    nn_c, nn_l, nn_t = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    offsets = np.zeros((len(targets), 2), int) if offsets is None else offsets
     thr, thr_t = ref.p90[targets], held.p90[targets]
-    for c in range(ds.num_classes):
-        sel = targets == c
-        nn_c[sel] = ref.nearest(run["conf_img"][sel], c)[0]
-        nn_l[sel] = ref.nearest(run["last_img"][sel], c)[0]
-        nn_t[sel] = held.nearest(run["conf_img"][sel], c)[0]
+    nn_c = nearest_by_group(ref, run["conf_img"], targets, offsets)
+    nn_l = nearest_by_group(ref, run["last_img"], targets, offsets)
+    nn_t = nearest_by_group(held, run["conf_img"], targets, offsets)
+    none = np.zeros_like(offsets)
+    nn_c_here, nn_l_here = nearest_by_group(ref, run["conf_img"], targets, none), nearest_by_group(ref, run["last_img"], targets, none)
+    nn_t_here = nearest_by_group(held, run["conf_img"], targets, none)
     row = {"reach": float(reached.mean()),
            "median_steps_to_confident": float(np.median(run["conf_step"][reached])) if reached.any() else None,
            "nn": float(np.median(nn_c[reached])) if reached.any() else None,
@@ -142,34 +187,63 @@ def measure(run: dict, x0: np.ndarray, targets: np.ndarray, judges: dict, ref, h
            "judges": {}}
     if ds.is_colour:
         row.update(colour_measures(run, x0, reached))
+    moved = offsets.any()
+    # A moved start's frame may hold its digit where the start stood (changed in place) or where
+    # the data set's digits stand (the model drew a new one there): both count. The judges were
+    # trained on the data set's placement and are not translation-invariant themselves.
+    back = {key: shifted_starts(run[key], -offsets) for key in ("conf_img", "last_img")} if moved else None
+    if moved:
+        nn_c_back = nearest_by_group(ref, back["conf_img"], targets, np.zeros_like(offsets))
+        nn_l_back = nearest_by_group(ref, back["last_img"], targets, np.zeros_like(offsets))
+        nn_t_back = nearest_by_group(held, back["conf_img"], targets, np.zeros_like(offsets))
     for name, judge in judges.items():
         at_conf = judge_says(judge, run["conf_img"], device, ds.shape) == targets
         at_flip = judge_says(judge, run["flip_img"], device, ds.shape) == targets
         at_last = judge_says(judge, run["last_img"], device, ds.shape) == targets
+        ok_c, ok_t, ok_l = at_conf & (nn_c_here <= thr), at_conf & (nn_t_here <= thr_t), at_last & (nn_l_here <= thr)
+        if moved:
+            back_conf = judge_says(judge, back["conf_img"], device, ds.shape) == targets
+            back_last = judge_says(judge, back["last_img"], device, ds.shape) == targets
+            row.setdefault("agree_in_place", {})[name] = float(at_conf[reached].mean()) if reached.any() else None
+            row.setdefault("success_in_place", {})[name] = float((reached & ok_c).mean())
+            ok_c |= back_conf & (nn_c_back <= thr)
+            ok_t |= back_conf & (nn_t_back <= thr_t)
+            ok_l |= back_last & (nn_l_back <= thr)
+            at_conf |= back_conf
         row["judges"][name] = {
             "agree": float(at_conf[reached].mean()) if reached.any() else None,
             "agree_at_flip": float(at_flip[flipped].mean()) if flipped.any() else None,
-            "success": float((reached & at_conf & (nn_c <= thr)).mean()),
-            "success_test": float((reached & at_conf & (nn_t <= thr_t)).mean()),
-            "success_last": float((at_last & (nn_l <= thr)).mean()),
+            "success": float((reached & ok_c).mean()),
+            "success_test": float((reached & ok_t).mean()),
+            "success_last": float(ok_l.mean()),
         }
     return row
 
 
-def real_digits(images, labels, judges, ref, held, device, dataset: str = "mnist") -> dict:
-    """The same metrics for real test digits (1000-1899, neither starts nor references): the ceiling."""
+def real_digits(images, labels, judges, ref, held, device, dataset: str = "mnist", shift: int = 0,
+                directions: tuple[str, ...] = ()) -> dict:
+    """The same metrics for real test digits (1000-1899, neither starts nor references): the
+    ceiling. With ``shift``, the real digits are moved as the starts are (direction by turns)."""
     ds = get_dataset(dataset)
     x = images[1000:1900].astype(np.float32) / 255.0
     y = labels[1000:1900].astype(int)
-    nn_r, nn_t = np.zeros(len(y)), np.zeros(len(y))
-    for c in range(ds.num_classes):
-        nn_r[y == c] = ref.nearest(x[y == c], c)[0]
-        nn_t[y == c] = held.nearest(x[y == c], c)[0]
+    offsets = start_offsets(len(y), shift, directions)
+    x = shifted_starts(x, offsets)
+    nn_r = nearest_by_group(ref, x, y, offsets)
+    nn_t = nearest_by_group(held, x, y, offsets)
     out = {"nn": float(np.median(nn_r)), "nn_test": float(np.median(nn_t)), "judges": {}}
+    back = shifted_starts(x, -offsets)
+    here_r, here_t = nearest_by_group(ref, x, y, 0 * offsets), nearest_by_group(held, x, y, 0 * offsets)
+    back_r, back_t = nearest_by_group(ref, back, y, 0 * offsets), nearest_by_group(held, back, y, 0 * offsets)
     for name, judge in judges.items():
-        ok = judge_says(judge, x, device, ds.shape) == y
-        out["judges"][name] = {"agree": float(ok.mean()), "success": float((ok & (nn_r <= ref.p90[y])).mean()),
-                               "success_test": float((ok & (nn_t <= held.p90[y])).mean())}
+        # Either placement counts, as for the frames (see measure).
+        ok_here, ok_back = (judge_says(judge, x, device, ds.shape) == y), (judge_says(judge, back, device, ds.shape) == y)
+        out["judges"][name] = {
+            "agree": float((ok_here | ok_back).mean()),
+            "success": float(((ok_here & (here_r <= ref.p90[y])) | (ok_back & (back_r <= ref.p90[y]))).mean()),
+            "success_test": float(((ok_here & (here_t <= held.p90[y])) | (ok_back & (back_t <= held.p90[y]))).mean())}
+        if shift:
+            out.setdefault("agree_in_place", {})[name] = float(ok_here.mean())
     return out
 
 
@@ -195,6 +269,12 @@ def main(argv=None) -> dict:
     p.add_argument("--name", default="realism_levers", help="output file stem")
     p.add_argument("--write-card", action="store_true",
                    help="store the realistic recipe's measured figures (and its clean accuracy) in its card")
+    p.add_argument("--shifts", nargs="+", type=int, default=None, metavar="K",
+                   help="success versus position: move every start (and the real digits) K px, for each K "
+                        "(e.g. 0 1 2 3 4); the nearest-real distance is also taken at the start's own offset. "
+                        "Writes <out>/<name>.json and a success-versus-shift plot")
+    p.add_argument("--directions", nargs="+", choices=list(DIRECTIONS), default=list(DEFAULT_DIRECTIONS),
+                   help="the directions starts are moved in, by turns (default: the four diagonals)")
     p.add_argument("--merge", nargs="+", type=Path, default=None,
                    help="combine the JSON files of runs split over processes into <out>/<name>.json and its plot")
     args = p.parse_args(argv)
@@ -212,6 +292,10 @@ def main(argv=None) -> dict:
     x0 = images[starts].astype(np.float32) / 255.0
     ref, held = reference_set(args.dataset), held_out_reference(args.dataset)
     config = TraversalConfig(steps=args.steps, step_size=args.step_size)
+    if args.shifts is not None:
+        if any(not 0 <= k <= 8 for k in args.shifts):
+            p.error("--shifts must be between 0 and 8 pixels")
+        return shift_curve(args, judges, images, labels, ds, digits, targets, ref, held, config)
     result = {"dataset": args.dataset, "digits": args.digits, "first": args.first, "traversals": len(targets), "steps": args.steps,
               "step_size": args.step_size, "confident_prob": CONFIDENT_PROB, "judges": list(judges),
               "real_digits": real_digits(images, labels, judges, ref, held, args.device, args.dataset), "levers": {}}
@@ -242,6 +326,90 @@ def main(argv=None) -> dict:
     print_table(result)
     plot(result, args.out / f"{args.name}.png")
     return result
+
+
+def shift_curve(args, judges, images, labels, ds, digits, targets, ref, held, config) -> dict:
+    """Every lever at every shift in ``args.shifts``; the file is rewritten after each (shift,
+    lever), and a rerun with the same settings skips what the file already holds."""
+    path = args.out / f"{args.name}.json"
+    settings = {"dataset": args.dataset, "digits": args.digits, "first": args.first, "steps": args.steps,
+                "step_size": args.step_size, "judges": list(judges), "directions": list(args.directions),
+                "confident_prob": CONFIDENT_PROB, "traversals": len(targets)}
+    result = {**settings, "by_shift": {}}
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if all(old.get(k) == v for k, v in settings.items()):
+            result = old
+            print(f"continuing {path}", file=sys.stderr)
+    args.out.mkdir(parents=True, exist_ok=True)
+    per_start = ds.num_classes - 1
+    for k in args.shifts:
+        offsets = np.repeat(start_offsets(len(digits), k, tuple(args.directions)), per_start, axis=0)
+        x0 = shifted_starts(images[np.repeat(np.array(digits), per_start)].astype(np.float32) / 255.0, offsets)
+        at = result["by_shift"].setdefault(str(k), {"levers": {}})
+        if "real_digits" not in at:
+            at["real_digits"] = real_digits(images, labels, judges, ref, held, args.device, args.dataset, k,
+                                            tuple(args.directions))
+        for name in args.levers:
+            if name in at["levers"]:
+                continue
+            what, spec = LEVERS.get(name, (name, name))
+            try:
+                model = load_lever(spec, args.device)
+            except (ModelLoadError, PriorLoadError, RecipeError) as exc:
+                print(f"skipping lever {name}: {exc}", file=sys.stderr)
+                continue
+            t0 = time.time()
+            run = follow(model, x0, targets, config, ds.shape)
+            at["levers"][name] = {"what": what, **measure(run, x0, targets, judges, ref, held, args.device,
+                                                          args.dataset, offsets),
+                                  "seconds": round(time.time() - t0, 1)}
+            print(f"shift {k} px: ", end="", file=sys.stderr)
+            print_row(name, at["levers"][name], list(judges))
+            write_bytes_atomic(path, (json.dumps(result, indent=2) + "\n").encode())
+    write_bytes_atomic(path, (json.dumps(result, indent=2) + "\n").encode())
+    print_shift_table(result)
+    plot_shift(result, path.with_suffix(".png"))
+    return result
+
+
+def print_shift_table(result: dict) -> None:
+    judge = result["judges"][0]
+    shifts = sorted(result["by_shift"], key=int)
+    levers = list(dict.fromkeys(n for k in shifts for n in result["by_shift"][k]["levers"]))
+    print(f"success (judge {judge}) % by shift of the start, {result['traversals']} traversals per cell "
+          f"({result['digits']} test digits x {result['traversals'] // max(1, result['digits'])} targets), "
+          f"directions {', '.join(result['directions'])} by turns")
+    print("| shift (px) | real test digits | " + " | ".join(levers) + " |")
+    print("|" + "---|" * (len(levers) + 2))
+    for k in shifts:
+        at = result["by_shift"][k]
+        cells = [_pct(at["levers"][n]["judges"][judge]["success"]) if n in at["levers"] else "–" for n in levers]
+        print(f"| {k} | {_pct(at['real_digits']['judges'][judge]['success'])} | " + " | ".join(cells) + " |")
+
+
+def plot_shift(result: dict, path: Path) -> None:
+    plt = pyplot()
+    if plt is None:
+        return
+    judge = result["judges"][0]
+    shifts = sorted(result["by_shift"], key=int)
+    levers = list(dict.fromkeys(n for k in shifts for n in result["by_shift"][k]["levers"]))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.plot([int(k) for k in shifts], [100 * result["by_shift"][k]["real_digits"]["judges"][judge]["success"]
+                                       for k in shifts], "k--", label="real test digits, moved alike")
+    for name in levers:
+        ks = [k for k in shifts if name in result["by_shift"][k]["levers"]]
+        ax.plot([int(k) for k in ks], [100 * result["by_shift"][k]["levers"][name]["judges"][judge]["success"]
+                                       for k in ks], "o-", label=name)
+    ax.set_xlabel("start moved by (px, " + "/".join(result["directions"]) + " by turns)")
+    ax.set_ylabel(f"success (judge {judge}) %")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
 
 
 def merge(parts: list[Path], out: Path) -> dict:

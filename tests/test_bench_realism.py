@@ -46,3 +46,31 @@ def test_bench_measures_levers_and_real_digits_and_merges_parts(bench, tmp_path)
     assert set(merged["levers"]) == {"robust", "stop", "standard"}
     assert json.loads((tmp_path / "realism_levers.json").read_text())["levers"].keys() == merged["levers"].keys()
     assert np.isfinite(merged["levers"]["standard"]["l2_last"])
+
+
+def test_bench_measures_success_versus_shift_and_continues_a_cut_run(bench, tmp_path, capsys):
+    args = ["--digits", "2", "--steps", "40", "--shifts", "0", "2", "--out", str(tmp_path), "--name", "s"]
+    first = bench.main(["--levers", "robust", *args])
+    assert set(first["by_shift"]) == {"0", "2"} and first["directions"] == ["dr", "ul", "dl", "ur"]
+    real0, real2 = (first["by_shift"][k]["real_digits"] for k in ("0", "2"))
+    # Real digits moved 2 px still succeed (compared at their own offset too) about as often as
+    # in place, while the judge alone, shown them where they stand, agrees less often.
+    assert abs(real2["judges"]["judge"]["success"] - real0["judges"]["judge"]["success"]) < 0.03
+    assert real2["agree_in_place"]["judge"] < real2["judges"]["judge"]["agree"]
+    moved = first["by_shift"]["2"]["levers"]["robust"]
+    assert moved["success_in_place"]["judge"] <= moved["judges"]["judge"]["success"] <= moved["reach"]
+    # A second run with another lever keeps what the file holds and adds the new lever.
+    second = bench.main(["--levers", "robust", "standard", *args])
+    assert second["by_shift"]["2"]["levers"]["robust"] == moved
+    assert set(second["by_shift"]["2"]["levers"]) == {"robust", "standard"}
+    assert (tmp_path / "s.png").is_file() and "| 2 |" in capsys.readouterr().out
+
+
+def test_shifted_starts_follow_the_directions_by_turns(bench):
+    offsets = bench.start_offsets(5, 3, ("dr", "u"))
+    assert offsets.tolist() == [[3, 3], [-3, 0], [3, 3], [-3, 0], [3, 3]]
+    assert not bench.start_offsets(4, 0, ("dr",)).any()
+    x = np.zeros((2, 28, 28), np.float32)
+    x[:, 10, 10] = 1
+    moved = bench.shifted_starts(x, np.array([[3, 3], [-3, 0]]))
+    assert moved[0, 13, 13] == 1 and moved[1, 7, 10] == 1 and moved.sum() == 2

@@ -12,6 +12,7 @@ import torch
 from trav_gui.cli import main
 from trav_gui.engine import realism
 from trav_gui.engine.data import datasets as data
+from trav_gui.engine.data.preprocess import shift_images
 from trav_gui.engine.models.loading import list_models, load_model
 from trav_gui.engine.output.export import read_steps_csv
 
@@ -49,6 +50,37 @@ def test_real_test_digits_score_about_one_and_a_blank_image_fails():
     i = int(np.flatnonzero(ref.labels == 3)[5])
     ratio, nearest = ref.nearest(ref.image(i)[None], 3)
     assert nearest[0] == i and ratio[0] == pytest.approx(0, abs=1e-3)
+
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "colored-mnist"])
+def test_the_reference_tolerates_a_known_shift_and_only_that_one(dataset):
+    """A real image moved 3 px is far from real images at its new place, and at distance 0
+    from itself when compared at its own offset; the wrong offset does not help."""
+    ref = realism.reference_set(dataset)
+    i = int(np.flatnonzero(ref.labels == 3)[5])
+    image = ref.image(i)
+    assert np.abs(shift_images(shift_images(image, 3, 3), -3, -3) - image).max() == 0  # nothing cut off
+    moved = shift_images(image, 3, 3)
+    plain, _ = ref.nearest(moved[None], 3)
+    tolerant, nearest = ref.nearest(moved[None], 3, offset=(3, 3))
+    wrong, _ = ref.nearest(moved[None], 3, offset=(-3, -3))
+    assert plain[0] > 1.2 and nearest[0] == i and tolerant[0] == pytest.approx(0, abs=1e-3)
+    assert 1.2 < wrong[0] <= plain[0]  # the nearer of two far places: still far
+    centred, _ = ref.nearest(image[None], 3, offset=(3, 3))  # moving a centred image away never wins
+    assert centred[0] == pytest.approx(0, abs=1e-3)
+
+
+def test_shift_images_moves_the_last_two_axes_with_zero_fill():
+    x = np.arange(1, 26, dtype=np.float32).reshape(5, 5)
+    down_right = shift_images(x, 1, 2)
+    assert down_right[1, 2] == x[0, 0] and down_right[4, 4] == x[3, 2]
+    assert not down_right[0].any() and not down_right[:, :2].any()
+    up_left = shift_images(x, -2, -1)
+    assert up_left[0, 0] == x[2, 1] and not up_left[3:].any() and not up_left[:, 4].any()
+    rgb = np.stack([x, 2 * x, 3 * x])
+    assert np.array_equal(shift_images(rgb, 1, 2)[2], 3 * down_right)
+    assert not shift_images(x, 5, 0).any() and np.array_equal(shift_images(x, 0, 0), x)
 
 
 def test_confident_point_flip_and_most_realistic_on_a_synthetic_trajectory():

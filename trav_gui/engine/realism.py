@@ -48,6 +48,7 @@ from trav_gui.engine.data.datasets import (
     test_set,
     user_judge_path,
 )
+from trav_gui.engine.data.preprocess import shift_images
 from trav_gui.engine.models.errors import ModelLoadError
 from trav_gui.engine.models.loading import load_model
 
@@ -159,9 +160,19 @@ class ReferenceSet:
         """One image's shape as frames hold it: (H, W) grey, (3, H, W) colour."""
         return stored_shape(get_dataset(self.dataset))
 
-    def nearest(self, images: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray]:
+    def nearest(self, images: np.ndarray, target: int, offset: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
         """Per image (..., *image_shape): the ratio to the typical distance, and the nearest
-        reference's index, each (...)."""
+        reference's index, each (...).
+
+        ``offset`` (dy, dx): the images were moved that far from where the data set's images sit
+        (a start shifted on purpose). Each is then also compared with the references at its own
+        offset (the image moved back), and the nearer of the two counts: a well-formed digit is
+        not called unreal for where it stands."""
+        if tuple(offset) != (0, 0):
+            here = self.nearest(images, target)
+            back = self.nearest(shift_images(np.asarray(images, np.float32), -int(offset[0]), -int(offset[1])), target)
+            use_back = back[0] < here[0]
+            return np.where(use_back, back[0], here[0]), np.where(use_back, back[1], here[1])
         images = np.asarray(images, np.float32)
         lead = images.shape[:images.ndim - len(self.image_shape)]
         x = images.reshape(-1, self.images.shape[1])

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["EmptyDrawingError", "drawing_to_image", "drawing_to_mnist", "paint"]
+__all__ = ["EmptyDrawingError", "drawing_to_image", "drawing_to_mnist", "paint", "shift_images"]
 
 BOX = 20
 FIELD = 28
@@ -95,4 +95,18 @@ def drawing_to_image(drawing: np.ndarray, shape: tuple[int, int, int]) -> np.nda
     out = drawing_to_mnist(a, shape[1])
     if shape[0] == 3 and out.ndim == 2:
         out = np.repeat(out[None], 3, axis=0)
+    return out
+
+
+def shift_images(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``images`` (..., H, W) moved ``dy`` pixels down and ``dx`` right (negative: up, left); what
+    leaves the field is cut off and the uncovered border is background (0). A copy, same dtype."""
+    images = np.asarray(images)
+    h, w = images.shape[-2:]
+    out = np.zeros_like(images)
+    if abs(dy) >= h or abs(dx) >= w:
+        return out
+    src_y, dst_y = slice(max(0, -dy), h - max(0, dy)), slice(max(0, dy), h - max(0, -dy))
+    src_x, dst_x = slice(max(0, -dx), w - max(0, dx)), slice(max(0, dx), w - max(0, -dx))
+    out[..., dst_y, dst_x] = images[..., src_y, src_x]
     return out
