@@ -266,6 +266,42 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_successmap(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from trav_gui.engine.data.datasets import get_dataset
+    from trav_gui.engine.output.successmap import run_successmap, weakest_pairs
+
+    config = _config_from(args)
+    if args.starts < 1:
+        raise CliError(f"--starts must be 1 or more, got {args.starts}")
+    models, refs, dataset = _load_models(args.model, args.dataset)
+    for model, ref in zip(models, refs):
+        bar = tqdm(total=1, desc=f"success map of {ref.name}", unit="step", disable=None, file=sys.stderr)
+
+        def progress(done: int, total: int, what: str, bar=bar) -> None:
+            bar.total = total
+            bar.set_postfix_str(what, refresh=False)
+            bar.update(done - bar.n)
+
+        try:
+            result = run_successmap(model, ref.name, dataset, args.starts, config, args.out, progress=progress)
+        except KeyboardInterrupt:
+            bar.close()
+            print(f"stopped; the finished start classes are kept in {args.out}/: run the same command again to "
+                  "continue", file=sys.stderr)
+            return 130
+        bar.close()
+        names = [get_dataset(dataset).short(c) for c in range(len(result.by_source()))]
+        by_source = ", ".join(f"{n} {100 * v:.0f}" for n, v in zip(names, result.by_source()))
+        print(f"{ref.name:>10}: success {100 * result.overall():.1f} % of {int(result.traversals.sum())} traversals; "
+              f"by start class (%): {by_source}")
+        print(f"{'':>10}  weakest pairs: " + ", ".join(f"{names[s]}→{names[t]} {100 * v:.0f} %"
+                                                      for s, t, v in weakest_pairs(result)))
+    print(f"wrote {args.out}/")
+    return 0
+
+
 def _add_traversal_options(p: argparse.ArgumentParser) -> None:
     # Defaults and choices are the engine's own (TraversalConfig, NORMS, OBJECTIVES), as in the app.
     from trav_gui.engine.core.objectives import OBJECTIVES
@@ -335,6 +371,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the classes to show (2 to 12; default: all, or the first 12 of a larger data set)")
     _add_traversal_options(gal)
     gal.set_defaults(func=_cmd_gallery)
+
+    smap = sub.add_parser("successmap", help="KxK success map: which source->target pairs end as a real-looking "
+                                             "target (PNG heat maps + CSV; continues an interrupted map)",
+                          description="Traverse the first --starts test images of every class to every other "
+                                      "class, one model at a time, and measure each traversal at its confident "
+                                      "point with the data set's independent judge and real images. Writes "
+                                      "DIR/successmap_<model>.png, .csv (cells) and _traversals.csv (one row "
+                                      "per traversal); run the same command again to continue a stopped map.")
+    smap.add_argument("--starts", type=int, default=20, help="start images per class (default: %(default)s)")
+    _add_traversal_options(smap)
+    smap.set_defaults(func=_cmd_successmap)
     return parser
 
 

@@ -1,0 +1,90 @@
+"""The success map: its cells from known traversal rows, its files, and continuing a stopped map."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from trav_gui.cli import main
+from trav_gui.engine.core.traversal import TraversalConfig
+from trav_gui.engine.models.loading import load_model
+from trav_gui.engine.output import successmap as sm
+
+
+def _row(source, target, reached, judge, nn, nn_last, success, index=0):
+    return {"start_index": index, "source": source, "target": target, "reached": reached,
+            "confident_step": 5 if reached else -1, "judge_class": judge, "nn_ratio": nn, "nn_ratio_last": nn_last,
+            "success": success}
+
+
+def test_cells_are_the_shares_of_their_traversals():
+    rows = [_row(3, 5, True, 5, 1.0, 1.5, True), _row(3, 5, True, 8, 1.2, 1.2, False),
+            _row(3, 5, False, -1, np.nan, 2.0, False), _row(3, 5, True, 5, 2.0, 4.0, False),
+            _row(0, 1, True, 1, 0.9, 0.9, True)]
+    m = sm.map_from_rows(rows, "x", "mnist", 4, TraversalConfig(steps=10))
+    assert m.traversals[3, 5] == 4 and m.traversals[0, 1] == 1 and m.traversals.sum() == 5
+    assert m.reach[3, 5] == pytest.approx(0.75) and m.success[3, 5] == pytest.approx(0.25)
+    assert m.judge_agree[3, 5] == pytest.approx(2 / 3)  # of those that got confident
+    assert m.growth[3, 5] == pytest.approx(1.5)  # median of 1.5, 1.0, 2.0
+    assert np.isnan(m.success[3, 3]) and np.isnan(m.success[2, 7])  # diagonal, and cells never run
+    assert m.overall() == pytest.approx(2 / 5)
+    by_source = m.by_source()
+    assert by_source[3] == pytest.approx(0.25) and by_source[0] == 1.0 and np.isnan(by_source[1])
+    assert sm.weakest_pairs(m, 1) == [(3, 5, 0.25)]
+
+
+def test_the_starts_are_the_first_of_each_class_before_the_held_out_pool():
+    from trav_gui.engine.data.datasets import test_set
+
+    _, labels = test_set("mnist")
+    starts = sm.successmap_starts("mnist", 3)
+    assert sorted(starts) == list(range(10))
+    for c, idx in starts.items():
+        assert len(idx) == 3 and all(labels[i] == c and i < sm.STARTS_POOL for i in idx)
+        assert idx == [int(i) for i in np.flatnonzero(labels == c)[:3]]
+    with pytest.raises(ValueError, match="1 or more"):
+        sm.successmap_starts("mnist", 0)
+
+
+def test_a_stopped_map_keeps_finished_classes_and_continues_where_it_stopped(tmp_path):
+    model = load_model("robust")
+    config = TraversalConfig(steps=4)
+    steps_seen = []
+
+    def stop_in_the_second_class():
+        steps_seen.append(1)
+        return len(steps_seen) > (config.steps + 1) + 2  # the first class done, then 2 steps
+
+    with pytest.raises(sm.SuccessMapCancelled):
+        sm.run_successmap(model, "robust", "mnist", 1, config, tmp_path, should_stop=stop_in_the_second_class)
+    paths = sm.successmap_paths(tmp_path, "robust")
+    kept = sm.read_traversals(paths["traversals"])
+    assert {r["source"] for r in kept} == {0} and len(kept) == 9  # whole classes only
+    assert not paths["png"].exists()
+    kept_text = paths["traversals"].read_text()
+    progress = []
+    result = sm.run_successmap(model, "robust", "mnist", 1, config, tmp_path,
+                               progress=lambda done, total, what: progress.append(total))
+    assert set(progress) == {9 * (config.steps + 1)}  # class 0 was not traversed again
+    rows = sm.read_traversals(paths["traversals"])
+    assert len(rows) == 90 and paths["traversals"].read_text().startswith(kept_text)
+    assert result.traversals.sum() == 90 and (np.diag(result.traversals) == 0).all()
+    with open(paths["cells"], newline="") as f:
+        cells = list(csv.DictReader(f))
+    assert len(cells) == 90 and set(cells[0]) == set(sm.CELL_FIELDS)
+    assert paths["png"].stat().st_size > 1000
+    # Other settings: the old traversals are not mixed in.
+    other = sm.run_successmap(model, "robust", "mnist", 1, TraversalConfig(steps=3), tmp_path)
+    assert json.loads(paths["settings"].read_text())["config"]["steps"] == 3 and other.traversals.sum() == 90
+
+
+def test_successmap_command_writes_the_map_and_names_the_weakest_pairs(tmp_path, capsys):
+    assert main(["successmap", "--model", "robust", "--starts", "1", "--steps", "3", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "success" in out and "weakest pairs" in out
+    assert (tmp_path / "successmap_robust.png").is_file() and (tmp_path / "successmap_robust.csv").is_file()
+    assert main(["successmap", "--model", "robust", "--starts", "0", "--out", str(tmp_path)]) == 2
+    assert "--starts" in capsys.readouterr().err
