@@ -241,6 +241,7 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
         render_gallery,
         run_gallery,
     )
+    from trav_gui.engine.realism import Scorers
 
     config = _config_from(args)
     models, refs, dataset = _load_models(args.model, args.dataset)
@@ -250,17 +251,25 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(f"--classes: {exc}") from None
     pairs = len(classes) * (len(classes) - 1)
+    scorers = Scorers()
+    scorer = scorers.get(dataset)
+    if scorer is None:
+        print(f"note: cells are not judged: {scorers.errors[dataset]}", file=sys.stderr)
     bar = tqdm(total=config.steps, desc=f"gallery, {pairs} traversals x {len(names)} models", unit="step",
                disable=None, file=sys.stderr)
     gallery = run_gallery(models, names, config, progress=lambda t, total: bar.update(1) if t else None,
-                          dataset=dataset, classes=classes)
+                          dataset=dataset, classes=classes, scorer=scorer)
     bar.close()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for i, name in enumerate(names):
         save_png(out / f"gallery_{name}.png", render_gallery(gallery, i))
         hits = (gallery.first_flip[i] > 0).sum()
-        print(f"{name:>10}: {hits}/{pairs} traversals reached their target")
+        judged = ""
+        if gallery.success is not None:
+            real = int(gallery.success[i].sum())  # the diagonal (the starts) is never a success: not a target
+            judged = f"; {real}/{pairs} end as a real-looking target (the judge and the nearest real image)"
+        print(f"{name:>10}: {hits}/{pairs} traversals reached their target{judged}")
     save_png(out / "gallery_side_by_side.png", render_galleries_side_by_side(gallery))
     print(f"wrote {out}/")
     return 0
