@@ -66,3 +66,71 @@ def test_computing_again_right_after_a_result_does_not_wait_on_a_queued_quit(qtb
         assert tab.compute()
         with qtbot.waitSignal(tab.gallery_finished, timeout=60_000):
             pass
+
+
+def _cell_centre(tab, model, row, column):
+    from trav_gui.engine.output.gallery import _layout, render_gallery
+
+    lay = _layout(tab.gallery, 3)
+    width = render_gallery(tab.gallery, 0).width
+    return (model * (width + 20) + lay["margin"] + column * (lay["cell"] + 4) + lay["cell"] // 2,
+            lay["top"] + lay["margin"] + row * (lay["cell"] + lay["caption"] + 4) + lay["cell"] // 2)
+
+
+def test_cells_are_judged_and_a_click_opens_that_traversal_in_the_traversal_tab(qtbot, gui_models):
+    from PySide6.QtCore import QPoint, Qt
+
+    w = make_window(qtbot, gui_models)
+    tab = w.gallery_tab
+    tab.steps.setValue(2)
+    with qtbot.waitSignal(tab.gallery_finished, timeout=60_000):
+        assert tab.compute()
+    assert tab.gallery.success is not None and tab.gallery.success.shape == (2, 10, 10)  # realism is on
+    assert "Real-looking targets" in tab.status.text()
+    w.tabs.setCurrentIndex(1)
+    x, y = _cell_centre(tab, 1, 3, 7)
+    with qtbot.waitSignal(w.run_finished, timeout=60_000):
+        qtbot.mouseClick(tab.picture, Qt.MouseButton.LeftButton, pos=QPoint(x, y))
+    assert w.tabs.currentIndex() == 0
+    assert w.input_panel.test_index == gallery_start_indices()[3] and w.target_picker.target == 7
+    assert w.history is not None and len(w.history) > 1 and w.history.target == 7  # it was played
+    # The start itself and the space between cells open nothing.
+    assert not tab.open_cell_at(*_cell_centre(tab, 0, 4, 4)) and not tab.open_cell_at(2, 2)
+
+
+def test_a_one_row_gallery_starts_from_the_traversal_tabs_start(qtbot, gui_models):
+    from trav_gui.qt.gallery_tab import ROW_FROM_START
+
+    w = make_window(qtbot, gui_models)
+    w.input_panel.pick_example(15)
+    tab = w.gallery_tab
+    tab.steps.setValue(2)
+    tab.rows.setCurrentText(ROW_FROM_START)
+    with qtbot.waitSignal(tab.gallery_finished, timeout=60_000):
+        assert tab.compute()
+    images, labels = data.test_digits()
+    g = tab.gallery
+    assert g.images.shape == (2, 1, 10, 28, 28) and g.rows == (int(labels[15]),) and g.start_indices == (15,)
+    assert np.allclose(g.images[:, 0, int(labels[15])], images[15] / 255.0)
+    opened = []
+    tab.cell_opened.connect(lambda *a: opened.append(a))
+    other = (int(labels[15]) + 1) % 10
+    assert tab.open_cell_at(*_cell_centre(tab, 0, 0, other))
+    assert opened[0][1:] == (15, other, "robust") and np.allclose(opened[0][0], images[15] / 255.0)
+
+
+def test_the_success_map_is_computed_in_the_tab_and_saved(qtbot, gui_models, tmp_path):
+    w = make_window(qtbot, gui_models)
+    tab = w.gallery_tab
+    tab.steps.setValue(2)
+    tab.per_class.setValue(1)
+    with qtbot.waitSignal(tab.successmap_finished, timeout=120_000) as blocker:
+        assert tab.compute_successmap(tmp_path)
+        assert not tab.successmap_button.isEnabled() and tab.cancel_button.isEnabled()
+    assert blocker.args == [True]
+    assert [m.name for m in tab.successmaps] == ["robust", "standard"]
+    assert all(m.traversals.sum() == 90 for m in tab.successmaps)
+    for name in ("robust", "standard"):
+        assert (tmp_path / f"successmap_{name}.png").is_file() and (tmp_path / f"successmap_{name}.csv").is_file()
+    assert not tab.picture.pixmap().isNull() and str(tmp_path) in tab.status.text()
+    assert tab.gallery is None and not tab.open_cell_at(100, 100)  # the map is no gallery to click

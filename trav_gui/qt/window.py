@@ -185,7 +185,11 @@ class MainWindow(RunFilesMixin, QMainWindow):
         right_layout.addWidget(self.view, 1)
         right_layout.addWidget(timeline)
 
-        self.gallery_tab = GalleryTab(self._gallery_models, self.settings.config)
+        self.gallery_tab = GalleryTab(
+            self._gallery_models, self.settings.config,
+            scorer_provider=lambda: self.scorers.get(self.dataset) if self.realism_action.isChecked() else None,
+            start_provider=self._gallery_start)
+        self.gallery_tab.cell_opened.connect(self.open_gallery_cell)
         self.tabs = QTabWidget()
         self.tabs.addTab(right, "Traversal")
         self.tabs.addTab(self.gallery_tab, "Gallery (10×10)")
@@ -219,6 +223,25 @@ class MainWindow(RunFilesMixin, QMainWindow):
     def _gallery_models(self) -> tuple[list[nn.Module], list[str]] | None:
         chosen = self._selected_models()
         return chosen and (chosen[1], [e.name for e in chosen[0]])
+
+    def _gallery_start(self) -> tuple[np.ndarray, int | None, int] | None:
+        """The start for a one-row gallery: (image, its class if a test image else None, test index or -1)."""
+        image, index = self.input_panel.start_image, self.input_panel.test_index
+        if image is None:
+            return None
+        label = None if index is None else int(test_set(self.dataset)[1][index])
+        return image, label, -1 if index is None else index
+
+    def open_gallery_cell(self, start: np.ndarray, test_index: int, target: int, model_name: str) -> None:
+        """Open a gallery cell's traversal in the Traversal tab: its start and target, played."""
+        if test_index >= 0:
+            self.input_panel.pick_example(test_index)
+        else:
+            self.input_panel.set_start_image(start)
+        self.set_target(target)
+        self.tabs.setCurrentIndex(0)
+        self.statusBar().showMessage(f"Gallery cell: {model_name}, start → {target}", 10_000)
+        self.play()
 
     def add_model_file(self, path: str | Path) -> bool:
         """Check a ``.safetensors``, ``.onnx`` or ``.recipe`` file, keep it among the user models (listed on every

@@ -91,6 +91,10 @@ class Gallery:
         from a given start has that start's class."""
         return self.start_classes if self.start_classes is not None else self.classes
 
+    def traversed(self) -> np.ndarray:
+        """(R, G) bool: the cells that are traversals (not a start shown in its own class)."""
+        return np.array(self.rows)[:, None] != np.array(self.classes)[None, :]
+
     def cell(self, row: int, column: int) -> tuple[int, int]:
         """(start test index, or -1 for a start not from the test set; target class) of a cell."""
         return self.start_indices[row], self.classes[column]
