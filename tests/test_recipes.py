@@ -63,6 +63,8 @@ def test_ensemble_logits_are_the_mean_log_probability():
     ({"models": ["robust"], "step_decay": float("nan")}, "step_decay"),
     ({"models": ["robust"], "anneal_steps": 0}, "anneal_steps"),
     ({"models": ["robust"], "lr": 1}, "unknown"),
+    ({"models": ["robust"], "centre": "yes"}, "centre"),
+    ({"models": ["robust"], "centre": True, "max_centre_shift": 0}, "max_centre_shift"),
 ])
 def test_bad_recipes_are_refused_naming_the_setting(bad, message):
     with pytest.raises(RecipeError, match=message):
@@ -237,3 +239,52 @@ def test_a_recipe_is_added_as_a_user_model_listed_traversed_and_removed(tmp_path
     assert "judge" in capsys.readouterr().err
     assert main(["models", "remove", "mine"]) == 0
     assert not any(c.name == "mine" for c in list_user_models())
+
+
+def test_centring_offsets_bring_the_ink_to_the_centre_and_shift_batch_moves_it_there():
+    from trav_gui.engine.core.centring import centring_offsets, shift_batch
+    from trav_gui.engine.data.preprocess import shift_images
+
+    x = torch.zeros(4, 1, 28, 28)
+    x[0, 0, 10, 20] = 1.0  # ink up and to the right: moves down 4 and left 6
+    x[1, 0, 13:15, 13:15] = 1.0  # centre of mass (13.5, 13.5): rounds to a move of (0, 0) or (1, 1)
+    x[2, 0, 0, 0] = 1.0  # far in a corner: capped at the largest move
+    off = centring_offsets(x, 6)
+    assert off[0].tolist() == [4, -6] and off[2].tolist() == [6, 6] and off[3].tolist() == [0, 0]  # 3: no ink
+    assert set(off[1].tolist()) <= {0, 1}
+    moved = shift_batch(x, off)
+    assert moved[0, 0, 14, 14] == 1 and moved[0].sum() == 1
+    for i in range(4):
+        assert np.array_equal(moved[i].numpy(), shift_images(x[i].numpy(), *off[i].tolist()))
+    # Gradients come back through the move to where the ink stands.
+    leaf = x.clone().requires_grad_(True)
+    (shift_batch(leaf, off)[:, :, 14, 14]).sum().backward()
+    assert leaf.grad[0, 0, 10, 20] == 1 and leaf.grad[0].sum() == 1
+
+
+def test_a_centring_recipe_sees_a_moved_digit_as_it_sees_it_in_place():
+    from trav_gui.engine.data import datasets as data
+    from trav_gui.engine.data.preprocess import shift_images
+
+    from trav_gui.engine.core.centring import centring_offsets
+
+    images, labels = data.test_digits()
+    robust = load_model("robust")
+    centred = Guided(robust, Recipe(("robust",), centre=True))
+    # A digit whose centre of mass is within 0.3 px of the field's centre (no rounding tie).
+    x = torch.from_numpy(images[:50].astype(np.float32) / 255.0)[:, None]
+    ink = x.sum(1)
+    cy = (ink.sum(2) * torch.arange(28.0)).sum(1) / ink.sum((1, 2))
+    cx = (ink.sum(1) * torch.arange(28.0)).sum(1) / ink.sum((1, 2))
+    i = int(torch.nonzero(((cy - 14).abs() < 0.3) & ((cx - 14).abs() < 0.3))[0])
+    assert centring_offsets(x[i:i + 1], 6).tolist() == [[0, 0]]
+    digit = images[i].astype(np.float32) / 255.0
+    moved = torch.from_numpy(shift_images(digit, 3, -3))[None, None]
+    with torch.no_grad():
+        in_place = robust(torch.from_numpy(digit)[None, None])
+        assert torch.allclose(centred(moved), centred(torch.from_numpy(digit)[None, None]))
+        assert torch.allclose(centred(moved), in_place, atol=1e-5)
+        assert not torch.allclose(robust(moved), in_place, atol=1e-2)  # the plain model sees it differently
+    # A traversal of the moved digit keeps the frame where the digit stands.
+    frames = _frames(centred, moved, 3, steps=3, step_size=0.5)
+    assert frames[-1].images[0, 0, :3].sum() < 1e-6  # its top rows (emptied by the move) stay nearly blank

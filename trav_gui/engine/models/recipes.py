@@ -17,7 +17,10 @@ guided and lets it take its own steps:
 
 with α_t = α·scale·decay^t (α: the run's step size), σ_t annealed geometrically from σ_max to σ_min
 over ``anneal_steps`` and held there, and λ the prior's weight (see
-:mod:`trav_gui.engine.models.priors`). With ``renoise`` the prior denoises ``x + σ_t·z`` (fresh
+:mod:`trav_gui.engine.models.priors`). With ``centre`` the classifiers and the prior see every
+image moved (whole pixels, at most ``max_centre_shift``) so that its ink's centre of mass is at
+the field's centre, where the data set's digits have theirs; the gradient and the prior's pull
+come back to the image where it stands (:mod:`trav_gui.engine.core.centring`). With ``renoise`` the prior denoises ``x + σ_t·z`` (fresh
 Gaussian z, seeded by the run's seed) instead of ``x``. Stop rules freeze a trajectory: ``"confident"`` once the
 recipe's own p(target) >= ``confident_prob``; ``"plateau"`` once it is confident and the
 prior's correction ‖D(x, σ_t) − x‖₂ has not shrunk for ``patience`` steps. No stop rule, no
@@ -33,6 +36,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from trav_gui.engine.core.centring import centring_offsets, shift_batch
 from trav_gui.engine.data.datasets import DEFAULT_DATASET
 from trav_gui.engine.models.errors import RecipeError
 
@@ -75,6 +79,8 @@ class Recipe:
     stop: str | None = None
     confident_prob: float = 0.9
     patience: int = 10
+    centre: bool = False
+    max_centre_shift: int = 6
 
     def __post_init__(self) -> None:
         models = self.models
@@ -89,6 +95,11 @@ class Recipe:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
                 raise RecipeError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}")
+        if not isinstance(self.centre, bool):
+            raise RecipeError(f"centre must be true or false, got {self.centre!r}")
+        if isinstance(self.max_centre_shift, bool) or not isinstance(self.max_centre_shift, int) or not (
+                1 <= self.max_centre_shift <= 16):
+            raise RecipeError(f"max_centre_shift must be an integer in [1, 16], got {self.max_centre_shift!r}")
         for name in ("anneal_steps", "patience"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000:
@@ -134,6 +145,8 @@ class Guided(nn.Module):
         self.dataset = dataset
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.recipe.centre:
+            x = shift_batch(x, centring_offsets(x, self.recipe.max_centre_shift))
         return self.classifier(x)
 
     def start(self, n: int, device: torch.device, seed: int = 0) -> "GuidedRun":
@@ -167,7 +180,11 @@ class GuidedRun:
         if r.renoise:  # denoise a noised copy: a stochastic pull that can leave a poor local mode
             seen = moved + sigma * torch.randn(moved.shape, generator=self.generator, device=moved.device)
         with torch.no_grad():
-            pull = self.prior(seen, sigma) - moved
+            if r.centre:  # the prior sees the ink centred too, and its pull is moved back
+                off = centring_offsets(moved, r.max_centre_shift)
+                pull = shift_batch(self.prior(shift_batch(seen, off), sigma), -off) - moved
+            else:
+                pull = self.prior(seen, sigma) - moved
         self.correction = pull.flatten(1).norm(dim=1)
         return step.project(moved + r.prior_weight * pull, x0).clamp_(0.0, 1.0)
 
@@ -196,4 +213,6 @@ def describe(recipe: Recipe) -> str:
                      f"{recipe.sigma_min:g})")
     if recipe.stop:
         parts.append(f"stop: {recipe.stop}")
+    if recipe.centre:
+        parts.append("sees the ink centred")
     return "recipe: " + "; ".join(parts)
