@@ -19,6 +19,9 @@ of :mod:`trav_gui.engine.realism`:
   traversals (one that never gets confident fails); real digits score about 90 %;
 - ``growth``: nn at the last frame over nn at the confident point;
 - ``l2`` and ``ssim``: distance from, and structural similarity to, the start;
+- ``two_sample`` (with ``--two-sample``): a classifier two-sample test's held-out accuracy at
+  telling the confident-point frames from real test digits of the same classes (0.5: not at
+  all; real digits against other real digits give the floor);
 - in colour worlds (``--dataset colored-mnist``), ``colour_kept`` and ``colour_kept_last``: the
   share of traversals whose added ink keeps the start's hue (within ±30°) at the confident point
   and at the last frame (one that never gets confident fails), and ``grey``, the median share of
@@ -253,6 +256,54 @@ def real_digits(images, labels, judges, ref, held, device, dataset: str = "mnist
     return out
 
 
+def two_sample_accuracy(fake: np.ndarray, real: np.ndarray, splits: int = 5, epochs: int = 20, seed: int = 0,
+                        shape: tuple[int, int, int] = (1, 28, 28)) -> float:
+    """A classifier two-sample test (Lopez-Paz & Oquab, 2017): a fresh small CNN learns to tell
+    ``fake`` from ``real`` images (as many of each: the larger set is subsampled) on 70 % of them
+    and is scored on the other 30 %; the mean held-out accuracy over ``splits`` random splits.
+    About 0.5: indistinguishable; 1.0: told apart every time."""
+    from torch import nn
+
+    rng = np.random.default_rng(seed)
+    n = min(len(fake), len(real))
+    if n < 10:
+        return float("nan")
+    accs = []
+    for split in range(splits):
+        f = fake[rng.choice(len(fake), n, replace=False)]
+        r = real[rng.choice(len(real), n, replace=False)]
+        x = torch.from_numpy(np.concatenate([f, r]).astype(np.float32)).reshape(-1, *shape)
+        y = torch.cat([torch.ones(n), torch.zeros(n)])
+        order = torch.from_numpy(rng.permutation(2 * n))
+        cut = int(0.7 * 2 * n)
+        tr, te = order[:cut], order[cut:]
+        torch.manual_seed(seed * 100 + split)
+        net = nn.Sequential(nn.Conv2d(shape[0], 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                            nn.Linear(32 * (shape[1] // 4) * (shape[2] // 4), 64), nn.ReLU(), nn.Linear(64, 1))
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        for _ in range(epochs):
+            for b in tr[torch.randperm(len(tr))].split(64):
+                loss = nn.functional.binary_cross_entropy_with_logits(net(x[b]).squeeze(1), y[b])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        with torch.no_grad():
+            accs.append(float(((net(x[te]).squeeze(1) > 0).float() == y[te]).float().mean()))
+    return float(np.mean(accs))
+
+
+def real_pool(images, labels, classes: np.ndarray) -> np.ndarray:
+    """Real test digits 1000-1999 (never starts or references), drawn to match ``classes``' mix."""
+    x = images[1000:2000].astype(np.float32) / 255.0
+    y = labels[1000:2000].astype(int)
+    out = []
+    for c, k in zip(*np.unique(classes, return_counts=True)):
+        pool = x[y == c]
+        out.append(pool[np.arange(k) % len(pool)])
+    return np.concatenate(out) if out else x[:0]
+
+
 def default_judges(dataset: str) -> list[str]:
     """Every shipped judge of ``dataset``, the data set's main judge (the robust one) first."""
     names = [e.name for e in list_models() if e.card.is_judge and e.dataset == dataset]
@@ -281,6 +332,9 @@ def main(argv=None) -> dict:
                         "Writes <out>/<name>.json and a success-versus-shift plot")
     p.add_argument("--directions", nargs="+", choices=list(DIRECTIONS), default=list(DEFAULT_DIRECTIONS),
                    help="the directions starts are moved in, by turns (default: the four diagonals)")
+    p.add_argument("--two-sample", action="store_true",
+                   help="also run a classifier two-sample test per lever: how well a fresh CNN tells its "
+                        "confident-point frames from real test digits of the same classes (0.5: not at all)")
     p.add_argument("--merge", nargs="+", type=Path, default=None,
                    help="combine the JSON files of runs split over processes into <out>/<name>.json and its plot")
     args = p.parse_args(argv)
@@ -305,6 +359,10 @@ def main(argv=None) -> dict:
     result = {"dataset": args.dataset, "digits": args.digits, "first": args.first, "traversals": len(targets), "steps": args.steps,
               "step_size": args.step_size, "confident_prob": CONFIDENT_PROB, "judges": list(judges),
               "real_digits": real_digits(images, labels, judges, ref, held, args.device, args.dataset), "levers": {}}
+    if args.two_sample:  # real against real: the test's floor (test digits 0-999 against 1000-1999)
+        own = images[:1000].astype(np.float32) / 255.0
+        result["real_digits"]["two_sample"] = two_sample_accuracy(
+            own[np.isin(labels[:1000], targets)][:len(targets)], real_pool(images, labels, targets), shape=ds.shape)
     for name in args.levers:
         what, spec = LEVERS.get(name, (name, name))
         try:
@@ -316,6 +374,11 @@ def main(argv=None) -> dict:
         run = follow(model, x0, targets, config, ds.shape)
         row = {"what": what, **measure(run, x0, targets, judges, ref, held, args.device, args.dataset),
                "seconds": round(time.time() - t0, 1)}
+        if args.two_sample:
+            reached = run["conf_step"] >= 0
+            fake = run["conf_img"][reached]
+            row["two_sample"] = two_sample_accuracy(fake, real_pool(images, labels, targets[reached]), shape=ds.shape)
+            print(f"{name}: two-sample accuracy {row['two_sample']:.3f} ({len(fake)} frames)", file=sys.stderr)
         result["levers"][name] = row
         print_row(name, row, list(judges))
         if args.write_card and isinstance(spec, str) and resolve_model_path(spec).suffix == ".recipe":
@@ -481,6 +544,9 @@ def print_table(result: dict) -> None:
     colour = any("colour_kept" in row for row in result["levers"].values())
     if colour:
         head += ["colour kept %", "colour kept last %", "grey share"]
+    two = "two_sample" in result["real_digits"]
+    if two:
+        head += ["two-sample acc. %"]
     print(f"{result['traversals']} traversals per lever ({result['digits']} test digits x 9 targets), "
           f"{result['steps']} steps of {result['step_size']}; at the confident point (p >= {result['confident_prob']})")
     print("| " + " | ".join(head) + " |")
@@ -489,7 +555,8 @@ def print_table(result: dict) -> None:
     print("| real test digits | – | " + " | ".join(_pct(real["judges"][j]["agree"]) for j in judges) + " | "
           + " | ".join(_pct(real["judges"][j]["success"]) for j in judges)
           + f" | {_pct(real['judges'][judges[0]]['success_test'])} | {_num(real['nn'])} | {_num(real['nn_test'])}"
-          " | – | – | – | – |" + (" – | – | – |" if colour else ""))
+          " | – | – | – | – |" + (" – | – | – |" if colour else "")
+          + (f" {_pct(real['two_sample'])} |" if two else ""))
     for name, row in result["levers"].items():
         j = row["judges"]
         cells = [name, _pct(row["reach"])] + [_pct(j[k]["agree"]) for k in judges]
@@ -498,6 +565,8 @@ def print_table(result: dict) -> None:
                   _num(row["l2"]), _num(row["ssim"]), _pct(j[judges[0]]["success_last"])]
         if colour:
             cells += [_pct(row.get("colour_kept")), _pct(row.get("colour_kept_last")), _num(row.get("grey"))]
+        if two:
+            cells += [_pct(row.get("two_sample"))]
         print("| " + " | ".join(cells) + " |")
 
 

@@ -74,3 +74,16 @@ def test_shifted_starts_follow_the_directions_by_turns(bench):
     x[:, 10, 10] = 1
     moved = bench.shifted_starts(x, np.array([[3, 3], [-3, 0]]))
     assert moved[0, 13, 13] == 1 and moved[1, 7, 10] == 1 and moved.sum() == 2
+
+
+def test_the_two_sample_test_tells_noisy_digits_from_real_ones_but_not_real_from_real(bench):
+    from trav_gui.engine.data import datasets as data
+
+    images, labels = data.test_digits()
+    a = images[:200].astype(np.float32) / 255.0
+    b = images[200:400].astype(np.float32) / 255.0
+    hazy = np.clip(a + 0.15 * np.random.default_rng(0).random(a.shape, dtype=np.float32), 0, 1)
+    assert bench.two_sample_accuracy(hazy, b, splits=1, epochs=15) > 0.9
+    assert bench.two_sample_accuracy(a, b, splits=1, epochs=15) < 0.7
+    pool = bench.real_pool(images, labels, np.array([3, 3, 5]))
+    assert pool.shape == (3, 28, 28)
