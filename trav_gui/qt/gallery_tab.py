@@ -203,6 +203,7 @@ class GalleryTab(QWidget):
         bar.addWidget(self.rows)
         for w in (self.compute_button, self.cancel_button, self.save_button):
             bar.addWidget(w)
+        bar.addStretch(1)
         maps = QHBoxLayout()
         maps.addWidget(QLabel("Starts per class"))
         maps.addWidget(self.per_class)
