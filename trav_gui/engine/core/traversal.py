@@ -47,6 +47,9 @@ class OwnStepsRun(Protocol):
     stops: bool
     """True when it may freeze trajectories on its own (a stop rule)."""
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, K) of this run's images ``x`` (N, C, H, W): the model as this run sees them."""
+
     def advance(self, step: Step, x: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor, t: int) -> torch.Tensor:
         """The next images (N, 1, 28, 28) after step ``t``, from ``x``, the start ``x0`` and the gradient."""
 
@@ -59,8 +62,9 @@ class OwnSteps(Protocol):
     """A model that takes its own steps (a recipe, :class:`~trav_gui.engine.models.recipes.Guided`):
     :func:`traverse` asks it for an :class:`OwnStepsRun` and lets that move its images."""
 
-    def start(self, n: int, device: torch.device, seed: int = 0) -> OwnStepsRun:
-        """A run of ``n`` images on ``device``; ``seed`` seeds any randomness of its steps."""
+    def start(self, n: int, device: torch.device, seed: int = 0, x0: torch.Tensor | None = None) -> OwnStepsRun:
+        """A run of ``n`` images on ``device``; ``seed`` seeds any randomness of its steps; ``x0``
+        (N, C, H, W) are the start images."""
 
 
 def _own_steps(models: Sequence[nn.Module]) -> list[OwnSteps | None]:
@@ -261,6 +265,7 @@ JOINT_AUTOGRAD_MAX_BATCH = 8
 
 
 def _forward_backward(models, x, targets, flat_targets, objective_fn, t: int, joint: bool):
+    """``models``: M callables, (N, C, H, W) -> logits (N, K)."""
     """Logits (M, N, K), objective values (M, N) and input gradients (M, N, C, H, W).
 
     ``flat_targets`` is ``targets`` repeated for each model (M * N,), made once per run."""
@@ -345,7 +350,9 @@ def traverse(
     x = step.random_start(flat_x0, generator).view_as(x0s) if config.random_start else x0s.clone()
     done = torch.zeros(m, n, dtype=torch.bool, device=device)
     # Recipes take their own steps and may stop on their own.
-    guided = {i: own.start(n, device, config.seed) for i, own in enumerate(_own_steps(models)) if own is not None}
+    guided = {i: own.start(n, device, config.seed, x0=start) for i, own in enumerate(_own_steps(models))
+              if own is not None}
+    forwards = [guided[i].forward if i in guided else model for i, model in enumerate(models)]
     stops = config.stop_at_prob is not None or any(run.stops for run in guided.values())
     # Without a stop rule nothing is ever done: one shared read-only array serves every frame.
     never_done = _frozen(done) if not stops else None
@@ -353,7 +360,7 @@ def traverse(
     joint = n <= JOINT_AUTOGRAD_MAX_BATCH
     flat_targets = targets.repeat(m)
     for t in range(config.steps + 1):
-        logits, values, grad = _forward_backward(models, x, targets, flat_targets, objective_fn, t, joint)
+        logits, values, grad = _forward_backward(forwards, x, targets, flat_targets, objective_fn, t, joint)
         k = logits.shape[-1]
         probs = torch.softmax(logits, dim=-1)
         delta = (x - x0s).flatten(0, 1)

@@ -20,7 +20,9 @@ over ``anneal_steps`` and held there, and λ the prior's weight (see
 :mod:`trav_gui.engine.models.priors`). With ``centre`` the classifiers and the prior see every
 image moved (whole pixels, at most ``max_centre_shift``) so that its ink's centre of mass is at
 the field's centre, where the data set's digits have theirs; the gradient and the prior's pull
-come back to the image where it stands (:mod:`trav_gui.engine.core.centring`). With ``renoise`` the prior denoises ``x + σ_t·z`` (fresh
+come back to the image where it stands (:mod:`trav_gui.engine.core.centring`). In a traversal
+the move is the one that centres the *start*, kept for the whole run; outside one (``forward``
+on its own) each image is centred by its own ink. With ``renoise`` the prior denoises ``x + σ_t·z`` (fresh
 Gaussian z, seeded by the run's seed) instead of ``x``. Stop rules freeze a trajectory: ``"confident"`` once the
 recipe's own p(target) >= ``confident_prob``; ``"plateau"`` once it is confident and the
 prior's correction ‖D(x, σ_t) − x‖₂ has not shrunk for ``patience`` steps. No stop rule, no
@@ -149,15 +151,21 @@ class Guided(nn.Module):
             x = shift_batch(x, centring_offsets(x, self.recipe.max_centre_shift))
         return self.classifier(x)
 
-    def start(self, n: int, device: torch.device, seed: int = 0) -> "GuidedRun":
-        return GuidedRun(self, n, device, seed)
+    def start(self, n: int, device: torch.device, seed: int = 0, x0: torch.Tensor | None = None) -> "GuidedRun":
+        return GuidedRun(self, n, device, seed, x0)
 
 
 class GuidedRun:
     """One traversal's state of a :class:`Guided` model: its steps and its stop rule."""
 
-    def __init__(self, guided: Guided, n: int, device: torch.device, seed: int = 0) -> None:
+    def __init__(self, guided: Guided, n: int, device: torch.device, seed: int = 0,
+                 x0: torch.Tensor | None = None) -> None:
+        self.guided = guided
         self.recipe = guided.recipe
+        # With ``centre``: the move that centres each start's ink, kept for the whole run (moves
+        # recomputed every step would jitter by a pixel as ink comes and goes).
+        self.offsets = (centring_offsets(x0, guided.recipe.max_centre_shift)
+                        if guided.recipe.centre and x0 is not None else None)
         self.generator = torch.Generator(device=device).manual_seed(int(seed))
         self.prior = guided.prior
         self.stops = self.recipe.stop is not None
@@ -165,6 +173,12 @@ class GuidedRun:
         self.since_best = torch.zeros(n, dtype=torch.int64, device=device)
         self.confident = torch.zeros(n, dtype=torch.bool, device=device)
         self.correction = torch.zeros(n, device=device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The classifier's logits of this run's images, seen with each start's ink centred."""
+        if self.offsets is None:
+            return self.guided(x)
+        return self.guided.classifier(shift_batch(x, self.offsets))
 
     def advance(self, step, x: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor, t: int) -> torch.Tensor:
         """The next images (N, 1, 28, 28) from ``x`` after step ``t``: ``step``'s move with the
@@ -180,9 +194,8 @@ class GuidedRun:
         if r.renoise:  # denoise a noised copy: a stochastic pull that can leave a poor local mode
             seen = moved + sigma * torch.randn(moved.shape, generator=self.generator, device=moved.device)
         with torch.no_grad():
-            if r.centre:  # the prior sees the ink centred too, and its pull is moved back
-                off = centring_offsets(moved, r.max_centre_shift)
-                pull = shift_batch(self.prior(shift_batch(seen, off), sigma), -off) - moved
+            if self.offsets is not None:  # the prior sees the ink centred too, and its pull is moved back
+                pull = shift_batch(self.prior(shift_batch(seen, self.offsets), sigma), -self.offsets) - moved
             else:
                 pull = self.prior(seen, sigma) - moved
         self.correction = pull.flatten(1).norm(dim=1)
