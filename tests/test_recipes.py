@@ -288,3 +288,20 @@ def test_a_centring_recipe_sees_a_moved_digit_as_it_sees_it_in_place():
     # A traversal of the moved digit keeps the frame where the digit stands.
     frames = _frames(centred, moved, 3, steps=3, step_size=0.5)
     assert frames[-1].images[0, 0, :3].sum() < 1e-6  # its top rows (emptied by the move) stay nearly blank
+
+
+def test_a_centring_run_keeps_the_move_of_its_start_for_the_whole_run():
+    from trav_gui.engine.core.centring import centring_offsets, shift_batch
+
+    clf = Linear(0)
+    guided = Guided(clf, Recipe(("x",), centre=True, max_centre_shift=6))
+    x0 = torch.zeros(2, 1, 28, 28)
+    x0[0, 0, 8:12, 8:12] = 1.0  # ink up-left: centred by moving it down-right
+    x0[1, 0, 12:16, 12:16] = 1.0  # already centred
+    run = guided.start(2, torch.device("cpu"), 0, x0=x0)
+    assert run.offsets.tolist() == centring_offsets(x0, 6).tolist() and run.offsets[1].tolist() == [0, 0]
+    later = x0.clone()
+    later[0, 0, 20:24, 20:24] = 1.0  # ink added far away moves the centre of mass, not the run's move
+    assert centring_offsets(later, 6)[0].tolist() != run.offsets[0].tolist()
+    assert torch.equal(run.forward(later), clf(shift_batch(later, run.offsets)))
+    assert torch.equal(guided.start(2, torch.device("cpu")).forward(later), guided(later))  # no starts: per image
