@@ -305,3 +305,15 @@ def test_a_centring_run_keeps_the_move_of_its_start_for_the_whole_run():
     assert centring_offsets(later, 6)[0].tolist() != run.offsets[0].tolist()
     assert torch.equal(run.forward(later), clf(shift_batch(later, run.offsets)))
     assert torch.equal(guided.start(2, torch.device("cpu")).forward(later), guided(later))  # no starts: per image
+
+
+def test_the_shipped_realistic_recipe_centres_its_starts_and_that_moves_no_centred_test_digit():
+    """Its measured figures on centred test digits hold: centring leaves their frames as they were."""
+    from trav_gui.engine.core.centring import centring_offsets
+    from trav_gui.engine.data import datasets as data
+
+    recipe = load_model("realistic")
+    assert recipe.recipe.centre
+    images, _ = data.test_digits()
+    x = torch.from_numpy(images[:1000].astype(np.float32) / 255.0)[:, None]
+    assert not centring_offsets(x, recipe.recipe.max_centre_shift).any()
