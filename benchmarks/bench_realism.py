@@ -79,12 +79,16 @@ LEVERS: dict[str, tuple[str, str | Recipe]] = {
     "decay": ("robust, step size x 0.99 per step", Recipe(("robust",), step_decay=0.99)),
     "stop": ("robust, stop at the confident point", Recipe(("robust",), stop="confident")),
     "realistic": ("the shipped recipe", "realistic"),
-    # Position levers (--shifts): the same models seeing each image's ink centred.
-    "robust-centred": ("robust, seeing the ink centred", Recipe(("robust",), centre=True)),
-    "realistic-centred": ("the shipped recipe, seeing the ink centred",
+    # Position levers (--shifts): the same models seeing each start's ink centred. The shipped
+    # recipe centres since this was measured; "realistic-uncentred" is the recipe before that.
+    "robust-centred": ("robust, seeing the start's ink centred", Recipe(("robust",), centre=True)),
+    "realistic-centred": ("the recipe, seeing the start's ink centred (shipped since)",
                           Recipe(("robust", "robust-eps3"), prior="score-mnist", prior_weight=0.15, sigma_max=0.5,
                                  sigma_min=0.3, anneal_steps=100, step_scale=3.0, stop="plateau", patience=10,
                                  centre=True)),
+    "realistic-uncentred": ("the recipe before it centred its starts",
+                            Recipe(("robust", "robust-eps3"), prior="score-mnist", prior_weight=0.15, sigma_max=0.5,
+                                   sigma_min=0.3, anneal_steps=100, step_scale=3.0, stop="plateau", patience=10)),
 }
 
 
