@@ -336,9 +336,10 @@ class GalleryTab(QWidget):
         job.deleteLater()
 
     @Slot(int, int, str)
-    def _on_progress(self, step: int, total: int, _what: str) -> None:
+    def _on_progress(self, step: int, total: int, what: str) -> None:
         if self.progress.maximum() != total:
             self.progress.setRange(0, total)
+        self.progress.setFormat(f"{what}  %p%" if what else "%p%")
         self.progress.setValue(step)
 
     @Slot(object)
