@@ -123,6 +123,16 @@ def load_lever(spec: str | Recipe, device: str):
     return load_model(spec, device=device)
 
 
+def named_lever(name: str, device: str):
+    """(what it is, its spec, the loaded model) of lever ``name``; None (said why) if it cannot load."""
+    what, spec = LEVERS.get(name, (name, name))
+    try:
+        return what, spec, load_lever(spec, device)
+    except (ModelLoadError, PriorLoadError, RecipeError) as exc:
+        print(f"skipping lever {name}: {exc}", file=sys.stderr)
+        return None
+
+
 def follow(model, x0: np.ndarray, targets: np.ndarray, config: TraversalConfig,
            shape: tuple[int, int, int] = (1, 28, 28)) -> dict[str, np.ndarray]:
     """Traverse and keep, per trajectory, the frames and figures at the flip, the confident
@@ -369,12 +379,10 @@ def main(argv=None) -> dict:
         result["real_digits"]["two_sample"] = two_sample_accuracy(
             own[np.isin(labels[:1000], targets)][:len(targets)], real_pool(images, labels, targets), shape=ds.shape)
     for name in args.levers:
-        what, spec = LEVERS.get(name, (name, name))
-        try:
-            model = load_lever(spec, args.device)
-        except (ModelLoadError, PriorLoadError, RecipeError) as exc:
-            print(f"skipping lever {name}: {exc}", file=sys.stderr)
+        lever = named_lever(name, args.device)
+        if lever is None:
             continue
+        what, spec, model = lever
         t0 = time.time()
         run = follow(model, x0, targets, config, ds.shape)
         row = {"what": what, **measure(run, x0, targets, judges, ref, held, args.device, args.dataset),
@@ -425,14 +433,10 @@ def shift_curve(args, judges, images, labels, ds, digits, targets, ref, held, co
             at["real_digits"] = real_digits(images, labels, judges, ref, held, args.device, args.dataset, k,
                                             tuple(args.directions))
         for name in args.levers:
-            if name in at["levers"]:
+            lever = None if name in at["levers"] else named_lever(name, args.device)
+            if lever is None:
                 continue
-            what, spec = LEVERS.get(name, (name, name))
-            try:
-                model = load_lever(spec, args.device)
-            except (ModelLoadError, PriorLoadError, RecipeError) as exc:
-                print(f"skipping lever {name}: {exc}", file=sys.stderr)
-                continue
+            what, _, model = lever
             t0 = time.time()
             run = follow(model, x0, targets, config, ds.shape)
             at["levers"][name] = {"what": what, **measure(run, x0, targets, judges, ref, held, args.device,
