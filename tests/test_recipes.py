@@ -263,12 +263,11 @@ def test_centring_offsets_bring_the_ink_to_the_centre_and_shift_batch_moves_it_t
 
 
 def test_a_centring_recipe_sees_a_moved_digit_as_it_sees_it_in_place():
+    from trav_gui.engine.core.centring import centring_offsets
     from trav_gui.engine.data import datasets as data
     from trav_gui.engine.data.preprocess import shift_images
 
-    from trav_gui.engine.core.centring import centring_offsets
-
-    images, labels = data.test_digits()
+    images, _ = data.test_digits()
     robust = load_model("robust")
     centred = Guided(robust, Recipe(("robust",), centre=True))
     # A digit whose centre of mass is within 0.3 px of the field's centre (no rounding tie).

@@ -52,7 +52,11 @@ from trav_gui.engine.output.gallery import (
     render_galleries_side_by_side,
     run_gallery,
 )
-from trav_gui.engine.output.successmap import SuccessMapCancelled, render_successmap, run_successmap
+from trav_gui.engine.output.successmap import (
+    SuccessMapCancelled,
+    render_successmap,
+    run_successmap,
+)
 from trav_gui.qt.jobs import BackgroundJob, JobCancelled
 
 __all__ = ["GalleryTab"]
@@ -108,7 +112,7 @@ class _Picture(QLabel):
 
     clicked = Signal(int, int)
 
-    def mousePressEvent(self, event) -> None:  # noqa: N802 - Qt's name
+    def mousePressEvent(self, event) -> None:  # Qt's name
         if event.button() == Qt.MouseButton.LeftButton:
             pos = event.position()
             self.clicked.emit(int(pos.x()), int(pos.y()))

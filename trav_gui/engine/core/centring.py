@@ -18,7 +18,7 @@ def centring_offsets(x: torch.Tensor, max_shift: int) -> torch.Tensor:
     """(N, 2) int64 (dy, dx): the whole-pixel move that brings the centre of mass of each
     image's ink (all channels summed) of ``x`` (N, C, H, W) to the field's centre (H/2, W/2),
     at most ``max_shift`` px each way; (0, 0) for an image without ink."""
-    n, _, h, w = x.shape
+    _, _, h, w = x.shape
     with torch.no_grad():
         ink = x.detach().sum(1)  # (N, H, W)
         mass = ink.sum((1, 2))

@@ -16,11 +16,27 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from trav_gui.engine.core.traversal import TraversalConfig, traverse
-from trav_gui.engine.data.datasets import DEFAULT_DATASET, get_dataset, stored_shape, test_set
+from trav_gui.engine.data.datasets import (
+    DEFAULT_DATASET,
+    get_dataset,
+    stored_shape,
+    test_set,
+)
 from trav_gui.engine.output.render import font, tile
 
-__all__ = ["BADGE_COLOURS", "MAX_GALLERY_CLASSES", "Gallery", "badge", "cell_at", "gallery_classes", "gallery_batch",
-           "gallery_start_indices", "render_gallery", "render_galleries_side_by_side", "run_gallery"]
+__all__ = [
+    "BADGE_COLOURS",
+    "MAX_GALLERY_CLASSES",
+    "Gallery",
+    "badge",
+    "cell_at",
+    "gallery_batch",
+    "gallery_classes",
+    "gallery_start_indices",
+    "render_galleries_side_by_side",
+    "render_gallery",
+    "run_gallery",
+]
 
 
 # A gallery grid of more classes would not fit a screen or a page.

@@ -39,9 +39,20 @@ from trav_gui.engine.files import save_png, write_bytes_atomic
 from trav_gui.engine.output.render import font
 from trav_gui.engine.realism import CONFIDENT_PROB, RealismScorer
 
-__all__ = ["STARTS_POOL", "SuccessMap", "SuccessMapCancelled", "TRAVERSAL_FIELDS", "map_from_rows",
-           "read_traversals", "render_successmap", "run_successmap", "successmap_paths", "successmap_starts",
-           "weakest_pairs", "write_successmap"]
+__all__ = [
+    "STARTS_POOL",
+    "TRAVERSAL_FIELDS",
+    "SuccessMap",
+    "SuccessMapCancelled",
+    "map_from_rows",
+    "read_traversals",
+    "render_successmap",
+    "run_successmap",
+    "successmap_paths",
+    "successmap_starts",
+    "weakest_pairs",
+    "write_successmap",
+]
 
 # Starts come from the first 1000 test images; the held-out realism reference uses the rest.
 STARTS_POOL = 1000
