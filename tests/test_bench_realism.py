@@ -63,7 +63,8 @@ def test_bench_measures_success_versus_shift_and_continues_a_cut_run(bench, tmp_
     second = bench.main(["--levers", "robust", "standard", *args])
     assert second["by_shift"]["2"]["levers"]["robust"] == moved
     assert set(second["by_shift"]["2"]["levers"]) == {"robust", "standard"}
-    assert (tmp_path / "s.png").is_file() and "| 2 |" in capsys.readouterr().out
+    assert "| 2 |" in capsys.readouterr().out
+    assert (tmp_path / "s.png").is_file() == (bench.pyplot() is not None)  # matplotlib is optional
 
 
 def test_shifted_starts_follow_the_directions_by_turns(bench):
