@@ -173,15 +173,12 @@ def colour_measures(run: dict, x0: np.ndarray, reached: np.ndarray) -> dict:
             "grey": float(np.nanmedian(grey[reached])) if reached.any() and np.isfinite(grey[reached]).any() else None}
 
 
-def nearest_by_group(ref, images: np.ndarray, classes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Each image's nearest-real ratio against its class's references, at its own offset too
-    (``offsets`` (N, 2): how far its start was moved; see ``ReferenceSet.nearest``)."""
+def nearest_by_class(ref, images: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Each image's nearest-real ratio against the references of its class in ``classes``."""
     out = np.full(len(classes), np.nan)
     for c in np.unique(classes):
-        for off in np.unique(offsets, axis=0):
-            sel = (classes == c) & (offsets == off).all(1)
-            if sel.any():
-                out[sel] = ref.nearest(images[sel], int(c), offset=tuple(int(v) for v in off))[0]
+        sel = classes == c
+        out[sel] = ref.nearest(images[sel], int(c))[0]
     return out
 
 
@@ -192,12 +189,21 @@ def measure(run: dict, x0: np.ndarray, targets: np.ndarray, judges: dict, ref, h
     flipped = run["flip_step"] >= 0
     offsets = np.zeros((len(targets), 2), int) if offsets is None else offsets
     thr, thr_t = ref.p90[targets], held.p90[targets]
-    nn_c = nearest_by_group(ref, run["conf_img"], targets, offsets)
-    nn_l = nearest_by_group(ref, run["last_img"], targets, offsets)
-    nn_t = nearest_by_group(held, run["conf_img"], targets, offsets)
-    none = np.zeros_like(offsets)
-    nn_c_here, nn_l_here = nearest_by_group(ref, run["conf_img"], targets, none), nearest_by_group(ref, run["last_img"], targets, none)
-    nn_t_here = nearest_by_group(held, run["conf_img"], targets, none)
+    moved = offsets.any()
+    # A moved start's frame may hold its digit where the start stood (changed in place) or where
+    # the data set's digits stand (the model drew a new one there): both count, each placement
+    # judged and compared with the real images. The judges were trained on the data set's
+    # placement and are not translation-invariant themselves.
+    back = {key: shifted_starts(run[key], -offsets) for key in ("conf_img", "last_img")} if moved else None
+    nn_c_here = nearest_by_class(ref, run["conf_img"], targets)
+    nn_l_here = nearest_by_class(ref, run["last_img"], targets)
+    nn_t_here = nearest_by_class(held, run["conf_img"], targets)
+    nn_c, nn_l, nn_t = nn_c_here, nn_l_here, nn_t_here
+    if moved:  # the nearer placement (as ReferenceSet.nearest does with an offset)
+        nn_c_back = nearest_by_class(ref, back["conf_img"], targets)
+        nn_l_back = nearest_by_class(ref, back["last_img"], targets)
+        nn_t_back = nearest_by_class(held, back["conf_img"], targets)
+        nn_c, nn_l, nn_t = np.fmin(nn_c_here, nn_c_back), np.fmin(nn_l_here, nn_l_back), np.fmin(nn_t_here, nn_t_back)
     row = {"reach": float(reached.mean()),
            "median_steps_to_confident": float(np.median(run["conf_step"][reached])) if reached.any() else None,
            "nn": float(np.median(nn_c[reached])) if reached.any() else None,
@@ -211,15 +217,6 @@ def measure(run: dict, x0: np.ndarray, targets: np.ndarray, judges: dict, ref, h
            "judges": {}}
     if ds.is_colour:
         row.update(colour_measures(run, x0, reached))
-    moved = offsets.any()
-    # A moved start's frame may hold its digit where the start stood (changed in place) or where
-    # the data set's digits stand (the model drew a new one there): both count. The judges were
-    # trained on the data set's placement and are not translation-invariant themselves.
-    back = {key: shifted_starts(run[key], -offsets) for key in ("conf_img", "last_img")} if moved else None
-    if moved:
-        nn_c_back = nearest_by_group(ref, back["conf_img"], targets, np.zeros_like(offsets))
-        nn_l_back = nearest_by_group(ref, back["last_img"], targets, np.zeros_like(offsets))
-        nn_t_back = nearest_by_group(held, back["conf_img"], targets, np.zeros_like(offsets))
     for name, judge in judges.items():
         at_conf = judge_says(judge, run["conf_img"], device, ds.shape) == targets
         at_flip = judge_says(judge, run["flip_img"], device, ds.shape) == targets
@@ -253,15 +250,15 @@ def real_digits(images, labels, judges, ref, held, device, dataset: str = "mnist
     y = labels[1000:1900].astype(int)
     offsets = start_offsets(len(y), shift, directions)
     x = shifted_starts(x, offsets)
-    nn_r = nearest_by_group(ref, x, y, offsets)
-    nn_t = nearest_by_group(held, x, y, offsets)
-    out = {"nn": float(np.median(nn_r)), "nn_test": float(np.median(nn_t)), "judges": {}}
-    back = shifted_starts(x, -offsets)
-    here_r, here_t = nearest_by_group(ref, x, y, 0 * offsets), nearest_by_group(held, x, y, 0 * offsets)
-    back_r, back_t = nearest_by_group(ref, back, y, 0 * offsets), nearest_by_group(held, back, y, 0 * offsets)
+    back = shifted_starts(x, -offsets) if shift else x
+    here_r, here_t = nearest_by_class(ref, x, y), nearest_by_class(held, x, y)
+    back_r, back_t = (nearest_by_class(ref, back, y), nearest_by_class(held, back, y)) if shift else (here_r, here_t)
+    out = {"nn": float(np.median(np.fmin(here_r, back_r))), "nn_test": float(np.median(np.fmin(here_t, back_t))),
+           "judges": {}}
     for name, judge in judges.items():
         # Either placement counts, as for the frames (see measure).
-        ok_here, ok_back = (judge_says(judge, x, device, ds.shape) == y), (judge_says(judge, back, device, ds.shape) == y)
+        ok_here = judge_says(judge, x, device, ds.shape) == y
+        ok_back = judge_says(judge, back, device, ds.shape) == y if shift else ok_here
         out["judges"][name] = {
             "agree": float((ok_here | ok_back).mean()),
             "success": float(((ok_here & (here_r <= ref.p90[y])) | (ok_back & (back_r <= ref.p90[y]))).mean()),

@@ -281,7 +281,7 @@ class GalleryTab(QWidget):
         self._pending_start = None if start is None else np.array(start[0], np.float32)
         count = len(classes) - 1 if start is not None else len(classes) * (len(classes) - 1)
         self._start_job(job, config.steps, f"Computing {count} traversals × {len(models)} models, {config.steps} "
-                                           "steps…", self._on_ready)
+                                           "steps…", self._on_ready, self._on_failed)
         return True
 
     def compute_successmap(self, folder: str | Path) -> bool:
@@ -303,13 +303,13 @@ class GalleryTab(QWidget):
         job = BackgroundJob("success map", _compute_maps(models, names, config, self.dataset, self.per_class.value(),
                                                          self.successmap_folder, scorer), parent=self)
         self._start_job(job, 1, f"Computing the success map of {', '.join(names)}: {self.per_class.value()} starts "
-                                f"per class, {config.steps} steps, into {folder}…", self._on_maps_ready)
+                                f"per class, {config.steps} steps, into {folder}…", self._on_maps_ready, self._on_maps_failed)
         return True
 
-    def _start_job(self, job: BackgroundJob, total: int, message: str, on_ready) -> None:
+    def _start_job(self, job: BackgroundJob, total: int, message: str, on_ready, on_failed) -> None:
         job.progress.connect(self._on_progress)
         job.succeeded.connect(on_ready)
-        job.failed.connect(self._on_failed if on_ready == self._on_ready else self._on_maps_failed)
+        job.failed.connect(on_failed)
         job.thread_finished.connect(lambda: self._forget(job))
         self._job = job
         self.progress.setRange(0, total)
