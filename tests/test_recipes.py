@@ -150,7 +150,11 @@ def test_a_recipe_file_loads_as_a_model_and_its_card_must_match(tmp_path):
     assert isinstance(load_model(path), Guided)
     path.write_text('{"models": ["robust"], "stop": "sometimes"}')
     (tmp_path / "mine.json").unlink()
-    with pytest.raises(ModelLoadError, match="stop"):
+    with pytest.raises(ModelLoadError, match="stop") as refused:
+        load_model(path)
+    assert str(refused.value).count("mine.recipe") == 1  # the file is named once
+    path.write_text('{"models": ["no-such-model"]}')  # a member's error names the recipe too
+    with pytest.raises(ModelLoadError, match="^mine.recipe: .*no-such-model"):
         load_model(path)
 
 

@@ -113,8 +113,9 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
         _refuse_card_for_other_weights(read_card(path, strict=True), path)
         try:
             return load_recipe(path, device=device)
-        except RecipeError as exc:
-            raise ModelLoadError(f"{path.name}: {exc}") from None
+        except (RecipeError, ModelLoadError) as exc:  # the recipe named once, its members' errors too
+            message = str(exc)
+            raise ModelLoadError(message if message.startswith(f"{path.name}: ") else f"{path.name}: {message}") from None
     if path.suffix.lower() == ".onnx":
         card = read_card(path, strict=True)
         conventions, dataset = conventions_from_card(card, path.name, card_name, None, onnx=True)
