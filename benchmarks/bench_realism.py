@@ -21,7 +21,10 @@ of :mod:`trav_gui.engine.realism`:
 - ``l2`` and ``ssim``: distance from, and structural similarity to, the start;
 - ``two_sample`` (with ``--two-sample``): a classifier two-sample test's held-out accuracy at
   telling the confident-point frames from real test digits of the same classes (0.5: not at
-  all; real digits against other real digits give the floor);
+  all; real digits against other real digits give the floor); ``two_sample_last``: the same
+  for the endpoints (the last frame: where a stop rule stopped, or step ``--steps``), the
+  frames a user is left with; ``pixels`` and ``pixels_last``: what sets the frames apart
+  (:func:`pixel_profile`: the share of black, hazy, mid-grey and saturated pixels);
 - in colour worlds (``--dataset colored-mnist``), ``colour_kept`` and ``colour_kept_last``: the
   share of traversals whose added ink keeps the start's hue (within ±30°) at the confident point
   and at the last frame (one that never gets confident fails), and ``grey``, the median share of
@@ -305,6 +308,43 @@ def two_sample_accuracy(fake: np.ndarray, real: np.ndarray, splits: int = 5, epo
     return float(np.mean(accs))
 
 
+# A pixel's grey level, by band: exactly black (below one 8-bit step), faint haze, mid-grey
+# (stroke edges) and saturated (stroke cores). Real MNIST digits: about 82 % black, 4 % haze.
+PIXEL_BANDS = {"black": (0.0, 1 / 255), "haze": (1 / 255, 0.3), "grey": (0.3, 0.9), "saturated": (0.9, 1.01)}
+
+
+def pixel_profile(images: np.ndarray) -> dict[str, float]:
+    """The share of pixels in each of ``PIXEL_BANDS`` over ``images`` (N, ...) in [0, 1], and the
+    mean ink per image (the sum of its pixels): the grey-level statistics that tell frames apart."""
+    x = np.asarray(images, np.float32).reshape(len(images), -1)
+    if not len(x):
+        return {}
+    out = {band: float(((x >= lo) & (x < hi)).mean()) for band, (lo, hi) in PIXEL_BANDS.items()}
+    out["ink"] = float(x.sum(1).mean())
+    return out
+
+
+def frames_figure(rows: dict[str, np.ndarray], path: Path, scale: int = 3, gap: int = 4) -> Path:
+    """A grid of frames, one labelled row per entry of ``rows`` (name -> (N, ...) images in
+    [0, 1], the same N), written as a PNG: the tell-tales in view, without matplotlib."""
+    from PIL import Image, ImageDraw
+
+    from trav_gui.engine.files import save_png
+    from trav_gui.engine.output.render import font, image_size, tile
+
+    n = min(len(v) for v in rows.values())
+    h, w = (scale * k for k in image_size(next(iter(rows.values()))[0]))
+    label_w = 170
+    sheet = Image.new("RGB", (label_w + n * (w + gap), len(rows) * (h + gap)), "white")
+    draw, text = ImageDraw.Draw(sheet), font(13)
+    for r, (name, images) in enumerate(rows.items()):
+        y = r * (h + gap)
+        draw.text((4, y + h // 2 - 7), name, fill="black", font=text)
+        for c in range(n):
+            sheet.paste(tile(images[c], scale), (label_w + c * (w + gap), y))
+    return save_png(path, sheet)
+
+
 def real_pool(images, labels, classes: np.ndarray) -> np.ndarray:
     """Real test digits 1000-1999 (never starts or references), drawn to match ``classes``' mix."""
     x = images[1000:2000].astype(np.float32) / 255.0
@@ -375,6 +415,7 @@ def main(argv=None) -> dict:
         own = images[:1000].astype(np.float32) / 255.0
         result["real_digits"]["two_sample"] = two_sample_accuracy(
             own[np.isin(labels[:1000], targets)][:len(targets)], real_pool(images, labels, targets), shape=ds.shape)
+        result["real_digits"]["pixels"] = pixel_profile(real_pool(images, labels, targets))
     for name in args.levers:
         lever = named_lever(name, args.device)
         if lever is None:
@@ -388,7 +429,20 @@ def main(argv=None) -> dict:
             reached = run["conf_step"] >= 0
             fake = run["conf_img"][reached]
             row["two_sample"] = two_sample_accuracy(fake, real_pool(images, labels, targets[reached]), shape=ds.shape)
-            print(f"{name}: two-sample accuracy {row['two_sample']:.3f} ({len(fake)} frames)", file=sys.stderr)
+            # The endpoints of every traversal (one that never got confident too: it is what the
+            # user is left with), against real digits of the targets' mix.
+            row["two_sample_last"] = two_sample_accuracy(run["last_img"], real_pool(images, labels, targets),
+                                                         shape=ds.shape)
+            row["pixels"], row["pixels_last"] = pixel_profile(fake), pixel_profile(run["last_img"])
+            print(f"{name}: two-sample accuracy {row['two_sample']:.3f} at the confident point ({len(fake)} "
+                  f"frames), {row['two_sample_last']:.3f} at the endpoints", file=sys.stderr)
+            pick = np.arange(0, len(targets), max(1, len(targets) // 16))[:16]  # spread over starts and targets
+            args.out.mkdir(parents=True, exist_ok=True)
+            frames_figure({"start": x0[pick], "confident point": run["conf_img"][pick],
+                           "endpoint": run["last_img"][pick],
+                           "real, same class": real_pool(images, labels, targets)[np.searchsorted(
+                               np.sort(targets), targets[pick])]},
+                          args.out / f"{args.name}_{name}_frames.png")
         result["levers"][name] = row
         print_row(name, row, list(judges))
         if args.write_card and isinstance(spec, str) and resolve_model_path(spec).suffix == ".recipe":
@@ -552,7 +606,7 @@ def print_table(result: dict) -> None:
         head += ["colour kept %", "colour kept last %", "grey share"]
     two = "two_sample" in result["real_digits"]
     if two:
-        head += ["two-sample acc. %"]
+        head += ["two-sample acc. %", "two-sample, endpoints %"]
     print(f"{result['traversals']} traversals per lever ({result['digits']} test digits x 9 targets), "
           f"{result['steps']} steps of {result['step_size']}; at the confident point (p >= {result['confident_prob']})")
     print("| " + " | ".join(head) + " |")
@@ -562,7 +616,7 @@ def print_table(result: dict) -> None:
           + " | ".join(_pct(real["judges"][j]["success"]) for j in judges)
           + f" | {_pct(real['judges'][judges[0]]['success_test'])} | {_num(real['nn'])} | {_num(real['nn_test'])}"
           " | – | – | – | – |" + (" – | – | – |" if colour else "")
-          + (f" {_pct(real['two_sample'])} |" if two else ""))
+          + (f" {_pct(real['two_sample'])} | {_pct(real['two_sample'])} |" if two else ""))
     for name, row in result["levers"].items():
         j = row["judges"]
         cells = [name, _pct(row["reach"])] + [_pct(j[k]["agree"]) for k in judges]
@@ -572,7 +626,7 @@ def print_table(result: dict) -> None:
         if colour:
             cells += [_pct(row.get("colour_kept")), _pct(row.get("colour_kept_last")), _num(row.get("grey"))]
         if two:
-            cells += [_pct(row.get("two_sample"))]
+            cells += [_pct(row.get("two_sample")), _pct(row.get("two_sample_last"))]
         print("| " + " | ".join(cells) + " |")
 
 

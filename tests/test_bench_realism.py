@@ -88,3 +88,27 @@ def test_the_two_sample_test_tells_noisy_digits_from_real_ones_but_not_real_from
     assert bench.two_sample_accuracy(a, b, splits=1, epochs=15) < 0.7
     pool = bench.real_pool(images, labels, np.array([3, 3, 5]))
     assert pool.shape == (3, 28, 28)
+
+
+def test_the_pixel_profile_tells_haze_from_black(bench):
+    from trav_gui.engine.data import datasets as data
+
+    images, _ = data.test_digits()
+    real = images[:100].astype(np.float32) / 255.0
+    profile = bench.pixel_profile(real)
+    assert set(profile) == {"black", "haze", "grey", "saturated", "ink"}
+    assert abs(sum(profile[k] for k in bench.PIXEL_BANDS) - 1) < 1e-6  # the bands cover [0, 1]
+    assert profile["black"] > 0.7 and profile["haze"] < 0.1  # MNIST: a black field, thin stroke edges
+    hazy = bench.pixel_profile(np.clip(real + 0.05, 0, 1))
+    assert hazy["black"] == 0 and hazy["haze"] > 0.7 and hazy["ink"] > profile["ink"]
+
+
+def test_the_frames_figure_has_a_labelled_row_per_entry(bench, tmp_path):
+    from PIL import Image
+
+    x = np.zeros((5, 28, 28), np.float32)
+    x[:, 10:18, 12:16] = 1.0
+    path = bench.frames_figure({"start": x, "endpoint": 1 - x, "real": x[:4]}, tmp_path / "f.png", scale=2, gap=4)
+    sheet = np.asarray(Image.open(path).convert("L"))
+    assert sheet.shape == (3 * (56 + 4), 170 + 4 * (56 + 4))  # 3 rows; the shortest row (4) sets the columns
+    assert sheet[60 + 2, 170 + 2] == 255 and sheet[2, 170 + 2] == 0  # "endpoint" is the inverse of "start"
