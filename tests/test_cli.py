@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import os
 import subprocess
 import sys
 
@@ -23,6 +24,51 @@ def test_version_and_help_as_a_console_script():
     assert out.returncode == 0 and out.stdout.strip() == f"trav-gui {__version__}"
     out = subprocess.run([sys.executable, "-m", "trav_gui", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "traverse" in out.stdout and "gallery" in out.stdout
+
+
+def test_help_and_argument_errors_load_no_torch():
+    """trav-gui --help must answer at once: torch alone takes seconds to import."""
+    code = ("import sys; from trav_gui.cli import main\n"
+            "for argv in (['--help'], ['traverse', '--help'], ['traverse', '--steps', 'x']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print('LOADED', sorted(m for m in ('torch', 'numpy', 'PySide6') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "LOADED []" in out.stdout, out.stdout[-500:] + out.stderr[-500:]
+    assert "invalid int value: 'x'" in out.stderr
+
+
+def test_the_torch_free_defaults_are_the_engines():
+    from trav_gui.engine.core import defaults
+    from trav_gui.engine.core.objectives import OBJECTIVES
+    from trav_gui.engine.core.steps import NORMS
+    from trav_gui.engine.core.traversal import DEFAULTS
+
+    assert defaults.NORM_NAMES == tuple(NORMS) and defaults.OBJECTIVE_NAMES == tuple(OBJECTIVES)
+    assert (DEFAULTS.steps, DEFAULTS.step_size, DEFAULTS.norm, DEFAULTS.objective, DEFAULTS.seed) == (
+        defaults.STEPS, defaults.STEP_SIZE, defaults.NORM, defaults.OBJECTIVE, defaults.SEED)
+
+
+def test_a_reader_that_stops_early_gets_no_traceback():
+    """trav-gui models --json | head -1: exit quietly (SIGPIPE's status), as Unix tools do."""
+    # The reader is gone before the first line (as head is after its first, once the pipe's
+    # buffer is full): a pipe whose reading end is already closed makes that certain.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        out = subprocess.run([sys.executable, "-m", "trav_gui", "models", "--json"], stdout=write_end,
+                             stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr
+    assert out.returncode == 141
+
+
+def test_an_unknown_data_set_is_one_line(model_folder, tmp_path, capsys):
+    a = str(model_folder / "a.safetensors")
+    assert main(["traverse", "--model", a, "--index", "1", "--target", "0", "--dataset", "nope",
+                 "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --dataset: no data set 'nope'; known: ") and "mnist" in err and "\n" not in err
 
 
 def test_traverse_writes_npz_frames_csv_gif_and_a_replayable_record(model_folder, tmp_path, capsys):

@@ -67,8 +67,11 @@ def _load_models(names: list[str], dataset: str | None = None):
     from trav_gui.engine.models.card import check_one_dataset, refuse_judges
     from trav_gui.engine.models.errors import ModelLoadError
     from trav_gui.engine.models.loading import entry_of, load_model, model_sha256, resolve_model_path
+    from trav_gui.engine.data.datasets import all_datasets
     from trav_gui.engine.runs.record import ModelRef
 
+    if dataset is not None and dataset not in all_datasets():
+        raise CliError(f"--dataset: no data set {dataset!r}; known: {', '.join(all_datasets())}")
     models, refs, entries = [], [], []
     for name in names:
         try:
@@ -312,33 +315,30 @@ def _cmd_successmap(args: argparse.Namespace) -> int:
 
 
 def _add_traversal_options(p: argparse.ArgumentParser) -> None:
-    # Defaults and choices are the engine's own (TraversalConfig, NORMS, OBJECTIVES), as in the app.
-    from trav_gui.engine.core.objectives import OBJECTIVES
-    from trav_gui.engine.core.steps import NORMS
-    from trav_gui.engine.core.traversal import DEFAULTS
-    from trav_gui.engine.data.datasets import all_datasets
+    # Defaults and choices are the engine's own (TraversalConfig's, from its torch-free defaults
+    # module), as in the app; the data set is checked once a command runs (user sets are many).
+    from trav_gui.engine.core import defaults
 
     p.add_argument("--model", action="append", required=True,
                    help='"robust", "standard", "realistic" (a recipe: robust models, a prior and a stop rule), '
                         'a user model\'s name (trav-gui models) or a .safetensors, .onnx or .recipe path; repeat '
                         'for side by side')
-    p.add_argument("--steps", type=int, default=DEFAULTS.steps, help="default: %(default)s")
-    p.add_argument("--step-size", type=float, default=DEFAULTS.step_size, help="default: %(default)s")
-    p.add_argument("--norm", choices=list(NORMS), default=DEFAULTS.norm,
+    p.add_argument("--steps", type=int, default=defaults.STEPS, help="default: %(default)s")
+    p.add_argument("--step-size", type=float, default=defaults.STEP_SIZE, help="default: %(default)s")
+    p.add_argument("--norm", choices=list(defaults.NORM_NAMES), default=defaults.NORM,
                    help="the norm of a step (default: %(default)s)")
-    p.add_argument("--eps", type=float, default=DEFAULTS.eps,
+    p.add_argument("--eps", type=float, default=None,
                    help="project onto this ball around the start (PGD mode); default: no ball")
-    p.add_argument("--objective", choices=list(OBJECTIVES), default=DEFAULTS.objective,
+    p.add_argument("--objective", choices=list(defaults.OBJECTIVE_NAMES), default=defaults.OBJECTIVE,
                    help="what the steps climb for the target (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="default: %(default)s")
-    p.add_argument("--dataset", choices=list(all_datasets()), default=None,
-                   help="the models' data set (default: the one their cards name); a run never mixes two")
+    p.add_argument("--seed", type=int, default=defaults.SEED, help="default: %(default)s")
+    p.add_argument("--dataset", default=None,
+                   help="the models' data set (trav-gui datasets lists them; default: the one their cards "
+                        "name); a run never mixes two")
     p.add_argument("--out", required=True, help="output folder")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from trav_gui.engine.core.traversal import DEFAULTS
-
     parser = argparse.ArgumentParser(
         prog="trav-gui",
         description="Watch adversarially robust and standard networks (MNIST, Fashion-MNIST, Colored-MNIST, "
@@ -368,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "preprocessed like a drawing; colour worlds an RGB image of their size")
     trav.add_argument("--target", type=int, required=True, help="the target class, 0..K-1")
     stop = trav.add_mutually_exclusive_group()
-    stop.add_argument("--stop-at-prob", type=float, default=DEFAULTS.stop_at_prob,
+    stop.add_argument("--stop-at-prob", type=float, default=None,
                       help="stop a model once P(target) reaches this; default: never")
     stop.add_argument("--stop-at", choices=["confident"], default=None,
                       help="confident: stop each model at its confident point (its own P(target) >= 0.9)")
@@ -394,6 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What a shell reports for a command killed by SIGPIPE (128 + 13), as for Unix tools.
+EXIT_BROKEN_PIPE = 141
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -401,7 +405,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a reader that has gone (| head) is found here, not at exit
+        return code
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader stopped (trav-gui models --json | head -1): stop quietly, as Unix tools do.
+        # stdout goes to /dev/null so that Python's flush at exit does not complain again.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trav_gui.engine.core import defaults
 from trav_gui.engine.core.objectives import OBJECTIVES, get_objective
 from trav_gui.engine.core.steps import Step, make_step, per_sample_norm
 
@@ -107,14 +108,14 @@ class TraversalConfig:
         naming the setting. Nothing is clamped silently.
     """
 
-    steps: int = 200
-    step_size: float = 0.1
-    norm: str = "l2"
+    steps: int = defaults.STEPS
+    step_size: float = defaults.STEP_SIZE
+    norm: str = defaults.NORM
     eps: float | None = None
-    objective: str = "logprob"
+    objective: str = defaults.OBJECTIVE
     random_start: bool = False
     stop_at_prob: float | None = None
-    seed: int = 0
+    seed: int = defaults.SEED
 
     def __post_init__(self) -> None:
         if isinstance(self.steps, bool) or not isinstance(self.steps, (int, np.integer)):
