@@ -1,13 +1,14 @@
 """The trav-gui command line: traverse, gallery, models, and its errors."""
 
 import json
-import pickle
 import os
+import pickle
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from helpers import NanAfter
 from PIL import Image
 
 from trav_gui import __version__
@@ -15,8 +16,6 @@ from trav_gui.cli import main
 from trav_gui.engine.data.datasets import test_digits as shipped_digits
 from trav_gui.engine.output.gallery import gallery_start_indices
 from trav_gui.engine.runs.record import read_run_record
-
-from helpers import NanAfter
 
 
 def test_version_and_help_as_a_console_script():

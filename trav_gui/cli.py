@@ -17,7 +17,9 @@ from trav_gui.cli_models import add_model_commands
 
 
 def _cmd_gui(args: argparse.Namespace) -> int:
-    from trav_gui.qt.app import main as app_main  # imported here: the other commands never load Qt
+    from trav_gui.qt.app import (
+        main as app_main,  # imported here: the other commands never load Qt
+    )
 
     return app_main([])
 
@@ -64,10 +66,15 @@ class CliError(Exception):
 
 def _load_models(names: list[str], dataset: str | None = None):
     """The models, their run-record references and their one data set (``dataset`` if given)."""
+    from trav_gui.engine.data.datasets import all_datasets
     from trav_gui.engine.models.card import check_one_dataset, refuse_judges
     from trav_gui.engine.models.errors import ModelLoadError
-    from trav_gui.engine.models.loading import entry_of, load_model, model_sha256, resolve_model_path
-    from trav_gui.engine.data.datasets import all_datasets
+    from trav_gui.engine.models.loading import (
+        entry_of,
+        load_model,
+        model_sha256,
+        resolve_model_path,
+    )
     from trav_gui.engine.runs.record import ModelRef
 
     if dataset is not None and dataset not in all_datasets():
@@ -162,7 +169,11 @@ def _cmd_traverse(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from trav_gui.engine.core.traversal import NonFiniteOutputError, stack_frames, traverse
+    from trav_gui.engine.core.traversal import (
+        NonFiniteOutputError,
+        stack_frames,
+        traverse,
+    )
     from trav_gui.engine.data.datasets import get_dataset, test_set
     from trav_gui.engine.output.export import export_run
     from trav_gui.engine.runs.record import record_run
