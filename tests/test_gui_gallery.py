@@ -134,3 +134,37 @@ def test_the_success_map_is_computed_in_the_tab_and_saved(qtbot, gui_models, tmp
         assert (tmp_path / f"successmap_{name}.png").is_file() and (tmp_path / f"successmap_{name}.csv").is_file()
     assert not tab.picture.pixmap().isNull() and str(tmp_path) in tab.status.text()
     assert tab.gallery is None and not tab.open_cell_at(100, 100)  # the map is no gallery to click
+
+
+def test_with_fashion_chosen_the_gallery_traverses_garments_and_names_them(qtbot, tmp_path):
+    """Issue 22: the Gallery tab once traversed MNIST digits with the Fashion models, rows 0-9."""
+    import torch
+
+    from trav_gui.engine.models.architectures import SmallCNN
+    from trav_gui.engine.models.weights import save_model
+
+    folder = tmp_path / "models"
+    for i, name in enumerate(["fashion-a", "fashion-b"]):
+        torch.manual_seed(i)
+        save_model(SmallCNN(), folder / f"{name}.safetensors", {"kind": "test", "dataset": "fashion-mnist"},
+                   "small_cnn")
+    w = make_window(qtbot, folder)
+    assert w.set_dataset("fashion-mnist")
+    w.selector.set_selected([e.key for e in w.selector.entries()])
+    tab = w.gallery_tab
+    tab.steps.setValue(1)
+    with qtbot.waitSignal(tab.gallery_finished, timeout=60_000) as blocker:
+        assert tab.compute()
+    assert blocker.args == [True]
+    g = tab.gallery
+    assert g.dataset == "fashion-mnist"
+    garments, _ = data.test_set("fashion-mnist")
+    starts = gallery_start_indices("fashion-mnist")
+    assert tuple(g.start_indices) == tuple(starts) != tuple(gallery_start_indices())
+    for r, idx in enumerate(starts):  # the diagonal is the start garment, not a digit
+        assert np.allclose(g.images[:, r, r], garments[idx] / 255.0)
+    from trav_gui.engine.data.datasets import get_dataset
+    from trav_gui.engine.output.gallery import _layout
+
+    fashion = get_dataset("fashion-mnist")
+    assert _layout(g, 3)["names"] == [fashion.short(k) for k in range(10)] != [str(k) for k in range(10)]
