@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QCloseEvent
+from PySide6.QtGui import QCloseEvent, QGuiApplication
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -60,6 +60,11 @@ __all__ = ["MainWindow"]
 
 DEFAULT_MODELS = {MNIST: ("robust", "standard"), FASHION_MNIST: ("fashion-robust", "fashion-standard"),
                   COLORED_MNIST: ("colored-robust", "colored-standard")}
+# The window's size where the screen has room for it; on a smaller one it fills the free area,
+# less room for the window frame and title bar. Its minimum fits a 1366×768 laptop's free
+# area (1366×740 under a panel; tests/test_gui_layout.py).
+PREFERRED_SIZE = (1560, 960)
+FRAME_ALLOWANCE = (0, 30)
 
 
 def _default_device() -> str:
@@ -153,7 +158,24 @@ class MainWindow(RunFilesMixin, QMainWindow):
         self.selector.populate(self.models_folder)
         self.selector.populate(user_models_dir())  # what File → Add model… kept, on every start
         self.selector.show_dataset(self.dataset, DEFAULT_MODELS[self.dataset])
-        self.resize(1560, 960)
+        self.fit_to_screen()
+
+    def fit_to_screen(self) -> None:
+        """Open at the preferred size where the screen has room, else filling its free area (a
+        1366×768 laptop): the left panel scrolls and the plots shrink to fit."""
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        free = screen.availableGeometry() if screen is not None else None
+        if free is None or free.width() <= 0 or free.height() <= 0:
+            self.resize(*PREFERRED_SIZE)
+            return
+        # The frame (title bar, borders) is not yet known before the first show: leave room for it.
+        width = min(PREFERRED_SIZE[0], free.width() - FRAME_ALLOWANCE[0])
+        height = min(PREFERRED_SIZE[1], free.height() - FRAME_ALLOWANCE[1])
+        self.resize(max(width, self.minimumSizeHint().width()), max(height, self.minimumSizeHint().height()))
+        if self.width() > free.width() - FRAME_ALLOWANCE[0] or self.height() > free.height() - FRAME_ALLOWANCE[1]:
+            return
+        self.move(free.left() + (free.width() - self.width() - FRAME_ALLOWANCE[0]) // 2,
+                  free.top() + (free.height() - self.height() - FRAME_ALLOWANCE[1]) // 2)
 
     # ------------------------------------------------------------------ construction
 

@@ -1,0 +1,47 @@
+"""The window fits a laptop: its minimum size fits 1366×740 (a 1366×768 screen under a panel)
+with two and with three models after a run, and it opens within the screen's free area."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trav_gui.engine.models.architectures import SmallCNN
+from trav_gui.engine.models.weights import save_model
+
+from helpers import make_window
+
+LAPTOP = (1366, 740)
+
+
+@pytest.mark.parametrize("n_models", [2, 3])
+def test_the_window_minimum_fits_a_laptop_with_two_and_three_models(qtbot, gui_models, n_models):
+    if n_models == 3:
+        torch.manual_seed(3)
+        save_model(SmallCNN(), gui_models / "third.safetensors", {"kind": "test"}, "small_cnn")
+    w = make_window(qtbot, gui_models)
+    w.selector.set_selected([e.key for e in w.selector.entries()][:n_models])
+    w.input_panel.pick_example(15)
+    w.set_target(0)
+    w.settings.max_steps.setValue(3)
+    with qtbot.waitSignal(w.run_finished, timeout=60_000):
+        w.play()
+    assert len(w.view.columns) == n_models
+    hint = w.minimumSizeHint()
+    assert hint.width() <= LAPTOP[0] and hint.height() <= LAPTOP[1], (hint.width(), hint.height())
+    w.resize(*LAPTOP)
+    qtbot.wait(50)
+    assert (w.width(), w.height()) == LAPTOP  # nothing forces it larger
+    # The plots, the timeline and the status bar are inside the window, not cut off.
+    for widget in (w.view, w._timeline, w.transport, w.statusBar()):
+        corner = widget.mapTo(w, widget.rect().bottomRight())
+        assert widget.isVisible() and corner.x() < w.width() and corner.y() < w.height(), (widget, corner)
+    assert w.view.width() >= 600 and w.view.height() >= 400  # and the plots are still of a usable size
+
+
+def test_the_window_opens_within_the_screens_free_area(qtbot, gui_models):
+    w = make_window(qtbot, gui_models)
+    free = w.screen().availableGeometry()
+    assert w.width() <= max(free.width(), w.minimumSizeHint().width())
+    assert w.height() <= max(free.height(), w.minimumSizeHint().height())
+    assert w.width() <= 1560 and w.height() <= 960
