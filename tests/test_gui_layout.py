@@ -37,6 +37,12 @@ def test_the_window_minimum_fits_a_laptop_with_two_and_three_models(qtbot, gui_m
         corner = widget.mapTo(w, widget.rect().bottomRight())
         assert widget.isVisible() and corner.x() < w.width() and corner.y() < w.height(), (widget, corner)
     assert w.view.width() >= 600 and w.view.height() >= 400  # and the plots are still of a usable size
+    # The columns themselves fit the view: the scene's smallest layout is no wider than it (a
+    # graphics scene does not push the window wider; it is cut off at the right instead).
+    from PySide6.QtCore import Qt
+
+    scene_min = w.view.graphics.ci.effectiveSizeHint(Qt.SizeHint.MinimumSize)
+    assert scene_min.width() <= w.view.graphics.viewport().width(), (scene_min.width(), w.view.graphics.width())
 
 
 def test_the_window_opens_within_the_screens_free_area(qtbot, gui_models):

@@ -63,8 +63,12 @@ class ModelColumn:
                  delta_lut: np.ndarray, class_names: Sequence[str] | None = None, compact: bool = False,
                  image_size: tuple[int, int] = (28, 28)) -> None:
         self.name = name
-        if compact:  # three or four columns: shorter lines, so that every column fits
-            subtitle = subtitle.split(" (")[0]
+        # Three or more columns: shorter lines, broken where a wide column would use " · ", so
+        # that every column fits a laptop screen (1366 px) beside the left panel.
+        self.compact = compact
+        self._sep = "<br>" if compact else " · "
+        if compact:
+            subtitle = subtitle.split(" (")[0].replace(" · ", "<br>")
         self.class_names = list(class_names or (str(c) for c in range(10)))
         self._delta_lut = delta_lut
         self.title = layout.addLabel(f"<b>{name}</b><br><span style='color:#aaa'>{subtitle}</span>",
@@ -73,7 +77,7 @@ class ModelColumn:
         images.setSpacing(4)
         self.frame_box, self.frame_item = image_box(images, 0, 0, image_size)
         self.delta_box, self.delta_item = image_box(images, 0, 1, image_size)
-        images.addLabel("x (current frame)", row=1, col=0, size="8pt", color="#aaa")
+        images.addLabel("x (frame)" if compact else "x (current frame)", row=1, col=0, size="8pt", color="#aaa")
         self.delta_caption = images.addLabel("δ = x − x₀", row=1, col=1, size="8pt", color="#aaa")
         self.frame_item.setLevels((0.0, 1.0))
         self.delta_item.setLookupTable(delta_lut)
@@ -158,10 +162,11 @@ class ModelColumn:
         self.start_curve.setVisible(0 <= start_class != target)
         self._others = [c for c in range(len(self.class_names)) if c not in (target, start_class)]
         self.prob_plot.setTitle(
-            f"P(class) · <span style='color:{class_color(target)}'>━ target {self.class_names[target]}</span>"
+            ("" if self.compact else "P(class) · ")
+            + f"<span style='color:{class_color(target)}'>━ target {self.class_names[target]}</span>"
             + (f" · <span style='color:{class_color(start_class)}'>╌ start {self.class_names[start_class]}</span>"
                if 0 <= start_class != target else "")
-            + f" · <span style='color:{OTHERS_COLOR}'>others</span>"
+            + ("" if self.compact else f" · <span style='color:{OTHERS_COLOR}'>others</span>")
             + f" · <span style='color:{JUDGE_COLOR}'>⋯ judge</span>", size="9pt")
         for curve in (self.target_curve, self.start_curve, self.others_curve):
             curve.setData([], [])
@@ -186,7 +191,8 @@ class ModelColumn:
         self._delta_level = delta_level
         self.delta_item.setLevels((-delta_level, delta_level))
         # Colour: each channel's change around mid-grey (grey = unchanged), kept short to fit a column.
-        self.delta_caption.setText(f"δ per channel (±{delta_level:g})" if self._colour
+        self.delta_caption.setText(f"δ per channel (±{delta_level:g})" if self._colour and not self.compact
+                                   else f"δ (±{delta_level:g})" if self.compact
                                    else f"δ = x − x₀  (±{delta_level:g})")
 
     def set_curves(self, steps: np.ndarray, probs: np.ndarray, l2: np.ndarray, linf: np.ndarray) -> None:
@@ -244,7 +250,7 @@ class ModelColumn:
         color = FLIP_COLOR if pred == self.target else "#ffb74d"
         self.prediction.setText(
             f"step {step}: predicts <b style='color:{color}'>{self.class_names[pred]}</b> "
-            f"({100 * float(probs[pred]):.1f}%) · P({self.class_names[self.target]}) = "
+            f"({100 * float(probs[pred]):.1f}%){self._sep}P({self.class_names[self.target]}) = "
             f"{100 * float(probs[self.target]):.1f}%" + self._top_classes(probs)
             + self._readout(judge_probs, ratio, colour_kept, grey_share))
         for line in self.cursors:
@@ -262,6 +268,8 @@ class ModelColumn:
     def _readout(self, judge_probs, ratio, colour_kept: float = float("nan"), grey_share: float = float("nan")) -> str:
         text = ColumnRealism.readout(judge_probs, ratio, self.class_names, self.target, self._p90,
                                      colour_kept, grey_share)
+        if self.compact:
+            text = text.replace(" · ", "<br>")
         return f"<br><span style='font-size:10pt'>{text}</span>" if text else ""
 
     def show_start(self, image: np.ndarray, probs: np.ndarray | None) -> None:

@@ -36,7 +36,9 @@ class ColumnRealism:
                  x_link: pg.PlotItem, row: int, compact: bool = False,
                  image_size: tuple[int, int] = (28, 28)) -> None:
         self.nearest_box, self.nearest_item = image_box(images, 0, 2, image_size)
-        self.nearest_caption = images.addLabel("nearest real image", row=1, col=2, size="8pt", color="#aaa")
+        self.compact = compact
+        self.nearest_caption = images.addLabel("nearest real" if compact else "nearest real image", row=1, col=2,
+                                               size="8pt", color="#aaa")
         self.judge_curve = prob_plot.plot(pen=pg.mkPen(JUDGE_COLOR, width=1.5, style=Qt.PenStyle.DotLine))
         self.confident_line = _marker(CONFIDENT_COLOR, "", 0.85)
         prob_plot.addItem(self.confident_line, ignoreBounds=True)
@@ -92,7 +94,7 @@ class ColumnRealism:
 
     def show(self, step: int, nearest_image: np.ndarray | None, target_name: str) -> None:
         self.cursor.setPos(step)
-        self.nearest_caption.setText(f"nearest real {target_name}")
+        self.nearest_caption.setText(f"nearest {target_name}" if self.compact else f"nearest real {target_name}")
         if nearest_image is None:
             self.nearest_item.clear()
         else:
