@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from importlib.resources import files
 from pathlib import Path
 
 from platformdirs import user_data_dir
@@ -15,11 +16,19 @@ DEFAULT_DATA_ROOT = Path.home() / ".cache" / "trav_gui" / "data"
 
 
 def resources_dir() -> Path:
-    """The ``resources/`` folder: shipped weights, model cards and MNIST test digits."""
+    """The ``resources/`` folder: shipped weights, model cards, recipes, priors, test sets.
+
+    ``$TRAV_GUI_RESOURCES`` if set; else the repository's ``resources/`` beside the source tree
+    (a clone, or an editable install of one); else the copy inside the installed package
+    (``pip install .``, a wheel, pipx), where it ships as ``trav_gui/resources``.
+    """
     override = os.environ.get(RESOURCES_ENV)
     if override:
         return Path(override)
-    return Path(__file__).resolve().parent.parent / "resources"
+    beside = Path(__file__).resolve().parent.parent / "resources"
+    if (beside / "models").is_dir():
+        return beside
+    return Path(str(files("trav_gui").joinpath("resources")))
 
 
 def models_dir() -> Path:
