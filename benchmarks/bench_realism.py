@@ -572,6 +572,8 @@ def write_recipe_card(name: str, model, row: dict, result: dict, dataset: str, d
         "realism": {"traversals": result["traversals"], "steps": result["steps"], "step_size": result["step_size"],
                     "starts": f"test images {result.get('first', 0)}-{result.get('first', 0) + result['digits'] - 1}",
                     "success": row["judges"][first]["success"],
+                    # real test images' own success under the same rule: what "success" is out of
+                    "ceiling": result["real_digits"]["judges"][first]["success"],
                     "success_by_judge": {j: v["success"] for j, v in row["judges"].items()},
                     "judge_agreement": {j: v["agree"] for j, v in row["judges"].items()},
                     **{k: row[k] for k in ("reach", "nn", "nn_test", "growth", "l2", "ssim", "colour_kept",

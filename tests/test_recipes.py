@@ -320,3 +320,30 @@ def test_the_shipped_realistic_recipe_centres_its_starts_and_that_moves_no_centr
     images, _ = data.test_digits()
     x = torch.from_numpy(images[:1000].astype(np.float32) / 255.0)[:, None]
     assert not centring_offsets(x, recipe.recipe.max_centre_shift).any()
+
+
+def test_the_shipped_fashion_recipe_loads_with_its_fashion_prior_and_traverses_garments(tmp_path):
+    """fashion-realistic: fashion-robust, the Fashion score model and a stop rule, on garments."""
+    from trav_gui.cli import main
+    from trav_gui.engine.models.loading import list_models
+
+    entry = next(e for e in list_models() if e.name == "fashion-realistic")
+    assert entry.card.kind == "recipe" and entry.dataset == "fashion-mnist"
+    assert entry.card.sha256 == sha256_of(entry.path)
+    model = load_model("fashion-realistic")
+    assert isinstance(model, Guided) and model.dataset == "fashion-mnist"
+    assert model.recipe.prior == "score-fashion-mnist" and model.recipe.stop is not None
+    _, prior_card = load_prior("score-fashion-mnist")
+    assert prior_card.dataset == "fashion-mnist"
+    # The recipe's figures in its card are the Fashion world's: its judge, its ceiling.
+    realism = entry.card.to_json()["evaluation"]["realism"]
+    assert set(realism["success_by_judge"]) == {"fashion-judge", "fashion-judge-standard"}
+    assert 0 < realism["ceiling"] <= 1
+    out = tmp_path / "run"
+    assert main(["traverse", "--model", "fashion-realistic", "--model", "fashion-robust", "--index", "0",
+                 "--target", "3", "--steps", "30", "--out", str(out)]) == 0
+    z, plain = np.load(out / "fashion-realistic.npz"), np.load(out / "fashion-robust.npz")
+    assert z["probs"].shape[1] == 10 and np.isfinite(z["nn_ratio"]).all()
+    assert not np.allclose(z["frames"][-1], plain["frames"][-1])  # the prior pulls: its own steps
+    record = json.loads((out / "run.json").read_text())
+    assert record["extra"]["dataset"] == "fashion-mnist"

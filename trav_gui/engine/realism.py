@@ -4,8 +4,9 @@ Used by the app (live, in the worker thread), the command line (every export) an
 benchmarks, so that every figure means the same thing everywhere.
 
 - **Judge**: a shipped model with the role ``"judge"`` (``load_model("judge")`` for MNIST,
-  ``"fashion-judge"`` for Fashion-MNIST): another architecture and seed than anything that is
-  traversed. It is never traversed, ensembled or used by a stopping rule: a judge that agrees
+  ``"fashion-judge"`` for Fashion-MNIST, both L2-robust WideCNNs; ``judge-standard`` and
+  ``fashion-judge-standard`` are standard second opinions): another architecture and seed than
+  anything that is traversed. It is never traversed, ensembled or used by a stopping rule: a judge that agrees
   the image is the target says its meaning changed, not only one network's decision.
 - **Nearest real image** (judge-free): the L2 distance of an image to the nearest reference
   training image of the target class, divided by what is *typical* for that class (the median
