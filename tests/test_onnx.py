@@ -94,9 +94,9 @@ def test_the_parity_check_compares_with_onnxruntime_on_100_test_images(default_e
     seen = {}
     real = onnx_model._reference_outputs
 
-    def spy(graph_bytes, input_name, x, one_at_a_time):
+    def spy(graph_bytes, input_name, x, batch):
         seen["n"] = len(x)
-        return real(graph_bytes, input_name, x, one_at_a_time)
+        return real(graph_bytes, input_name, x, batch)
 
     monkeypatch.setattr(onnx_model, "_reference_outputs", spy)
     load_model(default_export)

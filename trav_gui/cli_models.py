@@ -13,7 +13,7 @@ __all__ = ["add_model_commands"]
 
 def _cmd_add(args: argparse.Namespace) -> int:
     from trav_gui.engine.models.errors import ModelLoadError, UserModelError
-    from trav_gui.engine.models.user_models import accuracy_warning, add_user_model
+    from trav_gui.engine.models.user_models import accuracy_warning, add_user_model, detected_summary
 
     try:
         entry, _ = add_user_model(args.file, name=args.name)
@@ -21,6 +21,9 @@ def _cmd_add(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     ev = entry.card.evaluation
+    detected = detected_summary(entry.card)
+    if detected:
+        print(f"{entry.name}: {detected}")
     print(f"{entry.name}: clean accuracy {100 * ev.clean_accuracy:.2f} % on the {ev.clean_samples} "
           f"{entry.dataset} test images; kept as {entry.path}")
     warning = accuracy_warning(entry.card)
@@ -50,8 +53,9 @@ def add_model_commands(models: argparse.ArgumentParser) -> None:
         "add", help="check a .safetensors, .onnx or .recipe file, measure its clean accuracy and keep it as a user "
              "model",
         description="Check a model file as the app loads it (a .safetensors with a JSON card beside it naming its "
-                    "architecture and input conventions, or an .onnx graph with a card, compared with "
-                    "onnxruntime), measure its clean accuracy on the shipped test set of its data set, and keep "
+                    "architecture and input conventions, or an .onnx graph, compared with onnxruntime; without "
+                    "a card its data set, input scaling and output kind are detected by measuring test "
+                    "accuracy, and the card is written), measure its clean accuracy on the shipped test set of its data set, and keep "
                     "a copy with its card in the user models folder ($TRAV_GUI_USER_MODELS to move it). The "
                     "app lists it on every start; trav-gui traverse --model NAME uses it.")
     add.add_argument("file", help="a .safetensors, .onnx or .recipe file (its card: the same name with .json)")

@@ -19,7 +19,7 @@ from trav_gui.engine.models.accuracy import clean_accuracy
 from trav_gui.engine.models.cache import ModelCache
 from trav_gui.engine.models.card import ModelCard, ModelEntry
 from trav_gui.engine.models.errors import ModelLoadError, UserModelError
-from trav_gui.engine.models.user_models import accuracy_warning, add_user_model
+from trav_gui.engine.models.user_models import accuracy_warning, add_user_model, detected_summary
 from trav_gui.engine.models.weights import state_sha256
 from trav_gui.qt.model_selector import MAX_MODELS, ModelSelector
 
@@ -55,6 +55,9 @@ def add_model_file(path: str | Path, cache: ModelCache, selector: ModelSelector,
     cache.put(entry.key, model)
     selector.add_and_tick(entry)
     notes = [f"added model {entry.name} from {Path(path).name}, kept in {entry.path.parent}"]
+    detected = detected_summary(entry.card)
+    if detected:
+        notes.append(detected)
     if entry.dataset != dataset:
         notes.append(f"a {entry.dataset} model: choose that data set to use it")
     warning = accuracy_warning(entry.card)

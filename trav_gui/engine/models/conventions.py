@@ -157,7 +157,9 @@ def conventions_from_card(card: ModelCard | None, file_name: str, card_name: str
     if card is None:
         if onnx:
             raise ModelLoadError(missing_card_message(
-                file_name, card_name, "an ONNX file does not say how its pixels are scaled nor what it returns"))
+                file_name, card_name, "an ONNX file does not say how its pixels are scaled nor what it returns")
+                + f". Or let trav-gui models add {file_name} (File → Add model… in the app) detect it by measuring "
+                "test accuracy and write the card")
         return Conventions(layout=arch_layout), DEFAULT_DATASET
     if not card.declares_conventions and not onnx:
         # The app's own card format: pixels in [0, 1], logits, in the architecture's layout.

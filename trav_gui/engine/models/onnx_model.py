@@ -15,7 +15,8 @@ What is done with the file, in order (each refusal is a :class:`ModelLoadError` 
    most :data:`MAX_EXTERNAL_BYTES`, and only the keys ``location``, ``offset``, ``length``,
    ``checksum``; only then does onnx load them;
 3. one float32 input of the card's data set's shape, ``(N, C, H, W)`` or flat ``(N, C·H·W)``
-   (MNIST: ``(N, 1, 28, 28)`` or ``(N, 784)``), with N free or 1, and one output;
+   (MNIST: ``(N, 1, 28, 28)`` or ``(N, 784)``), and one output; N may be free or fixed (a
+   graph exported for a batch of B is run in chunks of B: :class:`FixedBatch`);
 4. node names are replaced by ``n0``, ``n1``...: onnx2torch turns them into module names
    that torch.fx writes into generated Python source, where a name with a quote would run
    as code (a crafted name did, in a test);
@@ -41,13 +42,16 @@ from trav_gui.engine.files import sha256_of
 from trav_gui.engine.models.conventions import Conventions
 from trav_gui.engine.models.errors import ModelLoadError
 
-__all__ = ["MAX_EXTERNAL_BYTES", "MAX_ONNX_BYTES", "PARITY_IMAGES", "PARITY_TOLERANCE", "external_data_files",
-           "load_onnx", "onnx_sha256", "self_contained_bytes"]
+__all__ = ["MAX_EXTERNAL_BYTES", "MAX_FIXED_BATCH", "MAX_ONNX_BYTES", "PARITY_IMAGES", "PARITY_TOLERANCE",
+           "FixedBatch", "external_data_files", "graph_input", "load_onnx", "onnx_sha256", "ort_session",
+           "read_complete", "self_contained_bytes"]
 
 MAX_ONNX_BYTES = 512 << 20      # the graph file itself (protobuf's own limit is 2 GiB)
 MAX_EXTERNAL_BYTES = 1 << 30    # all external data files of one model together
 PARITY_IMAGES = 100
 PARITY_TOLERANCE = 1e-4
+# A graph exported for a fixed batch is run in chunks of that size; beyond this it is surely a mistake.
+MAX_FIXED_BATCH = 4096
 EXTERNAL_KEYS = {"location", "offset", "length", "checksum"}
 _FLOAT = 1  # onnx.TensorProto.FLOAT
 _EXTERNAL = 1  # onnx.TensorProto.EXTERNAL
@@ -164,7 +168,7 @@ def onnx_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _read_complete(path: Path):
+def read_complete(path: Path):
     """The graph with its external data (checked first) loaded into it, and whether it had any."""
     onnx = _import_onnx()
     model = _read_graph(path)
@@ -180,13 +184,13 @@ def _read_complete(path: Path):
 def self_contained_bytes(path: Path) -> bytes:
     """The graph file with its external data (checked as above) put inside it: a copy that
     stands alone (at most ``MAX_ONNX_BYTES + MAX_EXTERNAL_BYTES``, under protobuf's 2 GiB)."""
-    model, external = _read_complete(path)
+    model, external = read_complete(path)
     return model.SerializeToString() if external else path.read_bytes()
 
 
-def _graph_input(model, name: str, ds: Dataset) -> tuple[str, str, bool]:
-    """The one input's name, layout (``"image"`` or ``"flat"``), and whether its batch is fixed at 1;
-    the input's shape must be data set ``ds``'s."""
+def graph_input(model, name: str, ds: Dataset) -> tuple[str, str, int | None]:
+    """The one input's name, layout (``"image"`` or ``"flat"``), and its fixed batch size (None when
+    the batch axis is dynamic); the input's shape must be data set ``ds``'s."""
     graph = model.graph
     weights = {t.name for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in weights]
@@ -205,7 +209,7 @@ def _graph_input(model, name: str, ds: Dataset) -> tuple[str, str, bool]:
     if layout is None:
         raise ModelLoadError(f"{name}: refused: its input {value.name!r} has shape {shape}; {ds.title} "
                              f"images are {_image_shape(ds)} or flat (N, {c * h * w})")
-    if dims[0] not in (None, 1):
+    if dims[0] is not None and not 1 <= dims[0] <= MAX_FIXED_BATCH:
         raise ModelLoadError(f"{name}: refused: its input {value.name!r} has a fixed batch of {dims[0]}; export "
                              f"it with one image, torch.rand(1, {c}, {h}, {w}), or with a dynamic batch axis")
     if tensor.elem_type != _FLOAT:
@@ -214,7 +218,7 @@ def _graph_input(model, name: str, ds: Dataset) -> tuple[str, str, bool]:
     if len(graph.output) != 1:
         raise ModelLoadError(f"{name}: the graph has {len(graph.output)} outputs; export the model with its "
                              f"{ds.num_classes} class scores as its only output")
-    return value.name, layout, dims[0] == 1
+    return value.name, layout, dims[0]
 
 
 def _image_shape(ds: Dataset) -> str:
@@ -223,7 +227,9 @@ def _image_shape(ds: Dataset) -> str:
 
 def _prepare_nodes(model, name: str) -> None:
     """Rename every node ``n<i>`` (see the module's step 4) and refuse operators without a converter."""
-    from onnx2torch.node_converters.registry import get_converter  # lazy: the optional onnx extra
+    from onnx2torch.node_converters.registry import (
+        get_converter,  # lazy: the optional onnx extra
+    )
 
     opsets = {o.domain or "": o.version for o in model.opset_import}
     opsets.setdefault("", opsets.get("ai.onnx", 0))
@@ -248,35 +254,60 @@ def _prepare_nodes(model, name: str) -> None:
                              "the model's gradients")
 
 
-class OneImageAtATime(nn.Module):
-    """A graph exported for a batch of exactly one image, given one image at a time."""
+def chunks(n: int, size: int | None) -> Iterator[tuple[int, int]]:
+    """(start, stop) of the consecutive chunks of ``size`` (None: one chunk of all) that cover ``n`` items."""
+    step = size or max(n, 1)
+    return ((i, min(i + step, n)) for i in range(0, n, step))
 
-    def __init__(self, inner: nn.Module) -> None:
+
+def padded(chunk, size: int | None):
+    """``chunk`` (a tensor or array of k <= size items) filled up to ``size`` with copies of its last item."""
+    missing = 0 if size is None else size - len(chunk)
+    if missing <= 0:
+        return chunk
+    if isinstance(chunk, torch.Tensor):
+        return torch.cat([chunk, chunk[-1:].expand(missing, *chunk.shape[1:])])
+    return np.concatenate([chunk, np.repeat(chunk[-1:], missing, axis=0)])
+
+
+class FixedBatch(nn.Module):
+    """A graph exported for a fixed batch of ``size`` images, given chunks of that size; the last
+    chunk is filled with copies of its last image, whose outputs are dropped (in eval mode the
+    images of a batch do not affect each other, so the kept outputs and gradients are exact)."""
+
+    def __init__(self, inner: nn.Module, size: int) -> None:
         super().__init__()
         self.inner = inner
+        self.size = size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if len(x) == 1:
+        if len(x) == self.size:
             return self.inner(x)
-        return torch.cat([self.inner(x[i: i + 1]) for i in range(len(x))])
+        return torch.cat([self.inner(padded(x[a:b], self.size))[: b - a] for a, b in chunks(len(x), self.size)])
 
 
-def _reference_outputs(graph_bytes: bytes, input_name: str, x: np.ndarray, one_at_a_time: bool) -> np.ndarray:
+def _reference_outputs(graph_bytes: bytes, input_name: str, x: np.ndarray, batch: int | None) -> np.ndarray:
+    """onnxruntime's outputs for ``x``, in chunks of the graph's fixed ``batch`` (None: all at once)."""
+    session = ort_session(graph_bytes)
+    return np.concatenate([session.run(None, {input_name: padded(x[a:b], batch)})[0][: b - a]
+                           for a, b in chunks(len(x), batch)])
+
+
+def ort_session(graph_bytes: bytes):
+    """An onnxruntime session on the CPU, quiet."""
     import onnxruntime  # lazy: the optional onnx extra
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
-    session = onnxruntime.InferenceSession(graph_bytes, options, providers=["CPUExecutionProvider"])
-    batches = [x[i: i + 1] for i in range(len(x))] if one_at_a_time else [x]
-    return np.concatenate([session.run(None, {input_name: b})[0] for b in batches])
+    return onnxruntime.InferenceSession(graph_bytes, options, providers=["CPUExecutionProvider"])
 
 
-def _check_parity_and_gradients(module: nn.Module, graph_bytes: bytes, input_name: str, one_at_a_time: bool,
+def _check_parity_and_gradients(module: nn.Module, graph_bytes: bytes, input_name: str, batch: int | None,
                                 conventions: Conventions, dataset: str, name: str) -> None:
     k = get_dataset(dataset).num_classes
     x = conventions.prepare(test_images(dataset, PARITY_IMAGES)[0])
     try:
-        expected = _reference_outputs(graph_bytes, input_name, x.numpy(), one_at_a_time)
+        expected = _reference_outputs(graph_bytes, input_name, x.numpy(), batch)
     except Exception as exc:  # noqa: BLE001 - onnxruntime's errors have no common base class
         raise ModelLoadError(f"{name}: onnxruntime cannot run this graph ({type(exc).__name__}: {exc})") from None
     try:
@@ -314,14 +345,17 @@ def load_onnx(path: Path, conventions: Conventions, dataset: str) -> nn.Module:
     must agree with the graph's input layout; :func:`~trav_gui.engine.models.conventions.adapt` wraps
     the result into the app's convention. Raises :class:`ModelLoadError` (see the module).
     """
-    model, _ = _read_complete(path)
+    model, _ = read_complete(path)
     # lazy: the optional onnx extra (onnx_ops imports onnx2torch when it is imported)
     from onnx2torch import convert
 
-    from trav_gui.engine.models.onnx_ops import register_converters, relax_reshape_allowzero
+    from trav_gui.engine.models.onnx_ops import (
+        register_converters,
+        relax_reshape_allowzero,
+    )
 
     ds = get_dataset(dataset)
-    input_name, layout, one_at_a_time = _graph_input(model, path.name, ds)
+    input_name, layout, batch = graph_input(model, path.name, ds)
     if layout != conventions.layout:
         flat = f"(N, {ds.shape[0] * ds.shape[1] * ds.shape[2]})"
         raise ModelLoadError(f"{path.name}: its card says \"layout\": \"{conventions.layout}\", but the graph's "
@@ -336,8 +370,8 @@ def load_onnx(path: Path, conventions: Conventions, dataset: str) -> nn.Module:
     except Exception as exc:  # noqa: BLE001 - a converter may raise anything on a graph it does not expect
         raise ModelLoadError(f"{path.name}: refused: cannot convert it to torch "
                              f"({type(exc).__name__}: {exc})") from None
-    module = OneImageAtATime(module) if one_at_a_time else module
+    module = FixedBatch(module, batch) if batch is not None else module
     module.requires_grad_(False)
     module.eval()
-    _check_parity_and_gradients(module, graph_bytes, input_name, one_at_a_time, conventions, dataset, path.name)
+    _check_parity_and_gradients(module, graph_bytes, input_name, batch, conventions, dataset, path.name)
     return module

@@ -23,15 +23,22 @@ from torch import nn
 from trav_gui import __version__
 from trav_gui.engine.files import write_bytes_atomic
 from trav_gui.engine.models.accuracy import clean_accuracy
-from trav_gui.engine.models.card import ModelCard, ModelEntry, card_path, parse_card, read_card
-from trav_gui.engine.models.conventions import conventions_from_card
+from trav_gui.engine.models.card import (
+    ModelCard,
+    ModelEntry,
+    card_path,
+    parse_card,
+    read_card,
+)
+from trav_gui.engine.models.conventions import adapt, conventions_from_card
 from trav_gui.engine.models.errors import ModelLoadError, UserModelError
 from trav_gui.engine.models.loading import list_models, load_model, model_sha256
-from trav_gui.engine.models.onnx_model import self_contained_bytes
+from trav_gui.engine.models.onnx_detect import detect_onnx
+from trav_gui.engine.models.onnx_model import load_onnx, self_contained_bytes
 from trav_gui.engine.models.recipes import describe
 from trav_gui.paths import models_dir, user_models_dir
 
-__all__ = ["accuracy_warning", "add_user_model", "list_user_models", "remove_user_model"]
+__all__ = ["accuracy_warning", "add_user_model", "detected_summary", "list_user_models", "remove_user_model"]
 
 NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 # Below this clean accuracy a model almost surely got its card wrong (or is untrained): say so.
@@ -70,7 +77,8 @@ def add_user_model(path: str | os.PathLike, name: str | None = None, device: str
 
     Parameters
     ----------
-    path : the file (its card beside it, ``<stem>.json``, where one is needed).
+    path : the file (its card beside it, ``<stem>.json``, where one is needed; an ``.onnx`` file
+        without one has its data set and conventions detected: :mod:`~trav_gui.engine.models.onnx_detect`).
     name : what to call it (default: the file's stem).
     device : where the accuracy is measured and the returned model lives.
     rename : when the name is taken by another model, use ``name-2``, ``name-3``... instead of
@@ -89,7 +97,16 @@ def add_user_model(path: str | os.PathLike, name: str | None = None, device: str
     """
     source = Path(path)
     recipe = source.suffix.lower() == ".recipe"
-    model = load_model(source, device=device)  # every check, before anything is written
+    onnx = source.suffix.lower() == ".onnx"
+    detection = None
+    if onnx and read_card(source, strict=True) is None:
+        # No card: find the data set, input convention and output kind by measuring (or refuse,
+        # with the table), then load exactly as a card saying so would.
+        detection = detect_onnx(source)
+        model = adapt(load_onnx(source, detection.conventions, detection.dataset), detection.conventions)
+        model = model.eval().to(device=device)
+    else:
+        model = load_model(source, device=device)  # every check, before anything is written
     raw_card = read_card(source)
     card = raw_card or ModelCard()
     sha = model_sha256(source)
@@ -105,11 +122,12 @@ def add_user_model(path: str | os.PathLike, name: str | None = None, device: str
             raise UserModelError(f"the name {wanted!r} is taken by {where}; choose another with --name "
                                  f"(or remove it first: trav-gui models remove {wanted})")
         wanted = _free_name(wanted, taken)
-    onnx = source.suffix.lower() == ".onnx"
     kind, description = card.kind, card.description
     if recipe:  # a recipe's models carry their own conventions; the card only describes it
         conventions, dataset, arch = None, model.dataset, None
         kind, description = "recipe", description or describe(model.recipe)
+    elif detection is not None:
+        conventions, dataset, arch = detection.conventions, detection.dataset, None
     else:
         arch = None if onnx else _architecture_of(source, card)
         conventions, dataset = conventions_from_card(raw_card, source.name, card_path(source).name, arch, onnx)
@@ -123,6 +141,7 @@ def add_user_model(path: str | os.PathLike, name: str | None = None, device: str
                 **({"description": description} if description else {}), "kind": str(kind or "user")[:32],
                 "dataset": dataset,
                 **(conventions.to_card() if conventions else {}),
+                **(detection.card_entries() if detection else {}),
                 "evaluation": evaluation, "weights": dest.name, "source": str(source.resolve()),
                 "source_sha256": sha, "added": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
     try:
@@ -162,6 +181,21 @@ def remove_user_model(name: str) -> list[Path]:
     for f in present:
         f.unlink()
     return present
+
+
+def detected_summary(card: ModelCard) -> str | None:
+    """'detected its input as ... (97.3 % right ...; then ...)' for a card written by detection, else None."""
+    found = (card.model_extra or {}).get("input_detected")
+    if not isinstance(found, dict) or not found.get("accuracies"):
+        return None
+    rows = [r for r in found["accuracies"] if r.get("dataset") == card.dataset]
+    def said(r: dict) -> str:
+        return f"{100 * r['accuracy']:.1f} % right, cross-entropy {r.get('cross_entropy', float('nan')):.3g}"
+
+    best, rest = rows[0], "; ".join(f"{r['input']}: {said(r)}" for r in rows[1:4])
+    return (f"no card: detected its input as {found['chosen']} and its output as {found['output']} "
+            f"({said(best)} on {found['test_images']} {card.dataset} test images"
+            + (f"; then {rest}" if rest else "") + "); the card written beside the kept copy says so")
 
 
 def accuracy_warning(card: ModelCard) -> str | None:
