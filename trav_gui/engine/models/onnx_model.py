@@ -227,9 +227,8 @@ def _image_shape(ds: Dataset) -> str:
 
 def _prepare_nodes(model, name: str) -> None:
     """Rename every node ``n<i>`` (see the module's step 4) and refuse operators without a converter."""
-    from onnx2torch.node_converters.registry import (
-        get_converter,  # lazy: the optional onnx extra
-    )
+    # lazy: the optional onnx extra
+    from onnx2torch.node_converters.registry import get_converter
 
     opsets = {o.domain or "": o.version for o in model.opset_import}
     opsets.setdefault("", opsets.get("ai.onnx", 0))
