@@ -16,6 +16,10 @@ Prints, for a single image and for a batch of 90 (the gallery's size), with two 
   These are timed step by step, alternately (see ``interleaved``): a step at batch 1 takes a
   few milliseconds, and this machine's speed drifts by more than 5 % between whole runs.
 ``--only-shapes`` measures just those.
+
+``--recipe realistic`` (alone) times the recipe against ``robust`` on the gallery's 90 traversals
+in one batch, ``--gallery-steps`` steps (target <= 3.0 per traversal, issue 23), with frozen
+trajectories skipped (the engine's way) and computed every step (before issue 23), alternately.
 Each comparison times its two contenders alternately (A, B, A, B, ...) after a warm-up of
 each, so that a change of machine load hits both; times are medians, and each ratio is the
 median of the per-pair ratios.
@@ -129,10 +133,13 @@ def main(argv=None) -> None:
     p.add_argument("--only-shapes", action="store_true", help="time only the --shapes worlds")
     p.add_argument("--batches", nargs="*", type=int, default=[1, 90],
                    help="batch sizes of the --shapes timings (default: 1 90)")
+    p.add_argument("--recipe", default=None, help="time this recipe against robust on 90 traversals (alone)")
     args = p.parse_args(argv)
     torch.manual_seed(0)
     if args.only_shapes:
         return shapes(args)
+    if args.recipe:
+        return recipe_ratio(args)
     models = [load_model(m) for m in args.models]
     images, labels = test_digits()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, models {args.models}, "
@@ -160,6 +167,34 @@ def main(argv=None) -> None:
     print(f"gallery, 90 traversals x {len(models)} models x {args.gallery_steps} steps: {gallery:.2f} s, "
           f"bare fwd+bwd {bare:.2f} s, ratio {ratio:.3f} (target <= 1.1)")
     shapes(args)
+
+
+def recipe_ratio(args) -> None:
+    """The recipe against robust, 90 traversals in one batch, frozen trajectories skipped or not."""
+    from trav_gui.engine.core import traversal as engine
+
+    _, x0, targets = gallery_batch()
+    recipe, robust = load_model(args.recipe), load_model("robust")
+    steps = args.gallery_steps + 1
+
+    def skipping(run, skip: bool):
+        def timed():
+            engine.SKIP_FROZEN = skip
+            try:
+                run()
+            finally:
+                engine.SKIP_FROZEN = True
+        return timed
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {len(targets)} traversals in one batch, "
+          f"{args.gallery_steps} steps, median of {args.repeats}")
+    r_recipe, r_robust = engine_run([recipe], x0, targets, steps), engine_run([robust], x0, targets, steps)
+    skip, every, gain = paired(skipping(r_recipe, True), skipping(r_recipe, False), args.repeats)
+    print(f"{args.recipe}: {skip:.2f} s skipping frozen trajectories, {every:.2f} s computing every one, "
+          f"ratio {gain:.3f}")
+    mine, base, ratio = paired(skipping(r_recipe, True), r_robust, args.repeats)
+    print(f"{args.recipe} {mine:.2f} s against robust {base:.2f} s: ratio {ratio:.2f} (target <= 3.0); "
+          f"computing every trajectory it was {every / base:.2f}")
 
 
 def shapes(args) -> None:

@@ -347,3 +347,35 @@ def test_the_shipped_fashion_recipe_loads_with_its_fashion_prior_and_traverses_g
     assert not np.allclose(z["frames"][-1], plain["frames"][-1])  # the prior pulls: its own steps
     record = json.loads((out / "run.json").read_text())
     assert record["extra"]["dataset"] == "fashion-mnist"
+
+
+@pytest.mark.parametrize("stop", ["confident", "plateau"])
+def test_frozen_trajectories_are_not_computed_and_the_frames_stay_the_same(stop, monkeypatch):
+    """Issue 23: a batch whose trajectories stop one by one computes only the moving ones (the
+    classifiers and the prior), and its frames are those of computing every one at every step."""
+    from trav_gui.engine.core import traversal as engine
+    from trav_gui.engine.data.datasets import test_images
+
+    x, labels = test_images("mnist", 12)
+    targets = (labels + 1) % 10
+    recipe = Recipe(("robust",), prior="score-mnist", prior_weight=0.15, sigma_max=0.5, sigma_min=0.3,
+                    anneal_steps=10, step_scale=3.0, stop=stop, patience=3, centre=True)
+    config = TraversalConfig(steps=40, step_size=0.1)
+
+    def run(skip: bool):
+        monkeypatch.setattr(engine, "SKIP_FROZEN", skip)
+        guided = load_recipe(recipe)
+        seen = {"classifier": 0, "prior": 0}
+        guided.classifier.register_forward_hook(lambda m, a, o: seen.__setitem__("classifier", seen["classifier"] + len(a[0])))
+        guided.prior.register_forward_hook(lambda m, a, o: seen.__setitem__("prior", seen["prior"] + len(a[0])))
+        frames = list(traverse([guided], x, targets, config))
+        return frames, seen
+
+    before, seen_all = run(False)
+    after, seen_moving = run(True)
+    assert len(before) == len(after) and bool(before[-1].done.any())  # some stopped early
+    for a, b in zip(before, after):
+        np.testing.assert_allclose(a.images, b.images, atol=1e-5)
+        np.testing.assert_allclose(a.probs, b.probs, atol=1e-5)
+        np.testing.assert_array_equal(a.done, b.done)
+    assert seen_moving["classifier"] < seen_all["classifier"] and seen_moving["prior"] < seen_all["prior"]

@@ -48,11 +48,14 @@ class OwnStepsRun(Protocol):
     stops: bool
     """True when it may freeze trajectories on its own (a stop rule)."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits (N, K) of this run's images ``x`` (N, C, H, W): the model as this run sees them."""
+    def forward(self, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of this run's images ``x`` (N, C, H, W): the model as this run sees them; ``rows``
+        (indices into the run's N trajectories) says which ones ``x`` holds when not all."""
 
-    def advance(self, step: Step, x: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor, t: int) -> torch.Tensor:
-        """The next images (N, 1, 28, 28) after step ``t``, from ``x``, the start ``x0`` and the gradient."""
+    def advance(self, step: Step, x: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor, t: int,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The next images (N, C, H, W) after step ``t``, from ``x``, the start ``x0`` and the
+        gradient; with ``rows``, only those trajectories move (the others are frozen)."""
 
     def done(self, p_target: torch.Tensor, t: int) -> torch.Tensor:
         """(N,) bool: the trajectories it freezes after step ``t``, given its own p(target) (N,)."""
@@ -263,18 +266,25 @@ def _check_targets(targets: torch.Tensor, num_classes: int) -> None:
 # costs more (90 images: 8 % above bare, against 0 %). Measured with benchmarks/bench_speed.py;
 # docs/BENCHMARKS.md ("Speed in colour and at 32×32") has the step-by-step figures.
 JOINT_AUTOGRAD_MAX_BATCH = 8
+# Batches on the per-model path compute only the trajectories still moving (see traverse);
+# tests switch it off to compare with computing every trajectory at every step.
+SKIP_FROZEN = True
 
 
-def _forward_backward(models, x, targets, flat_targets, objective_fn, t: int, joint: bool):
-    """``models``: M callables, (N, C, H, W) -> logits (N, K)."""
+def _forward_backward(models, x, targets, flat_targets, objective_fn, t: int, joint: bool,
+                      active: torch.Tensor | None = None, previous=None):
     """Logits (M, N, K), objective values (M, N) and input gradients (M, N, C, H, W).
 
-    ``flat_targets`` is ``targets`` repeated for each model (M * N,), made once per run."""
+    ``models``: M callables ``(x (n, C, H, W), rows) -> logits (n, K)``, ``rows`` the indices of
+    the trajectories ``x`` holds (None: all). ``flat_targets`` is ``targets`` repeated for each
+    model (M * N,), made once per run. ``active`` (M, N) bool (per-model path only): compute only
+    these trajectories and take the others from ``previous`` (the last step's three tensors;
+    a frozen trajectory's image, hence its outputs, did not change)."""
     if joint:
         # A leaf per model: the gradients come back without a backward through indexing.
         xs = [x[i].detach().requires_grad_(True) for i in range(len(models))]
         with torch.enable_grad():
-            logits = torch.stack([model(xi) for model, xi in zip(models, xs)])
+            logits = torch.stack([model(xi, None) for model, xi in zip(models, xs)])
             _check_finite(logits, t)
             if t == 0:
                 _check_targets(targets, logits.shape[-1])
@@ -283,18 +293,36 @@ def _forward_backward(models, x, targets, flat_targets, objective_fn, t: int, jo
         return logits.detach(), values.detach().view(len(models), -1), torch.stack(grads)
     logit_list, value_list, grad_list = [], [], []
     for i, model in enumerate(models):
-        xi = x[i].detach().requires_grad_(True)
+        rows = None
+        if active is not None and not bool(active[i].all()):
+            rows = active[i].nonzero().squeeze(1)
+            if len(rows) == 0:  # every trajectory of this model is frozen
+                logit_list.append(previous[0][i])
+                value_list.append(previous[1][i])
+                grad_list.append(previous[2][i])
+                continue
+        xi = (x[i] if rows is None else x[i][rows]).detach().requires_grad_(True)
         with torch.enable_grad():
-            logits_i = model(xi)
+            logits_i = model(xi, rows)
             _check_finite(logits_i[None], t, first=i)
             if t == 0:
                 _check_targets(targets, logits_i.shape[-1])
-            values_i = objective_fn(logits_i, targets)
+            values_i = objective_fn(logits_i, targets if rows is None else targets[rows])
             (grad_i,) = torch.autograd.grad(values_i.sum(), xi)
-        logit_list.append(logits_i.detach())
-        value_list.append(values_i.detach())
+        logits_i, values_i = logits_i.detach(), values_i.detach()
+        if rows is not None:  # the frozen ones as they were
+            logits_i = previous[0][i].index_copy(0, rows, logits_i)
+            values_i = previous[1][i].index_copy(0, rows, values_i)
+            grad_i = previous[2][i].index_copy(0, rows, grad_i)
+        logit_list.append(logits_i)
+        value_list.append(values_i)
         grad_list.append(grad_i)
     return torch.stack(logit_list), torch.stack(value_list), torch.stack(grad_list)
+
+
+def _rows_ignored(model: nn.Module):
+    """A plain model as the loop calls it, ``(x, rows) -> logits``: it needs not know which rows."""
+    return lambda x, rows=None: model(x)
 
 
 def _check_finite(logits: torch.Tensor, t: int, first: int = 0) -> None:
@@ -353,15 +381,22 @@ def traverse(
     # Recipes take their own steps and may stop on their own.
     guided = {i: own.start(n, device, config.seed, x0=start) for i, own in enumerate(_own_steps(models))
               if own is not None}
-    forwards = [guided[i].forward if i in guided else model for i, model in enumerate(models)]
+    forwards = [guided[i].forward if i in guided else _rows_ignored(model) for i, model in enumerate(models)]
     stops = config.stop_at_prob is not None or any(run.stops for run in guided.values())
     # Without a stop rule nothing is ever done: one shared read-only array serves every frame.
     never_done = _frozen(done) if not stops else None
 
     joint = n <= JOINT_AUTOGRAD_MAX_BATCH
+    # Frozen trajectories are not computed again (a batch, where trajectories stop one by one):
+    # their image did not change, so neither did their outputs; the prior skips them too.
+    skip_frozen = SKIP_FROZEN and stops and not joint
     flat_targets = targets.repeat(m)
+    previous = None
     for t in range(config.steps + 1):
-        logits, values, grad = _forward_backward(forwards, x, targets, flat_targets, objective_fn, t, joint)
+        active = ~done if skip_frozen and bool(done.any()) else None
+        logits, values, grad = _forward_backward(forwards, x, targets, flat_targets, objective_fn, t, joint,
+                                                 active, previous)
+        previous = (logits, values, grad) if skip_frozen else None
         k = logits.shape[-1]
         probs = torch.softmax(logits, dim=-1)
         delta = (x - x0s).flatten(0, 1)
@@ -392,7 +427,11 @@ def traverse(
             return
         moved = step.advance(x.flatten(0, 1), flat_x0, grad.flatten(0, 1)).view_as(x)
         for i, run in guided.items():
-            moved[i] = run.advance(step, x[i], x0s[i], grad[i], t)
+            if skip_frozen and bool(done[i].any()):
+                rows = (~done[i]).nonzero().squeeze(1)
+                moved[i] = run.advance(step, x[i], x0s[i], grad[i], t, rows) if len(rows) else x[i]
+            else:
+                moved[i] = run.advance(step, x[i], x0s[i], grad[i], t)
         x = moved if never_done is not None else torch.where(done[..., None, None, None], x, moved)
 
 

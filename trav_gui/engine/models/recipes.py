@@ -174,15 +174,27 @@ class GuidedRun:
         self.confident = torch.zeros(n, dtype=torch.bool, device=device)
         self.correction = torch.zeros(n, device=device)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The classifier's logits of this run's images, seen with each start's ink centred."""
+    def forward(self, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The classifier's logits of this run's images, seen with each start's ink centred;
+        ``rows``: the trajectories ``x`` holds, when not all (frozen ones are not computed)."""
         if self.offsets is None:
             return self.guided(x)
-        return self.guided.classifier(shift_batch(x, self.offsets))
+        return self.guided.classifier(shift_batch(x, self.offsets if rows is None else self.offsets[rows]))
 
-    def advance(self, step, x: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor, t: int) -> torch.Tensor:
-        """The next images (N, 1, 28, 28) from ``x`` after step ``t``: ``step``'s move with the
-        decayed step size, then the prior's pull, then the step's projection and clipping."""
+    def advance(self, step, x: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor, t: int,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The next images (N, C, H, W) from ``x`` after step ``t``: ``step``'s move with the
+        decayed step size, then the prior's pull, then the step's projection and clipping.
+        With ``rows`` only those trajectories move (the others are frozen and kept as they are):
+        the prior runs on them alone."""
+        if rows is None:
+            return self._advance(step, x, x0, grad, t, None)
+        out = x.clone()
+        out[rows] = self._advance(step, x[rows], x0[rows], grad[rows], t, rows, len(x))
+        return out
+
+    def _advance(self, step, x: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor, t: int,
+                 rows: torch.Tensor | None, n: int = 0) -> torch.Tensor:
         r = self.recipe
         if r.step_decay != 1.0 or r.step_scale != 1.0:
             step = type(step)(step.step_size * r.step_scale * r.step_decay ** t, step.eps)
@@ -192,13 +204,19 @@ class GuidedRun:
         sigma = r.sigma_at(t)
         seen = moved
         if r.renoise:  # denoise a noised copy: a stochastic pull that can leave a poor local mode
-            seen = moved + sigma * torch.randn(moved.shape, generator=self.generator, device=moved.device)
+            # drawn for every trajectory, frozen or not, so that the noise does not depend on which are
+            noise = torch.randn((n or len(moved), *moved.shape[1:]), generator=self.generator, device=moved.device)
+            seen = moved + sigma * (noise if rows is None else noise[rows])
+        offsets = self.offsets if self.offsets is None or rows is None else self.offsets[rows]
         with torch.no_grad():
-            if self.offsets is not None:  # the prior sees the ink centred too, and its pull is moved back
-                pull = shift_batch(self.prior(shift_batch(seen, self.offsets), sigma), -self.offsets) - moved
+            if offsets is not None:  # the prior sees the ink centred too, and its pull is moved back
+                pull = shift_batch(self.prior(shift_batch(seen, offsets), sigma), -offsets) - moved
             else:
                 pull = self.prior(seen, sigma) - moved
-        self.correction = pull.flatten(1).norm(dim=1)
+        if rows is None:
+            self.correction = pull.flatten(1).norm(dim=1)
+        else:
+            self.correction[rows] = pull.flatten(1).norm(dim=1)
         return step.project(moved + r.prior_weight * pull, x0).clamp_(0.0, 1.0)
 
     def done(self, p_target: torch.Tensor, t: int) -> torch.Tensor:
