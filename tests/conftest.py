@@ -68,28 +68,9 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def trained_lenet():
     """A LeNet-5 trained for 300 steps on the shipped MNIST test images (about 95 % right on them)."""
-    import numpy as np
+    from helpers import train_lenet
 
-    from trav_gui.engine.data.datasets import test_set
-    from trav_gui.engine.models.architectures import LeNet5
-
-    images, labels = test_set("mnist")
-    x = torch.from_numpy(images.astype(np.float32) / 255.0)[:, None]
-    y = torch.from_numpy(labels.astype(np.int64))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small batches: one thread is the fastest on a busy machine
-    torch.manual_seed(0)
-    model = LeNet5()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(300):
-        i = torch.randint(0, len(x), (64,), generator=g)
-        loss = nn.functional.cross_entropy(model(x[i]), y[i])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    torch.set_num_threads(threads)
-    return model.eval().requires_grad_(False)
+    return train_lenet()
 
 
 @pytest.fixture

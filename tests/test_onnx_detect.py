@@ -15,13 +15,13 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnx2torch")
 pytest.importorskip("onnxruntime")
 
+from helpers import mnist_images, train_lenet  # noqa: E402
+
 from trav_gui.cli import main  # noqa: E402
 from trav_gui.engine.models.errors import ModelLoadError  # noqa: E402
 from trav_gui.engine.models.loading import load_model  # noqa: E402
 from trav_gui.engine.models.onnx_detect import CLEARLY_LOWER, detect_onnx, output_kind  # noqa: E402
 from trav_gui.engine.models.user_models import add_user_model, detected_summary  # noqa: E402
-
-from helpers import mnist_images  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 MEAN, STD = 0.1307, 0.3081
@@ -41,23 +41,7 @@ def export(model, path, batch=None, example=None):
 @pytest.fixture(scope="module")
 def normalized_lenet():
     """A LeNet-5 trained (300 steps, on the shipped test digits) on normalized pixels (x - 0.1307) / 0.3081."""
-    from trav_gui.engine.data.datasets import test_set
-    from trav_gui.engine.models.architectures import LeNet5
-
-    images, labels = test_set("mnist")
-    x = (torch.from_numpy(images.astype(np.float32) / 255.0)[:, None] - MEAN) / STD
-    y = torch.from_numpy(labels.astype(np.int64))
-    torch.manual_seed(1)
-    model = LeNet5()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    g = torch.Generator().manual_seed(1)
-    for _ in range(300):
-        i = torch.randint(0, len(x), (64,), generator=g)
-        loss = nn.functional.cross_entropy(model(x[i]), y[i])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval().requires_grad_(False)
+    return train_lenet(MEAN, STD, seed=1)
 
 
 def test_a_lenet_trained_on_plain_pixels_is_detected_as_such_and_kept_with_a_card(trained_lenet, tmp_path,
