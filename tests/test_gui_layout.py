@@ -14,15 +14,20 @@ from helpers import make_window
 LAPTOP = (1366, 740)
 
 
-@pytest.mark.parametrize("n_models", [2, 3])
-def test_the_window_minimum_fits_a_laptop_with_two_and_three_models(qtbot, gui_models, n_models):
-    if n_models == 3:
-        torch.manual_seed(3)
-        save_model(SmallCNN(), gui_models / "third.safetensors", {"kind": "test"}, "small_cnn")
+@pytest.mark.parametrize(("n_models", "dataset"), [(2, "mnist"), (3, "mnist"), (3, "fashion-mnist")])
+def test_the_window_minimum_fits_a_laptop_with_two_and_three_models(qtbot, gui_models, n_models, dataset):
+    if dataset != "mnist":  # long class names ("Ankle boot") must not widen the columns either
+        for p in list(gui_models.iterdir()):
+            p.unlink()
+    for k in range(n_models if dataset != "mnist" else n_models - 2):
+        torch.manual_seed(3 + k)
+        save_model(SmallCNN(), gui_models / f"extra{k}.safetensors", {"kind": "test", "dataset": dataset},
+                   "small_cnn")
     w = make_window(qtbot, gui_models)
-    w.selector.set_selected([e.key for e in w.selector.entries()][:n_models])
-    w.input_panel.pick_example(15)
-    w.set_target(0)
+    assert w.set_dataset(dataset)
+    w.selector.set_selected([e.key for e in w.selector.entries() if e.dataset == dataset][:n_models])
+    w.input_panel.pick_example(9)  # Fashion: a sneaker, toward "Ankle boot"
+    w.set_target(9)
     w.settings.max_steps.setValue(3)
     with qtbot.waitSignal(w.run_finished, timeout=60_000):
         w.play()

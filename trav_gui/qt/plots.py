@@ -161,10 +161,12 @@ class ModelColumn:
         self.start_curve.setPen(pg.mkPen(class_color(start_class), width=2.5, style=Qt.PenStyle.DashLine))
         self.start_curve.setVisible(0 <= start_class != target)
         self._others = [c for c in range(len(self.class_names)) if c not in (target, start_class)]
+        # Compact columns leave out the class names (the prediction line above names them).
+        target_name, start_name = ("", "") if self.compact else (self.class_names[target], self.class_names[start_class])
         self.prob_plot.setTitle(
             ("" if self.compact else "P(class) · ")
-            + f"<span style='color:{class_color(target)}'>━ target {self.class_names[target]}</span>"
-            + (f" · <span style='color:{class_color(start_class)}'>╌ start {self.class_names[start_class]}</span>"
+            + f"<span style='color:{class_color(target)}'>━ target {target_name}</span>"
+            + (f" · <span style='color:{class_color(start_class)}'>╌ start {start_name}</span>"
                if 0 <= start_class != target else "")
             + ("" if self.compact else f" · <span style='color:{OTHERS_COLOR}'>others</span>")
             + f" · <span style='color:{JUDGE_COLOR}'>⋯ judge</span>", size="9pt")

@@ -94,7 +94,8 @@ class ColumnRealism:
 
     def show(self, step: int, nearest_image: np.ndarray | None, target_name: str) -> None:
         self.cursor.setPos(step)
-        self.nearest_caption.setText(f"nearest {target_name}" if self.compact else f"nearest real {target_name}")
+        # Compact columns: the class is named in the readout below (long names would widen the column).
+        self.nearest_caption.setText("nearest real" if self.compact else f"nearest real {target_name}")
         if nearest_image is None:
             self.nearest_item.clear()
         else:
