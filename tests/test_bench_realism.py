@@ -112,3 +112,33 @@ def test_the_frames_figure_has_a_labelled_row_per_entry(bench, tmp_path):
     sheet = np.asarray(Image.open(path).convert("L"))
     assert sheet.shape == (3 * (56 + 4), 170 + 4 * (56 + 4))  # 3 rows; the shortest row (4) sets the columns
     assert sheet[60 + 2, 170 + 2] == 255 and sheet[2, 170 + 2] == 0  # "endpoint" is the inverse of "start"
+
+
+def test_the_final_denoising_sees_each_image_centred_and_gives_it_back_in_place():
+    """bench_final_denoising: the prior's estimate replaces the image, computed where the recipe's
+    prior sees it (ink centred) and moved back to where the image stands."""
+    import torch
+
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_final_denoising", BENCH.parent / "bench_final_denoising.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    x = np.zeros((2, 28, 28), np.float32)
+    x[:, 4:10, 4:10] = 1.0  # ink up-left of centre
+    offsets = torch.tensor([[9, 9], [0, 0]])
+    seen = []
+
+    def prior(images, sigma):  # records what it sees; keeps only the central 14x14, halves it
+        seen.append(images.clone())
+        out = torch.zeros_like(images)
+        out[..., 7:21, 7:21] = 0.5 * images[..., 7:21, 7:21]
+        return out
+
+    out = module.denoised(prior, x, offsets, [0.3, 0.1])
+    assert len(seen) == 2 and seen[0][0, 0, 13:19, 13:19].min() == 1  # the first image seen centred
+    assert np.allclose(out[0], 0.25 * x[0])  # moved back in place: halved twice
+    # The other was not moved: only its ink inside the kept centre is left, halved twice.
+    assert np.allclose(out[1][7:10, 7:10], 0.25) and out[1].sum() == pytest.approx(9 * 0.25)
