@@ -20,7 +20,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_realism import follow, frames_figure, measure, pixel_profile, real_pool, two_sample_accuracy
+from bench_realism import (
+    follow,
+    frames_figure,
+    measure,
+    pixel_profile,
+    real_pool,
+    two_sample_accuracy,
+)
 
 from trav_gui.engine.core.centring import centring_offsets, shift_batch
 from trav_gui.engine.core.traversal import TraversalConfig
