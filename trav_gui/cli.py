@@ -17,9 +17,8 @@ from trav_gui.cli_models import add_model_commands
 
 
 def _cmd_gui(args: argparse.Namespace) -> int:
-    from trav_gui.qt.app import (
-        main as app_main,  # imported here: the other commands never load Qt
-    )
+    # imported here: the other commands never load Qt
+    from trav_gui.qt.app import main as app_main
 
     return app_main([])
 

@@ -162,20 +162,18 @@ class MainWindow(RunFilesMixin, QMainWindow):
 
     def fit_to_screen(self) -> None:
         """Open at the preferred size where the screen has room, else filling its free area (a
-        1366×768 laptop): the left panel scrolls and the plots shrink to fit."""
+        1366×768 laptop; never below the window's minimum): the left panel scrolls and the plots
+        shrink to fit. Centred when it fits."""
         screen = self.screen() or QGuiApplication.primaryScreen()
-        free = screen.availableGeometry() if screen is not None else None
-        if free is None or free.width() <= 0 or free.height() <= 0:
+        if screen is None:
             self.resize(*PREFERRED_SIZE)
             return
+        free = screen.availableGeometry()
         # The frame (title bar, borders) is not yet known before the first show: leave room for it.
-        width = min(PREFERRED_SIZE[0], free.width() - FRAME_ALLOWANCE[0])
-        height = min(PREFERRED_SIZE[1], free.height() - FRAME_ALLOWANCE[1])
-        self.resize(max(width, self.minimumSizeHint().width()), max(height, self.minimumSizeHint().height()))
-        if self.width() > free.width() - FRAME_ALLOWANCE[0] or self.height() > free.height() - FRAME_ALLOWANCE[1]:
-            return
-        self.move(free.left() + (free.width() - self.width() - FRAME_ALLOWANCE[0]) // 2,
-                  free.top() + (free.height() - self.height() - FRAME_ALLOWANCE[1]) // 2)
+        room_w, room_h = free.width() - FRAME_ALLOWANCE[0], free.height() - FRAME_ALLOWANCE[1]
+        self.resize(min(PREFERRED_SIZE[0], room_w), min(PREFERRED_SIZE[1], room_h))  # Qt keeps the minimum
+        if self.width() <= room_w and self.height() <= room_h:
+            self.move(free.left() + (room_w - self.width()) // 2, free.top() + (room_h - self.height()) // 2)
 
     # ------------------------------------------------------------------ construction
 

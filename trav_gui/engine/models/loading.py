@@ -27,7 +27,7 @@ from trav_gui.engine.models.card import (
     read_card,
     refuse_judges,
 )
-from trav_gui.engine.models.conventions import adapt, conventions_from_card, missing_card_message
+from trav_gui.engine.models.conventions import Conventions, adapt, conventions_from_card, missing_card_message
 from trav_gui.engine.models.errors import ModelLoadError, PriorLoadError, RecipeError
 from trav_gui.engine.models.onnx_model import load_onnx, onnx_sha256
 from trav_gui.engine.models.priors import load_prior
@@ -35,8 +35,8 @@ from trav_gui.engine.models.recipes import RECIPE_SUFFIX, Ensemble, Guided, Reci
 from trav_gui.engine.models.weights import PICKLE_SUFFIXES, check_state, read_safetensors
 from trav_gui.paths import models_dir, user_models_dir
 
-__all__ = ["MAX_RECIPE_BYTES", "MODEL_SUFFIXES", "entry_of", "list_models", "load_model", "load_recipe", "load_weights",
-           "model_sha256", "read_recipe", "resolve_model_path"]
+__all__ = ["MAX_RECIPE_BYTES", "MODEL_SUFFIXES", "entry_of", "list_models", "load_model", "load_onnx_as", "load_recipe",
+           "load_weights", "model_sha256", "read_recipe", "resolve_model_path"]
 
 MODEL_SUFFIXES = (".safetensors", ".onnx", RECIPE_SUFFIX)
 MAX_RECIPE_BYTES = 1 << 16
@@ -120,8 +120,7 @@ def load_model(name_or_path: str | os.PathLike, device: str | torch.device = "cp
         card = read_card(path, strict=True)
         conventions, dataset = conventions_from_card(card, path.name, card_name, None, onnx=True)
         _refuse_card_for_other_weights(card, path)
-        model = adapt(load_onnx(path, conventions, dataset), conventions)
-        return model.eval().to(device=device)
+        return load_onnx_as(path, conventions, dataset, device)
     state, metadata = read_safetensors(path)
     card = read_card(path, strict=True)
     arch = metadata.get("architecture") or (card.architecture if card else None) or "small_cnn"
@@ -194,6 +193,12 @@ def read_recipe(path: str | os.PathLike) -> Recipe:
         return Recipe.from_dict(data)
     except (RecipeError, TypeError) as exc:  # TypeError: a required setting is missing
         raise RecipeError(f"{path.name}: {exc}") from None
+
+
+def load_onnx_as(path: Path, conventions: Conventions, dataset: str, device: str | torch.device = "cpu") -> nn.Module:
+    """An ONNX graph in eval mode on ``device``, taking the app's pixels and returning logits, given
+    its ``conventions`` and data set (from its card, or detected: ``user_models``)."""
+    return adapt(load_onnx(path, conventions, dataset), conventions).eval().to(device=device)
 
 
 def load_recipe(recipe: Recipe | str | os.PathLike, device: str | torch.device = "cpu") -> Guided:

@@ -29,13 +29,7 @@ import torch
 from trav_gui.engine.data.datasets import all_datasets, get_dataset, test_images
 from trav_gui.engine.models.conventions import Conventions
 from trav_gui.engine.models.errors import ModelLoadError
-from trav_gui.engine.models.onnx_model import (
-    chunks,
-    graph_input,
-    ort_session,
-    padded,
-    read_complete,
-)
+from trav_gui.engine.models.onnx_model import graph_input, ort_session, read_complete, run_in_chunks
 
 __all__ = ["CLEARLY_LOWER", "DETECT_IMAGES", "MNIST_MEAN_STD", "PLAUSIBLE_ACCURACY", "Detection", "candidates",
            "cross_entropies", "detect_onnx", "output_kind"]
@@ -64,17 +58,10 @@ class Detection:
     table: tuple[tuple[str, str, float, float], ...]
     samples: int
 
-    def summary(self) -> str:
-        """One line: what was chosen and why."""
-        others = [f"{label} {100 * acc:.1f} %" for name, label, acc, _ in self.table[1:4] if name == self.dataset]
-        return (f"detected its input as {self.label} and its output as {self.conventions.output} "
-                f"({100 * self.accuracy:.1f} % right on {self.samples} {self.dataset} test images"
-                + (f"; then {', '.join(others)}" if others else "") + ")")
-
     def card_entries(self) -> dict:
-        """The card entries that say what was detected (beside the conventions themselves)."""
-        return {"dataset": self.dataset, "class_names": list(get_dataset(self.dataset).class_names),
-                **self.conventions.to_card(),
+        """The card entries that say what was detected, beside the data set and conventions themselves
+        (``user_models.detected_summary`` reads them back as one line)."""
+        return {"class_names": list(get_dataset(self.dataset).class_names),
                 "input_detected": {"chosen": self.label, "output": self.conventions.output,
                                    "test_images": self.samples,
                                    "accuracies": [{"dataset": d, "input": label, "accuracy": round(acc, 4),
@@ -119,12 +106,11 @@ def _statistics(x: torch.Tensor):
     return tuple(round(m, 4) for m in mean), tuple(round(s, 4) for s in std)
 
 
-def detect_onnx(path: str | Path, limit: int = DETECT_IMAGES, progress=None) -> Detection:
+def detect_onnx(path: str | Path, limit: int = DETECT_IMAGES) -> Detection:
     """Find an ONNX graph's data set, input convention and output kind by measuring (see the module).
 
-    ``progress(done, total)`` is called after each candidate. Raises :class:`ModelLoadError` when the
-    graph cannot be read or run, fits no data set, or no convention is plausible and clearly best
-    (with the table of accuracies).
+    Raises :class:`ModelLoadError` when the graph cannot be read or run, fits no data set, or no
+    convention is plausible and clearly best (with the table of accuracies).
     """
     path = Path(path)
     model, _ = read_complete(path)
@@ -139,25 +125,16 @@ def detect_onnx(path: str | Path, limit: int = DETECT_IMAGES, progress=None) -> 
         shapes = ", ".join(sorted({"×".join(map(str, ds.shape)) for ds in all_datasets().values()}))
         raise ModelLoadError(f"{path.name}: its input fits no data set's images ({shapes}); add the data set first "
                              "(trav-gui datasets add) or write a card")
-    plans = []
-    for name, input_name, layout, batch in fits:
-        x, y = test_images(name, limit)
-        plans.append((name, input_name, batch, x, y, candidates(layout, get_dataset(name).channels, *_statistics(x))))
     table, outputs = [], {}
-    total, done = sum(len(plan[-1]) for plan in plans), 0
-    for name, input_name, batch, x, y, options in plans:
+    for name, input_name, layout, batch in fits:
         ds = get_dataset(name)
-        for label, conventions in options:
-            prepared = conventions.prepare(x).numpy()
+        x, y = test_images(name, limit)
+        for label, conventions in candidates(layout, ds.channels, *_statistics(x)):
             try:
-                out = np.concatenate([session.run(None, {input_name: padded(prepared[a:b], batch)})[0][: b - a]
-                                      for a, b in chunks(len(prepared), batch)])
+                out = run_in_chunks(session, input_name, conventions.prepare(x).numpy(), batch)
             except Exception as exc:  # noqa: BLE001 - onnxruntime's errors have no common base class
                 raise ModelLoadError(f"{path.name}: onnxruntime cannot run this graph ({type(exc).__name__}: "
                                      f"{exc})") from None
-            done += 1
-            if progress is not None:
-                progress(done, total)
             if out.ndim != 2 or out.shape != (len(y), ds.num_classes):
                 continue  # not this data set's class count
             accuracy = float((out.argmax(1) == y.numpy()).mean())

@@ -44,7 +44,7 @@ from trav_gui.engine.models.errors import ModelLoadError
 
 __all__ = ["MAX_EXTERNAL_BYTES", "MAX_FIXED_BATCH", "MAX_ONNX_BYTES", "PARITY_IMAGES", "PARITY_TOLERANCE",
            "FixedBatch", "external_data_files", "graph_input", "load_onnx", "onnx_sha256", "ort_session",
-           "read_complete", "self_contained_bytes"]
+           "read_complete", "run_in_chunks", "self_contained_bytes"]
 
 MAX_ONNX_BYTES = 512 << 20      # the graph file itself (protobuf's own limit is 2 GiB)
 MAX_EXTERNAL_BYTES = 1 << 30    # all external data files of one model together
@@ -287,7 +287,12 @@ class FixedBatch(nn.Module):
 
 def _reference_outputs(graph_bytes: bytes, input_name: str, x: np.ndarray, batch: int | None) -> np.ndarray:
     """onnxruntime's outputs for ``x``, in chunks of the graph's fixed ``batch`` (None: all at once)."""
-    session = ort_session(graph_bytes)
+    return run_in_chunks(ort_session(graph_bytes), input_name, x, batch)
+
+
+def run_in_chunks(session, input_name: str, x: np.ndarray, batch: int | None) -> np.ndarray:
+    """``session``'s (onnxruntime) first output for ``x``, fed in chunks of the graph's fixed ``batch``
+    (None: all at once), the last chunk filled up and its extra outputs dropped."""
     return np.concatenate([session.run(None, {input_name: padded(x[a:b], batch)})[0][: b - a]
                            for a, b in chunks(len(x), batch)])
 

@@ -30,11 +30,11 @@ from trav_gui.engine.models.card import (
     parse_card,
     read_card,
 )
-from trav_gui.engine.models.conventions import adapt, conventions_from_card
+from trav_gui.engine.models.conventions import conventions_from_card
 from trav_gui.engine.models.errors import ModelLoadError, UserModelError
-from trav_gui.engine.models.loading import list_models, load_model, model_sha256
+from trav_gui.engine.models.loading import list_models, load_model, load_onnx_as, model_sha256
 from trav_gui.engine.models.onnx_detect import detect_onnx
-from trav_gui.engine.models.onnx_model import load_onnx, self_contained_bytes
+from trav_gui.engine.models.onnx_model import self_contained_bytes
 from trav_gui.engine.models.recipes import describe
 from trav_gui.paths import models_dir, user_models_dir
 
@@ -103,8 +103,7 @@ def add_user_model(path: str | os.PathLike, name: str | None = None, device: str
         # No card: find the data set, input convention and output kind by measuring (or refuse,
         # with the table), then load exactly as a card saying so would.
         detection = detect_onnx(source)
-        model = adapt(load_onnx(source, detection.conventions, detection.dataset), detection.conventions)
-        model = model.eval().to(device=device)
+        model = load_onnx_as(source, detection.conventions, detection.dataset, device)
     else:
         model = load_model(source, device=device)  # every check, before anything is written
     raw_card = read_card(source)
