@@ -15,6 +15,10 @@ from trav_gui.engine.models.weights import save_model
 # Headless machines (CI, ssh) have no display: run Qt offscreen unless the caller chose.
 if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Windows compute their runs in a thread here, as they did before the compute process: a
+# process per test window would add a torch import per test. tests/test_compute_process.py
+# runs the app's default, the compute process, on purpose.
+os.environ.setdefault("TRAV_GUI_COMPUTE", "thread")
 
 
 class LinearModel(nn.Module):

@@ -28,7 +28,7 @@ class FakeWorker(QObject):
     run_finished = Signal(int, str)
 
     def __init__(self, run_id, models, image, target, config, paused=False, steps_per_second=None,
-                 scorer=None) -> None:
+                 scorer=None, entries=None) -> None:
         super().__init__()
         self.run_id = run_id
         self.calls: list = []

@@ -99,7 +99,8 @@ class RunController(QObject):
         context = RunContext(context.models, context.image, context.test_index, context.target,
                              context.config, run_id=self._counter)
         worker = self._worker_factory(context.run_id, models, context.image, context.target, context.config,
-                                      paused=paused, steps_per_second=steps_per_second, scorer=scorer)
+                                      paused=paused, steps_per_second=steps_per_second, scorer=scorer,
+                                      entries=context.models)
         run = WorkerThread(worker, f"traversal-run-{context.run_id}", worker.run_finished, self)
         worker.frame_ready.connect(self._on_worker_frame_ready)
         worker.realism_ready.connect(self._on_worker_realism_ready)

@@ -49,6 +49,7 @@ from trav_gui.qt.gallery_tab import GalleryTab
 from trav_gui.qt.input_panel import InputPanel
 from trav_gui.qt.model_selector import ModelSelector, describe_card
 from trav_gui.qt.plots import ComparisonView
+from trav_gui.qt.process_worker import worker_factory
 from trav_gui.qt.run_controller import RunController
 from trav_gui.qt.run_display import RunDisplay
 from trav_gui.qt.run_files import RunFilesMixin
@@ -81,6 +82,8 @@ class MainWindow(RunFilesMixin, QMainWindow):
     device : ``"cpu"``, ``"cuda"``...; CUDA when available by default.
     digits : (images uint8 (N, 28, 28), labels (N,)) for the example picker; the shipped
         MNIST test digits by default, None entries disable the picker.
+    compute : where runs are computed: ``"process"`` (the compute process, so that drawing never
+        holds a run up) or ``"thread"``; by default ``$TRAV_GUI_COMPUTE``, else ``"process"``.
 
     Signals
     -------
@@ -98,14 +101,15 @@ class MainWindow(RunFilesMixin, QMainWindow):
     error_shown = Signal(str)
 
     def __init__(self, models_folder: str | Path | None = None, device: str | None = None,
-                 digits: tuple[np.ndarray, np.ndarray] | None | bool = True) -> None:
+                 digits: tuple[np.ndarray, np.ndarray] | None | bool = True, compute: str | None = None) -> None:
         super().__init__()
         self.setWindowTitle(f"Traversal visualizer {__version__}")
         self.models_folder = Path(models_folder) if models_folder is not None else models_dir()
         self.device = device or _default_device()
         self.models = ModelCache(self.device)
         self.scorers = Scorers(self.device)
-        self.runs = RunController(self)
+        self.workers = worker_factory(compute, self.device)  # the compute process, or None: threads
+        self.runs = RunController(self, **({"worker_factory": self.workers} if self.workers else {}))
         self._replay_config = None
         self._start_probs: dict[str, np.ndarray] = {}
         self._close_after_export = False
@@ -486,5 +490,7 @@ class MainWindow(RunFilesMixin, QMainWindow):
             return
         self.display.timer.stop()
         self.runs.shutdown()
+        if self.workers is not None:
+            self.workers.close()
         self.gallery_tab.shutdown()
         super().closeEvent(event)
