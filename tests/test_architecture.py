@@ -119,6 +119,7 @@ LAZY_MODULES = {
     "cli_datasets.py": "the datasets subcommands load torch only when they run",
     "qt/app.py": "the preflight check runs before Qt is imported, to say what is missing in one line",
     "qt/show.py": "the same preflight, for trav_gui.show",
+    "engine/runs/child.py": "the compute process's lifeline is up before torch loads (a window closed at once waits for nothing)",
 }
 # Inside the engine, only optional or slow dependencies may be imported lazily (with a reason on the line).
 ENGINE_LAZY = {"onnx", "onnx2torch", "onnxruntime", "torchvision", "imageio", "imageio_ffmpeg",

@@ -8,7 +8,7 @@ second (benchmarks/bench_app.py, docs/BENCHMARKS.md). In a process of its own th
 has its own lock; frames are small (a few kB a step), so sending them costs little.
 
 :class:`ComputeProcess` is the parent's handle. :meth:`ComputeProcess.start` launches the child
-(``python -m trav_gui.engine.runs.process``) and returns at once: the child imports torch
+(``python -m trav_gui.engine.runs.child``) and returns at once: the child imports torch
 while the window builds. It runs one :class:`~trav_gui.engine.runs.live.LiveRun` at a time,
 each a :class:`RunJob` that names its models by path (the child loads them once and keeps
 them). :meth:`ComputeProcess.play` makes a :class:`RemoteRun`, whose controls (stop, pause,
@@ -34,7 +34,6 @@ from __future__ import annotations
 import os
 import queue
 import secrets
-import signal
 import subprocess
 import sys
 import threading
@@ -127,15 +126,12 @@ def _read_controls(conn, jobs: queue.Queue, controls: dict[int, RunControls]) ->
             {"stop": c.stop, "pause": c.pause, "resume": c.resume, "step": c.step_once}[kind]()
 
 
-def _child_main() -> None:  # pragma: no cover - runs in the child (the tests drive it through the parent)
-    """The compute process: listen, take the parent's connection, then compute the runs it sends."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the app's; the app's end ends this process
-    key = bytes.fromhex(sys.stdin.readline().strip())
+def serve(key: bytes) -> None:  # pragma: no cover - runs in the child (the tests drive it through the parent)
+    """The compute process (:mod:`.child` calls this): listen, take the parent's connection
+    (authenticated with ``key``), then compute the runs it sends until it quits or goes."""
     with Listener(authkey=key) as listener:
         print(listener.address, flush=True)
         conn = listener.accept()
-    # The lifeline: standard input closes when the parent ends, whichever way it ends.
-    threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), name="compute-lifeline", daemon=True).start()
     configure_torch_threads()
     jobs: queue.Queue = queue.Queue()
     controls: dict[int, RunControls] = {}  # the run being computed and those queued
@@ -263,9 +259,8 @@ class ComputeProcess:
                 return
             self._discard()
             key = secrets.token_bytes(32)
-            # -m with this module's name: the child imports no Qt and none of the parent's own
-            # modules but this one's package; its errors go where the app's go.
-            self._child = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
+            # The child imports no Qt and none of the parent's own modules; its errors go where the app's go.
+            self._child = subprocess.Popen([sys.executable, "-m", "trav_gui.engine.runs.child"], stdin=subprocess.PIPE,
                                            stdout=subprocess.PIPE, text=True, env=_child_environment())
             self._child.stdin.write(key.hex() + "\n")
             self._child.stdin.flush()
@@ -358,5 +353,3 @@ class ComputeProcess:
             conn.close()
 
 
-if __name__ == "__main__":  # pragma: no cover - the child: python -m trav_gui.engine.runs.process
-    _child_main()
