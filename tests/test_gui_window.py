@@ -376,3 +376,25 @@ def test_norm_plot_range_only_grows_in_round_steps(qtbot, window):
         for plot in (col.prob_plot, col.norm_plot):
             x0, x1 = plot.viewRange()[0]
             assert x0 <= 0 and STEPS <= x1 <= 1.1 * STEPS
+
+
+def test_run_device_lists_the_machines_devices_and_a_choice_takes_effect_for_the_next_run(qtbot, gui_models,
+                                                                                         monkeypatch):
+    """A second device that works on any machine: "cpu:0" (a GPU is not there to test with)."""
+    from trav_gui.qt import device_choice
+
+    monkeypatch.setattr(device_choice, "available_devices", lambda: ["cpu", "cpu:0"])
+    w = make_window(qtbot, gui_models)
+    w.settings.max_steps.setValue(STEPS)
+    assert list(w.device_actions) == ["cpu", "cpu:0"]
+    assert w.device_actions["cpu"].isChecked() and not w.device_actions["cpu:0"].isChecked()
+    w.input_panel.pick_example(15)
+    assert play_to_end(qtbot, w) == "completed"
+    old_models = w.models
+    w.device_actions["cpu:0"].trigger()
+    assert w.device == "cpu:0" and w.device_actions["cpu:0"].isChecked()
+    assert w.models is not old_models and w.models.device == "cpu:0" and w.scorers.device == "cpu:0"
+    assert w.history is None  # the run on screen was left
+    assert w._start_probs  # the start was classified again, on the new device
+    assert play_to_end(qtbot, w) == "completed"
+    assert w.current_record()["extra"]["device"] == "cpu:0"

@@ -30,7 +30,8 @@ class WindowActions(QObject):
     Attributes
     ----------
     add_model, open_run, export, quit : the File menu.
-    play, step, reset, stop, jump, realism : the Run menu (``realism`` is a checked toggle).
+    play, step, reset, stop, jump, realism : the Run menu (``realism`` is a checked toggle);
+        ``run_menu`` itself (the window adds its Device submenu).
     targets : ten actions, keys 0–9, one per target class.
 
     Signals
@@ -50,7 +51,7 @@ class WindowActions(QObject):
         file_menu.addSeparator()
         self.quit = self._action("Quit", QKeySequence.StandardKey.Quit, file_menu)
 
-        run_menu = menu_bar.addMenu("&Run")
+        run_menu = self.run_menu = menu_bar.addMenu("&Run")
         self.play = self._action("Play / pause", Qt.Key.Key_Space, run_menu)
         self.step = self._action("Step", Qt.Key.Key_Right, run_menu)
         self.reset = self._action("Reset to start", Qt.Key.Key_R, run_menu)

@@ -10,12 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QCloseEvent, QGuiApplication
 from PySide6.QtWidgets import (
     QHBoxLayout,
-    QLabel,
     QMainWindow,
     QMessageBox,
     QScrollArea,
@@ -35,6 +33,7 @@ from trav_gui.engine.data.datasets import (
     stored_shape,
     test_set,
 )
+from trav_gui.engine.core.devices import default_device
 from trav_gui.engine.models.cache import ModelCache, predict_start
 from trav_gui.engine.models.card import ModelEntry
 from trav_gui.engine.models.errors import ModelLoadError
@@ -44,6 +43,7 @@ from trav_gui.engine.runs.history import RunHistory
 from trav_gui.paths import models_dir, user_models_dir
 from trav_gui.qt.actions import WindowActions, open_error_dialog
 from trav_gui.qt.add_model import add_model_file, ask_add_model
+from trav_gui.qt.device_choice import DeviceMixin
 from trav_gui.qt.export_job import Exporter
 from trav_gui.qt.gallery_tab import GalleryTab
 from trav_gui.qt.input_panel import InputPanel
@@ -68,18 +68,14 @@ PREFERRED_SIZE = (1560, 960)
 FRAME_ALLOWANCE = (0, 30)
 
 
-def _default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-class MainWindow(RunFilesMixin, QMainWindow):
+class MainWindow(RunFilesMixin, DeviceMixin, QMainWindow):
     """The traversal visualizer.
 
     Parameters
     ----------
     models_folder : where to look for ``.safetensors`` files with cards; the shipped
         ``resources/models`` by default.
-    device : ``"cpu"``, ``"cuda"``...; CUDA when available by default.
+    device : ``"cpu"``, ``"cuda"``...; CUDA when available by default (Run → Device changes it).
     digits : (images uint8 (N, 28, 28), labels (N,)) for the example picker; the shipped
         MNIST test digits by default, None entries disable the picker.
     compute : where runs are computed: ``"process"`` (the compute process, so that drawing never
@@ -105,7 +101,7 @@ class MainWindow(RunFilesMixin, QMainWindow):
         super().__init__()
         self.setWindowTitle(f"Traversal visualizer {__version__}")
         self.models_folder = Path(models_folder) if models_folder is not None else models_dir()
-        self.device = device or _default_device()
+        self.device = device or default_device()
         self.models = ModelCache(self.device)
         self.scorers = Scorers(self.device)
         self.workers = worker_factory(compute, self.device)  # the compute process, or None: threads
@@ -139,9 +135,7 @@ class MainWindow(RunFilesMixin, QMainWindow):
         a.target_chosen.connect(self.set_target)
         self.display = RunDisplay(self.runs, self.view, self._timeline, self.statusBar(), self)
         self.status_step = self.display.step_label
-        device = f"CUDA ({torch.cuda.get_device_name(self.device)})" if self.device.startswith("cuda") else "CPU"
-        self.status_device = QLabel(f"device: {device}")
-        self.statusBar().addPermanentWidget(self.status_device)
+        self._build_device_menu(a.run_menu)
         self.exporter = Exporter(self.statusBar(), self)
 
         self.input_panel.start_changed.connect(self._on_start_changed)
