@@ -134,6 +134,7 @@ def main(argv=None) -> None:
     p.add_argument("--batches", nargs="*", type=int, default=[1, 90],
                    help="batch sizes of the --shapes timings (default: 1 90)")
     p.add_argument("--recipe", default=None, help="time this recipe against robust on 90 traversals (alone)")
+    p.add_argument("--device", default="cpu", help='with --recipe: where the recipe and robust run, e.g. "cuda"')
     args = p.parse_args(argv)
     torch.manual_seed(0)
     if args.only_shapes:
@@ -174,7 +175,7 @@ def recipe_ratio(args) -> None:
     from trav_gui.engine.core import traversal as engine
 
     _, x0, targets = gallery_batch()
-    recipe, robust = load_model(args.recipe), load_model("robust")
+    recipe, robust = load_model(args.recipe, device=args.device), load_model("robust", device=args.device)
     steps = args.gallery_steps + 1
 
     def skipping(run, skip: bool):
@@ -186,7 +187,8 @@ def recipe_ratio(args) -> None:
                 engine.SKIP_FROZEN = True
         return timed
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {len(targets)} traversals in one batch, "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}; "
+          f"{len(targets)} traversals in one batch, "
           f"{args.gallery_steps} steps, median of {args.repeats}")
     r_recipe, r_robust = engine_run([recipe], x0, targets, steps), engine_run([robust], x0, targets, steps)
     skip, every, gain = paired(skipping(r_recipe, True), skipping(r_recipe, False), args.repeats)
