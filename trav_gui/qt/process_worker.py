@@ -29,19 +29,20 @@ class ProcessTraversalWorker(WorkerSignals):
     """Relays one run of ``process`` (started at once, from ``job``) as a traversal worker's signals."""
 
     def __init__(self, run_id: int, process: ComputeProcess, job: RunJob) -> None:
-        super().__init__(run_id, process.play(job))
+        self._remote = process.play(job)
+        super().__init__(run_id, self._remote)
 
     @Slot()
     def run(self) -> None:
         reason = "failed"
         try:
-            for message in self.live.events():
+            for message in self._remote.events():
                 kind = message[0]
                 if kind == "finished":
                     reason = message[2]
                 elif kind == "failed":
                     self.run_failed.emit(self.run_id, message[2])
-                elif self.live.stopped:
+                elif self._remote.stopped:
                     continue  # computed before the stop reached the process: not shown
                 elif kind == "frames":
                     self.frame_ready.emit(self.run_id, message[2])
@@ -49,7 +50,7 @@ class ProcessTraversalWorker(WorkerSignals):
                     self.realism_ready.emit(self.run_id, message[2], message[3])
         except ComputeProcessError as exc:
             self.run_failed.emit(self.run_id, f"{str(exc)[0].upper()}{str(exc)[1:]}.")
-        if self.live.stopped and reason != "failed":
+        if self._remote.stopped and reason != "failed":
             reason = "stopped"
         self.run_finished.emit(self.run_id, reason)
 

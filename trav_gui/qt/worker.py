@@ -30,7 +30,7 @@ __all__ = ["TraversalWorker", "WorkerSignals"]
 
 
 class WorkerSignals(QObject):
-    """The signals of a traversal worker, and the controls every worker has (of its ``live`` run).
+    """The signals of a traversal worker, and the controls every worker has (its run's ``controls``).
 
     Signals
     -------
@@ -49,33 +49,34 @@ class WorkerSignals(QObject):
     run_failed = Signal(int, str)
     run_finished = Signal(int, str)
 
-    def __init__(self, run_id: int, live) -> None:
+    def __init__(self, run_id: int, controls) -> None:
         super().__init__()
         self.run_id = run_id
-        self.live = live  # a LiveRun, or an object with the same controls
+        # The run's controls: a LiveRun's RunControls, or a RemoteRun (the same methods).
+        self.controls = controls
 
     # --- controls: called from the GUI thread, take effect within one step -------------
 
     def stop(self) -> None:
         """Stop after the current step; no frame computed after this call is emitted."""
-        self.live.stop()
+        self.controls.stop()
 
     def pause(self) -> None:
-        self.live.pause()
+        self.controls.pause()
 
     def resume(self) -> None:
-        self.live.resume()
+        self.controls.resume()
 
     def step_once(self) -> None:
         """While paused, let exactly one more step through."""
-        self.live.step_once()
+        self.controls.step_once()
 
     def set_steps_per_second(self, steps_per_second: float | None) -> None:
-        self.live.set_steps_per_second(steps_per_second)
+        self.controls.set_steps_per_second(steps_per_second)
 
     @property
     def is_paused(self) -> bool:
-        return self.live.is_paused
+        return self.controls.is_paused
 
     # --- the LiveRun's sink: called in the worker's thread -------------------------------
 
@@ -103,9 +104,10 @@ class TraversalWorker(WorkerSignals):
     def __init__(self, run_id: int, models: Sequence[nn.Module], x0: np.ndarray, target: int,
                  config: TraversalConfig, paused: bool = False,
                  steps_per_second: float | None = None, scorer=None, entries=None) -> None:
-        super().__init__(run_id, LiveRun(models, x0, target, config, paused, steps_per_second, scorer))
+        self._live = LiveRun(models, x0, target, config, paused, steps_per_second, scorer)
+        super().__init__(run_id, self._live.controls)
 
     @Slot()
     def run(self) -> None:
-        reason = self.live.run(self)
+        reason = self._live.run(self)
         self.run_finished.emit(self.run_id, reason)

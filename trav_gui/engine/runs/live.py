@@ -152,29 +152,6 @@ class LiveRun:
         self._scored_at = 0.0
         self.controls = controls if controls is not None else RunControls(paused, steps_per_second)
 
-    # --- controls: from any thread, effective within one step ---------------------------
-
-    def stop(self) -> None:
-        self.controls.stop()
-
-    def pause(self) -> None:
-        self.controls.pause()
-
-    def resume(self) -> None:
-        self.controls.resume()
-
-    def step_once(self) -> None:
-        self.controls.step_once()
-
-    def set_steps_per_second(self, steps_per_second: float | None) -> None:
-        self.controls.set_steps_per_second(steps_per_second)
-
-    @property
-    def is_paused(self) -> bool:
-        return self.controls.is_paused
-
-    # --- the loop ----------------------------------------------------------------------
-
     def _score_unscored(self, sink: RunSink) -> None:
         """The realism of the frames sent since the last time (here, in the run's thread: a
         separate judging thread was measured slower on 2 cores)."""
