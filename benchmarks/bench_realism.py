@@ -66,6 +66,10 @@ from trav_gui.engine.models.loading import list_models, load_model, load_recipe,
 from trav_gui.engine.models.recipes import Recipe
 from trav_gui.engine.realism import CONFIDENT_PROB, held_out_reference, judge_name, noise_growth, reference_set, ssim
 
+# The shipped recipe's settings as measured in issue 21 (centring, before any finish).
+REALISTIC_CENTRED = dict(models=("robust", "robust-eps3"), prior="score-mnist", prior_weight=0.15, sigma_max=0.5,
+                         sigma_min=0.3, anneal_steps=100, step_scale=3.0, stop="plateau", patience=10, centre=True)
+
 # name -> (what it is, a model/recipe name or a Recipe)
 LEVERS: dict[str, tuple[str, str | Recipe]] = {
     "standard": ("standard training", "standard"),
@@ -86,13 +90,17 @@ LEVERS: dict[str, tuple[str, str | Recipe]] = {
     # Position levers (--shifts): the same models seeing each start's ink centred. The shipped
     # recipe centres since this was measured; "realistic-uncentred" is the recipe before that.
     "robust-centred": ("robust, seeing the start's ink centred", Recipe(("robust",), centre=True)),
-    "realistic-centred": ("the recipe, seeing the start's ink centred (shipped since)",
-                          Recipe(("robust", "robust-eps3"), prior="score-mnist", prior_weight=0.15, sigma_max=0.5,
-                                 sigma_min=0.3, anneal_steps=100, step_scale=3.0, stop="plateau", patience=10,
-                                 centre=True)),
-    "realistic-uncentred": ("the recipe before it centred its starts",
-                            Recipe(("robust", "robust-eps3"), prior="score-mnist", prior_weight=0.15, sigma_max=0.5,
-                                   sigma_min=0.3, anneal_steps=100, step_scale=3.0, stop="plateau", patience=10)),
+    "realistic-centred": ("the recipe, seeing the start's ink centred (shipped since)", Recipe(**REALISTIC_CENTRED)),
+    "realistic-uncentred": ("the recipe before it centred its starts", Recipe(**{**REALISTIC_CENTRED, "centre": False})),
+    # Two-sample levers: what the stop rule stops is finished by the prior alone.
+    "realistic-finish": ("the recipe + a finish: denoised at sigma 0.3, 0.1, 0.05",
+                         Recipe(**REALISTIC_CENTRED, finish_sigmas=(0.3, 0.1, 0.05))),
+    "realistic-resample0.3": ("the recipe + a finish: resampled by the prior from sigma 0.3 (10 steps)",
+                              Recipe(**REALISTIC_CENTRED, finish_sigmas=tuple(np.geomspace(0.3, 0.02, 10)),
+                                     finish_noise=True)),
+    "realistic-resample0.5": ("the recipe + a finish: resampled by the prior from sigma 0.5 (20 steps)",
+                              Recipe(**REALISTIC_CENTRED, finish_sigmas=tuple(np.geomspace(0.5, 0.02, 20)),
+                                     finish_noise=True)),
 }
 
 

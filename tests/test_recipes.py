@@ -65,6 +65,12 @@ def test_ensemble_logits_are_the_mean_log_probability():
     ({"models": ["robust"], "lr": 1}, "unknown"),
     ({"models": ["robust"], "centre": "yes"}, "centre"),
     ({"models": ["robust"], "centre": True, "max_centre_shift": 0}, "max_centre_shift"),
+    ({"models": ["robust"], "prior": "p", "stop": "confident", "finish_sigmas": [0.1, 0.3]}, "decrease"),
+    ({"models": ["robust"], "prior": "p", "stop": "confident", "finish_sigmas": 0.3}, "finish_sigmas"),
+    ({"models": ["robust"], "prior": "p", "stop": "confident", "finish_sigmas": [0.3, 0.0]}, "finish_sigmas"),
+    ({"models": ["robust"], "prior": "p", "finish_sigmas": [0.3]}, "stop rule"),
+    ({"models": ["robust"], "stop": "confident", "finish_sigmas": [0.3]}, "needs a prior"),
+    ({"models": ["robust"], "prior": "p", "stop": "confident", "finish_noise": True}, "finish_noise needs"),
 ])
 def test_bad_recipes_are_refused_naming_the_setting(bad, message):
     with pytest.raises(RecipeError, match=message):
@@ -114,6 +120,55 @@ def test_the_confident_stop_rule_freezes_each_trajectory_at_its_confident_point(
         assert np.array_equal(after, np.broadcast_to(after[0], after.shape))  # frozen from there on
         assert frames[conf - 1].done[0, i] == False and frames[conf].done[0, i]  # noqa: E712
         assert not frames[-1].done[1].any()  # the plain model beside it never stops
+
+
+class ShrinkPrior(nn.Module):
+    """A "denoiser" whose answer depends on σ: D(x, σ) = (1 − σ)·x (σ a float or one per image)."""
+
+    def forward(self, x, sigma):
+        s = torch.as_tensor(sigma, dtype=x.dtype).reshape(-1).expand(len(x)).view(-1, 1, 1, 1)
+        return (1 - s) * x
+
+
+def test_a_finish_denoises_what_the_stop_rule_stops_at_each_sigma_then_freezes_it():
+    clf = Linear(0)
+    x0 = np.stack([np.full((28, 28), 0.5, np.float32), np.full((28, 28), 0.3, np.float32)])
+    plain = Guided(clf, Recipe(("x",), prior="p", stop="confident", confident_prob=0.5), ShrinkPrior())
+    finished = Guided(clf, Recipe(("x",), prior="p", stop="confident", confident_prob=0.5,
+                                  finish_sigmas=(0.3, 0.1)), ShrinkPrior())
+    a = list(traverse([plain], x0, 3, TraversalConfig(steps=60, step_size=0.3)))
+    b = list(traverse([finished], x0, 3, TraversalConfig(steps=60, step_size=0.3)))
+    for i in range(2):
+        stop = next(t for t, f in enumerate(a) if f.done[0, i])
+        assert stop < 50
+        assert np.array_equal(b[stop].images[0, i], a[stop].images[0, i])  # the same run up to its stop
+        assert not b[stop].done[0, i] and not b[stop + 1].done[0, i] and b[stop + 2].done[0, i]
+        np.testing.assert_allclose(b[stop + 1].images[0, i], 0.7 * a[stop].images[0, i], atol=1e-6)
+        np.testing.assert_allclose(b[stop + 2].images[0, i], 0.9 * 0.7 * a[stop].images[0, i], atol=1e-6)
+        assert all(np.array_equal(f.images[0, i], b[stop + 2].images[0, i]) for f in b[stop + 2:])  # frozen
+
+
+def test_a_sampling_finish_starts_from_noise_around_the_stop_frame_and_is_reproducible():
+    from trav_gui.engine.data.datasets import test_images
+
+    x, labels = test_images("mnist", 4)
+    recipe = Recipe(("robust",), prior="score-mnist", prior_weight=0.15, sigma_max=0.5, sigma_min=0.3,
+                    anneal_steps=5, step_scale=3.0, stop="confident", centre=True,
+                    finish_sigmas=(0.5, 0.2, 0.05), finish_noise=True)
+    config = TraversalConfig(steps=150, step_size=0.1, seed=3)
+    runs = [list(traverse([load_recipe(recipe)], x, (labels + 1) % 10, config)) for _ in range(2)]
+    other = list(traverse([load_recipe(recipe)], x, (labels + 1) % 10, TraversalConfig(steps=150, step_size=0.1, seed=4)))
+    assert all(np.array_equal(f.images, g.images) for f, g in zip(*runs))  # the same seed, the same frames
+    last = runs[0][-1]
+    assert last.done.all() and len(runs[0]) < 151
+    assert not np.array_equal(last.images, other[-1].images)  # the noise is the seed's
+    for i in range(4):
+        stop = next(t for t, f in enumerate(runs[0]) if f.done[0, i]) - 3
+        before, first = runs[0][stop].images[0, i], runs[0][stop + 1].images[0, i]
+        # The first finish frame is the prior's estimate from the stop frame plus noise of σ 0.5:
+        # near it (the noise is gone), not equal to it.
+        assert 0.05 < np.linalg.norm(first - before) < 0.5 * np.linalg.norm(0.5 * np.ones(784))
+        assert not runs[0][stop].done[0, i] and not runs[0][stop + 2].done[0, i]
 
 
 def test_the_plateau_rule_stops_once_confident_and_the_prior_correction_stops_shrinking():
@@ -349,8 +404,9 @@ def test_the_shipped_fashion_recipe_loads_with_its_fashion_prior_and_traverses_g
     assert record["extra"]["dataset"] == "fashion-mnist"
 
 
-@pytest.mark.parametrize("stop", ["confident", "plateau"])
-def test_frozen_trajectories_are_not_computed_and_the_frames_stay_the_same(stop, monkeypatch):
+@pytest.mark.parametrize("stop, finish, noise", [("confident", (), False), ("plateau", (), False),
+                                                 ("plateau", (0.3, 0.1), False), ("confident", (0.5, 0.1), True)])
+def test_frozen_trajectories_are_not_computed_and_the_frames_stay_the_same(stop, finish, noise, monkeypatch):
     """Issue 23: a batch whose trajectories stop one by one computes only the moving ones (the
     classifiers and the prior), and its frames are those of computing every one at every step."""
     from trav_gui.engine.core import traversal as engine
@@ -359,7 +415,8 @@ def test_frozen_trajectories_are_not_computed_and_the_frames_stay_the_same(stop,
     x, labels = test_images("mnist", 12)
     targets = (labels + 1) % 10
     recipe = Recipe(("robust",), prior="score-mnist", prior_weight=0.15, sigma_max=0.5, sigma_min=0.3,
-                    anneal_steps=10, step_scale=3.0, stop=stop, patience=3, centre=True)
+                    anneal_steps=10, step_scale=3.0, stop=stop, patience=3, centre=True,
+                    finish_sigmas=finish, finish_noise=noise)
     config = TraversalConfig(steps=40, step_size=0.1)
 
     def run(skip: bool):
@@ -378,4 +435,6 @@ def test_frozen_trajectories_are_not_computed_and_the_frames_stay_the_same(stop,
         np.testing.assert_allclose(a.images, b.images, atol=1e-5)
         np.testing.assert_allclose(a.probs, b.probs, atol=1e-5)
         np.testing.assert_array_equal(a.done, b.done)
-    assert seen_moving["classifier"] < seen_all["classifier"] and seen_moving["prior"] < seen_all["prior"]
+    assert seen_moving["classifier"] < seen_all["classifier"]
+    # With a finish, a recipe's own steps skip what it froze either way: the prior never runs more.
+    assert seen_moving["prior"] <= seen_all["prior"] if finish else seen_moving["prior"] < seen_all["prior"]

@@ -25,7 +25,15 @@ the move is the one that centres the *start*, kept for the whole run; outside on
 on its own) each image is centred by its own ink. With ``renoise`` the prior denoises ``x + σ_t·z`` (fresh
 Gaussian z, seeded by the run's seed) instead of ``x``. Stop rules freeze a trajectory: ``"confident"`` once the
 recipe's own p(target) >= ``confident_prob``; ``"plateau"`` once it is confident and the
-prior's correction ‖D(x, σ_t) − x‖₂ has not shrunk for ``patience`` steps. No stop rule, no
+prior's correction ‖D(x, σ_t) − x‖₂ has not shrunk for ``patience`` steps.
+
+With ``finish_sigmas`` (σ_1 > σ_2 > …) a trajectory the stop rule stops is not frozen at once: it
+takes one more step per σ_k, the prior's alone, and is frozen after the last. Without
+``finish_noise`` each such step replaces the frame by the prior's clean estimate D(x, σ_k) (a
+cascade of denoisings, as a score-based sampler's last step is: it removes the faint haze that
+the classifier's steps spread over the field); with it, the first step adds noise of σ_1 and the
+steps are those of an ancestral sampler of the prior from there down to the last σ
+(SDEdit, Meng et al. 2022), each frame showing the step's clean estimate. No stop rule, no
 prior and no ensemble member is ever a judge (refused by name).
 """
 
@@ -83,6 +91,8 @@ class Recipe:
     patience: int = 10
     centre: bool = False
     max_centre_shift: int = 6
+    finish_sigmas: tuple[float, ...] = ()
+    finish_noise: bool = False
 
     def __post_init__(self) -> None:
         models = self.models
@@ -114,6 +124,19 @@ class Recipe:
             raise RecipeError(f"stop must be one of {STOP_RULES}, got {self.stop!r}")
         if self.prior_weight > 0 and self.prior is None:
             raise RecipeError("prior_weight > 0 needs a prior")
+        finish = self.finish_sigmas
+        if isinstance(finish, (str, bytes)) or not isinstance(finish, (list, tuple)) or len(finish) > 100 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 1e-4 <= v <= 5.0 for v in finish):
+            raise RecipeError(f"finish_sigmas must be a list of at most 100 numbers in [0.0001, 5], got {finish!r}")
+        object.__setattr__(self, "finish_sigmas", tuple(float(v) for v in finish))
+        if any(b >= a for a, b in zip(self.finish_sigmas, self.finish_sigmas[1:])):
+            raise RecipeError(f"finish_sigmas must decrease, got {list(self.finish_sigmas)}")
+        if self.finish_sigmas and (self.prior is None or self.stop is None):
+            raise RecipeError("finish_sigmas needs a prior and a stop rule (it finishes what the stop rule stops)")
+        if not isinstance(self.finish_noise, bool):
+            raise RecipeError(f"finish_noise must be true or false, got {self.finish_noise!r}")
+        if self.finish_noise and not self.finish_sigmas:
+            raise RecipeError("finish_noise needs finish_sigmas")
 
     @classmethod
     def from_dict(cls, data: dict) -> "Recipe":
@@ -125,7 +148,7 @@ class Recipe:
         return cls(**data)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "models": list(self.models)}
+        return {**asdict(self), "models": list(self.models), "finish_sigmas": list(self.finish_sigmas)}
 
     def sigma_at(self, t: int) -> float:
         """The prior's noise level at step ``t``: geometric from sigma_max to sigma_min, then held."""
@@ -173,6 +196,11 @@ class GuidedRun:
         self.since_best = torch.zeros(n, dtype=torch.int64, device=device)
         self.confident = torch.zeros(n, dtype=torch.bool, device=device)
         self.correction = torch.zeros(n, device=device)
+        # The finish: -1 until the stop rule stops a trajectory, then the index of its next finish
+        # step; frozen once it has taken them all. ``hidden``: a sampling finish's noisy state.
+        self.finish_step = torch.full((n,), -1, dtype=torch.int64, device=device)
+        self.sigmas = torch.tensor(self.recipe.finish_sigmas, device=device)
+        self.hidden: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """The classifier's logits of this run's images, seen with each start's ink centred;
@@ -195,6 +223,52 @@ class GuidedRun:
 
     def _advance(self, step, x: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor, t: int,
                  rows: torch.Tensor | None, n: int = 0) -> torch.Tensor:
+        n = n or len(x)
+        index = rows if rows is not None else torch.arange(len(x), device=x.device)
+        k = self.finish_step[index]
+        finishing = k >= 0
+        if not bool(finishing.any()):
+            return self._step(step, x, x0, grad, t, rows, n)
+        out = x.clone()  # a finished trajectory is frozen (the caller keeps it as it is)
+        active = finishing & (k < len(self.sigmas))
+        if bool(active.any()):
+            out[active] = self._finish(x[active], index[active], n)
+        if not bool(finishing.all()):
+            out[~finishing] = self._step(step, x[~finishing], x0[~finishing], grad[~finishing], t,
+                                         index[~finishing], n)
+        return out
+
+    def _finish(self, x: torch.Tensor, rows: torch.Tensor, n: int) -> torch.Tensor:
+        """One finish step of the trajectories ``rows`` (all finishing): see the module's docstring."""
+        k = self.finish_step[rows]
+        sigma = self.sigmas[k]
+        offsets = None if self.offsets is None else self.offsets[rows]
+        move = (lambda v: v) if offsets is None else (lambda v: shift_batch(v, offsets))
+        back = (lambda v: v) if offsets is None else (lambda v: shift_batch(v, -offsets))
+        self.finish_step[rows] = k + 1
+        with torch.no_grad():
+            if not self.recipe.finish_noise:
+                return back(self.prior(move(x), sigma)).clamp_(0.0, 1.0)
+            # Drawn for every trajectory, so that the noise does not depend on which are finishing.
+            noise = torch.randn((2, n, *x.shape[1:]), generator=self.generator, device=x.device)[:, rows]
+            if self.hidden is None:
+                self.hidden = torch.zeros((n, *x.shape[1:]), device=x.device)
+            s = sigma.view(-1, 1, 1, 1)
+            first = (k == 0).view(-1, 1, 1, 1)
+            state = torch.where(first, move(x) + s * noise[0], self.hidden[rows])
+            clean = self.prior(state, sigma)
+            # An ancestral step from σ_k to σ_k+1 (none after the last: its clean estimate is the frame).
+            last = k + 1 >= len(self.sigmas)
+            s_next = self.sigmas[(k + 1).clamp(max=len(self.sigmas) - 1)].view(-1, 1, 1, 1)
+            up = (s_next ** 2 * (s ** 2 - s_next ** 2) / s ** 2).clamp(min=0.0).sqrt()
+            down = (s_next ** 2 - up ** 2).clamp(min=0.0).sqrt()
+            nxt = clean + down * (state - clean) / s + up * noise[1]
+            self.hidden[rows] = torch.where(last.view(-1, 1, 1, 1), clean, nxt)
+            return back(clean).clamp_(0.0, 1.0)
+
+    def _step(self, step, x: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor, t: int,
+              rows: torch.Tensor | None, n: int = 0) -> torch.Tensor:
+        """The classifier's step and the prior's pull (trajectories not finishing)."""
         r = self.recipe
         if r.step_decay != 1.0 or r.step_scale != 1.0:
             step = type(step)(step.step_size * r.step_scale * r.step_decay ** t, step.eps)
@@ -221,6 +295,14 @@ class GuidedRun:
 
     def done(self, p_target: torch.Tensor, t: int) -> torch.Tensor:
         """(N,) bool: trajectories the stop rule freezes after step ``t`` (p_target: own p(target))."""
+        stopped = self._stopped(p_target, t)
+        if not self.recipe.finish_sigmas:
+            return stopped
+        self.finish_step[stopped & (self.finish_step < 0)] = 0  # its finish starts with the next step
+        return self.finish_step >= len(self.recipe.finish_sigmas)
+
+    def _stopped(self, p_target: torch.Tensor, t: int) -> torch.Tensor:
+        """(N,) bool: the trajectories the stop rule stops after step ``t``."""
         r = self.recipe
         self.confident |= p_target >= r.confident_prob
         if r.stop == "confident":
@@ -244,6 +326,10 @@ def describe(recipe: Recipe) -> str:
                      f"{recipe.sigma_min:g})")
     if recipe.stop:
         parts.append(f"stop: {recipe.stop}")
+    if recipe.finish_sigmas:
+        sigmas = ", ".join(f"{v:g}" for v in recipe.finish_sigmas)
+        parts.append(f"finish: resampled by the prior from sigma {sigmas}" if recipe.finish_noise
+                     else f"finish: denoised at sigma {sigmas}")
     if recipe.centre:
         parts.append("sees the ink centred")
     return "recipe: " + "; ".join(parts)
