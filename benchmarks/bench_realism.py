@@ -67,8 +67,9 @@ from trav_gui.engine.models.recipes import Recipe
 from trav_gui.engine.realism import CONFIDENT_PROB, held_out_reference, judge_name, noise_growth, reference_set, ssim
 
 # The shipped recipe's settings as measured in issue 21 (centring, before any finish).
-REALISTIC_CENTRED = dict(models=("robust", "robust-eps3"), prior="score-mnist", prior_weight=0.15, sigma_max=0.5,
-                         sigma_min=0.3, anneal_steps=100, step_scale=3.0, stop="plateau", patience=10, centre=True)
+REALISTIC_CENTRED = {"models": ("robust", "robust-eps3"), "prior": "score-mnist", "prior_weight": 0.15,
+                     "sigma_max": 0.5, "sigma_min": 0.3, "anneal_steps": 100, "step_scale": 3.0, "stop": "plateau",
+                     "patience": 10, "centre": True}
 
 # name -> (what it is, a model/recipe name or a Recipe)
 LEVERS: dict[str, tuple[str, str | Recipe]] = {
