@@ -1,12 +1,19 @@
-"""A lever for the two-sample test, measured outside the recipe: denoise the recipe's endpoints once more.
+"""Levers for the two-sample test, measured outside the recipe: finish the recipe's endpoints.
 
     python benchmarks/bench_final_denoising.py [--first 200] [--digits 50] [--cascade 0.3 0.1 0.05]
+        [--resample 0.5:20 0.7:20:1 ...] [--real-floor]
 
 Traverses test digits ``--first`` … ``+--digits`` to each of the 9 other classes with the shipped
 ``realistic`` recipe (200 L2 steps of 0.1), then replaces each endpoint (the frame its stop rule
 stopped at) by its prior's clean estimate D(x, σ) (Tweedie's formula: what a score-based
 sampler's last step does), seen centred as the recipe sees it, at each σ alone and at the
-``--cascade`` in turn. For each it prints success at the endpoint (judge + nearest real), the
+``--cascade`` in turn, and, per ``--resample SIGMA:STEPS[:BETA]``, resampled by the prior from the
+endpoint plus noise of SIGMA (an ancestral sampler down to σ 0.02 in STEPS steps, SDEdit; with
+BETA the recipe's classifiers' normalized gradient toward the target, times BETA, is added to
+every clean estimate but the last: classifier guidance). ``--real-floor`` resamples real test
+digits the same way (the test against other real digits: does the prior itself give frames away?).
+The recipe is the shipped one *before* its finish (``REALISTIC_CENTRED``): its endpoints are the
+frames its stop rule stops at. For each it prints success at the endpoint (judge + nearest real), the
 classifier two-sample test against real test digits of the same classes, and the share of
 black and hazy pixels. Writes ``<out>/realism_final_denoising.json`` and a frames PNG.
 """
@@ -21,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from bench_realism import (
+    REALISTIC_CENTRED,
     follow,
     frames_figure,
     measure,
@@ -32,7 +40,8 @@ from bench_realism import (
 from trav_gui.engine.core.centring import centring_offsets, shift_batch
 from trav_gui.engine.core.traversal import TraversalConfig
 from trav_gui.engine.data.datasets import test_set
-from trav_gui.engine.models.loading import load_model
+from trav_gui.engine.models.loading import load_model, load_recipe
+from trav_gui.engine.models.recipes import Recipe
 from trav_gui.engine.realism import held_out_reference, reference_set
 
 
@@ -46,12 +55,43 @@ def denoised(prior, images: np.ndarray, offsets: torch.Tensor, sigmas) -> np.nda
     return x[:, 0].numpy()
 
 
+def resampled(recipe, images: np.ndarray, offsets: torch.Tensor, targets: np.ndarray, sigma: float, steps: int,
+              beta: float = 0.0, seed: int = 0) -> np.ndarray:
+    """``images`` resampled by the recipe's prior from ``images + sigma·z`` (an ancestral sampler,
+    σ geometric from ``sigma`` to 0.02 over ``steps``), seen centred; with ``beta``, classifier
+    guidance on every clean estimate but the last."""
+    g = torch.Generator().manual_seed(seed)
+    x = shift_batch(torch.from_numpy(np.ascontiguousarray(images))[:, None], offsets)
+    x = x + sigma * torch.randn(x.shape, generator=g)
+    sigmas = np.geomspace(sigma, 0.02, steps)
+    rows, t = torch.arange(len(x)), torch.from_numpy(targets)
+    for i, s in enumerate(sigmas):
+        with torch.no_grad():
+            clean = recipe.prior(x, float(s))
+        if i + 1 == len(sigmas):
+            x = clean
+            break
+        if beta:
+            c = clean.clamp(0, 1).requires_grad_(True)
+            grad, = torch.autograd.grad(torch.log_softmax(recipe.classifier(c), -1)[rows, t].sum(), c)
+            clean = clean + beta * grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None, None]
+        nxt = float(sigmas[i + 1])
+        up = np.sqrt(max(nxt ** 2 * (s ** 2 - nxt ** 2) / s ** 2, 0.0))
+        down = np.sqrt(nxt ** 2 - up ** 2)
+        x = clean + down * (x - clean) / s + up * torch.randn(x.shape, generator=g)
+    return shift_batch(x.clamp(0, 1), -offsets)[:, 0].detach().numpy()
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--first", type=int, default=200)
     p.add_argument("--digits", type=int, default=50)
     p.add_argument("--sigmas", nargs="+", type=float, default=[0.3, 0.15, 0.08], help="each alone")
     p.add_argument("--cascade", nargs="+", type=float, default=[0.3, 0.1, 0.05], help="in turn")
+    p.add_argument("--resample", nargs="*", default=[], metavar="SIGMA:STEPS[:BETA]",
+                   help="resample each endpoint by the prior from this noise level (see above)")
+    p.add_argument("--real-floor", action="store_true",
+                   help="also resample real test digits (2000 on) and test them against real ones")
     p.add_argument("--out", type=Path, default=Path("docs"))
     args = p.parse_args(argv)
     images, labels = test_set("mnist")
@@ -59,7 +99,7 @@ def main(argv=None) -> dict:
     starts = np.repeat(np.array(digits), 9)
     targets = np.array([t for i in digits for t in range(10) if t != labels[i]])
     x0 = images[starts].astype(np.float32) / 255.0
-    recipe = load_model("realistic")
+    recipe = load_recipe(Recipe(**REALISTIC_CENTRED))
     run = follow(recipe, x0, targets, TraversalConfig(steps=200, step_size=0.1))
     judges = {"judge": load_model("judge")}
     ref, held = reference_set("mnist"), held_out_reference("mnist")
@@ -70,6 +110,10 @@ def main(argv=None) -> dict:
         variants[f"denoised at {sigma:g}"] = denoised(recipe.prior, run["last_img"], offsets, [sigma])
     cascade = "denoised at " + " then ".join(f"{s:g}" for s in args.cascade)
     variants[cascade] = denoised(recipe.prior, run["last_img"], offsets, args.cascade)
+    for spec in args.resample:
+        sigma, steps, *beta = spec.split(":")
+        variants[f"resampled from {spec}"] = resampled(recipe, run["last_img"], offsets, targets, float(sigma),
+                                                       int(steps), float(beta[0]) if beta else 0.0)
     result = {"traversals": len(targets), "first": args.first, "digits": args.digits, "variants": {}}
     for name, last in variants.items():
         row = measure({**run, "last_img": last}, x0, targets, judges, ref, held, "cpu")
@@ -80,6 +124,19 @@ def main(argv=None) -> dict:
               f"{100 * v['two_sample_last']:.1f} %, black {100 * v['pixels']['black']:.0f} %, haze "
               f"{100 * v['pixels']['haze']:.0f} %", flush=True)
     result["real_pixels"] = pixel_profile(real)
+    if args.real_floor:  # real digits of the same classes, not in the pool, resampled alike
+        other_x, other_y = images[2000:4000].astype(np.float32) / 255.0, labels[2000:4000]
+        order = np.argsort(targets, kind="stable")
+        picked = np.concatenate([other_x[other_y == c][:k] for c, k in zip(*np.unique(targets, return_counts=True))])
+        own = centring_offsets(torch.from_numpy(picked)[:, None], recipe.recipe.max_centre_shift)
+        result["real_floor"] = {"real": two_sample_accuracy(picked, real)}
+        for spec in args.resample:
+            sigma, steps, *beta = spec.split(":")
+            out = resampled(recipe, picked, own, targets[order], float(sigma), int(steps),
+                            float(beta[0]) if beta else 0.0)
+            result["real_floor"][f"resampled from {spec}"] = two_sample_accuracy(out, real)
+        print("real digits against real ones: " + ", ".join(f"{k} {100 * v:.1f} %"
+                                                          for k, v in result["real_floor"].items()), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "realism_final_denoising.json").write_text(json.dumps(result, indent=2) + "\n")
     pick = np.arange(0, len(targets), max(1, len(targets) // 16))[:16]
