@@ -121,6 +121,19 @@ LEVERS: dict[str, tuple[str, str | Recipe]] = {
     "fashion-ensemble-s0.5": ("fashion-ensemble, sigma 0.5 -> 0.1",
                               Recipe(**{**FASHION_REALISTIC, "models": ("fashion-robust", "fashion-robust-eps1_5"),
                                         "sigma_max": 0.5, "sigma_min": 0.1})),
+    "fashion-ensemble-s0.35": ("fashion-ensemble, sigma 0.35 -> 0.05",
+                               Recipe(**{**FASHION_REALISTIC, "models": ("fashion-robust", "fashion-robust-eps1_5"),
+                                         "sigma_max": 0.35, "sigma_min": 0.05})),
+    "fashion-ensemble-s0.4": ("fashion-ensemble, sigma 0.4 -> 0.05",
+                              Recipe(**{**FASHION_REALISTIC, "models": ("fashion-robust", "fashion-robust-eps1_5"),
+                                        "sigma_max": 0.4, "sigma_min": 0.05})),
+    "fashion-ensemble-s0.45": ("fashion-ensemble, sigma 0.45 -> 0.05",
+                               Recipe(**{**FASHION_REALISTIC, "models": ("fashion-robust", "fashion-robust-eps1_5"),
+                                         "sigma_max": 0.45, "sigma_min": 0.05})),
+    "fashion-ensemble-s0.5-resample": ("fashion-ensemble-s0.5 + a finish: resampled from sigma 0.2 (8 steps)",
+                                       Recipe(**{**FASHION_REALISTIC, "models": ("fashion-robust", "fashion-robust-eps1_5"),
+                                                 "sigma_max": 0.5, "sigma_min": 0.1,
+                                                 "finish_sigmas": tuple(np.geomspace(0.2, 0.02, 8)), "finish_noise": True})),
 }
 
 
