@@ -76,6 +76,13 @@ FASHION_REALISTIC = {"models": ("fashion-robust",), "prior": "score-fashion-mnis
                      "sigma_max": 0.25, "sigma_min": 0.05, "anneal_steps": 100, "step_scale": 3.0,
                      "stop": "confident"}
 
+
+
+def _fashion_ensemble(**changes) -> Recipe:
+    """FASHION_REALISTIC with fashion-robust and fashion-robust-eps1_5 as its models, and ``changes``."""
+    return Recipe(**{**FASHION_REALISTIC, "models": ("fashion-robust", "fashion-robust-eps1_5"), **changes})
+
+
 # name -> (what it is, a model/recipe name or a Recipe)
 LEVERS: dict[str, tuple[str, str | Recipe]] = {
     "standard": ("standard training", "standard"),
@@ -111,29 +118,22 @@ LEVERS: dict[str, tuple[str, str | Recipe]] = {
     "fashion-eps1.5": ("fashion-robust-eps1_5 (L2 eps 1.5) + the Fashion prior, as fashion-realistic",
                        Recipe(**{**FASHION_REALISTIC, "models": ("fashion-robust-eps1_5",)})),
     "fashion-ensemble": ("mean log-prob of fashion-robust and fashion-robust-eps1_5 + the Fashion prior",
-                         Recipe(**{**FASHION_REALISTIC, "models": ("fashion-robust", "fashion-robust-eps1_5")})),
+                         _fashion_ensemble()),
     "fashion-ensemble-finish": ("fashion-ensemble, plateau stop + a finish: denoised at sigma 0.25, 0.1, 0.05",
-                                Recipe(**{**FASHION_REALISTIC, "models": ("fashion-robust", "fashion-robust-eps1_5"),
-                                          "stop": "plateau", "finish_sigmas": (0.25, 0.1, 0.05)})),
+                                _fashion_ensemble(stop="plateau", finish_sigmas=(0.25, 0.1, 0.05))),
     "fashion-ensemble-l0.2": ("fashion-ensemble, prior weight 0.2",
-                              Recipe(**{**FASHION_REALISTIC, "models": ("fashion-robust", "fashion-robust-eps1_5"),
-                                        "prior_weight": 0.2})),
+                              _fashion_ensemble(prior_weight=0.2)),
     "fashion-ensemble-s0.5": ("fashion-ensemble, sigma 0.5 -> 0.1",
-                              Recipe(**{**FASHION_REALISTIC, "models": ("fashion-robust", "fashion-robust-eps1_5"),
-                                        "sigma_max": 0.5, "sigma_min": 0.1})),
+                              _fashion_ensemble(sigma_max=0.5, sigma_min=0.1)),
     "fashion-ensemble-s0.35": ("fashion-ensemble, sigma 0.35 -> 0.05",
-                               Recipe(**{**FASHION_REALISTIC, "models": ("fashion-robust", "fashion-robust-eps1_5"),
-                                         "sigma_max": 0.35, "sigma_min": 0.05})),
+                               _fashion_ensemble(sigma_max=0.35, sigma_min=0.05)),
     "fashion-ensemble-s0.4": ("fashion-ensemble, sigma 0.4 -> 0.05",
-                              Recipe(**{**FASHION_REALISTIC, "models": ("fashion-robust", "fashion-robust-eps1_5"),
-                                        "sigma_max": 0.4, "sigma_min": 0.05})),
+                              _fashion_ensemble(sigma_max=0.4, sigma_min=0.05)),
     "fashion-ensemble-s0.45": ("fashion-ensemble, sigma 0.45 -> 0.05",
-                               Recipe(**{**FASHION_REALISTIC, "models": ("fashion-robust", "fashion-robust-eps1_5"),
-                                         "sigma_max": 0.45, "sigma_min": 0.05})),
+                               _fashion_ensemble(sigma_max=0.45, sigma_min=0.05)),
     "fashion-ensemble-s0.5-resample": ("fashion-ensemble-s0.5 + a finish: resampled from sigma 0.2 (8 steps)",
-                                       Recipe(**{**FASHION_REALISTIC, "models": ("fashion-robust", "fashion-robust-eps1_5"),
-                                                 "sigma_max": 0.5, "sigma_min": 0.1,
-                                                 "finish_sigmas": tuple(np.geomspace(0.2, 0.02, 8)), "finish_noise": True})),
+                                       _fashion_ensemble(sigma_max=0.5, sigma_min=0.1, finish_noise=True,
+                                                         finish_sigmas=tuple(np.geomspace(0.2, 0.02, 8)))),
 }
 
 
