@@ -148,6 +148,16 @@ def test_a_finish_denoises_what_the_stop_rule_stops_at_each_sigma_then_freezes_i
         assert all(np.array_equal(f.images[0, i], b[stop + 2].images[0, i]) for f in b[stop + 2:])  # frozen
 
 
+def test_a_finish_stays_in_the_adversarial_variants_ball():
+    x0 = np.full((28, 28), 0.5, np.float32)
+    guided = Guided(Linear(0), Recipe(("x",), prior="p", stop="confident", confident_prob=0.5,
+                                      finish_sigmas=(0.9, 0.5)), ShrinkPrior())  # shrinks far out of the ball
+    frames = list(traverse([guided], x0, 3, TraversalConfig(steps=200, step_size=0.3, eps=4.0)))
+    assert frames[-1].done[0, 0]
+    assert not np.array_equal(frames[-1].images, frames[-3].images)  # the finish moved it
+    assert max(f.l2[0, 0] for f in frames) <= 4.0 + 1e-4
+
+
 def test_a_sampling_finish_starts_from_noise_around_the_stop_frame_and_is_reproducible():
     from trav_gui.engine.data.datasets import test_images
 

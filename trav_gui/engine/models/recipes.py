@@ -232,7 +232,8 @@ class GuidedRun:
         out = x.clone()  # a finished trajectory is frozen (the caller keeps it as it is)
         active = finishing & (k < len(self.sigmas))
         if bool(active.any()):
-            out[active] = self._finish(x[active], index[active], n)
+            # the run's projection too (the adversarial variant stays in its ball)
+            out[active] = step.project(self._finish(x[active], index[active], n), x0[active]).clamp_(0.0, 1.0)
         if not bool(finishing.all()):
             out[~finishing] = self._step(step, x[~finishing], x0[~finishing], grad[~finishing], t,
                                          index[~finishing], n)
