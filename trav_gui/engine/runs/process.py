@@ -198,20 +198,19 @@ class RemoteRun:
         self.stopped = True
         self._control("stop")
 
-    def pause(self) -> None:
+    def _pause(self, paused: bool, message: str) -> None:
         with self._state:
-            self._paused = True
-        self._control("pause")
+            self._paused = paused
+        self._control(message)
+
+    def pause(self) -> None:
+        self._pause(True, "pause")
 
     def resume(self) -> None:
-        with self._state:
-            self._paused = False
-        self._control("resume")
+        self._pause(False, "resume")
 
     def step_once(self) -> None:
-        with self._state:
-            self._paused = True
-        self._control("step")
+        self._pause(True, "step")
 
     def set_steps_per_second(self, steps_per_second: float | None) -> None:
         self._control("speed", steps_per_second or None)
