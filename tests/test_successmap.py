@@ -14,10 +14,11 @@ from trav_gui.engine.models.loading import load_model
 from trav_gui.engine.output import successmap as sm
 
 
-def _row(source, target, reached, judge, nn, nn_last, success, index=0):
+def _row(source, target, reached, judge, nn, nn_last, success, index=0, success_last=None):
     return {"start_index": index, "source": source, "target": target, "reached": reached,
             "confident_step": 5 if reached else -1, "judge_class": judge, "nn_ratio": nn, "nn_ratio_last": nn_last,
-            "success": success}
+            "success": success, "judge_class_last": judge,
+            "success_last": success if success_last is None else success_last}
 
 
 def test_cells_are_the_shares_of_their_traversals():
@@ -34,6 +35,15 @@ def test_cells_are_the_shares_of_their_traversals():
     by_source = m.by_source()
     assert by_source[3] == pytest.approx(0.25) and by_source[0] == 1.0 and np.isnan(by_source[1])
     assert sm.weakest_pairs(m, 1) == [(3, 5, 0.25)]
+
+
+def test_success_at_the_last_frame_is_counted_apart_from_the_confident_point():
+    rows = [_row(3, 5, True, 5, 1.0, 1.0, True, success_last=False), _row(3, 5, True, 5, 1.0, 1.0, False, success_last=True),
+            _row(3, 5, True, 5, 1.0, 1.0, False, success_last=True), _row(0, 1, True, 1, 0.9, 0.9, True, success_last=True)]
+    m = sm.map_from_rows(rows, "x", "mnist", 3, TraversalConfig(steps=10))
+    assert m.success[3, 5] == pytest.approx(1 / 3) and m.success_last[3, 5] == pytest.approx(2 / 3)
+    assert m.overall() == pytest.approx(0.5) and m.overall(last=True) == pytest.approx(0.75)
+    assert m.by_source(last=True)[3] == pytest.approx(2 / 3) and m.by_source()[3] == pytest.approx(1 / 3)
 
 
 def test_the_starts_are_the_first_of_each_class_before_the_held_out_pool():
@@ -88,3 +98,20 @@ def test_successmap_command_writes_the_map_and_names_the_weakest_pairs(tmp_path,
     assert (tmp_path / "successmap_robust.png").is_file() and (tmp_path / "successmap_robust.csv").is_file()
     assert main(["successmap", "--model", "robust", "--starts", "0", "--out", str(tmp_path)]) == 2
     assert "--starts" in capsys.readouterr().err
+
+
+def test_a_map_of_a_changed_model_of_the_same_name_starts_over(tmp_path):
+    model = load_model("robust")
+    config = TraversalConfig(steps=2)
+    sm.run_successmap(model, "m", "mnist", 1, config, tmp_path, fingerprint="aaa")
+    totals = []
+    sm.run_successmap(model, "m", "mnist", 1, config, tmp_path, fingerprint="aaa",
+                      progress=lambda done, total, what: totals.append(total))
+    assert totals == []  # the same model: every class is kept, none traversed again
+    sm.run_successmap(model, "m", "mnist", 1, config, tmp_path, fingerprint="bbb",
+                      progress=lambda done, total, what: totals.append(total))
+    assert set(totals) == {10 * (config.steps + 1)}  # another model under that name: all ten again
+    rows = sm.read_traversals(sm.successmap_paths(tmp_path, "m")["traversals"])
+    assert len(rows) == 90 and all(r["success_last"] in (True, False) for r in rows)
+    # A traversal that never got confident fails at its last frame too.
+    assert not any(r["success_last"] for r in rows if not r["reached"])

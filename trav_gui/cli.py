@@ -307,7 +307,8 @@ def _cmd_successmap(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
         try:
-            result = run_successmap(model, ref.name, dataset, args.starts, config, args.out, progress=progress)
+            result = run_successmap(model, ref.name, dataset, args.starts, config, args.out, progress=progress,
+                                    fingerprint=ref.sha256)
         except KeyboardInterrupt:
             bar.close()
             print(f"stopped; the finished start classes are kept in {args.out}/: run the same command again to "
@@ -315,9 +316,11 @@ def _cmd_successmap(args: argparse.Namespace) -> int:
             return 130
         bar.close()
         names = [get_dataset(dataset).short(c) for c in range(len(result.by_source()))]
-        by_source = ", ".join(f"{n} {100 * v:.0f}" for n, v in zip(names, result.by_source()))
-        print(f"{ref.name:>10}: success {100 * result.overall():.1f} % of {int(result.traversals.sum())} traversals; "
-              f"by start class (%): {by_source}")
+        for last in (False, True):
+            by_source = ", ".join(f"{n} {100 * v:.0f}" for n, v in zip(names, result.by_source(last)))
+            print(f"{ref.name if not last else '':>10}: success {100 * result.overall(last):.1f} % of "
+                  f"{int(result.traversals.sum())} traversals {'at the last frame' if last else 'at the confident point'}"
+                  f"; by start class (%): {by_source}")
         print(f"{'':>10}  weakest pairs: " + ", ".join(f"{names[s]}→{names[t]} {100 * v:.0f} %"
                                                       for s, t, v in weakest_pairs(result)))
     print(f"wrote {args.out}/")

@@ -12,7 +12,10 @@ nearest-real reference (:class:`~trav_gui.engine.realism.RealismScorer`):
 - ``judge_agree``: the judge calls the confident frame the target (of those that got there);
 - ``growth``: the nearest-real ratio at the last frame over the one at the confident point
   (how much noise the steps after it add; 1 for a run that stops there);
-- ``reach``: the share that got confident at all.
+- ``reach``: the share that got confident at all;
+- ``success_last``: the same verdict (judge and nearest real) on the **last frame**, for
+  those that got confident: the frame a run ends on. For a plain model it has run on past its
+  confident point; for a recipe it is the frame its stop rule stopped at, after its finish.
 
 The work goes one start class at a time (``per_class`` × (K − 1) traversals in one batch);
 after each, every traversal's figures are rewritten atomically to
@@ -57,8 +60,8 @@ __all__ = [
 # Starts come from the first 1000 test images; the held-out realism reference uses the rest.
 STARTS_POOL = 1000
 TRAVERSAL_FIELDS = ["start_index", "source", "target", "reached", "confident_step", "judge_class", "nn_ratio",
-                    "nn_ratio_last", "success"]
-CELL_FIELDS = ["source", "target", "traversals", "reach", "success", "judge_agree", "growth"]
+                    "nn_ratio_last", "success", "judge_class_last", "success_last"]
+CELL_FIELDS = ["source", "target", "traversals", "reach", "success", "judge_agree", "growth", "success_last"]
 
 
 class SuccessMapCancelled(RuntimeError):
@@ -95,13 +98,16 @@ class SuccessMap:
     success: np.ndarray
     judge_agree: np.ndarray
     growth: np.ndarray
+    success_last: np.ndarray
 
-    def by_source(self) -> np.ndarray:
-        """(K,) success over all of each start class's traversals."""
-        return _ratio(np.nansum(self.success * self.traversals, 1), self.traversals.sum(1))
+    def by_source(self, last: bool = False) -> np.ndarray:
+        """(K,) success over all of each start class's traversals (``last``: at the last frame)."""
+        values = self.success_last if last else self.success
+        return _ratio(np.nansum(values * self.traversals, 1), self.traversals.sum(1))
 
-    def overall(self) -> float:
-        return float(np.nansum(self.success * self.traversals) / max(1, self.traversals.sum()))
+    def overall(self, last: bool = False) -> float:
+        values = self.success_last if last else self.success
+        return float(np.nansum(values * self.traversals) / max(1, self.traversals.sum()))
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -127,16 +133,21 @@ def _measure(model, x0: np.ndarray, targets: np.ndarray, config: TraversalConfig
             progress(frame.step)
     reached = conf_step >= 0
     judge_class, nn, nn_last = np.full(n, -1), np.full(n, np.nan), np.full(n, np.nan)
+    judge_last = np.full(n, -1)
     for c in np.unique(targets):
         sel = targets == c
         nn_last[sel] = scorer.reference.nearest(last[sel], int(c))[0]
         both = sel & reached
         if both.any():
             judge_class[both] = scorer.judge_probs(conf_img[both]).argmax(-1)
+            judge_last[both] = scorer.judge_probs(last[both]).argmax(-1)
             nn[both] = scorer.reference.nearest(conf_img[both], int(c))[0]
-    success = reached & (judge_class == targets) & (nn <= scorer.reference.p90[targets])
+    p90 = scorer.reference.p90[targets]
+    success = reached & (judge_class == targets) & (nn <= p90)
+    success_last = reached & (judge_last == targets) & (nn_last <= p90)
     return {"reached": reached, "confident_step": conf_step, "judge_class": judge_class, "nn_ratio": nn,
-            "nn_ratio_last": nn_last, "success": success}
+            "nn_ratio_last": nn_last, "success": success, "judge_class_last": judge_last,
+            "success_last": success_last}
 
 
 def read_traversals(path: str | Path) -> list[dict]:
@@ -150,7 +161,8 @@ def read_traversals(path: str | Path) -> list[dict]:
             rows.append({"start_index": int(r["start_index"]), "source": int(r["source"]), "target": int(r["target"]),
                          "reached": r["reached"] == "1", "confident_step": int(r["confident_step"]),
                          "judge_class": int(r["judge_class"]), "nn_ratio": float(r["nn_ratio"]),
-                         "nn_ratio_last": float(r["nn_ratio_last"]), "success": r["success"] == "1"})
+                         "nn_ratio_last": float(r["nn_ratio_last"]), "success": r["success"] == "1",
+                         "judge_class_last": int(r["judge_class_last"]), "success_last": r["success_last"] == "1"})
     return rows
 
 
@@ -160,20 +172,22 @@ def _traversals_csv(rows: list[dict]) -> bytes:
     w.writerow(TRAVERSAL_FIELDS)
     for r in rows:
         w.writerow([r["start_index"], r["source"], r["target"], int(r["reached"]), r["confident_step"], r["judge_class"],
-                    f"{r['nn_ratio']:.5g}", f"{r['nn_ratio_last']:.5g}", int(r["success"])])
+                    f"{r['nn_ratio']:.5g}", f"{r['nn_ratio_last']:.5g}", int(r["success"]), r["judge_class_last"],
+                    int(r["success_last"])])
     return buf.getvalue().encode()
 
 
 def map_from_rows(rows: list[dict], name: str, dataset: str, per_class: int, config: TraversalConfig) -> SuccessMap:
     """The cells of per-traversal ``rows``."""
     k = get_dataset(dataset).num_classes
-    count, reach, success, agree, agree_n = (np.zeros((k, k)) for _ in range(5))
+    count, reach, success, agree, agree_n, success_last = (np.zeros((k, k)) for _ in range(6))
     growth_lists: dict[tuple[int, int], list[float]] = {}
     for r in rows:
         s, t = r["source"], r["target"]
         count[s, t] += 1
         reach[s, t] += r["reached"]
         success[s, t] += r["success"]
+        success_last[s, t] += r["success_last"]
         if r["reached"]:
             agree_n[s, t] += 1
             agree[s, t] += r["judge_class"] == t
@@ -182,26 +196,30 @@ def map_from_rows(rows: list[dict], name: str, dataset: str, per_class: int, con
     for (s, t), values in growth_lists.items():
         growth[s, t] = float(np.median(values))
     return SuccessMap(name, dataset, per_class, config, count.astype(int), _ratio(reach, count),
-                      _ratio(success, count), _ratio(agree, agree_n), growth)
+                      _ratio(success, count), _ratio(agree, agree_n), growth, _ratio(success_last, count))
 
 
 def run_successmap(model, name: str, dataset: str, per_class: int, config: TraversalConfig, out: str | Path,
                    scorer: RealismScorer | None = None, device: str = "cpu",
                    progress: Callable[[int, int, str], None] | None = None,
-                   should_stop: Callable[[], bool] | None = None) -> SuccessMap:
+                   should_stop: Callable[[], bool] | None = None, fingerprint: str | None = None) -> SuccessMap:
     """Compute (or continue) the success map of ``model`` named ``name`` and write it to ``out``.
 
     ``progress(done, total, what)`` is called after every step, counted over all start
     classes; ``should_stop()`` is asked at every step, and when it says so the map stops with
     :class:`SuccessMapCancelled`, the finished start classes saved. A file of other settings
-    in ``out`` is not continued but replaced.
+    in ``out`` is not continued but replaced; ``fingerprint`` (e.g. the model file's SHA-256)
+    counts among the settings, so that a map of a changed model of the same name starts over.
     """
     ds = get_dataset(dataset)
     paths = successmap_paths(out, name)
     Path(out).mkdir(parents=True, exist_ok=True)
     starts = successmap_starts(dataset, per_class)
     settings = {"model": name, "dataset": ds.name, "per_class": per_class, "config": config.to_dict(),
-                "confident_prob": CONFIDENT_PROB, "starts": {str(c): v for c, v in starts.items()}}
+                "confident_prob": CONFIDENT_PROB, "starts": {str(c): v for c, v in starts.items()},
+                "fields": TRAVERSAL_FIELDS}
+    if fingerprint is not None:
+        settings["fingerprint"] = fingerprint
     rows: list[dict] = []
     if paths["settings"].is_file() and paths["traversals"].is_file():
         try:
@@ -247,7 +265,8 @@ def write_successmap(result: SuccessMap, out: str | Path) -> dict[str, Path]:
             if s != t and result.traversals[s, t]:
                 w.writerow([s, t, int(result.traversals[s, t])] + [
                     "" if not np.isfinite(v) else f"{v:.4f}"
-                    for v in (result.reach[s, t], result.success[s, t], result.judge_agree[s, t], result.growth[s, t])])
+                    for v in (result.reach[s, t], result.success[s, t], result.judge_agree[s, t], result.growth[s, t],
+                              result.success_last[s, t])])
     write_bytes_atomic(paths["cells"], buf.getvalue().encode())
     save_png(paths["png"], render_successmap(result))
     return {"cells": paths["cells"], "png": paths["png"]}
@@ -278,7 +297,8 @@ def render_successmap(result: SuccessMap, cell: int = 34) -> Image.Image:
     label_w = 12 + 7 * max(len(n) for n in names)
     panels = [("success %", result.success, lambda v: v, lambda v: f"{100 * v:.0f}"),
               ("judge agrees %", result.judge_agree, lambda v: v, lambda v: f"{100 * v:.0f}"),
-              ("noise growth", result.growth, lambda v: 1.0 - (v - 1.0), lambda v: f"{v:.2f}")]
+              ("noise growth", result.growth, lambda v: 1.0 - (v - 1.0), lambda v: f"{v:.2f}"),
+              ("success at the last frame %", result.success_last, lambda v: v, lambda v: f"{100 * v:.0f}")]
     pw = label_w + k * cell + 16
     top = 58
     img = Image.new("RGB", (len(panels) * pw + 8, top + label_w // 2 + k * cell + 40), "white")
@@ -288,7 +308,8 @@ def render_successmap(result: SuccessMap, cell: int = 34) -> Image.Image:
     by_source = result.by_source()
     draw.text((6, 4), f"{result.name} on {ds.title}: source (rows) -> target (columns); {result.per_class} starts "
                       f"per class, {cfg.steps} steps of {cfg.step_size} {cfg.norm.upper()}; overall success "
-                      f"{100 * result.overall():.0f} %", fill="black", font=title)
+                      f"{100 * result.overall():.0f} % at the confident point, {100 * result.overall(last=True):.0f} % "
+                      f"at the last frame", fill="black", font=title)
     for p, (label, values, to_colour, text) in enumerate(panels):
         x0 = 4 + p * pw
         draw.text((x0 + label_w, 26), label, fill="black", font=title)
@@ -304,10 +325,11 @@ def render_successmap(result: SuccessMap, cell: int = 34) -> Image.Image:
                 draw.rectangle(box, fill=_colour(to_colour(v)) if s != t else (255, 255, 255), outline=(200, 200, 200))
                 if s != t and np.isfinite(v):
                     draw.text((box[0] + 4, box[1] + cell // 2 - 7), text(v), fill="black", font=small)
-        if p == 0:
-            worst = int(np.nanargmin(by_source)) if np.isfinite(by_source).any() else None
+        if p in (0, 3):
+            shares = by_source if p == 0 else result.by_source(last=True)
+            worst = int(np.nanargmin(shares)) if np.isfinite(shares).any() else None
             if worst is not None:
                 draw.text((x0 + 4, top + k * cell + 8), f"weakest start class: {names[worst]} "
-                          f"({100 * by_source[worst]:.0f} %)", fill="black", font=small)
+                          f"({100 * shares[worst]:.0f} %)", fill="black", font=small)
     return img
 
