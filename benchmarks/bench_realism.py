@@ -92,6 +92,7 @@ LEVERS: dict[str, tuple[str, str | Recipe]] = {
     "eps4": ("robust, eps 4", "robust-eps4"),
     "shift": ("robust eps 2 + shifts of up to 2 px", "robust-shift"),
     "shift3": ("robust eps 2 from scratch, shifts of up to 3 px, eps warm-up", "robust-shift3"),
+    "shift3-20": ("robust eps 2 from scratch, shifts of up to 3 px, eps warm-up, 20 epochs", "robust-shift3-20"),
     "dae": ("robust + denoising autoencoder, lambda 0.05", Recipe(("robust",), prior="dae-mnist", prior_weight=0.05)),
     "score": ("robust + score model, lambda 0.15, sigma 0.5 -> 0.2",
               Recipe(("robust",), prior="score-mnist", prior_weight=0.15, sigma_max=0.5, sigma_min=0.2)),

@@ -101,17 +101,54 @@ def test_successmap_command_writes_the_map_and_names_the_weakest_pairs(tmp_path,
 
 
 def test_a_map_of_a_changed_model_of_the_same_name_starts_over(tmp_path):
+    import copy
+
+    import torch
+
     model = load_model("robust")
     config = TraversalConfig(steps=2)
-    sm.run_successmap(model, "m", "mnist", 1, config, tmp_path, fingerprint="aaa")
+    sm.run_successmap(model, "m", "mnist", 1, config, tmp_path)
     totals = []
-    sm.run_successmap(model, "m", "mnist", 1, config, tmp_path, fingerprint="aaa",
-                      progress=lambda done, total, what: totals.append(total))
+    sm.run_successmap(model, "m", "mnist", 1, config, tmp_path, progress=lambda done, total, what: totals.append(total))
     assert totals == []  # the same model: every class is kept, none traversed again
-    sm.run_successmap(model, "m", "mnist", 1, config, tmp_path, fingerprint="bbb",
-                      progress=lambda done, total, what: totals.append(total))
+    changed = copy.deepcopy(model)
+    with torch.no_grad():
+        next(changed.parameters()).add_(1e-3)
+    assert sm.model_fingerprint(changed) != sm.model_fingerprint(model)
+    sm.run_successmap(changed, "m", "mnist", 1, config, tmp_path, progress=lambda done, total, what: totals.append(total))
     assert set(totals) == {10 * (config.steps + 1)}  # another model under that name: all ten again
-    rows = sm.read_traversals(sm.successmap_paths(tmp_path, "m")["traversals"])
-    assert len(rows) == 90 and all(r["success_last"] in (True, False) for r in rows)
-    # A traversal that never got confident fails at its last frame too.
-    assert not any(r["success_last"] for r in rows if not r["reached"])
+    assert len(sm.read_traversals(sm.successmap_paths(tmp_path, "m")["traversals"])) == 90
+
+
+def test_the_last_frame_is_judged_on_its_own():
+    from trav_gui.engine.core.traversal import traverse
+    from trav_gui.engine.data.datasets import test_set
+    from trav_gui.engine.realism import CONFIDENT_PROB, RealismScorer
+
+    model, scorer = load_model("robust"), RealismScorer(dataset="mnist")
+    images, _ = test_set("mnist")
+    start = sm.successmap_starts("mnist", 2)[4]
+    x0 = np.repeat(images[start].astype(np.float32) / 255.0, 9, axis=0)
+    targets = np.tile([t for t in range(10) if t != 4], 2)
+    config = TraversalConfig(steps=150)  # robust runs on well past its confident points
+    got = sm._measure(model, x0, targets, config, scorer, (1, 28, 28), None, None)
+    last = list(traverse([model], x0, targets, config, shape=(1, 28, 28)))[-1].images[0]
+    judged = scorer.judge_probs(last).argmax(-1)
+    nn = np.array([scorer.reference.nearest(last[i:i + 1], int(t))[0][0] for i, t in enumerate(targets)])
+    reached = got["reached"]
+    assert reached.sum() >= 10
+    expected = reached & (judged == targets) & (nn <= scorer.reference.p90[targets])
+    assert (got["success_last"] == expected).all() and (got["judge_class_last"][reached] == judged[reached]).all()
+    assert np.allclose(got["nn_ratio_last"], nn, rtol=1e-4)
+    assert (got["success_last"] != got["success"]).any()  # the two verdicts are not one copied
+
+
+def test_a_recipe_s_settings_are_part_of_its_fingerprint():
+    import copy
+    from dataclasses import replace
+
+    recipe = load_model("realistic")
+    unfinished = copy.copy(recipe)  # the same weights
+    unfinished.recipe = replace(recipe.recipe, finish_sigmas=())
+    assert sm.model_fingerprint(unfinished) != sm.model_fingerprint(recipe)
+    assert sm.model_fingerprint(copy.copy(recipe)) == sm.model_fingerprint(recipe)

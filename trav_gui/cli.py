@@ -307,8 +307,7 @@ def _cmd_successmap(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
         try:
-            result = run_successmap(model, ref.name, dataset, args.starts, config, args.out, progress=progress,
-                                    fingerprint=ref.sha256)
+            result = run_successmap(model, ref.name, dataset, args.starts, config, args.out, progress=progress)
         except KeyboardInterrupt:
             bar.close()
             print(f"stopped; the finished start classes are kept in {args.out}/: run the same command again to "
@@ -398,7 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
                                              "target (PNG heat maps + CSV; continues an interrupted map)",
                           description="Traverse the first --starts test images of every class to every other "
                                       "class, one model at a time, and measure each traversal at its confident "
-                                      "point with the data set's independent judge and real images. Writes "
+                                      "point and at its last frame with the data set's independent judge and real "
+                                      "images. Writes "
                                       "DIR/successmap_<model>.png, .csv (cells) and _traversals.csv (one row "
                                       "per traversal); run the same command again to continue a stopped map.")
     smap.add_argument("--starts", type=int, default=20, help="start images per class (default: %(default)s)")

@@ -373,7 +373,8 @@ class GalleryTab(QWidget):
         self._reported()
         self.successmaps, self.image, self.gallery = maps, image, None
         self.picture.setPixmap(_to_pixmap(image))
-        overall = ", ".join(f"{m.name}: {100 * m.overall():.0f} %" for m in maps)
+        overall = ", ".join(f"{m.name}: {100 * m.overall():.0f} % ({100 * m.overall(last=True):.0f} % at the last frame)"
+                            for m in maps)
         self.status.setText(f"Success maps saved in {self.successmap_folder} (PNG, CSV per cell and per traversal). "
                             f"Success overall: {overall}.")
         self._update_buttons()

@@ -27,6 +27,7 @@ are in ``successmap_<name>.csv``, the heat maps in ``successmap_<name>.png``.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from PIL import Image, ImageDraw
 from trav_gui.engine.core.traversal import TraversalConfig, traverse
 from trav_gui.engine.data.datasets import get_dataset, test_set
 from trav_gui.engine.files import save_png, write_bytes_atomic
+from trav_gui.engine.models.weights import state_sha256
 from trav_gui.engine.output.render import font
 from trav_gui.engine.realism import CONFIDENT_PROB, RealismScorer
 
@@ -150,6 +152,14 @@ def _measure(model, x0: np.ndarray, targets: np.ndarray, config: TraversalConfig
             "success_last": success_last}
 
 
+def model_fingerprint(model) -> str:
+    """The SHA-256 of a model's weights and, for a recipe, of its settings: what tells two
+    models of one name apart (a retrained model, a recipe given a finish)."""
+    recipe = getattr(model, "recipe", None)
+    settings = json.dumps(recipe.to_dict(), sort_keys=True) if hasattr(recipe, "to_dict") else ""
+    return hashlib.sha256(f"{state_sha256(model)}|{settings}".encode()).hexdigest()
+
+
 def read_traversals(path: str | Path) -> list[dict]:
     """The per-traversal rows of a success map's ``_traversals.csv``, typed."""
     rows = []
@@ -202,14 +212,14 @@ def map_from_rows(rows: list[dict], name: str, dataset: str, per_class: int, con
 def run_successmap(model, name: str, dataset: str, per_class: int, config: TraversalConfig, out: str | Path,
                    scorer: RealismScorer | None = None, device: str = "cpu",
                    progress: Callable[[int, int, str], None] | None = None,
-                   should_stop: Callable[[], bool] | None = None, fingerprint: str | None = None) -> SuccessMap:
+                   should_stop: Callable[[], bool] | None = None) -> SuccessMap:
     """Compute (or continue) the success map of ``model`` named ``name`` and write it to ``out``.
 
     ``progress(done, total, what)`` is called after every step, counted over all start
     classes; ``should_stop()`` is asked at every step, and when it says so the map stops with
     :class:`SuccessMapCancelled`, the finished start classes saved. A file of other settings
-    in ``out`` is not continued but replaced; ``fingerprint`` (e.g. the model file's SHA-256)
-    counts among the settings, so that a map of a changed model of the same name starts over.
+    in ``out`` is not continued but replaced; the model's :func:`model_fingerprint` counts among
+    the settings, so that a map of a changed model of the same name starts over.
     """
     ds = get_dataset(dataset)
     paths = successmap_paths(out, name)
@@ -217,15 +227,13 @@ def run_successmap(model, name: str, dataset: str, per_class: int, config: Trave
     starts = successmap_starts(dataset, per_class)
     settings = {"model": name, "dataset": ds.name, "per_class": per_class, "config": config.to_dict(),
                 "confident_prob": CONFIDENT_PROB, "starts": {str(c): v for c, v in starts.items()},
-                "fields": TRAVERSAL_FIELDS}
-    if fingerprint is not None:
-        settings["fingerprint"] = fingerprint
+                "fields": TRAVERSAL_FIELDS, "fingerprint": model_fingerprint(model)}
     rows: list[dict] = []
     if paths["settings"].is_file() and paths["traversals"].is_file():
         try:
             if json.loads(paths["settings"].read_text()) == settings:
                 rows = read_traversals(paths["traversals"])
-        except (ValueError, OSError):
+        except (ValueError, TypeError, OSError):  # a cut or foreign file: start over
             rows = []
     write_bytes_atomic(paths["settings"], (json.dumps(settings, indent=2) + "\n").encode())
     scorer = scorer or RealismScorer(dataset=ds.name, device=device)
@@ -289,35 +297,36 @@ def _colour(v: float) -> tuple[int, int, int]:
 
 
 def render_successmap(result: SuccessMap, cell: int = 34) -> Image.Image:
-    """Three heat maps side by side: success, judge agreement (both 0–100 %) and noise growth
-    (shown as how little noise grows: 1 → green, 2 or more → red); source rows, target columns."""
+    """Four heat maps, two by two: success at the confident point and at the last frame (top),
+    the judge's agreement at the confident point (0–100 %) and noise growth (shown as how little
+    noise grows: 1 → green, 2 or more → red) below; source rows, target columns."""
     ds = get_dataset(result.dataset)
     k = result.success.shape[0]
     names = [ds.short(c) for c in range(k)]
     label_w = 12 + 7 * max(len(n) for n in names)
-    panels = [("success %", result.success, lambda v: v, lambda v: f"{100 * v:.0f}"),
-              ("judge agrees %", result.judge_agree, lambda v: v, lambda v: f"{100 * v:.0f}"),
-              ("noise growth", result.growth, lambda v: 1.0 - (v - 1.0), lambda v: f"{v:.2f}"),
-              ("success at the last frame %", result.success_last, lambda v: v, lambda v: f"{100 * v:.0f}")]
-    pw = label_w + k * cell + 16
-    top = 58
-    img = Image.new("RGB", (len(panels) * pw + 8, top + label_w // 2 + k * cell + 40), "white")
+    panels = [("success % (confident point)", result.success, lambda v: v, lambda v: f"{100 * v:.0f}"),
+              ("success % (last frame)", result.success_last, lambda v: v, lambda v: f"{100 * v:.0f}"),
+              ("judge agrees % (confident point)", result.judge_agree, lambda v: v, lambda v: f"{100 * v:.0f}"),
+              ("noise growth", result.growth, lambda v: 1.0 - (v - 1.0), lambda v: f"{v:.2f}")]
+    weakest = {0: result.by_source(), 1: result.by_source(last=True)}
+    pw, head, top = label_w + k * cell + 16, 48, 40  # a panel's width; the title's height; a panel's caption
+    ph = top + k * cell + 30
+    img = Image.new("RGB", (2 * pw + 8, head + 2 * ph), "white")
     draw = ImageDraw.Draw(img)
     small, title = font(11), font(14)
     cfg = result.config
-    by_source = result.by_source()
     draw.text((6, 4), f"{result.name} on {ds.title}: source (rows) -> target (columns); {result.per_class} starts "
-                      f"per class, {cfg.steps} steps of {cfg.step_size} {cfg.norm.upper()}; overall success "
-                      f"{100 * result.overall():.0f} % at the confident point, {100 * result.overall(last=True):.0f} % "
-                      f"at the last frame", fill="black", font=title)
+                      f"per class, {cfg.steps} steps of {cfg.step_size} {cfg.norm.upper()}", fill="black", font=title)
+    draw.text((6, 24), f"success {100 * result.overall():.0f} % at the confident point, "
+                       f"{100 * result.overall(last=True):.0f} % at the last frame", fill="black", font=title)
     for p, (label, values, to_colour, text) in enumerate(panels):
-        x0 = 4 + p * pw
-        draw.text((x0 + label_w, 26), label, fill="black", font=title)
+        x0, y0 = 4 + (p % 2) * pw, head + (p // 2) * ph
+        draw.text((x0 + label_w, y0), label, fill="black", font=title)
         for t in range(k):
-            draw.text((x0 + label_w + t * cell + cell // 2 - 3 * len(names[t]), top - 14), names[t], fill="black",
-                      font=small)
+            draw.text((x0 + label_w + t * cell + cell // 2 - 3 * len(names[t]), y0 + top - 14), names[t],
+                      fill="black", font=small)
         for s in range(k):
-            y = top + s * cell
+            y = y0 + top + s * cell
             draw.text((x0 + 4, y + cell // 2 - 6), names[s], fill="black", font=small)
             for t in range(k):
                 v = values[s, t]
@@ -325,11 +334,9 @@ def render_successmap(result: SuccessMap, cell: int = 34) -> Image.Image:
                 draw.rectangle(box, fill=_colour(to_colour(v)) if s != t else (255, 255, 255), outline=(200, 200, 200))
                 if s != t and np.isfinite(v):
                     draw.text((box[0] + 4, box[1] + cell // 2 - 7), text(v), fill="black", font=small)
-        if p in (0, 3):
-            shares = by_source if p == 0 else result.by_source(last=True)
-            worst = int(np.nanargmin(shares)) if np.isfinite(shares).any() else None
-            if worst is not None:
-                draw.text((x0 + 4, top + k * cell + 8), f"weakest start class: {names[worst]} "
-                          f"({100 * shares[worst]:.0f} %)", fill="black", font=small)
+        shares = weakest.get(p)
+        if shares is not None and np.isfinite(shares).any():
+            worst = int(np.nanargmin(shares))
+            draw.text((x0 + 4, y0 + top + k * cell + 8), f"weakest start class: {names[worst]} "
+                      f"({100 * shares[worst]:.0f} %)", fill="black", font=small)
     return img
-
