@@ -134,6 +134,12 @@ def test_the_success_map_is_computed_in_the_tab_and_saved(qtbot, gui_models, tmp
         assert (tmp_path / f"successmap_{name}.png").is_file() and (tmp_path / f"successmap_{name}.csv").is_file()
     assert not tab.picture.pixmap().isNull() and str(tmp_path) in tab.status.text()
     assert tab.gallery is None and not tab.open_cell_at(100, 100)  # the map is no gallery to click
+    assert "at the last frame" in tab.status.text()
+    # Maps already in the folder (the same models and settings) are read, not traversed again.
+    with qtbot.waitSignal(tab.successmap_finished, timeout=60_000) as blocker:
+        assert tab.compute_successmap(tmp_path)
+    assert blocker.args == [True] and tab.progress.value() == tab.progress.maximum()
+    assert [m.traversals.sum() for m in tab.successmaps] == [90, 90]
 
 
 def test_with_fashion_chosen_the_gallery_traverses_garments_and_names_them(qtbot, tmp_path):

@@ -372,6 +372,8 @@ class GalleryTab(QWidget):
         maps, image = result
         self._reported()
         self.successmaps, self.image, self.gallery = maps, image, None
+        self.progress.setFormat("%p%")
+        self.progress.setValue(self.progress.maximum())  # also when the maps were all on disk already
         self.picture.setPixmap(_to_pixmap(image))
         overall = ", ".join(f"{m.name}: {100 * m.overall():.0f} % ({100 * m.overall(last=True):.0f} % at the last frame)"
                             for m in maps)
