@@ -308,6 +308,7 @@ class GalleryTab(QWidget):
 
     def _start_job(self, job: BackgroundJob, total: int, message: str, on_ready, on_failed) -> None:
         job.progress.connect(self._on_progress)
+        job.succeeded.connect(self._fill_progress)  # also for a job with nothing left to do (maps on disk)
         job.succeeded.connect(on_ready)
         job.failed.connect(on_failed)
         job.thread_finished.connect(lambda: self._forget(job))
@@ -338,6 +339,11 @@ class GalleryTab(QWidget):
     def _forget(self, job: BackgroundJob) -> None:
         self._ending.discard(job)
         job.deleteLater()
+
+    @Slot(object)
+    def _fill_progress(self, _result) -> None:
+        self.progress.setFormat("%p%")
+        self.progress.setValue(self.progress.maximum())
 
     @Slot(int, int, str)
     def _on_progress(self, step: int, total: int, what: str) -> None:
@@ -372,8 +378,6 @@ class GalleryTab(QWidget):
         maps, image = result
         self._reported()
         self.successmaps, self.image, self.gallery = maps, image, None
-        self.progress.setFormat("%p%")
-        self.progress.setValue(self.progress.maximum())  # also when the maps were all on disk already
         self.picture.setPixmap(_to_pixmap(image))
         overall = ", ".join(f"{m.name}: {100 * m.overall():.0f} % ({100 * m.overall(last=True):.0f} % at the last frame)"
                             for m in maps)

@@ -304,11 +304,12 @@ def render_successmap(result: SuccessMap, cell: int = 34) -> Image.Image:
     k = result.success.shape[0]
     names = [ds.short(c) for c in range(k)]
     label_w = 12 + 7 * max(len(n) for n in names)
-    panels = [("success % (confident point)", result.success, lambda v: v, lambda v: f"{100 * v:.0f}"),
-              ("success % (last frame)", result.success_last, lambda v: v, lambda v: f"{100 * v:.0f}"),
-              ("judge agrees % (confident point)", result.judge_agree, lambda v: v, lambda v: f"{100 * v:.0f}"),
-              ("noise growth", result.growth, lambda v: 1.0 - (v - 1.0), lambda v: f"{v:.2f}")]
-    weakest = {0: result.by_source(), 1: result.by_source(last=True)}
+    percent = (lambda v: v, lambda v: f"{100 * v:.0f}")
+    # (caption, values, colour scale, cell text, the start classes' shares to name the weakest of)
+    panels = [("success % (confident point)", result.success, *percent, result.by_source()),
+              ("success % (last frame)", result.success_last, *percent, result.by_source(last=True)),
+              ("judge agrees % (confident point)", result.judge_agree, *percent, None),
+              ("noise growth", result.growth, lambda v: 1.0 - (v - 1.0), lambda v: f"{v:.2f}", None)]
     pw, head, top = label_w + k * cell + 16, 48, 40  # a panel's width; the title's height; a panel's caption
     ph = top + k * cell + 30
     img = Image.new("RGB", (2 * pw + 8, head + 2 * ph), "white")
@@ -319,7 +320,7 @@ def render_successmap(result: SuccessMap, cell: int = 34) -> Image.Image:
                       f"per class, {cfg.steps} steps of {cfg.step_size} {cfg.norm.upper()}", fill="black", font=title)
     draw.text((6, 24), f"success {100 * result.overall():.0f} % at the confident point, "
                        f"{100 * result.overall(last=True):.0f} % at the last frame", fill="black", font=title)
-    for p, (label, values, to_colour, text) in enumerate(panels):
+    for p, (label, values, to_colour, text, shares) in enumerate(panels):
         x0, y0 = 4 + (p % 2) * pw, head + (p // 2) * ph
         draw.text((x0 + label_w, y0), label, fill="black", font=title)
         for t in range(k):
@@ -334,7 +335,6 @@ def render_successmap(result: SuccessMap, cell: int = 34) -> Image.Image:
                 draw.rectangle(box, fill=_colour(to_colour(v)) if s != t else (255, 255, 255), outline=(200, 200, 200))
                 if s != t and np.isfinite(v):
                     draw.text((box[0] + 4, box[1] + cell // 2 - 7), text(v), fill="black", font=small)
-        shares = weakest.get(p)
         if shares is not None and np.isfinite(shares).any():
             worst = int(np.nanargmin(shares))
             draw.text((x0 + 4, y0 + top + k * cell + 8), f"weakest start class: {names[worst]} "
