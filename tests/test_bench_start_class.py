@@ -1,0 +1,50 @@
+"""The start-class benchmark: recipe variants measured as the success map measures them."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_start_class.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_start_class", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_variant_changes_the_named_settings_only(bench):
+    assert bench.parse_variant("shipped") == {}
+    assert bench.parse_variant("sigma_max=0.7,prior_weight=0.2") == {"sigma_max": 0.7, "prior_weight": 0.2}
+    assert bench.parse_variant("models=robust+robust-eps3,renoise=true") == {
+        "models": ["robust", "robust-eps3"], "renoise": True}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        bench.parse_variant("sigma_max")
+
+
+def test_the_bench_measures_each_variant_by_start_class_and_skips_what_it_holds(bench, tmp_path, capsys):
+    args = ["--variants", "shipped", "step_scale=0.2", "--sources", "1", "--from", "0", "--to", "1",
+            "--out", str(tmp_path), "--name", "s"]
+    result = bench.main(args)
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert saved == json.loads(json.dumps(result))
+    shipped, slow = result["variants"]["shipped"], result["variants"]["step_scale=0.2"]
+    assert slow["settings"]["step_scale"] == 0.2 and shipped["settings"]["step_scale"] == 3.0
+    row = shipped["by_source"]["1"]
+    assert row["traversals"] == 9 and set(row["by_target"]) == {str(t) for t in range(10) if t != 1}
+    for v in (shipped, slow):
+        assert 0 <= v["success"] <= 1 and 0 <= v["success_last"] <= 1
+        assert v["success"] == pytest.approx(sum(v["by_source"]["1"]["by_target"].values()) / 9)
+    # steps a fifteenth as long do not get a 1 to the targets in 200 steps as often
+    assert slow["success"] < shipped["success"]
+    capsys.readouterr()
+    again = bench.main(args)
+    assert again["variants"] == result["variants"] and "in " in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--variants", "no_such_setting=1", "--out", str(tmp_path)])
