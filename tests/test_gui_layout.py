@@ -56,3 +56,38 @@ def test_the_window_opens_within_the_screens_free_area(qtbot, gui_models):
     assert w.width() <= max(free.width(), w.minimumSizeHint().width())
     assert w.height() <= max(free.height(), w.minimumSizeHint().height())
     assert w.width() <= 1560 and w.height() <= 960
+
+
+def test_the_wheel_scrolls_the_left_panel_and_leaves_the_settings_under_it_alone(qtbot, gui_models):
+    """At laptop height the left panel scrolls; a wheel turn over the seed or the norm leaves them
+    as they are and goes on to the panel (Qt hands a user's wheel event that a widget leaves
+    unaccepted to its parents), until the user clicks into the setting."""
+    from PySide6.QtCore import QPoint, QPointF, Qt
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    def wheel(widget, notches: int = -1) -> bool:  # negative: down; returns whether it was taken
+        centre = QPointF(widget.rect().center())
+        event = QWheelEvent(centre, QPointF(widget.mapToGlobal(widget.rect().center())), QPoint(),
+                            QPoint(0, 120 * notches), Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier,
+                            Qt.ScrollPhase.NoScrollPhase, False)
+        QApplication.sendEvent(widget, event)
+        return event.isAccepted()
+
+    w = make_window(qtbot, gui_models)
+    w.resize(*LAPTOP)
+    w.show()
+    qtbot.waitExposed(w)
+    bar = w.left_scroll.verticalScrollBar()
+    assert bar.maximum() > 0  # the panel is taller than the window: it scrolls
+    seed, norm = w.settings.seed, w.settings.norm
+    seed.setValue(5)
+    norm_before = norm.currentIndex()
+    assert not wheel(seed) and not wheel(norm)  # left for the parents: the panel scrolls
+    assert seed.value() == 5 and norm.currentIndex() == norm_before
+    assert wheel(w.left_scroll.viewport()) and bar.value() > 0  # what the panel does with it
+    # Clicked into, the setting takes the wheel as usual.
+    w.activateWindow()
+    seed.setFocus(Qt.FocusReason.MouseFocusReason)
+    qtbot.waitUntil(seed.hasFocus, timeout=2000)
+    assert wheel(seed, 1) and seed.value() == 6

@@ -56,6 +56,7 @@ from trav_gui.qt.run_files import RunFilesMixin
 from trav_gui.qt.settings_panel import SettingsPanel
 from trav_gui.qt.target_picker import TargetPicker
 from trav_gui.qt.transport import Timeline, Transport
+from trav_gui.qt.wheel_guard import guard_wheel
 
 __all__ = ["MainWindow"]
 
@@ -187,6 +188,8 @@ class MainWindow(RunFilesMixin, DeviceMixin, QMainWindow):
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setFixedWidth(430)
+        self.left_scroll = scroll
+        guard_wheel(left)  # the wheel scrolls the panel, not the setting under the pointer
 
         self.transport = Transport()
         self.play_button, self.step_button = self.transport.play_button, self.transport.step_button
