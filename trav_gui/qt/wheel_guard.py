@@ -17,7 +17,7 @@ __all__ = ["WheelGuard", "guard_wheel"]
 class WheelGuard(QObject):
     """An event filter: a wheel event on an unfocused widget is left to its parents."""
 
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
         if event.type() == QEvent.Type.Wheel and isinstance(obj, QWidget) and not obj.hasFocus():
             # Filtered away from the widget but not accepted: Qt hands it on to the parents.
             event.ignore()
