@@ -449,31 +449,3 @@ def test_frozen_trajectories_are_not_computed_and_the_frames_stay_the_same(stop,
     # With a finish, a recipe's own steps skip what it froze either way: the prior never runs more.
     assert seen_moving["prior"] <= seen_all["prior"] if finish else seen_moving["prior"] < seen_all["prior"]
 
-
-def test_the_redraw_recipe_is_realistic_with_a_stronger_first_pull_and_moves_further_from_the_start():
-    """realistic-redraw (issue 21): realistic's settings but the prior's first σ, which is larger,
-    so its early pull redraws more of the start: after a few steps its frames are further from
-    the start than realistic's, and its card carries its own measured figures."""
-    from trav_gui.engine.core.traversal import stack_frames
-    from trav_gui.engine.data import datasets as data
-    from trav_gui.engine.models.loading import list_models
-
-    entries = {e.name: e for e in list_models()}
-    entry = entries["realistic-redraw"]
-    assert entry.card.kind == "recipe" and entry.dataset == "mnist"
-    assert entry.card.sha256 == sha256_of(entry.path)
-    redraw, shipped = load_model("realistic-redraw"), load_model("realistic")
-    a, b = redraw.recipe.to_dict(), shipped.recipe.to_dict()
-    assert {k for k in a if a[k] != b[k]} == {"sigma_max"} and a["sigma_max"] > b["sigma_max"]
-    realism = entry.card.to_json()["evaluation"]["realism"]
-    own = entries["realistic"].card.to_json()["evaluation"]["realism"]
-    assert realism["starts"] == own["starts"] and realism["success"] != own["success"]
-    images, labels = data.test_digits()
-    picks = [int(np.flatnonzero(labels == c)[0]) for c in (0, 4, 7)]
-    x0 = images[picks].astype(np.float32) / 255.0
-    config = TraversalConfig(steps=8)
-    far = {}
-    for name, model in (("redraw", redraw), ("shipped", shipped)):
-        last = stack_frames(list(traverse([model], x0, np.array([1, 9, 2]), config)))["images"][-1, 0]
-        far[name] = np.linalg.norm((last - x0).reshape(len(x0), -1), axis=1)
-    assert (far["redraw"] > far["shipped"]).all(), far
