@@ -92,3 +92,15 @@ def train_lenet(mean: float = 0.0, std: float = 1.0, seed: int = 0):
         opt.step()
     torch.set_num_threads(threads)
     return model.eval().requires_grad_(False)
+
+
+def load_benchmark(name: str):
+    """The module ``benchmarks/<name>.py``, loaded as its script is (it is not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
