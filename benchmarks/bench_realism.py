@@ -115,8 +115,8 @@ LEVERS: dict[str, tuple[str, str | Recipe]] = {
     "realistic-resample0.5": ("the recipe + a finish: resampled by the prior from sigma 0.5 (20 steps)",
                               Recipe(**REALISTIC_CENTRED, finish_sigmas=tuple(np.geomspace(0.5, 0.02, 20)),
                                      finish_noise=True)),
-    # Start-class lever (issue 21): the prior's first noise level, which sets how much of a digit's
-    # shape its early pull can redraw (a 0's ring is the hardest start).
+    # Start-class lever (issue 21): the prior's first noise level (docs/realistic-redraw.recipe). It
+    # raises "success" by fainter frames, not better digits (bench_ink_control.py): not shipped.
     "realistic-smax0.75": ("the recipe (with its finish), the prior's sigma from 0.75 (not 0.5) down to 0.3",
                            Recipe(**{**REALISTIC_CENTRED, "sigma_max": 0.75}, finish_sigmas=(0.3, 0.1, 0.05))),
     # Fashion levers (issue 21): the shipped fashion-realistic's settings with a more robust model.

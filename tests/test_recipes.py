@@ -448,4 +448,3 @@ def test_frozen_trajectories_are_not_computed_and_the_frames_stay_the_same(stop,
     assert seen_moving["classifier"] < seen_all["classifier"]
     # With a finish, a recipe's own steps skip what it froze either way: the prior never runs more.
     assert seen_moving["prior"] <= seen_all["prior"] if finish else seen_moving["prior"] < seen_all["prior"]
-
