@@ -24,12 +24,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_realism import follow  # benchmarks/bench_realism.py, beside this script
 
-from trav_gui.engine.core.traversal import TraversalConfig, traverse
+from trav_gui.engine.core.traversal import TraversalConfig
 from trav_gui.engine.data.datasets import test_set
 from trav_gui.engine.files import write_bytes_atomic
 from trav_gui.engine.models.loading import load_model
-from trav_gui.engine.realism import CONFIDENT_PROB, RealismScorer
+from trav_gui.engine.realism import RealismScorer
 
 
 def typical_ink(images: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:
@@ -83,17 +84,11 @@ def main(argv=None) -> dict:
     starts = np.repeat(np.array(digits), 9)
     targets = np.array([t for i in digits for t in range(10) if t != labels[i]])
     x0 = pixels[starts]
-    n = len(targets)
     for name in args.models:
-        model = load_model(name)
-        conf, conf_step, last = np.zeros_like(x0), np.full(n, -1), x0
-        for frame in traverse([model], x0, targets, TraversalConfig(steps=args.steps)):
-            p_target = frame.probs[0, np.arange(n), targets]
-            hit = (p_target >= CONFIDENT_PROB) & (conf_step < 0)
-            conf_step[hit], conf[hit], last = frame.step, frame.images[0][hit], frame.images[0]
-        reached = conf_step >= 0
+        run = follow(load_model(name), x0, targets, TraversalConfig(steps=args.steps))
+        reached = run["conf_step"] >= 0
         row = {}
-        for point, frames in (("confident", conf), ("last", last)):
+        for point, frames in (("confident", run["conf_img"]), ("last", run["last_img"])):
             row[point] = {"ink": float(frames[reached].sum((1, 2)).mean()),
                           "success": float((successes(scorer, frames, targets) & reached).mean()),
                           "success_typical_ink": float((successes(scorer, with_typical_ink(frames, targets, ink),

@@ -71,7 +71,8 @@ def main(argv=None) -> dict:
         variants = {v: Recipe.from_dict({**base, **parse_variant(v)}) for v in args.variants}
     except (ValueError, TypeError) as exc:
         p.error(str(exc))
-    dataset = load_recipe(Recipe.from_dict(base)).dataset
+    models = {name: load_recipe(recipe) for name, recipe in variants.items()}  # each loaded once, errors first
+    dataset = next(iter(models.values())).dataset
     ds = get_dataset(dataset)
     sources = args.sources if args.sources is not None else list(range(ds.num_classes))
     images, labels = test_set(dataset)
@@ -90,7 +91,7 @@ def main(argv=None) -> dict:
         if name in result["variants"]:
             print(f"{name}: in {out} already", file=sys.stderr)
             continue
-        model = load_recipe(recipe)
+        model = models[name]
         t0 = time.time()
         rows = {}
         for c in sources:

@@ -95,12 +95,18 @@ def train_lenet(mean: float = 0.0, std: float = 1.0, seed: int = 0):
 
 
 def load_benchmark(name: str):
-    """The module ``benchmarks/<name>.py``, loaded as its script is (it is not a package)."""
+    """The module ``benchmarks/<name>.py``, loaded as its script is run: its folder first on the
+    path while it loads, so that it finds the scripts beside it (it is not a package)."""
     import importlib.util
+    import sys
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(folder))
+    try:
+        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(folder))
     return module
