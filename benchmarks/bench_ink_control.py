@@ -47,12 +47,7 @@ def with_typical_ink(images: np.ndarray, targets: np.ndarray, ink: np.ndarray) -
 
 def successes(scorer: RealismScorer, images: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """(N,) bool: the judge says the target and the frame is within the target's p90 nearest-real."""
-    ok = scorer.judge_probs(images).argmax(-1) == targets
-    near = np.zeros(len(images), bool)
-    for c in np.unique(targets):
-        sel = targets == c
-        near[sel] = scorer.reference.nearest(images[sel], int(c))[0] <= scorer.reference.p90[c]
-    return ok & near
+    return scorer.verdicts(images, targets)[2]
 
 
 def main(argv=None) -> dict:

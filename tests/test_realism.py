@@ -53,6 +53,28 @@ def test_real_test_digits_score_about_one_and_a_blank_image_fails():
 
 
 
+def test_verdicts_judge_each_frame_against_its_own_target_as_the_one_target_rule_does():
+    """The many-target rule (success map, gallery, benchmarks) agrees with the one-target rule
+    frame by frame, in any layout of frames and targets."""
+    scorer = realism.RealismScorer(dataset="mnist")
+    images, labels = data.test_set("mnist")
+    x = images[:40].astype(np.float32) / 255.0
+    targets = np.where(np.arange(40) % 2 == 0, labels[:40], (labels[:40] + 3) % 10)  # half true, half wrong
+    judge_class, nn, ok = scorer.verdicts(x, targets)
+    for i in range(40):
+        one = scorer.score(x[i][None], int(targets[i]))
+        assert judge_class[i] == one.judge_probs[0].argmax()
+        assert nn[i] == pytest.approx(one.nn_ratio[0], rel=1e-5)
+        assert ok[i] == scorer.success(one.judge_probs, one.nn_ratio, int(targets[i]))[0]
+    assert ok[1::2].sum() == 0 and ok[0::2].mean() >= 0.7  # a real 4 is not a 7; most real digits pass
+    # A grid (rows, columns) with one target per column, as the gallery asks.
+    grid = np.stack([x[:10], x[10:20]])[:, :, None].repeat(2, 2)  # (2, 10, 2, 28, 28)
+    columns = np.array([3, 5])[None, None, :]
+    g_ok = scorer.verdicts(grid, columns)[2]
+    assert g_ok.shape == (2, 10, 2)
+    assert g_ok[1, 3, 1] == scorer.verdicts(x[13][None], 5)[2][0]
+
+
 @pytest.mark.parametrize("dataset", ["mnist", "colored-mnist"])
 def test_the_reference_tolerates_a_known_shift_and_only_that_one(dataset):
     """A real image moved 3 px is far from real images at its new place, and at distance 0

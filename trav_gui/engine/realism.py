@@ -357,6 +357,24 @@ class RealismScorer:
         probs[-1] = self.judge_probs(images[-1])
         return Realism(probs, ratio, nearest, *self.colour(images, start))
 
+    def verdicts(self, images: np.ndarray, targets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The success rule for frames each with its own target: the judge's class, the
+        nearest-real ratio toward the frame's target, and success (the judge says the target and
+        the ratio is within the target's 90th percentile), each (...).
+
+        ``images`` (..., *image shape); ``targets`` an int or an array broadcastable to (...). The one
+        place the rule is written for many targets: the success map, the gallery and the benchmarks
+        use it."""
+        images = np.asarray(images, np.float32)
+        lead = images.shape[:images.ndim - len(self.reference.image_shape)]
+        targets = np.broadcast_to(np.asarray(targets, np.int64), lead)
+        judge_class = self.judge_probs(images).argmax(-1) if images.size else np.zeros(lead, np.int64)
+        nn = np.zeros(lead, np.float32)
+        for c in np.unique(targets):
+            sel = targets == c
+            nn[sel] = self.reference.nearest(images[sel], int(c))[0]
+        return judge_class, nn, (judge_class == targets) & (nn <= self.reference.p90[targets])
+
     def success(self, judge_probs: np.ndarray, nn_ratio: np.ndarray, target: int) -> np.ndarray:
         """Judge predicts ``target`` and the ratio is within the real images' 90th percentile."""
         return (np.asarray(judge_probs).argmax(-1) == target) & (np.asarray(nn_ratio) <= self.reference.p90[target])

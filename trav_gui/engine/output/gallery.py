@@ -194,13 +194,7 @@ def run_gallery(models: Sequence, model_names: Sequence[str], config: TraversalC
 
 def _judge(grid: np.ndarray, classes: Sequence[int], scorer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The judge's class, the nearest-real ratio toward each column's class, and success, per cell."""
-    judge_class = scorer.judge_probs(grid).argmax(-1)
-    nn = np.zeros(grid.shape[:3], np.float32)
-    for c, cls in enumerate(classes):
-        nn[:, :, c] = scorer.reference.nearest(grid[:, :, c], int(cls))[0]
-    columns = np.array(classes)[None, None, :]
-    success = (judge_class == columns) & (nn <= scorer.reference.p90[columns])
-    return judge_class, nn, success
+    return scorer.verdicts(grid, np.asarray(classes)[None, None, :])
 
 
 # Cell borders of a judged gallery: a real-looking target; the judge agrees but the image is

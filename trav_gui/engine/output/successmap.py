@@ -134,19 +134,11 @@ def _measure(model, x0: np.ndarray, targets: np.ndarray, config: TraversalConfig
         if progress is not None:
             progress(frame.step)
     reached = conf_step >= 0
-    judge_class, nn, nn_last = np.full(n, -1), np.full(n, np.nan), np.full(n, np.nan)
-    judge_last = np.full(n, -1)
-    for c in np.unique(targets):
-        sel = targets == c
-        nn_last[sel] = scorer.reference.nearest(last[sel], int(c))[0]
-        both = sel & reached
-        if both.any():
-            judge_class[both] = scorer.judge_probs(conf_img[both]).argmax(-1)
-            judge_last[both] = scorer.judge_probs(last[both]).argmax(-1)
-            nn[both] = scorer.reference.nearest(conf_img[both], int(c))[0]
-    p90 = scorer.reference.p90[targets]
-    success = reached & (judge_class == targets) & (nn <= p90)
-    success_last = reached & (judge_last == targets) & (nn_last <= p90)
+    judge_class, nn, success = np.full(n, -1), np.full(n, np.nan), np.zeros(n, bool)
+    judge_last, nn_last, success_last = scorer.verdicts(last, targets)
+    judge_class[reached], nn[reached], success[reached] = scorer.verdicts(conf_img[reached], targets[reached])
+    judge_last = np.where(reached, judge_last, -1)
+    success_last &= reached
     return {"reached": reached, "confident_step": conf_step, "judge_class": judge_class, "nn_ratio": nn,
             "nn_ratio_last": nn_last, "success": success, "judge_class_last": judge_last,
             "success_last": success_last}
