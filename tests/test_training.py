@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from training import evaluate, train
+from trav_gui.engine.models.errors import PriorLoadError
 from trav_gui.engine.models.loading import list_models, load_model
 from trav_gui.paths import models_dir
 
@@ -182,6 +183,26 @@ def test_train_prior_writes_a_loadable_prior_that_denoises(tmp_path, mnist_root)
     assert mse["0.3"] < 0.3**2  # better than not denoising at all
     assert [row["epoch"] for row in card.to_json()["learning_curve"]] == [1, 2]
     assert (tmp_path / "score.safetensors.ckpt" / "state.json").is_file()
+
+
+def test_a_wider_score_prior_records_its_width_and_loads_at_it(tmp_path, mnist_root):
+    from training import train_prior
+    from trav_gui.engine.models.priors import load_prior
+
+    out = tmp_path / "wide.safetensors"
+    train_prior.main(["--kind", "score", "--width", "48", "--epochs", "1", "--limit", "128", "--batch-size", "64",
+                      "--data-root", str(mnist_root), "--out", str(out), "--eval-samples", "50"])
+    prior, card = load_prior(out)
+    assert card.width == 48 and prior.inc[0].out_channels == 48
+    assert sum(p.numel() for p in prior.parameters()) > 2 * sum(
+        p.numel() for p in load_prior("score-mnist")[0].parameters())  # the shipped one is width 32
+    # A card whose width is not its weights' is refused in one line, not loaded half-right.
+    card_json = json.loads(out.with_suffix(".json").read_text())
+    out.with_suffix(".json").write_text(json.dumps({**card_json, "width": 32}))
+    with pytest.raises(PriorLoadError, match="not a score prior"):
+        load_prior(out)
+    with pytest.raises(SystemExit):
+        train_prior.parse_args(["--kind", "score", "--width", "0", "--out", str(out)])
 
 
 def test_eps_warmup_ramps_the_attack_radius_linearly_then_holds_it():

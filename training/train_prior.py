@@ -39,6 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sigma", type=float, default=0.3, help="dae: the one noise level it is trained at")
     p.add_argument("--sigma-min", type=float, default=0.02, help="score: smallest training noise level")
     p.add_argument("--sigma-max", type=float, default=1.0, help="score: largest training noise level")
+    p.add_argument("--width", type=int, default=32, help="score: the U-Net's width (channels of its first level)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3, help="Adam, cosine-annealed to 0")
     p.add_argument("--seed", type=int, default=0)
@@ -53,8 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.out.suffix != ".safetensors":
         p.error("--out must end in .safetensors")
-    if args.epochs < 1 or args.batch_size < 1 or min(args.sigma, args.sigma_min, args.sigma_max) <= 0:
-        p.error("--epochs, --batch-size and the noise levels must be positive")
+    if args.epochs < 1 or args.batch_size < 1 or args.width < 1 or min(args.sigma, args.sigma_min, args.sigma_max) <= 0:
+        p.error("--epochs, --batch-size, --width and the noise levels must be positive")
     if args.sigma_min >= args.sigma_max:
         p.error("--sigma-min must be below --sigma-max")
     return args
@@ -91,7 +92,8 @@ def train(args: argparse.Namespace) -> dict:
     x_train, _, x_test, _, data_hash = prepare(args)
     device = torch.device(args.device)
     x_train, x_eval = x_train.to(device), x_test[: args.eval_samples].to(device)
-    model = PRIOR_ARCHITECTURES[args.kind](channels=get_dataset(args.dataset).channels).to(device)
+    sized = {"width": args.width} if args.kind == "score" else {}
+    model = PRIOR_ARCHITECTURES[args.kind](channels=get_dataset(args.dataset).channels, **sized).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     n = len(x_train)
     start_epoch, history, per_epoch, total = resume_or_start(args, model, optimizer, n, device)
@@ -132,6 +134,7 @@ def train(args: argparse.Namespace) -> dict:
         "description": ("noise-conditional score model (U-Net, denoising score matching)" if args.kind == "score"
                         else f"denoising autoencoder trained at sigma {args.sigma:g}"),
         "sigma": [args.sigma_min, args.sigma_max] if args.kind == "score" else args.sigma,
+        **({"width": args.width} if args.kind == "score" and args.width != 32 else {}),
         "training": {"epochs": args.epochs, "batch_size": args.batch_size, "optimizer": "Adam", "lr": args.lr,
                      "lr_schedule": "cosine to 0, per iteration", "seed": args.seed, "train_samples": n,
                      "data_sha256": data_hash, "wall_seconds": round(sum(h["seconds"] for h in history), 1),

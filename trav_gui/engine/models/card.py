@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Sequence
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trav_gui.engine.data.datasets import DEFAULT_DATASET, DatasetName, get_dataset
 from trav_gui.engine.models.errors import ModelLoadError
@@ -142,6 +142,7 @@ class ModelCard(BaseModel):
     kind : what the model is (``"robust"``, ``"standard"``, ``"user"``, ``"recipe"``...).
     role : ``"judge"`` (judges realism; never traversed), ``"prior"`` or None (a classifier).
     prior : a prior's kind (``"dae"``, ``"score"``).
+    width : a score prior's U-Net width (the channels of its first level); None for the default, 32.
     source_sha256 : a user model's: the file it was added from (the same file is not added twice).
     architecture : a registered architecture (``.safetensors`` files).
     input, output : a user model's conventions, checked by :mod:`trav_gui.engine.models.conventions`.
@@ -164,6 +165,7 @@ class ModelCard(BaseModel):
     input_shape: tuple[int, int, int] | None = None
     output: str | None = None
     prior: Any = None  # a prior's kind ("dae", "score")
+    width: Annotated[int, Field(ge=1)] | None = None  # a score prior's U-Net width (its channels); None: 32
     source_sha256: str | None = None  # a user model's: the sha256 of the file it was added from
     evaluation: Annotated[Evaluation, _Object] = Evaluation()
 

@@ -68,8 +68,9 @@ class ScoreUNet(nn.Module):
 
     ``forward(x, sigma)`` with ``x`` (N, C, H, W) (H and W multiples of 4) and ``sigma`` a float
     or (N,) returns the clean-image estimate ``D(x, σ) = x − σ·ε̂(x, σ)``. The network sees log σ
-    as an extra input channel at full and at quarter size. 0.2 M parameters: one call on 900
-    images costs about as much as a SmallCNN forward and backward pass.
+    as an extra input channel at full and at quarter size. At the default ``width`` 32, 0.2 M
+    parameters: one call on 900 images costs about as much as a SmallCNN forward and backward pass.
+    The parameters grow with the square of ``width``.
     """
 
     def __init__(self, width: int = 32, channels: int = 1) -> None:
@@ -139,7 +140,8 @@ def load_prior(name_or_path: str | os.PathLike, device: str | torch.device = "cp
         raise PriorLoadError(f"{card_file.name}: \"prior\" must be one of {sorted(PRIOR_ARCHITECTURES)}, got {kind!r}")
     if card.sha256 != sha256_of(path):
         raise PriorLoadError(f"{path.name}: its sha256 does not match its card {card_file.name}")
-    model = PRIOR_ARCHITECTURES[kind](channels=get_dataset(card.dataset).channels)
+    sized = {"width": card.width} if card.width is not None and kind == "score" else {}
+    model = PRIOR_ARCHITECTURES[kind](channels=get_dataset(card.dataset).channels, **sized)
     try:
         model.load_state_dict(load_file(str(path)))
     except (SafetensorError, OSError, RuntimeError) as exc:
