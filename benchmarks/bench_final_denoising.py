@@ -1,7 +1,7 @@
 """Levers for the two-sample test, measured outside the recipe: finish the recipe's endpoints.
 
     python benchmarks/bench_final_denoising.py [--first 200] [--digits 50] [--cascade 0.3 0.1 0.05]
-        [--resample 0.5:20 0.7:20:1 ...] [--real-floor]
+        [--resample 0.5:20 0.7:20:1 ...] [--real-floor] [--prior PRIOR] [--name NAME]
 
 Traverses test digits ``--first`` … ``+--digits`` to each of the 9 other classes with the shipped
 ``realistic`` recipe (200 L2 steps of 0.1), then replaces each endpoint (the frame its stop rule
@@ -11,11 +11,14 @@ sampler's last step does), seen centred as the recipe sees it, at each σ alone 
 endpoint plus noise of SIGMA (an ancestral sampler down to σ 0.02 in STEPS steps, SDEdit; with
 BETA the recipe's classifiers' normalized gradient toward the target, times BETA, is added to
 every clean estimate but the last: classifier guidance). ``--real-floor`` resamples real test
-digits the same way (the test against other real digits: does the prior itself give frames away?).
+digits the same way (the test against other real digits: does the prior itself give frames away?
+and does what it redraws still pass the success rule, as real digits do?). ``--prior`` (a prior's
+name or ``.safetensors`` path) finishes with another prior than the recipe's: the traversals, and
+so the endpoints, stay the shipped recipe's, and only the finish changes.
 The recipe is the shipped one *before* its finish (``REALISTIC_CENTRED``): its endpoints are the
 frames its stop rule stops at. For each it prints success at the endpoint (judge + nearest real), the
 classifier two-sample test against real test digits of the same classes, and the share of
-black and hazy pixels. Writes ``<out>/realism_final_denoising.json`` and a frames PNG.
+black and hazy pixels. Writes ``<out>/<name>.json`` (``realism_final_denoising``) and a frames PNG.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ from trav_gui.engine.core.traversal import TraversalConfig
 from trav_gui.engine.data.datasets import test_set
 from trav_gui.engine.models.loading import load_model, load_recipe
 from trav_gui.engine.models.recipes import Recipe
-from trav_gui.engine.realism import held_out_reference, reference_set
+from trav_gui.engine.models.priors import load_prior
+from trav_gui.engine.realism import RealismScorer, held_out_reference, reference_set
 
 
 def denoised(prior, images: np.ndarray, offsets: torch.Tensor, sigmas) -> np.ndarray:
@@ -92,6 +96,9 @@ def main(argv=None) -> dict:
                    help="resample each endpoint by the prior from this noise level (see above)")
     p.add_argument("--real-floor", action="store_true",
                    help="also resample real test digits (2000 on) and test them against real ones")
+    p.add_argument("--prior", default=None, help="finish with this prior (name or .safetensors path), "
+                   "not the recipe's")
+    p.add_argument("--name", default="realism_final_denoising", help="the JSON's and the PNG's file name")
     p.add_argument("--out", type=Path, default=Path("docs"))
     args = p.parse_args(argv)
     images, labels = test_set("mnist")
@@ -105,6 +112,8 @@ def main(argv=None) -> dict:
     ref, held = reference_set("mnist"), held_out_reference("mnist")
     real = real_pool(images, labels, targets)
     offsets = centring_offsets(torch.from_numpy(x0)[:, None], recipe.recipe.max_centre_shift)
+    if args.prior is not None:  # the endpoints above are the shipped recipe's; the finish is this prior's
+        recipe.prior = load_prior(args.prior)[0]
     variants = {"endpoint (shipped)": run["last_img"]}
     for sigma in args.sigmas:
         variants[f"denoised at {sigma:g}"] = denoised(recipe.prior, run["last_img"], offsets, [sigma])
@@ -114,7 +123,8 @@ def main(argv=None) -> dict:
         sigma, steps, *beta = spec.split(":")
         variants[f"resampled from {spec}"] = resampled(recipe, run["last_img"], offsets, targets, float(sigma),
                                                        int(steps), float(beta[0]) if beta else 0.0)
-    result = {"traversals": len(targets), "first": args.first, "digits": args.digits, "variants": {}}
+    result = {"traversals": len(targets), "first": args.first, "digits": args.digits,
+              "prior": args.prior or recipe.recipe.prior, "variants": {}}
     for name, last in variants.items():
         row = measure({**run, "last_img": last}, x0, targets, judges, ref, held, "cpu")
         result["variants"][name] = {"success_last": row["judges"]["judge"]["success_last"],
@@ -129,21 +139,27 @@ def main(argv=None) -> dict:
         order = np.argsort(targets, kind="stable")
         picked = np.concatenate([other_x[other_y == c][:k] for c, k in zip(*np.unique(targets, return_counts=True))])
         own = centring_offsets(torch.from_numpy(picked)[:, None], recipe.recipe.max_centre_shift)
+        scorer = RealismScorer(judge=judges["judge"])
+        own_class = targets[order]
         result["real_floor"] = {"real": two_sample_accuracy(picked, real)}
+        result["real_floor_success"] = {"real": float(scorer.verdicts(picked, own_class)[2].mean())}
         for spec in args.resample:
             sigma, steps, *beta = spec.split(":")
             out = resampled(recipe, picked, own, targets[order], float(sigma), int(steps),
                             float(beta[0]) if beta else 0.0)
             result["real_floor"][f"resampled from {spec}"] = two_sample_accuracy(out, real)
+            result["real_floor_success"][f"resampled from {spec}"] = float(scorer.verdicts(out, own_class)[2].mean())
         print("real digits against real ones: " + ", ".join(f"{k} {100 * v:.1f} %"
                                                           for k, v in result["real_floor"].items()), flush=True)
+        print("real digits' success: " + ", ".join(f"{k} {100 * v:.1f} %"
+                                                   for k, v in result["real_floor_success"].items()), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "realism_final_denoising.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     pick = np.arange(0, len(targets), max(1, len(targets) // 16))[:16]
     frames_figure({"start": x0[pick], "endpoint (shipped)": run["last_img"][pick], "+ " + cascade: variants[cascade][pick],
                    "real, same class": real[np.searchsorted(np.sort(targets), targets[pick])]},
-                  args.out / "realism_final_denoising_frames.png")
-    print(f"wrote {args.out}/realism_final_denoising.json and its frames PNG", file=sys.stderr)
+                  args.out / f"{args.name}_frames.png")
+    print(f"wrote {args.out}/{args.name}.json and its frames PNG", file=sys.stderr)
     return result
 
 
