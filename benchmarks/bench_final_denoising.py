@@ -125,21 +125,26 @@ def main(argv=None) -> dict:
                                                        int(steps), float(beta[0]) if beta else 0.0)
     result = {"traversals": len(targets), "first": args.first, "digits": args.digits,
               "prior": args.prior or recipe.recipe.prior, "variants": {}}
+    scorer = RealismScorer(judge=judges["judge"])
+    sources = labels[starts]
     for name, last in variants.items():
         row = measure({**run, "last_img": last}, x0, targets, judges, ref, held, "cpu")
+        ok = scorer.verdicts(last, targets)[2]  # the same rule as success_last, per traversal
         result["variants"][name] = {"success_last": row["judges"]["judge"]["success_last"],
+                                    "success_last_by_start": {int(c): float(ok[sources == c].mean())
+                                                              for c in np.unique(sources)},
                                     "two_sample_last": two_sample_accuracy(last, real), "pixels": pixel_profile(last)}
         v = result["variants"][name]
         print(f"{name:<32} success at the endpoint {100 * v['success_last']:.1f} %, two-sample "
               f"{100 * v['two_sample_last']:.1f} %, black {100 * v['pixels']['black']:.0f} %, haze "
-              f"{100 * v['pixels']['haze']:.0f} %", flush=True)
+              f"{100 * v['pixels']['haze']:.0f} %, start 0 {100 * v['success_last_by_start'].get(0, np.nan):.0f} %",
+              flush=True)
     result["real_pixels"] = pixel_profile(real)
     if args.real_floor:  # real digits of the same classes, not in the pool, resampled alike
         other_x, other_y = images[2000:4000].astype(np.float32) / 255.0, labels[2000:4000]
         order = np.argsort(targets, kind="stable")
         picked = np.concatenate([other_x[other_y == c][:k] for c, k in zip(*np.unique(targets, return_counts=True))])
         own = centring_offsets(torch.from_numpy(picked)[:, None], recipe.recipe.max_centre_shift)
-        scorer = RealismScorer(judge=judges["judge"])
         own_class = targets[order]
         result["real_floor"] = {"real": two_sample_accuracy(picked, real)}
         result["real_floor_success"] = {"real": float(scorer.verdicts(picked, own_class)[2].mean())}

@@ -5,7 +5,8 @@
 
 Each variant is the ``--recipe`` (the shipped ``realistic`` by default) with some of its settings
 changed (``KEY=VALUE``, several joined by ``,``: ``sigma_max=0.7,prior_weight=0.2``; a list of
-models as ``models=robust+robust-eps3``; ``shipped``: none changed). Each traverses the test
+models as ``models=robust+robust-eps3``; a value that is not JSON is a string, as in
+``prior=runs/score-wide.safetensors``; ``shipped``: none changed). Each traverses the test
 digits number ``--from`` … ``--to`` - 1 of every ``--sources`` class (counted among the first
 1,000, as the success map counts them; the map itself uses 0–19, so the default 20–39 are
 held out from it) to the 9 other classes, 200 L2 steps of 0.1, measured as the success map
@@ -46,7 +47,10 @@ def parse_variant(spec: str) -> dict:
         if key == "models":
             changes[key] = value.split("+")
         else:
-            changes[key] = json.loads(value)
+            try:
+                changes[key] = json.loads(value)
+            except ValueError:  # a name or a path: prior=/runs/score-wide.safetensors
+                changes[key] = value
     return changes
 
 

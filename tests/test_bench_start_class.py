@@ -19,6 +19,8 @@ def test_a_variant_changes_the_named_settings_only(bench):
     assert bench.parse_variant("sigma_max=0.7,prior_weight=0.2") == {"sigma_max": 0.7, "prior_weight": 0.2}
     assert bench.parse_variant("models=robust+robust-eps3,renoise=true") == {
         "models": ["robust", "robust-eps3"], "renoise": True}
+    assert bench.parse_variant("prior=runs/score-w64.safetensors,prior_weight=0.2") == {
+        "prior": "runs/score-w64.safetensors", "prior_weight": 0.2}
     with pytest.raises(ValueError, match="KEY=VALUE"):
         bench.parse_variant("sigma_max")
 
