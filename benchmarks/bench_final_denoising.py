@@ -161,8 +161,9 @@ def main(argv=None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     pick = np.arange(0, len(targets), max(1, len(targets) // 16))[:16]
-    frames_figure({"start": x0[pick], "endpoint (shipped)": run["last_img"][pick], "+ " + cascade: variants[cascade][pick],
-                   "real, same class": real[np.searchsorted(np.sort(targets), targets[pick])]},
+    rows = {"start": x0[pick], "endpoint (shipped)": run["last_img"][pick], "+ " + cascade: variants[cascade][pick]}
+    rows.update({f"+ resampled from {spec}": variants[f"resampled from {spec}"][pick] for spec in args.resample})
+    frames_figure({**rows, "real, same class": real[np.searchsorted(np.sort(targets), targets[pick])]},
                   args.out / f"{args.name}_frames.png")
     print(f"wrote {args.out}/{args.name}.json and its frames PNG", file=sys.stderr)
     return result
