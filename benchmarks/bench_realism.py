@@ -380,9 +380,10 @@ def frames_figure(rows: dict[str, np.ndarray], path: Path, scale: int = 3, gap: 
 
     n = min(len(v) for v in rows.values())
     h, w = (scale * k for k in image_size(next(iter(rows.values()))[0]))
-    label_w = 170
+    text = font(13)
+    label_w = max(170, 12 + int(max(text.getlength(name) for name in rows)))  # the longest label fits
     sheet = Image.new("RGB", (label_w + n * (w + gap), len(rows) * (h + gap)), "white")
-    draw, text = ImageDraw.Draw(sheet), font(13)
+    draw = ImageDraw.Draw(sheet)
     for r, (name, images) in enumerate(rows.items()):
         y = r * (h + gap)
         draw.text((4, y + h // 2 - 7), name, fill="black", font=text)
