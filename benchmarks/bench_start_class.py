@@ -1,7 +1,7 @@
 """Which recipe settings lift the weakest start classes? Success by start class, on held-out starts.
 
     python benchmarks/bench_start_class.py [--variants shipped sigma_max=0.75 ...] [--sources 0 4 2 6]
-        [--from 20] [--to 40] [--recipe realistic] [--out docs] [--name start_class_sweep]
+        [--from 20] [--to 40] [--recipe realistic] [--objective logprob] [--out docs] [--name start_class_sweep]
 
 Each variant is the ``--recipe`` (the shipped ``realistic`` by default) with some of its settings
 changed (``KEY=VALUE``, several joined by ``,``: ``sigma_max=0.7,prior_weight=0.2``; a list of
@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trav_gui.engine.core.objectives import OBJECTIVES
 from trav_gui.engine.core.traversal import TraversalConfig
 from trav_gui.engine.data.datasets import get_dataset, test_set
 from trav_gui.engine.files import write_bytes_atomic
@@ -61,6 +62,8 @@ def main(argv=None) -> dict:
     p.add_argument("--sources", nargs="+", type=int, default=None, help="start classes (default: all)")
     p.add_argument("--from", dest="first", type=int, default=20, help="first start of each class (its index)")
     p.add_argument("--to", dest="last", type=int, default=40, help="one past the last start of each class")
+    p.add_argument("--objective", default="logprob", choices=sorted(OBJECTIVES),
+                   help="what every variant's traversal climbs (the app's default: logprob)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, default=Path("docs"))
     p.add_argument("--name", default="start_class_sweep")
@@ -82,10 +85,12 @@ def main(argv=None) -> dict:
     images, labels = test_set(dataset)
     pool = np.asarray(labels[:STARTS_POOL])
     scorer = RealismScorer(dataset=dataset, device="cpu")
-    config = TraversalConfig()
+    config = TraversalConfig(objective=args.objective)
     out = args.out / f"{args.name}.json"
     settings = {"recipe": args.recipe, "recipe_settings": base, "sources": sources, "from": args.first,
                 "to": args.last, "steps": config.steps, "step_size": config.step_size}
+    if args.objective != "logprob":  # files written before the option keep matching
+        settings["objective"] = args.objective
     result = {**settings, "variants": {}}
     if out.is_file():
         old = json.loads(out.read_text())
