@@ -93,8 +93,6 @@ class Recipe:
     max_centre_shift: int = 6
     finish_sigmas: tuple[float, ...] = ()
     finish_noise: bool = False
-    guide_sigma: float | None = None
-    erase_start: float = 0.0
 
     def __post_init__(self) -> None:
         models = self.models
@@ -139,12 +137,6 @@ class Recipe:
             raise RecipeError(f"finish_noise must be true or false, got {self.finish_noise!r}")
         if self.finish_noise and not self.finish_sigmas:
             raise RecipeError("finish_noise needs finish_sigmas")
-        if self.guide_sigma is not None:
-            g = self.guide_sigma
-            if isinstance(g, bool) or not isinstance(g, (int, float)) or not 1e-4 <= g <= 5.0:
-                raise RecipeError(f"guide_sigma must be a number in [0.0001, 5] or null, got {g!r}")
-            if self.prior is None:
-                raise RecipeError("guide_sigma needs a prior (the classifiers' gradient is taken at its clean estimate)")
 
     @classmethod
     def from_dict(cls, data: dict) -> "Recipe":
@@ -213,16 +205,9 @@ class GuidedRun:
     def forward(self, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """The classifier's logits of this run's images, seen with each start's ink centred;
         ``rows``: the trajectories ``x`` holds, when not all (frozen ones are not computed)."""
-        if self.offsets is not None:
-            x = shift_batch(x, self.offsets if rows is None else self.offsets[rows])
-        elif self.recipe.centre:
+        if self.offsets is None:
             return self.guided(x)
-        logits = self.guided.classifier(x)
-        if self.recipe.guide_sigma is None or not torch.is_grad_enabled():
-            return logits
-        # The values stay the frame's; the gradient is the classifiers' at the prior's clean estimate.
-        guide = self.guided.classifier(self.prior(x, self.recipe.guide_sigma).clamp(0.0, 1.0))
-        return logits.detach() + guide - guide.detach()
+        return self.guided.classifier(shift_batch(x, self.offsets if rows is None else self.offsets[rows]))
 
     def advance(self, step, x: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor, t: int,
                 rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -288,10 +273,6 @@ class GuidedRun:
         r = self.recipe
         if r.step_decay != 1.0 or r.step_scale != 1.0:
             step = type(step)(step.step_size * r.step_scale * r.step_decay ** t, step.eps)
-        if r.erase_start:
-            ink = (x0 > 0.1).to(x.dtype) * (x > 0).to(x.dtype)
-            unit = grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (grad.dim() - 1))
-            grad = unit - r.erase_start * ink / ink.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (grad.dim() - 1))
         moved = step.advance(x, x0, grad)
         if self.prior is None or r.prior_weight == 0:
             return moved
