@@ -45,3 +45,15 @@ def test_the_bench_measures_each_variant_by_start_class_and_skips_what_it_holds(
     assert again["variants"] == result["variants"] and "in " in capsys.readouterr().err
     with pytest.raises(SystemExit):
         bench.main(["--variants", "no_such_setting=1", "--out", str(tmp_path)])
+
+
+def test_another_objective_is_measured_afresh_and_recorded(bench, tmp_path, capsys):
+    args = ["--variants", "shipped", "--sources", "1", "--from", "0", "--to", "1", "--out", str(tmp_path), "--name", "o"]
+    plain = bench.main(args)
+    assert "objective" not in plain  # files written before the option still match
+    capsys.readouterr()
+    margin = bench.main(args + ["--objective", "margin"])
+    assert margin["objective"] == "margin" and "already" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "o.json").read_text())["objective"] == "margin"
+    with pytest.raises(SystemExit):
+        bench.main(args + ["--objective", "no_such_objective"])
