@@ -1,7 +1,7 @@
 """Levers for the two-sample test, measured outside the recipe: finish the recipe's endpoints.
 
     python benchmarks/bench_final_denoising.py [--first 200] [--digits 50] [--cascade 0.3 0.1 0.05]
-        [--resample 0.5:20 0.7:20:1 ...] [--real-floor] [--prior PRIOR] [--name NAME]
+        [--resample 0.5:20 0.7:20:1 ...] [--best-of K] [--real-floor] [--prior PRIOR] [--name NAME]
 
 Traverses test digits ``--first`` … ``+--digits`` to each of the 9 other classes with the shipped
 ``realistic`` recipe (200 L2 steps of 0.1), then replaces each endpoint (the frame its stop rule
@@ -10,7 +10,9 @@ sampler's last step does), seen centred as the recipe sees it, at each σ alone 
 ``--cascade`` in turn, and, per ``--resample SIGMA:STEPS[:BETA]``, resampled by the prior from the
 endpoint plus noise of SIGMA (an ancestral sampler down to σ 0.02 in STEPS steps, SDEdit; with
 BETA the recipe's classifiers' normalized gradient toward the target, times BETA, is added to
-every clean estimate but the last: classifier guidance). ``--real-floor`` resamples real test
+every clean estimate but the last: classifier guidance). ``--best-of K`` also draws each resample
+K times (seeds 0 … K-1) and keeps, per endpoint, the draw the recipe's own classifiers give the
+highest probability of the target (seen centred; the judge plays no part). ``--real-floor`` resamples real test
 digits the same way (the test against other real digits: does the prior itself give frames away?
 and does what it redraws still pass the success rule, as real digits do?). ``--prior`` (a prior's
 name or ``.safetensors`` path) finishes with another prior than the recipe's: the traversals, and
@@ -85,6 +87,16 @@ def resampled(recipe, images: np.ndarray, offsets: torch.Tensor, targets: np.nda
     return shift_batch(x.clamp(0, 1), -offsets)[:, 0].detach().numpy()
 
 
+def best_of(classifier, draws: np.ndarray, offsets: torch.Tensor, targets: np.ndarray) -> np.ndarray:
+    """Per endpoint, the draw of ``draws`` (K, N, H, W) whose log-probability of its target under
+    ``classifier`` (each image seen moved by its ``offsets``, as the recipe sees it) is highest."""
+    rows, t = torch.arange(draws.shape[1]), torch.from_numpy(targets)
+    with torch.no_grad():
+        scores = torch.stack([torch.log_softmax(classifier(shift_batch(torch.from_numpy(d)[:, None], offsets)), -1)[rows, t]
+                              for d in draws])
+    return draws[scores.argmax(0).numpy(), np.arange(draws.shape[1])]
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--first", type=int, default=200)
@@ -93,6 +105,8 @@ def main(argv=None) -> dict:
     p.add_argument("--cascade", nargs="+", type=float, default=[0.3, 0.1, 0.05], help="in turn")
     p.add_argument("--resample", nargs="*", default=[], metavar="SIGMA:STEPS[:BETA]",
                    help="resample each endpoint by the prior from this noise level (see above)")
+    p.add_argument("--best-of", type=int, default=1, metavar="K",
+                   help="also keep, of K draws of each resample, the one the recipe's classifiers like best")
     p.add_argument("--real-floor", action="store_true",
                    help="also resample real test digits (2000 on) and test them against real ones")
     p.add_argument("--prior", default=None, help="finish with this prior (name or .safetensors path), "
@@ -100,6 +114,8 @@ def main(argv=None) -> dict:
     p.add_argument("--name", default="realism_final_denoising", help="the JSON's and the PNG's file name")
     p.add_argument("--out", type=Path, default=Path("docs"))
     args = p.parse_args(argv)
+    if args.best_of < 1:
+        p.error("--best-of must be at least 1")
     images, labels = test_set("mnist")
     digits = range(args.first, args.first + args.digits)
     starts = np.repeat(np.array(digits), 9)
@@ -119,8 +135,12 @@ def main(argv=None) -> dict:
     variants[cascade] = denoised(recipe.prior, run["last_img"], offsets, args.cascade)
     for spec in args.resample:
         sigma, steps, *beta = spec.split(":")
-        variants[f"resampled from {spec}"] = resampled(recipe, run["last_img"], offsets, targets, float(sigma),
-                                                       int(steps), float(beta[0]) if beta else 0.0)
+        draws = [resampled(recipe, run["last_img"], offsets, targets, float(sigma), int(steps),
+                           float(beta[0]) if beta else 0.0, seed=seed) for seed in range(args.best_of)]
+        variants[f"resampled from {spec}"] = draws[0]
+        if args.best_of > 1:
+            variants[f"resampled from {spec}, best of {args.best_of}"] = best_of(recipe.classifier, np.stack(draws),
+                                                                                 offsets, targets)
     result = {"traversals": len(targets), "first": args.first, "digits": args.digits,
               "prior": args.prior or recipe.recipe.prior, "variants": {}}
     sources = labels[starts]

@@ -142,3 +142,33 @@ def test_the_final_denoising_sees_each_image_centred_and_gives_it_back_in_place(
     assert np.allclose(out[0], 0.25 * x[0])  # moved back in place: halved twice
     # The other was not moved: only its ink inside the kept centre is left, halved twice.
     assert np.allclose(out[1][7:10, 7:10], 0.25) and out[1].sum() == pytest.approx(9 * 0.25)
+
+
+def test_best_of_keeps_each_endpoints_draw_the_classifier_likes_best_seen_centred():
+    """bench_final_denoising --best-of: per endpoint, the draw with the highest p(target), judged
+    where the recipe sees it (ink centred), and given back as drawn."""
+    import torch
+
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_final_denoising", BENCH.parent / "bench_final_denoising.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    draws = np.zeros((3, 2, 28, 28), np.float32)
+    draws[1, 0, 0:4, 0:4] = 1.0   # endpoint 0: only draw 1 has ink, up-left; centred it lands mid-frame
+    draws[2, 0, 12:16, 12:16] = 0.5  # draw 2 has fainter ink already mid-frame, but is moved away
+    draws[0, 1, 12:16, 12:16] = 1.0  # endpoint 1 is not moved: draw 0 has its ink mid-frame
+    offsets = torch.tensor([[12, 12], [0, 0]])
+
+    def classifier(images):  # class 3's logit: the ink in the frame's centre; class 0: nothing
+        logits = torch.zeros(len(images), 10)
+        logits[:, 3] = 10 * images[:, 0, 12:16, 12:16].sum((1, 2))
+        return logits
+
+    kept = module.best_of(classifier, draws, offsets, np.array([3, 3]))
+    assert np.array_equal(kept[0], draws[1, 0]) and np.array_equal(kept[1], draws[0, 1])
+    # against its target the emptiest draw wins
+    kept = module.best_of(classifier, draws, offsets, np.array([0, 0]))
+    assert kept[0].sum() == 0 and kept[1].sum() == 0
