@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_benchmark
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_realism.py"
 
@@ -119,13 +120,7 @@ def test_the_final_denoising_sees_each_image_centred_and_gives_it_back_in_place(
     prior sees it (ink centred) and moved back to where the image stands."""
     import torch
 
-    sys.path.insert(0, str(BENCH.parent))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_final_denoising", BENCH.parent / "bench_final_denoising.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCH.parent))
+    module = load_benchmark("bench_final_denoising")
     x = np.zeros((2, 28, 28), np.float32)
     x[:, 4:10, 4:10] = 1.0  # ink up-left of centre
     offsets = torch.tensor([[9, 9], [0, 0]])
@@ -149,13 +144,7 @@ def test_best_of_keeps_each_endpoints_draw_the_classifier_likes_best_seen_centre
     where the recipe sees it (ink centred), and given back as drawn."""
     import torch
 
-    sys.path.insert(0, str(BENCH.parent))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_final_denoising", BENCH.parent / "bench_final_denoising.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCH.parent))
+    module = load_benchmark("bench_final_denoising")
     draws = np.zeros((3, 2, 28, 28), np.float32)
     draws[1, 0, 0:4, 0:4] = 1.0   # endpoint 0: only draw 1 has ink, up-left; centred it lands mid-frame
     draws[2, 0, 12:16, 12:16] = 0.5  # draw 2 has fainter ink already mid-frame, but is moved away
