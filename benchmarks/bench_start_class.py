@@ -1,7 +1,8 @@
 """Which recipe settings lift the weakest start classes? Success by start class, on held-out starts.
 
     python benchmarks/bench_start_class.py [--variants shipped sigma_max=0.75 ...] [--sources 0 4 2 6]
-        [--from 20] [--to 40] [--recipe realistic] [--objective logprob] [--out docs] [--name start_class_sweep]
+        [--from 20] [--to 40] [--recipe realistic] [--objective logprob] [--look N]
+        [--out docs] [--name start_class_sweep]
 
 Each variant is the ``--recipe`` (the shipped ``realistic`` by default) with some of its settings
 changed (``KEY=VALUE``, several joined by ``,``: ``sigma_max=0.7,prior_weight=0.2``; a list of
@@ -12,19 +13,25 @@ digits number ``--from`` … ``--to`` - 1 of every ``--sources`` class (counted 
 held out from it) to the 9 other classes, 200 L2 steps of 0.1, measured as the success map
 measures (:func:`trav_gui.engine.output.successmap._measure`: success at the confident point
 and at the last frame). Prints, per variant, success by start class, and writes
-``<out>/<name>.json`` after each variant (a rerun skips the variants the file holds).
+``<out>/<name>.json`` after each variant (a rerun skips the variants the file holds). With
+``--look N`` it also draws, per variant, ``<out>/<name>_<variant>_nearest.png``: for each start
+class up to N traversals that failed at the last frame although the judge says the target (the
+nearest-real test failed them), their last frame, the nearest real digit of the target the test
+compares it with, and the two's difference: what the rule calls too far.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from bench_realism import frames_figure  # beside this script
 
 from trav_gui.engine.core.objectives import OBJECTIVES
 from trav_gui.engine.core.traversal import TraversalConfig
@@ -34,6 +41,22 @@ from trav_gui.engine.models.loading import load_recipe, resolve_model_path
 from trav_gui.engine.models.recipes import Recipe
 from trav_gui.engine.output.successmap import STARTS_POOL, _measure
 from trav_gui.engine.realism import RealismScorer
+
+
+def too_far(got: dict, targets: np.ndarray, n: int) -> np.ndarray:
+    """Up to ``n`` indices of traversals that failed at the last frame although the judge says
+    their target there: the ones the nearest-real test failed."""
+    return np.flatnonzero(~got["success_last"] & (got["judge_class_last"] == targets))[:n]
+
+
+def nearest_rows(scorer: RealismScorer, last: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
+    """The rows of a ``--look`` figure: the frames, each one's nearest real digit of its target
+    (the one the success rule measures it against) and their absolute difference."""
+    ref = scorer.reference
+    near = np.stack([ref.image(int(ref.nearest(f[None], int(t))[1][0])) for f, t in zip(last, targets)]) \
+        if len(last) else last
+    return {"last frame (the judge agrees)": last, "nearest real digit, same class": near,
+            "|difference|": np.abs(last - near)}
 
 
 def parse_variant(spec: str) -> dict:
@@ -64,10 +87,14 @@ def main(argv=None) -> dict:
     p.add_argument("--to", dest="last", type=int, default=40, help="one past the last start of each class")
     p.add_argument("--objective", default="logprob", choices=sorted(OBJECTIVES),
                    help="what every variant's traversal climbs (the app's default: logprob)")
+    p.add_argument("--look", type=int, default=0, metavar="N",
+                   help="also draw up to N frames per start class that the nearest-real test failed")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, default=Path("docs"))
     p.add_argument("--name", default="start_class_sweep")
     args = p.parse_args(argv)
+    if args.look < 0:
+        p.error("--look must be 0 or more")
     if args.threads:
         torch.set_num_threads(args.threads)
     path = resolve_model_path(args.recipe)
@@ -102,13 +129,17 @@ def main(argv=None) -> dict:
             continue
         model = models[name]
         t0 = time.time()
-        rows = {}
+        rows, look = {}, []
         for c in sources:
             idx = np.flatnonzero(pool == c)[args.first:args.last]
             pairs = [(i, t) for i in idx for t in range(ds.num_classes) if t != c]
             x0 = np.stack([images[i] for i, _ in pairs]).astype(np.float32) / 255.0
             targets = np.array([t for _, t in pairs])
-            got = _measure(model, x0, targets, config, scorer, ds.shape, None, None)
+            frames = {}
+            got = _measure(model, x0, targets, config, scorer, ds.shape, None, None, frames)
+            if args.look:
+                pick = too_far(got, targets, args.look)
+                look.append((frames["last"][pick], targets[pick]))
             rows[str(c)] = {
                 "traversals": len(targets), "success": float(got["success"].mean()),
                 "success_last": float(got["success_last"].mean()),
@@ -124,6 +155,11 @@ def main(argv=None) -> dict:
             "success_last": sum(r["success_last"] * r["traversals"] for r in rows.values()) / n,
             "by_source": rows}
         args.out.mkdir(parents=True, exist_ok=True)
+        if look and sum(len(t) for _, t in look):
+            slug = re.sub(r"[^A-Za-z0-9.]+", "-", name).strip("-")[:60]
+            frames_figure(nearest_rows(scorer, np.concatenate([f for f, _ in look]),
+                                       np.concatenate([t for _, t in look])),
+                          args.out / f"{args.name}_{slug}_nearest.png")
         write_bytes_atomic(out, (json.dumps(result, indent=1) + "\n").encode())
         v = result["variants"][name]
         print(f"{name:28s} all {100 * v['success']:.1f} % / {100 * v['success_last']:.1f} % | "

@@ -57,3 +57,29 @@ def test_another_objective_is_measured_afresh_and_recorded(bench, tmp_path, caps
     assert json.loads((tmp_path / "o.json").read_text())["objective"] == "margin"
     with pytest.raises(SystemExit):
         bench.main(args + ["--objective", "no_such_objective"])
+
+
+def test_look_picks_the_frames_the_nearest_real_test_failed_and_shows_what_it_compared(bench):
+    import numpy as np
+
+    got = {"success_last": np.array([False, True, False, False, False]),
+           "judge_class_last": np.array([3, 3, 4, 3, 3])}
+    targets = np.array([3, 3, 3, 3, 3])
+    # not 1 (a success), not 2 (the judge says another class)
+    assert bench.too_far(got, targets, 5).tolist() == [0, 3, 4]
+    assert bench.too_far(got, targets, 2).tolist() == [0, 3]
+
+    from trav_gui.engine.realism import RealismScorer
+
+    scorer = RealismScorer(dataset="mnist", device="cpu")
+    ref = scorer.reference
+    one = int(np.flatnonzero(ref.labels == 7)[0])
+    real = ref.image(one)
+    moved = np.roll(real, 2, axis=1)  # not a reference image: its nearest is another 7
+    rows = bench.nearest_rows(scorer, np.stack([real, moved]), np.array([7, 7]))
+    assert list(rows) == ["last frame (the judge agrees)", "nearest real digit, same class", "|difference|"]
+    near, diff = rows["nearest real digit, same class"], rows["|difference|"]
+    assert np.array_equal(near[0], real) and diff[0].max() == 0  # a reference image is its own nearest
+    index = int(ref.nearest(moved[None], 7)[1][0])
+    assert np.array_equal(near[1], ref.image(index)) and np.allclose(diff[1], np.abs(moved - ref.image(index)))
+    assert ref.labels[index] == 7 and diff[1].sum() > 0

@@ -118,7 +118,10 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def _measure(model, x0: np.ndarray, targets: np.ndarray, config: TraversalConfig, scorer: RealismScorer,
-             shape, should_stop: Callable[[], bool] | None, progress: Callable[[int], None] | None) -> dict:
+             shape, should_stop: Callable[[], bool] | None, progress: Callable[[int], None] | None,
+             frames: dict | None = None) -> dict:
+    """Each traversal's verdicts at its confident point and last frame (one value per traversal
+    and key); ``frames``, when given, also receives the last frames (N, ...) as ``"last"``."""
     n = len(targets)
     conf_img = np.zeros(x0.shape, np.float32)
     conf_step = np.full(n, -1)
@@ -139,6 +142,8 @@ def _measure(model, x0: np.ndarray, targets: np.ndarray, config: TraversalConfig
     judge_class[reached], nn[reached], success[reached] = scorer.verdicts(conf_img[reached], targets[reached])
     judge_last = np.where(reached, judge_last, -1)
     success_last &= reached
+    if frames is not None:
+        frames["last"] = last
     return {"reached": reached, "confident_step": conf_step, "judge_class": judge_class, "nn_ratio": nn,
             "nn_ratio_last": nn_last, "success": success, "judge_class_last": judge_last,
             "success_last": success_last}
