@@ -42,6 +42,7 @@ from bench_realism import (
 )
 
 from trav_gui.engine.core.centring import centring_offsets, shift_batch
+from trav_gui.engine.core.objectives import logprob
 from trav_gui.engine.core.traversal import TraversalConfig
 from trav_gui.engine.data.datasets import test_set
 from trav_gui.engine.models.loading import load_model, load_recipe
@@ -90,10 +91,9 @@ def resampled(recipe, images: np.ndarray, offsets: torch.Tensor, targets: np.nda
 def best_of(classifier, draws: np.ndarray, offsets: torch.Tensor, targets: np.ndarray) -> np.ndarray:
     """Per endpoint, the draw of ``draws`` (K, N, H, W) whose log-probability of its target under
     ``classifier`` (each image seen moved by its ``offsets``, as the recipe sees it) is highest."""
-    rows, t = torch.arange(draws.shape[1]), torch.from_numpy(targets)
+    t = torch.from_numpy(targets)
     with torch.no_grad():
-        scores = torch.stack([torch.log_softmax(classifier(shift_batch(torch.from_numpy(d)[:, None], offsets)), -1)[rows, t]
-                              for d in draws])
+        scores = torch.stack([logprob(classifier(shift_batch(torch.from_numpy(d)[:, None], offsets)), t) for d in draws])
     return draws[scores.argmax(0).numpy(), np.arange(draws.shape[1])]
 
 
