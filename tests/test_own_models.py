@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from trav_gui.cli import main
-from trav_gui.engine.models.architectures import MLP, LeNet5
+from trav_gui.engine.models.architectures import MLP, LeNet5, MadryCNN, SmallCNN, fitting_architectures
 from trav_gui.engine.models.errors import ModelLoadError, UserModelError
 from trav_gui.engine.models.loading import load_model, resolve_model_path
 from trav_gui.engine.models.user_models import add_user_model, list_user_models, remove_user_model
@@ -85,6 +85,21 @@ def test_a_bad_card_says_what_is_wrong(trained_lenet, tmp_path, change, words):
     change(card)
     with pytest.raises(ModelLoadError, match=words):
         load_model(save_with_card(trained_lenet, tmp_path / "lenet.safetensors", card))
+
+
+def test_the_published_madry_network_is_told_from_small_cnn_by_its_hidden_layer(tmp_path):
+    torch.manual_seed(0)
+    madry, small = MadryCNN().eval(), SmallCNN().eval()
+    assert madry.state_dict().keys() == small.state_dict().keys()  # same names: only shapes tell them apart
+    assert fitting_architectures(madry.state_dict()) == ["madry_cnn"]
+    assert fitting_architectures(small.state_dict()) == ["small_cnn"]
+    assert sum(p.numel() for p in madry.parameters()) == 3_274_634  # Madry et al.'s 3.3M
+    card = {**LENET_CARD, "architecture": "madry_cnn"}
+    model = load_model(save_with_card(madry, tmp_path / "madry.safetensors", card))
+    x = torch.rand(3, 1, 28, 28)
+    torch.testing.assert_close(model(x), madry(x))
+    with pytest.raises(ModelLoadError, match="its tensors fit architecture 'madry_cnn'"):
+        load_model(save_with_card(madry, tmp_path / "nocard.safetensors"))
 
 
 def test_an_unreadable_card_is_refused(trained_lenet, tmp_path):
