@@ -1,7 +1,7 @@
 """Levers for the two-sample test, measured outside the recipe: finish the recipe's endpoints.
 
     python benchmarks/bench_final_denoising.py [--first 200] [--digits 50] [--cascade 0.3 0.1 0.05]
-        [--resample 0.5:20 0.7:20:1 ...] [--best-of K] [--real-floor] [--prior PRIOR] [--name NAME]
+        [--resample 0.5:20 0.7:20:1 ...] [--best-of K [--typical]] [--real-floor] [--prior PRIOR] [--name NAME]
 
 Traverses test digits ``--first`` … ``+--digits`` to each of the 9 other classes with the shipped
 ``realistic`` recipe (200 L2 steps of 0.1), then replaces each endpoint (the frame its stop rule
@@ -12,7 +12,9 @@ endpoint plus noise of SIGMA (an ancestral sampler down to σ 0.02 in STEPS step
 BETA the recipe's classifiers' normalized gradient toward the target, times BETA, is added to
 every clean estimate but the last: classifier guidance). ``--best-of K`` also draws each resample
 K times (seeds 0 … K-1) and keeps, per endpoint, the draw the recipe's own classifiers give the
-highest probability of the target (seen centred; the judge plays no part). ``--real-floor`` resamples real test
+highest probability of the target (seen centred; the judge plays no part); with ``--typical`` also
+the draw the prior itself finds most typical (lowest denoising score-matching loss), and the most
+typical of the cascade's frame and the draws. ``--real-floor`` resamples real test
 digits the same way (the test against other real digits: does the prior itself give frames away?
 and does what it redraws still pass the success rule, as real digits do?). ``--prior`` (a prior's
 name or ``.safetensors`` path) finishes with another prior than the recipe's: the traversals, and
@@ -97,6 +99,29 @@ def best_of(classifier, draws: np.ndarray, offsets: torch.Tensor, targets: np.nd
     return draws[scores.argmax(0).numpy(), np.arange(draws.shape[1])]
 
 
+def denoising_error(prior, images: np.ndarray, offsets: torch.Tensor, sigmas=(0.1, 0.2, 0.3, 0.5), repeats: int = 4,
+                    seed: int = 123) -> np.ndarray:
+    """Per image of ``images`` (N, H, W), seen moved by its ``offsets``: the prior's denoising
+    score-matching loss, the mean over ``sigmas`` and ``repeats`` noise draws of
+    ‖D(x + σz, σ) − x‖² / σ², lower where the prior finds the image typical. The noise depends
+    only on ``seed``, so the candidates of one endpoint are compared on the same draws."""
+    x = shift_batch(torch.from_numpy(np.ascontiguousarray(images))[:, None], offsets)
+    g = torch.Generator().manual_seed(seed)
+    total = torch.zeros(len(x))
+    with torch.no_grad():
+        for sigma in sigmas:
+            for _ in range(repeats):
+                total += ((prior(x + sigma * torch.randn(x.shape, generator=g), sigma) - x) ** 2).flatten(1).sum(1) / sigma ** 2
+    return (total / (len(sigmas) * repeats)).numpy()
+
+
+def most_typical(prior, candidates: np.ndarray, offsets: torch.Tensor) -> np.ndarray:
+    """Per endpoint, the candidate of ``candidates`` (K, N, H, W) with the lowest
+    :func:`denoising_error` (the prior's choice; no classifier or judge)."""
+    errors = np.stack([denoising_error(prior, c, offsets) for c in candidates])
+    return candidates[errors.argmin(0), np.arange(candidates.shape[1])]
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--first", type=int, default=200)
@@ -107,6 +132,9 @@ def main(argv=None) -> dict:
                    help="resample each endpoint by the prior from this noise level (see above)")
     p.add_argument("--best-of", type=int, default=1, metavar="K",
                    help="also keep, of K draws of each resample, the one the recipe's classifiers like best")
+    p.add_argument("--typical", action="store_true",
+                   help="with --best-of: also keep the draw the prior finds most typical (lowest denoising "
+                        "error), and the most typical of the cascade's frame and the draws")
     p.add_argument("--real-floor", action="store_true",
                    help="also resample real test digits (2000 on) and test them against real ones")
     p.add_argument("--prior", default=None, help="finish with this prior (name or .safetensors path), "
@@ -116,6 +144,8 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     if args.best_of < 1:
         p.error("--best-of must be at least 1")
+    if args.typical and args.best_of < 2:
+        p.error("--typical chooses among draws: give --best-of 2 or more")
     images, labels = test_set("mnist")
     digits = range(args.first, args.first + args.digits)
     starts = np.repeat(np.array(digits), 9)
@@ -141,6 +171,11 @@ def main(argv=None) -> dict:
         if args.best_of > 1:
             variants[f"resampled from {spec}, best of {args.best_of}"] = best_of(recipe.classifier, np.stack(draws),
                                                                                  offsets, targets)
+            if args.typical:
+                variants[f"resampled from {spec}, most typical of {args.best_of}"] = most_typical(
+                    recipe.prior, np.stack(draws), offsets)
+                variants[f"the cascade or a resample from {spec}, most typical of {args.best_of + 1}"] = most_typical(
+                    recipe.prior, np.stack([variants[cascade], *draws]), offsets)
     result = {"traversals": len(targets), "first": args.first, "digits": args.digits,
               "prior": args.prior or recipe.recipe.prior, "variants": {}}
     sources = labels[starts]

@@ -161,3 +161,28 @@ def test_best_of_keeps_each_endpoints_draw_the_classifier_likes_best_seen_centre
     # against its target the emptiest draw wins
     kept = module.best_of(classifier, draws, offsets, np.array([0, 0]))
     assert kept[0].sum() == 0 and kept[1].sum() == 0
+
+
+def test_most_typical_keeps_the_candidate_the_prior_denoises_least_seen_centred():
+    """bench_final_denoising --typical: the prior's own choice, its denoising error measured where
+    the recipe's prior sees the frame (ink centred)."""
+    import torch
+
+    module = load_benchmark("bench_final_denoising")
+    template = torch.zeros(1, 1, 28, 28)
+    template[..., 12:16, 12:16] = 1.0
+
+    def prior(noisy, sigma):  # every noisy frame denoised to one typical digit: a centred square
+        return template.expand_as(noisy)
+
+    cands = np.zeros((3, 2, 28, 28), np.float32)
+    cands[0, 0, 12:16, 12:16] = 1.0  # endpoint 0 is moved by (12, 12): its square mid-frame goes off-centre
+    cands[1, 0, 0:4, 0:4] = 1.0      # ... while this one's up-left square lands on the template
+    cands[2, 0, 0:4, 0:4] = 0.5
+    cands[2, 1, 12:16, 12:16] = 1.0  # endpoint 1 is not moved: the exact template wins
+    cands[0, 1, 12:16, 12:16] = 0.6
+    offsets = torch.tensor([[12, 12], [0, 0]])
+    errors = np.stack([module.denoising_error(prior, c, offsets) for c in cands])
+    assert errors[1, 0] == 0 and errors[2, 1] == 0 and (errors > 0).sum() == 4
+    kept = module.most_typical(prior, cands, offsets)
+    assert np.array_equal(kept[0], cands[1, 0]) and np.array_equal(kept[1], cands[2, 1])
