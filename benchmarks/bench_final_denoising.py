@@ -48,8 +48,8 @@ from trav_gui.engine.core.objectives import logprob
 from trav_gui.engine.core.traversal import TraversalConfig
 from trav_gui.engine.data.datasets import test_set
 from trav_gui.engine.models.loading import load_model, load_recipe
-from trav_gui.engine.models.recipes import Recipe
 from trav_gui.engine.models.priors import load_prior
+from trav_gui.engine.models.recipes import Recipe
 from trav_gui.engine.realism import RealismScorer
 
 
