@@ -222,3 +222,36 @@ def test_eps_warmup_is_recorded_on_the_card(tmp_path, mnist_root):
     out = _train(tmp_path, mnist_root, "--eps-warmup", "1")
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["training"]["eps_warmup_epochs"] == 1
+
+
+def test_the_trades_attack_ascends_the_divergence_from_the_clean_prediction():
+    from trav_gui.engine.core.attacks import pgd
+    from trav_gui.engine.core.steps import L2Step
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    torch.nn.init.normal_(model[1].weight, std=0.3)
+    x, y = torch.rand(8, 1, 28, 28), torch.zeros(8, dtype=torch.long)
+    divergence = train.trades_divergence(model, x)
+    assert float(divergence(model(x))) == pytest.approx(0.0, abs=1e-5)
+    step = L2Step(0.5, 2.0)
+    start = pgd(model, x, y, step, 0, generator=torch.Generator().manual_seed(3), loss=divergence)
+    adv = pgd(model, x, y, step, 10, generator=torch.Generator().manual_seed(3), loss=divergence)
+    assert float(divergence(model(adv))) > 2 * float(divergence(model(start))) > 0
+    # the given objective is the one ascended: ascending its negative brings a far start back toward x's prediction
+    far = L2Step(0.25, 8.0)
+    start = pgd(model, x, y, far, 0, generator=torch.Generator().manual_seed(3))
+    back = pgd(model, x, y, far, 20, generator=torch.Generator().manual_seed(3), loss=lambda z: -divergence(z))
+    assert float(divergence(model(back))) < 0.5 * float(divergence(model(start)))
+    assert float((adv - x).flatten(1).norm(dim=1).max()) <= 2.0 + 1e-4
+
+
+def test_trades_training_is_its_own_and_recorded_on_the_card(tmp_path, mnist_root):
+    madry = load_file(str(_train(tmp_path / "madry", mnist_root)))
+    out = _train(tmp_path / "trades", mnist_root, "--loss", "trades", "--trades-beta", "3")
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["training"]["trades_beta"] == 3.0 and card["training"]["recipe"].startswith("TRADES")
+    assert not torch.equal(load_file(str(out))["classifier.3.weight"], madry["classifier.3.weight"])
+    assert "trades_beta" not in json.loads((tmp_path / "madry" / "m.json").read_text())["training"]
+    for bad in (["--kind", "standard", "--loss", "trades"], ["--kind", "robust", "--loss", "trades", "--trades-beta", "0"]):
+        with pytest.raises(SystemExit):
+            train.parse_args([*bad, "--out", "m.safetensors"])

@@ -5,7 +5,10 @@
 
 Robust training (Madry et al. 2018): for every batch, find L2-bounded adversarial examples
 with PGD from a random start, using the very step class the app's traversal uses
-(``trav_gui.engine.core.steps.L2Step``), and take the optimizer step on them.
+(``trav_gui.engine.core.steps.L2Step``), and take the optimizer step on them. With
+``--loss trades`` (Zhang et al. 2019) the attack instead ascends the KL divergence of the
+prediction from the clean one, and the step is on the clean cross-entropy plus β times that
+divergence at the adversarial point (``--trades-beta``, default 6).
 
 After each epoch a checkpoint (``<out>.ckpt/``, safetensors + JSON, no pickle) is written
 atomically; ``--resume <out>.ckpt`` continues after an interrupt, losing at most the epoch in
@@ -61,6 +64,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--attack-steps", type=int, default=7)
     p.add_argument("--attack-step-size", type=float, default=None,
                    help="default: eps / 4 (0.5 for eps 2)")
+    p.add_argument("--loss", choices=["madry", "trades"], default="madry",
+                   help="robust: train on the PGD examples' cross-entropy (Madry et al., default) or with "
+                        "TRADES (Zhang et al. 2019): clean cross-entropy + beta * KL(clean || adversarial)")
+    p.add_argument("--trades-beta", type=float, default=6.0, help="with --loss trades: the weight of the KL term")
     p.add_argument("--arch", choices=sorted(ARCHITECTURES), default="small_cnn")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam, cosine-annealed to 0")
@@ -102,6 +109,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--out must end in .safetensors")
     if args.epochs < 1 or args.eps <= 0 or args.attack_steps < 1 or args.batch_size < 1:
         p.error("--epochs, --eps, --attack-steps and --batch-size must be positive")
+    if args.loss == "trades" and (args.kind != "robust" or args.trades_beta <= 0):
+        p.error("--loss trades trains a robust model with --trades-beta > 0")
     if not 0 <= args.shift <= 8:
         p.error("--shift must be between 0 and 8 pixels")
     if not 0 <= args.eps_warmup <= args.epochs:
@@ -109,6 +118,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.attack_step_size is None:
         args.attack_step_size = args.eps / 4
     return args
+
+
+def trades_divergence(model, x: torch.Tensor):
+    """TRADES's attack objective for clean inputs ``x``: the summed KL divergence of a prediction
+    from the model's (fixed) prediction on ``x``."""
+    with torch.no_grad():
+        clean = F.log_softmax(model(x), 1)
+    return lambda logits: F.kl_div(F.log_softmax(logits, 1), clean, reduction="sum", log_target=True)
 
 
 def lr_at(args: argparse.Namespace, iteration: int, total: int) -> float:
@@ -255,13 +272,20 @@ def train(args: argparse.Namespace) -> dict:
                 model.requires_grad_(False)
                 scale = eps_scale_at(args, epoch * per_epoch + i, per_epoch)
                 batch_step = step if scale == 1.0 else L2Step(args.attack_step_size * scale, args.eps * scale)
-                x = pgd(model, x, y, batch_step, args.attack_steps, random_start=True, generator=gen)
+                clean_x = x
+                x = pgd(model, x, y, batch_step, args.attack_steps, random_start=True, generator=gen,
+                        loss=trades_divergence(model, x) if args.loss == "trades" else None)
                 model.requires_grad_(True)
                 model.train()
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(args, epoch * per_epoch + i, total)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            if args.kind == "robust" and args.loss == "trades":
+                logits, adv_logits = model(torch.cat([clean_x, x])).split(len(y))
+                loss = F.cross_entropy(logits, y) + args.trades_beta * F.kl_div(
+                    F.log_softmax(adv_logits, 1), F.log_softmax(logits, 1), reduction="batchmean", log_target=True)
+            else:
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -296,9 +320,12 @@ def train(args: argparse.Namespace) -> dict:
                         + ("adversarially trained with L2 PGD" if args.kind == "robust"
                            else "standard training on clean images")),
         "training": {
-            "recipe": ("Madry et al. 2018 adversarial training: every batch replaced by L2-PGD "
+            "recipe": ("TRADES (Zhang et al. 2019): clean cross-entropy + beta * KL(clean || adversarial), the "
+                       "adversarial point found by L2-PGD on that KL from a random start" if args.loss == "trades"
+                       else "Madry et al. 2018 adversarial training: every batch replaced by L2-PGD "
                        "adversarial examples from a random start" if args.kind == "robust"
                        else "cross-entropy on clean images"),
+            **({"trades_beta": args.trades_beta} if args.loss == "trades" else {}),
             "eps": args.eps if args.kind == "robust" else None,
             "attack_steps": args.attack_steps if args.kind == "robust" else None,
             "attack_step_size": args.attack_step_size if args.kind == "robust" else None,

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from collections.abc import Callable
+
 from trav_gui.engine.core.steps import Step
 
 __all__ = ["pgd"]
@@ -19,8 +21,9 @@ def pgd(
     iterations: int,
     random_start: bool = True,
     generator: torch.Generator | None = None,
+    loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Projected gradient ascent on the cross-entropy of the true label ``y``.
+    """Projected gradient ascent on the cross-entropy of the true label ``y`` (or on ``loss``).
 
     Parameters
     ----------
@@ -32,6 +35,9 @@ def pgd(
     step : an ``L2Step``/``LinfStep`` with ``eps`` set: the threat model.
     iterations : number of gradient steps.
     random_start : start from a random point of the ball (Madry et al.).
+    loss : what to ascend instead, a function of the logits to a scalar (summed over the batch,
+        so that each example's gradient does not depend on the batch size), e.g. TRADES's
+        KL divergence from the clean prediction; ``y`` is then unused.
 
     Returns
     -------
@@ -45,7 +51,8 @@ def pgd(
     for _ in range(iterations):
         adv.requires_grad_(True)
         with torch.enable_grad():
-            loss = F.cross_entropy(model(adv), y, reduction="sum")
-            (grad,) = torch.autograd.grad(loss, adv)
+            logits = model(adv)
+            value = F.cross_entropy(logits, y, reduction="sum") if loss is None else loss(logits)
+            (grad,) = torch.autograd.grad(value, adv)
         adv = step.advance(adv.detach(), x0, grad)
     return adv.detach()
