@@ -8,7 +8,8 @@ with PGD from a random start, using the very step class the app's traversal uses
 (``trav_gui.engine.core.steps.L2Step``), and take the optimizer step on them. With
 ``--loss trades`` (Zhang et al. 2019) the attack instead ascends the KL divergence of the
 prediction from the clean one, and the step is on the clean cross-entropy plus β times that
-divergence at the adversarial point (``--trades-beta``, default 6).
+divergence at the adversarial point (``--trades-beta``, default 6); the learning curve's train
+loss and accuracy are then TRADES's loss and the clean batch's accuracy.
 
 After each epoch a checkpoint (``<out>.ckpt/``, safetensors + JSON, no pickle) is written
 atomically; ``--resume <out>.ckpt`` continues after an interrupt, losing at most the epoch in
