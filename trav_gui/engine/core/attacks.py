@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from collections.abc import Callable
 
 from trav_gui.engine.core.steps import Step
 

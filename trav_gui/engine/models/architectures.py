@@ -24,8 +24,7 @@ Shape = tuple[int, int, int]
 MNIST_SHAPE: Shape = (1, 28, 28)
 
 __all__ = ["ARCHITECTURES", "ARCHITECTURE_LAYOUTS", "MNIST_SHAPE", "LeNet5", "MLP", "MadryCNN", "PreActResNet18",
-           "Shape",
-           "SmallCNN", "WideCNN", "build", "fitting_architectures"]
+           "Shape", "SmallCNN", "WideCNN", "build", "fitting_architectures"]
 
 
 class SmallCNN(nn.Module):
