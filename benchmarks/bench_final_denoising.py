@@ -118,7 +118,11 @@ def denoising_error(prior, images: np.ndarray, offsets: torch.Tensor, sigmas=(0.
 def most_typical(prior, candidates: np.ndarray, offsets: torch.Tensor) -> np.ndarray:
     """Per endpoint, the candidate of ``candidates`` (K, N, H, W) with the lowest
     :func:`denoising_error` (the prior's choice; no classifier or judge)."""
-    errors = np.stack([denoising_error(prior, c, offsets) for c in candidates])
+    return lowest(candidates, np.stack([denoising_error(prior, c, offsets) for c in candidates]))
+
+
+def lowest(candidates: np.ndarray, errors: np.ndarray) -> np.ndarray:
+    """Per endpoint, the candidate of ``candidates`` (K, N, H, W) whose ``errors`` (K, N) is lowest."""
     return candidates[errors.argmin(0), np.arange(candidates.shape[1])]
 
 
@@ -169,13 +173,15 @@ def main(argv=None) -> dict:
                            float(beta[0]) if beta else 0.0, seed=seed) for seed in range(args.best_of)]
         variants[f"resampled from {spec}"] = draws[0]
         if args.best_of > 1:
-            variants[f"resampled from {spec}, best of {args.best_of}"] = best_of(recipe.classifier, np.stack(draws),
+            draws = np.stack(draws)
+            variants[f"resampled from {spec}, best of {args.best_of}"] = best_of(recipe.classifier, draws,
                                                                                  offsets, targets)
-            if args.typical:
-                variants[f"resampled from {spec}, most typical of {args.best_of}"] = most_typical(
-                    recipe.prior, np.stack(draws), offsets)
-                variants[f"the cascade or a resample from {spec}, most typical of {args.best_of + 1}"] = most_typical(
-                    recipe.prior, np.stack([variants[cascade], *draws]), offsets)
+            if args.typical:  # the cascade's frame and the draws, each scored once
+                candidates = np.concatenate([variants[cascade][None], draws])
+                errors = np.stack([denoising_error(recipe.prior, c, offsets) for c in candidates])
+                variants[f"resampled from {spec}, most typical of {args.best_of}"] = lowest(candidates[1:], errors[1:])
+                variants[f"the cascade or a resample from {spec}, most typical of {args.best_of + 1}"] = lowest(
+                    candidates, errors)
     result = {"traversals": len(targets), "first": args.first, "digits": args.digits,
               "prior": args.prior or recipe.recipe.prior, "variants": {}}
     sources = labels[starts]
