@@ -118,7 +118,12 @@ def denoising_error(prior, images: np.ndarray, offsets: torch.Tensor, sigmas=(0.
 def most_typical(prior, candidates: np.ndarray, offsets: torch.Tensor) -> np.ndarray:
     """Per endpoint, the candidate of ``candidates`` (K, N, H, W) with the lowest
     :func:`denoising_error` (the prior's choice; no classifier or judge)."""
-    return lowest(candidates, np.stack([denoising_error(prior, c, offsets) for c in candidates]))
+    return lowest(candidates, denoising_errors(prior, candidates, offsets))
+
+
+def denoising_errors(prior, candidates: np.ndarray, offsets: torch.Tensor) -> np.ndarray:
+    """(K, N) :func:`denoising_error` of each of ``candidates`` (K, N, H, W)."""
+    return np.stack([denoising_error(prior, c, offsets) for c in candidates])
 
 
 def lowest(candidates: np.ndarray, errors: np.ndarray) -> np.ndarray:
@@ -178,7 +183,7 @@ def main(argv=None) -> dict:
                                                                                  offsets, targets)
             if args.typical:  # the cascade's frame and the draws, each scored once
                 candidates = np.concatenate([variants[cascade][None], draws])
-                errors = np.stack([denoising_error(recipe.prior, c, offsets) for c in candidates])
+                errors = denoising_errors(recipe.prior, candidates, offsets)
                 variants[f"resampled from {spec}, most typical of {args.best_of}"] = lowest(candidates[1:], errors[1:])
                 variants[f"the cascade or a resample from {spec}, most typical of {args.best_of + 1}"] = lowest(
                     candidates, errors)
