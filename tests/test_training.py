@@ -185,6 +185,43 @@ def test_train_prior_writes_a_loadable_prior_that_denoises(tmp_path, mnist_root)
     assert (tmp_path / "score.safetensors.ckpt" / "state.json").is_file()
 
 
+def test_a_prior_with_ema_writes_the_averaged_weights_and_resumes_them(tmp_path, mnist_root, monkeypatch):
+    from training import train_prior
+
+    def run(folder, *extra):
+        out = folder / "score.safetensors"
+        train_prior.main(["--kind", "score", "--epochs", "2", "--limit", "256", "--batch-size", "64",
+                          "--ema", "0.9", "--clip-grad", "1.0", "--data-root", str(mnist_root),
+                          "--out", str(out), "--eval-samples", "50", *extra])
+        return out
+
+    straight = run(tmp_path / "a")
+    card = json.loads(straight.with_suffix(".json").read_text())
+    assert card["training"]["ema_decay"] == 0.9 and card["training"]["clip_grad_norm"] == 1.0
+    written = load_file(str(straight))
+    ckpt = tmp_path / "a" / "score.safetensors.ckpt"
+    last, averaged = load_file(str(ckpt / "model.safetensors")), load_file(str(ckpt / "ema.safetensors"))
+    for key in written:  # what is written is the average, not the last step's weights
+        torch.testing.assert_close(written[key], averaged[f"module.{key}"], rtol=0, atol=0)
+    assert any(not torch.equal(written[k], last[k]) for k in written if written[k].is_floating_point())
+
+    real_save = train_prior.save_checkpoint
+
+    def save_then_interrupt(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_prior, "save_checkpoint", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b")
+    monkeypatch.setattr(train_prior, "save_checkpoint", real_save)
+    resumed = load_file(str(run(tmp_path / "b", "--resume", str(tmp_path / "b" / "score.safetensors.ckpt"))))
+    for key in written:  # the average is restored with the model, not restarted
+        torch.testing.assert_close(written[key], resumed[key], rtol=0, atol=1e-6)
+    with pytest.raises(SystemExit):
+        train_prior.parse_args(["--kind", "score", "--ema", "1.0", "--out", "p.safetensors"])
+
+
 def test_a_wider_score_prior_records_its_width_and_loads_at_it(tmp_path, mnist_root):
     from training import train_prior
     from trav_gui.engine.models.priors import load_prior

@@ -159,12 +159,16 @@ def _ckpt_dir(out: Path) -> Path:
     return out.with_name(out.name + ".ckpt")
 
 
-def save_checkpoint(folder: Path, model, optimizer, epoch: int, history: list[dict], args) -> None:
-    """Write model, optimizer and progress to ``folder`` atomically (no pickle)."""
+def save_checkpoint(folder: Path, model, optimizer, epoch: int, history: list[dict], args,
+                    extra: dict[str, torch.nn.Module] | None = None) -> None:
+    """Write model, optimizer and progress to ``folder`` atomically (no pickle); each module of
+    ``extra`` (an averaged copy of the model, say) as ``<name>.safetensors`` beside them."""
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+    for name, module in (extra or {}).items():
+        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(tmp / f"{name}.safetensors"))
     opt_tensors, opt_scalars = {}, {}
     for idx, state in optimizer.state_dict()["state"].items():
         for key, value in state.items():
@@ -184,9 +188,12 @@ def save_checkpoint(folder: Path, model, optimizer, epoch: int, history: list[di
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(folder: Path, model, optimizer, device="cpu") -> tuple[int, list[dict]]:
+def load_checkpoint(folder: Path, model, optimizer, device="cpu",
+                    extra: dict[str, torch.nn.Module] | None = None) -> tuple[int, list[dict]]:
     meta = json.loads((folder / "state.json").read_text())
     model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(device)))
+    for name, module in (extra or {}).items():
+        module.load_state_dict(load_file(str(folder / f"{name}.safetensors"), device=str(device)))
     tensors = load_file(str(folder / "optimizer.safetensors"), device=str(device))
     state: dict[int, dict] = {}
     for name, value in list(tensors.items()) + list(meta["opt_scalars"].items()):
@@ -221,12 +228,14 @@ def prepare(args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tenso
     return x_train, y_train, x_test, y_test, data_hash
 
 
-def resume_or_start(args, model, optimizer, n: int, device) -> tuple[int, list[dict], int, int]:
-    """The first epoch to run and the history so far (from ``args.resume`` if given), and the
-    iterations per epoch and in all (for the learning-rate schedule)."""
+def resume_or_start(args, model, optimizer, n: int, device,
+                    extra: dict[str, torch.nn.Module] | None = None) -> tuple[int, list[dict], int, int]:
+    """The first epoch to run and the history so far (from ``args.resume`` if given, with the
+    modules of ``extra`` restored too), and the iterations per epoch and in all (for the
+    learning-rate schedule)."""
     start_epoch, history = 0, []
     if args.resume:
-        start_epoch, history = load_checkpoint(args.resume, model, optimizer, device)
+        start_epoch, history = load_checkpoint(args.resume, model, optimizer, device, extra)
         print(f"resumed from {args.resume} after epoch {start_epoch}", file=sys.stderr)
     per_epoch = math.ceil(n / args.batch_size)
     return start_epoch, history, per_epoch, per_epoch * args.epochs

@@ -6,7 +6,9 @@
 ``score``: a noise-conditional U-Net (:class:`trav_gui.engine.models.priors.ScoreUNet`) trained to
 predict the noise added to training images at σ drawn log-uniformly from [σ_min, σ_max]
 (denoising score matching, Song & Ermon 2019). ``dae``: a denoising autoencoder trained at one
-σ to output the clean image. A checkpoint is written after every epoch (``--resume`` goes on
+σ to output the clean image. ``--ema DECAY`` writes an exponential moving average of the weights
+instead of the last ones (as score models' samplers use, Song & Ermon 2020), ``--clip-grad``
+clips each step's gradient norm. A checkpoint is written after every epoch (``--resume`` goes on
 from it); the card records the recipe and the test-set denoising error at several σ.
 """
 
@@ -19,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from training.train import epoch_order, prepare, resume_or_start, save_checkpoint, write_curve
@@ -42,6 +45,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--width", type=int, default=32, help="score: the U-Net's width (channels of its first level)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3, help="Adam, cosine-annealed to 0")
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="write the exponential moving average of the weights with this decay (e.g. 0.999); 0: the last weights")
+    p.add_argument("--clip-grad", type=float, default=0.0, metavar="NORM",
+                   help="clip each step's gradient to this norm; 0: no clipping")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
     p.add_argument("--data-root", default=None)
@@ -58,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--epochs, --batch-size, --width and the noise levels must be positive")
     if args.sigma_min >= args.sigma_max:
         p.error("--sigma-min must be below --sigma-max")
+    if not 0.0 <= args.ema < 1.0 or args.clip_grad < 0:
+        p.error("--ema must be in [0, 1) and --clip-grad not negative")
     return args
 
 
@@ -95,8 +104,12 @@ def train(args: argparse.Namespace) -> dict:
     sized = {"width": args.width} if args.kind == "score" else {}
     model = PRIOR_ARCHITECTURES[args.kind](channels=get_dataset(args.dataset).channels, **sized).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    # The averaged weights are the ones evaluated and written; without --ema, the model itself.
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema), use_buffers=True) if args.ema else None
+    extra = {"ema": ema} if ema is not None else None
     n = len(x_train)
-    start_epoch, history, per_epoch, total = resume_or_start(args, model, optimizer, n, device)
+    start_epoch, history, per_epoch, total = resume_or_start(args, model, optimizer, n, device, extra)
+    final = ema.module if ema is not None else model
     for epoch in range(start_epoch, args.epochs):
         t0 = time.time()
         gen, order = epoch_order(args.seed, epoch, n, device)
@@ -113,20 +126,24 @@ def train(args: argparse.Namespace) -> dict:
             loss = loss_of(model, args.kind, x, sigma, noise)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if args.clip_grad:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
             optimizer.step()
+            if ema is not None:
+                ema.update_parameters(model)
             loss_sum += loss.item()
             bar.set_postfix(loss=f"{loss_sum / (i + 1):.4f}")
         bar.close()
-        model.eval()
-        err = denoising_error(model, x_eval, args.sigma if args.kind == "dae" else 0.2)
+        final.eval()
+        err = denoising_error(final, x_eval, args.sigma if args.kind == "dae" else 0.2)
         history.append({"epoch": epoch + 1, "loss": round(loss_sum / per_epoch, 5), "denoising_mse": round(err, 6),
                         "seconds": round(time.time() - t0, 1)})
         print(f"epoch {epoch + 1}: loss {loss_sum / per_epoch:.4f}  test denoising MSE "
               f"{err:.5f}", file=sys.stderr)
-        save_checkpoint(args.out.with_name(args.out.name + ".ckpt"), model, optimizer, epoch + 1, history, args)
+        save_checkpoint(args.out.with_name(args.out.name + ".ckpt"), model, optimizer, epoch + 1, history, args, extra)
         write_curve(args.out.with_suffix(".curve.csv"), history, CURVE_FIELDS)
-    model.eval()
-    evaluation = {f"{s:g}": round(denoising_error(model, x_eval, s), 6) for s in EVAL_SIGMAS}
+    final.eval()
+    evaluation = {f"{s:g}": round(denoising_error(final, x_eval, s), 6) for s in EVAL_SIGMAS}
     card = {
         "name": args.out.stem,
         "prior": args.kind,
@@ -137,6 +154,8 @@ def train(args: argparse.Namespace) -> dict:
         **({"width": args.width} if args.kind == "score" and args.width != 32 else {}),
         "training": {"epochs": args.epochs, "batch_size": args.batch_size, "optimizer": "Adam", "lr": args.lr,
                      "lr_schedule": "cosine to 0, per iteration", "seed": args.seed, "train_samples": n,
+                     **({"ema_decay": args.ema} if args.ema else {}),
+                     **({"clip_grad_norm": args.clip_grad} if args.clip_grad else {}),
                      "data_sha256": data_hash, "wall_seconds": round(sum(h["seconds"] for h in history), 1),
                      "torch": torch.__version__, "trav_gui": __version__},
         "evaluation": {"test_samples": len(x_eval),
@@ -144,7 +163,7 @@ def train(args: argparse.Namespace) -> dict:
                        "note": "mean squared error of the clean estimate per pixel; the noisy input's is sigma^2"},
         "learning_curve": history,
     }
-    card = save_prior(model, args.out, card)
+    card = save_prior(final, args.out, card)
     print(f"wrote {args.out}; test denoising MSE by sigma: {evaluation}", file=sys.stderr)
     return card
 
