@@ -1,7 +1,7 @@
 """Levers for the two-sample test, measured outside the recipe: finish the recipe's endpoints.
 
     python benchmarks/bench_final_denoising.py [--first 200] [--digits 50] [--cascade 0.3 0.1 0.05]
-        [--resample 0.5:20 0.7:20:1 ...] [--best-of K [--typical]] [--real-floor] [--prior PRIOR] [--name NAME]
+        [--resample 0.5:20 0.7:20:1 ...] [--best-of K [--typical] [--accept P]] [--real-floor] [--prior PRIOR] [--name NAME]
 
 Traverses test digits ``--first`` … ``+--digits`` to each of the 9 other classes with the shipped
 ``realistic`` recipe (200 L2 steps of 0.1), then replaces each endpoint (the frame its stop rule
@@ -14,7 +14,9 @@ every clean estimate but the last: classifier guidance). ``--best-of K`` also dr
 K times (seeds 0 … K-1) and keeps, per endpoint, the draw the recipe's own classifiers give the
 highest probability of the target (seen centred; the judge plays no part); with ``--typical`` also
 the draw the prior itself finds most typical (lowest denoising score-matching loss), and the most
-typical of the cascade's frame and the draws. ``--real-floor`` resamples real test
+typical of the cascade's frame and the draws; with ``--accept P`` also the first draw the
+classifiers still call the target with p ≥ P, else the cascade's frame (rejection sampling: a
+typical draw of the class, not the boldest). ``--real-floor`` resamples real test
 digits the same way (the test against other real digits: does the prior itself give frames away?
 and does what it redraws still pass the success rule, as real digits do?). ``--prior`` (a prior's
 name or ``.safetensors`` path) finishes with another prior than the recipe's: the traversals, and
@@ -90,13 +92,32 @@ def resampled(recipe, images: np.ndarray, offsets: torch.Tensor, targets: np.nda
     return shift_batch(x.clamp(0, 1), -offsets)[:, 0].detach().numpy()
 
 
+def target_logprobs(classifier, draws: np.ndarray, offsets: torch.Tensor, targets: np.ndarray) -> np.ndarray:
+    """(K, N): the log-probability of each endpoint's target under ``classifier`` for each of
+    ``draws`` (K, N, H, W), each image seen moved by its ``offsets`` (as the recipe sees it)."""
+    t = torch.from_numpy(targets)
+    with torch.no_grad():
+        return torch.stack([logprob(classifier(shift_batch(torch.from_numpy(d)[:, None], offsets)), t)
+                            for d in draws]).numpy()
+
+
 def best_of(classifier, draws: np.ndarray, offsets: torch.Tensor, targets: np.ndarray) -> np.ndarray:
     """Per endpoint, the draw of ``draws`` (K, N, H, W) whose log-probability of its target under
     ``classifier`` (each image seen moved by its ``offsets``, as the recipe sees it) is highest."""
-    t = torch.from_numpy(targets)
-    with torch.no_grad():
-        scores = torch.stack([logprob(classifier(shift_batch(torch.from_numpy(d)[:, None], offsets)), t) for d in draws])
-    return draws[scores.argmax(0).numpy(), np.arange(draws.shape[1])]
+    scores = target_logprobs(classifier, draws, offsets, targets)
+    return draws[scores.argmax(0), np.arange(draws.shape[1])]
+
+
+def first_accepted(classifier, draws: np.ndarray, offsets: torch.Tensor, targets: np.ndarray, p_min: float,
+                   fallback: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rejection sampling: per endpoint, the first of ``draws`` (K, N, H, W) that ``classifier``
+    (seen as :func:`best_of` sees it) still calls its target with p ≥ ``p_min``; where none does,
+    its ``fallback`` frame (N, H, W). Unlike :func:`best_of` it keeps a typical accepted draw, not
+    the one the classifier likes best. Also returns which endpoints had an accepted draw."""
+    ok = target_logprobs(classifier, draws, offsets, targets) >= np.log(p_min)
+    has = ok.any(0)
+    chosen = draws[ok.argmax(0), np.arange(draws.shape[1])]
+    return np.where(has[:, None, None], chosen, fallback), has
 
 
 def denoising_error(prior, images: np.ndarray, offsets: torch.Tensor, sigmas=(0.1, 0.2, 0.3, 0.5), repeats: int = 4,
@@ -144,6 +165,9 @@ def main(argv=None) -> dict:
     p.add_argument("--typical", action="store_true",
                    help="with --best-of: also keep the draw the prior finds most typical (lowest denoising "
                         "error), and the most typical of the cascade's frame and the draws")
+    p.add_argument("--accept", type=float, default=None, metavar="P",
+                   help="with --best-of: also keep the first draw the recipe's classifiers call the target with "
+                        "p >= P, else the cascade's frame (rejection sampling)")
     p.add_argument("--real-floor", action="store_true",
                    help="also resample real test digits (2000 on) and test them against real ones")
     p.add_argument("--prior", default=None, help="finish with this prior (name or .safetensors path), "
@@ -153,6 +177,8 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     if args.best_of < 1:
         p.error("--best-of must be at least 1")
+    if args.accept is not None and not (args.best_of >= 2 and 0 < args.accept < 1):
+        p.error("--accept P needs --best-of 2 or more and P in (0, 1)")
     if args.typical and args.best_of < 2:
         p.error("--typical chooses among draws: give --best-of 2 or more")
     images, labels = test_set("mnist")
@@ -168,6 +194,7 @@ def main(argv=None) -> dict:
     if args.prior is not None:  # the endpoints above are the shipped recipe's; the finish is this prior's
         recipe.prior = load_prior(args.prior)[0]
     variants = {"endpoint (shipped)": run["last_img"]}
+    accepted = {}  # per --accept variant: the share of endpoints with an accepted draw
     for sigma in args.sigmas:
         variants[f"denoised at {sigma:g}"] = denoised(recipe.prior, run["last_img"], offsets, [sigma])
     cascade = "denoised at " + " then ".join(f"{s:g}" for s in args.cascade)
@@ -181,6 +208,11 @@ def main(argv=None) -> dict:
             draws = np.stack(draws)
             variants[f"resampled from {spec}, best of {args.best_of}"] = best_of(recipe.classifier, draws,
                                                                                  offsets, targets)
+            if args.accept is not None:
+                name = f"resampled from {spec}, first of {args.best_of} with p >= {args.accept:g}, else the cascade"
+                variants[name], has = first_accepted(recipe.classifier, draws, offsets, targets, args.accept,
+                                                     variants[cascade])
+                accepted[name] = float(has.mean())
             if args.typical:  # the cascade's frame and the draws, each scored once
                 candidates = np.concatenate([variants[cascade][None], draws])
                 errors = denoising_errors(recipe.prior, candidates, offsets)
@@ -197,6 +229,8 @@ def main(argv=None) -> dict:
                                                               for c in np.unique(sources)},
                                     "two_sample_last": two_sample_accuracy(last, real), "pixels": pixel_profile(last)}
         v = result["variants"][name]
+        if name in accepted:
+            v["accepted"] = accepted[name]
         print(f"{name:<32} success at the endpoint {100 * v['success_last']:.1f} %, two-sample "
               f"{100 * v['two_sample_last']:.1f} %, black {100 * v['pixels']['black']:.0f} %, haze "
               f"{100 * v['pixels']['haze']:.0f} %, start 0 {100 * v['success_last_by_start'].get(0, np.nan):.0f} %",

@@ -163,6 +163,36 @@ def test_best_of_keeps_each_endpoints_draw_the_classifier_likes_best_seen_centre
     assert kept[0].sum() == 0 and kept[1].sum() == 0
 
 
+def test_first_accepted_keeps_the_first_draw_still_called_the_target_else_the_fallback():
+    """bench_final_denoising --accept: rejection sampling, judged where the recipe sees the frame
+    (ink centred); an endpoint with no accepted draw keeps its fallback frame."""
+    import torch
+
+    module = load_benchmark("bench_final_denoising")
+    draws = np.zeros((3, 3, 28, 28), np.float32)
+    draws[0, 0, 12:16, 12:16] = 1.0   # endpoint 0 is moved by (12, 12): its mid-frame ink goes off-centre
+    draws[1, 0, 0:4, 0:4] = 0.1       # faint up-left ink lands mid-frame: p(3) = 0.62, accepted at 0.5
+    draws[2, 0, 0:4, 0:4] = 1.0       # bolder, and later: best_of would keep it, rejection does not
+    draws[0, 1, 12:16, 12:16] = 1.0   # endpoint 1, not moved: the first draw is accepted
+    draws[2, 1, 12:16, 12:16] = 1.0
+    fallback = np.full((3, 28, 28), 0.25, np.float32)  # endpoint 2 has no ink in any draw
+    offsets = torch.tensor([[12, 12], [0, 0], [0, 0]])
+
+    def classifier(images):  # class 3's logit: the ink in the frame's centre, against 9 empty classes
+        logits = torch.zeros(len(images), 10)
+        logits[:, 3] = 2 * images[:, 0, 12:16, 12:16].sum((1, 2))
+        return logits
+
+    targets = np.array([3, 3, 3])
+    kept, has = module.first_accepted(classifier, draws, offsets, targets, 0.5, fallback)
+    assert has.tolist() == [True, True, False]
+    assert np.array_equal(kept[0], draws[1, 0]) and np.array_equal(kept[1], draws[0, 1])
+    assert np.array_equal(kept[2], fallback[2])
+    assert np.array_equal(module.best_of(classifier, draws, offsets, targets)[0], draws[2, 0])
+    kept, has = module.first_accepted(classifier, draws, offsets, targets, 0.99, fallback)
+    assert has.tolist() == [True, True, False] and np.array_equal(kept[0], draws[2, 0])
+
+
 def test_most_typical_keeps_the_candidate_the_prior_denoises_least_seen_centred():
     """bench_final_denoising --typical: the prior's own choice, its denoising error measured where
     the recipe's prior sees the frame (ink centred)."""
