@@ -191,6 +191,7 @@ def test_first_accepted_keeps_the_first_draw_still_called_the_target_else_the_fa
     assert np.array_equal(module.best_of(classifier, draws, offsets, targets)[0], draws[2, 0])
     kept, has = module.first_accepted(classifier, draws, offsets, targets, 0.99, fallback)
     assert has.tolist() == [True, True, False] and np.array_equal(kept[0], draws[2, 0])
+    assert module.draw_counts(8) == [2, 4, 8] and module.draw_counts(6) == [2, 4, 6] and module.draw_counts(2) == [2]
 
 
 def test_most_typical_keeps_the_candidate_the_prior_denoises_least_seen_centred():
