@@ -271,7 +271,11 @@ def main(argv=None) -> dict:
     (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     pick = np.arange(0, len(targets), max(1, len(targets) // 16))[:16]
     rows = {"start": x0[pick], "endpoint (shipped)": run["last_img"][pick], "+ " + cascade: variants[cascade][pick]}
-    rows.update({f"+ resampled from {spec}": variants[f"resampled from {spec}"][pick] for spec in args.resample})
+    for spec in args.resample:
+        rows[f"+ resampled from {spec}"] = variants[f"resampled from {spec}"][pick]
+        if args.accept is not None:
+            rows[f"+ the first of {args.best_of} with p >= {args.accept:g}"] = variants[
+                f"resampled from {spec}, first of {args.best_of} with p >= {args.accept:g}, else the cascade"][pick]
     frames_figure({**rows, "real, same class": real[np.searchsorted(np.sort(targets), targets[pick])]},
                   args.out / f"{args.name}_frames.png")
     print(f"wrote {args.out}/{args.name}.json and its frames PNG", file=sys.stderr)
