@@ -1,9 +1,11 @@
 """Levers for the two-sample test, measured outside the recipe: finish the recipe's endpoints.
 
     python benchmarks/bench_final_denoising.py [--first 200] [--digits 50] [--cascade 0.3 0.1 0.05]
-        [--resample 0.5:20 0.7:20:1 ...] [--best-of K [--typical] [--accept P]] [--real-floor] [--prior PRIOR] [--name NAME]
+        [--resample 0.5:20 0.7:20:1 ...] [--best-of K [--typical] [--accept P]] [--real-floor] [--prior PRIOR]
+        [--start-class C ...] [--name NAME]
 
-Traverses test digits ``--first`` … ``+--digits`` to each of the 9 other classes with the shipped
+Traverses test digits ``--first`` … ``+--digits`` (with ``--start-class C …``: the ``--first``-th to
+the ``+--digits``-th test digit of each class C) to each of the 9 other classes with the shipped
 ``realistic`` recipe (200 L2 steps of 0.1), then replaces each endpoint (the frame its stop rule
 stopped at) by its prior's clean estimate D(x, σ) (Tweedie's formula: what a score-based
 sampler's last step does), seen centred as the recipe sees it, at each σ alone and at the
@@ -161,6 +163,9 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--first", type=int, default=200)
     p.add_argument("--digits", type=int, default=50)
+    p.add_argument("--start-class", type=int, nargs="+", default=None, metavar="C",
+                   help="start from test digits of these classes only: the --first-th to the (--first + --digits)-th "
+                        "of each (--first 0 --digits 20 and every class: the success map's starts)")
     p.add_argument("--sigmas", nargs="+", type=float, default=[0.3, 0.15, 0.08], help="each alone")
     p.add_argument("--cascade", nargs="+", type=float, default=[0.3, 0.1, 0.05], help="in turn")
     p.add_argument("--resample", nargs="*", default=[], metavar="SIGMA:STEPS[:BETA]",
@@ -184,10 +189,14 @@ def main(argv=None) -> dict:
         p.error("--best-of must be at least 1")
     if args.accept is not None and not (args.best_of >= 2 and 0 < args.accept < 1):
         p.error("--accept P needs --best-of 2 or more and P in (0, 1)")
+    if args.start_class is not None and not all(0 <= c <= 9 for c in args.start_class):
+        p.error("--start-class takes digits, 0 to 9")
     if args.typical and args.best_of < 2:
         p.error("--typical chooses among draws: give --best-of 2 or more")
     images, labels = test_set("mnist")
-    digits = range(args.first, args.first + args.digits)
+    digits = (range(args.first, args.first + args.digits) if args.start_class is None
+              else np.concatenate([np.flatnonzero(labels == c)[args.first: args.first + args.digits]
+                                   for c in args.start_class]))
     starts = np.repeat(np.array(digits), 9)
     targets = np.array([t for i in digits for t in range(10) if t != labels[i]])
     x0 = images[starts].astype(np.float32) / 255.0
@@ -233,6 +242,8 @@ def main(argv=None) -> dict:
         result["variants"][name] = {"success_last": float(ok.mean()),
                                     "success_last_by_start": {int(c): float(ok[sources == c].mean())
                                                               for c in np.unique(sources)},
+                                    "success_last_by_target": {int(c): float(ok[targets == c].mean())
+                                                               for c in np.unique(targets)},
                                     "two_sample_last": two_sample_accuracy(last, real), "pixels": pixel_profile(last)}
         v = result["variants"][name]
         if name in accepted:
