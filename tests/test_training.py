@@ -220,6 +220,9 @@ def test_a_prior_with_ema_writes_the_averaged_weights_and_resumes_them(tmp_path,
         torch.testing.assert_close(written[key], resumed[key], rtol=0, atol=1e-6)
     with pytest.raises(SystemExit):
         train_prior.parse_args(["--kind", "score", "--ema", "1.0", "--out", "p.safetensors"])
+    (ckpt / "ema.safetensors").unlink()  # a checkpoint written without --ema, resumed with it: one clear line
+    with pytest.raises(SystemExit, match="no ema.safetensors.*without --ema"):
+        run(tmp_path / "a", "--resume", str(ckpt))
 
 
 def test_a_wider_score_prior_records_its_width_and_loads_at_it(tmp_path, mnist_root):

@@ -193,6 +193,9 @@ def load_checkpoint(folder: Path, model, optimizer, device="cpu",
     meta = json.loads((folder / "state.json").read_text())
     model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(device)))
     for name, module in (extra or {}).items():
+        if not (folder / f"{name}.safetensors").is_file():
+            sys.exit(f"error: {folder} has no {name}.safetensors: it was written without --{name}; "
+                     f"resume it without --{name}, or start again")
         module.load_state_dict(load_file(str(folder / f"{name}.safetensors"), device=str(device)))
     tensors = load_file(str(folder / "optimizer.safetensors"), device=str(device))
     state: dict[int, dict] = {}

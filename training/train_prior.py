@@ -24,7 +24,13 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from training.train import epoch_order, prepare, resume_or_start, save_checkpoint, write_curve
+from training.train import (
+    epoch_order,
+    prepare,
+    resume_or_start,
+    save_checkpoint,
+    write_curve,
+)
 from trav_gui import __version__
 from trav_gui.engine.data.datasets import DEFAULT_DATASET, all_datasets, get_dataset
 from trav_gui.engine.models.priors import PRIOR_ARCHITECTURES, save_prior
