@@ -393,12 +393,19 @@ def frames_figure(rows: dict[str, np.ndarray], path: Path, scale: int = 3, gap: 
 
 
 def real_pool(images, labels, classes: np.ndarray) -> np.ndarray:
-    """Real test digits 1000-1999 (never starts or references), drawn to match ``classes``' mix."""
+    """Real test digits 1000-1999 (never starts or references), drawn to match ``classes``' mix.
+    A class asked for more often than those hold (about 100 each) takes its next digits from test
+    digits 4000 on, so that no real digit repeats (a repeat could sit on both sides of the
+    two-sample test's split); only beyond those does the pool repeat."""
     x = images[1000:2000].astype(np.float32) / 255.0
     y = labels[1000:2000].astype(int)
+    spare_y = labels[4000:].astype(int)
     out = []
     for c, k in zip(*np.unique(classes, return_counts=True)):
         pool = x[y == c]
+        if k > len(pool):
+            more = np.flatnonzero(spare_y == c)[: k - len(pool)] + 4000
+            pool = np.concatenate([pool, images[more].astype(np.float32) / 255.0])
         out.append(pool[np.arange(k) % len(pool)])
     return np.concatenate(out) if out else x[:0]
 

@@ -89,6 +89,11 @@ def test_the_two_sample_test_tells_noisy_digits_from_real_ones_but_not_real_from
     assert bench.two_sample_accuracy(a, b, splits=1, epochs=15) < 0.7
     pool = bench.real_pool(images, labels, np.array([3, 3, 5]))
     assert pool.shape == (3, 28, 28)
+    # more 3s than test digits 1000-1999 hold: the first are as before, the rest new, none repeated
+    held = images[1000:2000][labels[1000:2000] == 3].astype(np.float32) / 255.0
+    big = bench.real_pool(images, labels, np.full(len(held) + 40, 3))
+    assert np.array_equal(big[: len(held)], held)
+    assert len(np.unique(big.reshape(len(big), -1), axis=0)) == len(big)
 
 
 def test_the_pixel_profile_tells_haze_from_black(bench):
