@@ -122,6 +122,11 @@ def first_accepted(classifier, draws: np.ndarray, offsets: torch.Tensor, targets
     return np.where(has[:, None, None], chosen, fallback), has
 
 
+def accepted_name(spec: str, k: int, p_min: float) -> str:
+    """The variant's name of ``--accept``: the first of ``k`` redraws from ``spec`` with p ≥ ``p_min``."""
+    return f"resampled from {spec}, first of {k} with p >= {p_min:g}, else the cascade"
+
+
 def draw_counts(k: int) -> list[int]:
     """The numbers of draws ``--accept`` is measured with: 2, 4, 8, … below ``k``, and ``k``."""
     return sorted({2 ** i for i in range(1, k.bit_length()) if 2 ** i < k} | {k})
@@ -224,7 +229,7 @@ def main(argv=None) -> dict:
                                                                                  offsets, targets)
             if args.accept is not None:  # the first k draws, for k = 2, 4, … up to K (seeds 0 … k-1)
                 for k in draw_counts(args.best_of):
-                    name = f"resampled from {spec}, first of {k} with p >= {args.accept:g}, else the cascade"
+                    name = accepted_name(spec, k, args.accept)
                     variants[name], has = first_accepted(recipe.classifier, draws[:k], offsets, targets, args.accept,
                                                          variants[cascade])
                     accepted[name] = float(has.mean())
@@ -268,8 +273,9 @@ def main(argv=None) -> dict:
                                seed=seed) for seed in range(args.best_of if args.accept is not None else 1)]
             outs = {f"resampled from {spec}": draws[0]}
             if args.accept is not None:  # real digits redrawn as the endpoints are: is the price the prior's?
-                outs.update({f"resampled from {spec}, first of {k} with p >= {args.accept:g}, else the cascade":
-                             first_accepted(recipe.classifier, np.stack(draws[:k]), own, own_class, args.accept,
+                stacked = np.stack(draws)
+                outs.update({accepted_name(spec, k, args.accept):
+                             first_accepted(recipe.classifier, stacked[:k], own, own_class, args.accept,
                                             floor_cascade)[0] for k in draw_counts(args.best_of)})
             for key, out in outs.items():
                 result["real_floor"][key] = two_sample_accuracy(out, real)
@@ -286,7 +292,7 @@ def main(argv=None) -> dict:
         rows[f"+ resampled from {spec}"] = variants[f"resampled from {spec}"][pick]
         if args.accept is not None:
             rows[f"+ the first of {args.best_of} with p >= {args.accept:g}"] = variants[
-                f"resampled from {spec}, first of {args.best_of} with p >= {args.accept:g}, else the cascade"][pick]
+                accepted_name(spec, args.best_of, args.accept)][pick]
     frames_figure({**rows, "real, same class": real[np.searchsorted(np.sort(targets), targets[pick])]},
                   args.out / f"{args.name}_frames.png")
     print(f"wrote {args.out}/{args.name}.json and its frames PNG", file=sys.stderr)
