@@ -71,8 +71,6 @@ def test_ensemble_logits_are_the_mean_log_probability():
     ({"models": ["robust"], "prior": "p", "finish_sigmas": [0.3]}, "stop rule"),
     ({"models": ["robust"], "stop": "confident", "finish_sigmas": [0.3]}, "needs a prior"),
     ({"models": ["robust"], "prior": "p", "stop": "confident", "finish_noise": True}, "finish_noise needs"),
-    ({"models": ["robust"], "prior_target": True}, "prior_target needs a prior"),
-    ({"models": ["robust"], "prior": "p", "prior_target": 1}, "prior_target must be true or false"),
 ])
 def test_bad_recipes_are_refused_naming_the_setting(bad, message):
     with pytest.raises(RecipeError, match=message):
@@ -240,80 +238,6 @@ def test_priors_map_images_to_images_and_refuse_a_changed_file(cls, tmp_path):
         load_prior(tmp_path / "p.safetensors")
     with pytest.raises(PriorLoadError, match="no prior"):
         load_prior("no-such-prior")
-
-
-class TargetPrior(nn.Module):
-    """A class-conditional "denoiser" that answers the class it is told, as a grey level: the
-    pull is exactly (y/10 − x); with no class told it answers 0."""
-
-    classes = 10
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.told = []
-
-    def forward(self, x, sigma, y=None):
-        self.told.append(None if y is None else y.tolist())
-        level = torch.zeros(len(x)) if y is None else y.float() / 10
-        return level.view(-1, 1, 1, 1).expand_as(x).clone()
-
-
-def test_a_prior_told_the_target_pulls_each_trajectory_toward_its_own_target_class():
-    clf = Linear(0)
-    x0 = torch.full((2, 1, 28, 28), 0.5)
-    plain = list(traverse([clf], x0, [3, 7], TraversalConfig(steps=1, step_size=0.5)))
-    prior = TargetPrior()
-    recipe = Recipe(("x",), prior="p", prior_weight=0.25, sigma_max=0.3, sigma_min=0.3, prior_target=True)
-    frames = list(traverse([Guided(clf, recipe, prior)], x0, [3, 7], TraversalConfig(steps=1, step_size=0.5)))
-    moved = plain[1].images[0]
-    for i, level in enumerate((0.3, 0.7)):
-        assert np.allclose(frames[1].images[0, i], moved[i] + 0.25 * (level - moved[i]), atol=1e-6)
-    assert prior.told == [[3, 7]]
-    # not told: the same prior pulls toward its no-class answer
-    untold = TargetPrior()
-    frames = list(traverse([Guided(clf, Recipe(("x",), prior="p", prior_weight=0.25), untold)], x0, [3, 7],
-                           TraversalConfig(steps=1, step_size=0.5)))
-    assert untold.told == [None] and np.allclose(frames[1].images[0], 0.75 * moved, atol=1e-6)
-
-
-def test_a_prior_told_the_target_is_told_only_the_finishing_trajectories_targets():
-    clf = Linear(0)
-    x0 = torch.full((3, 1, 28, 28), 0.5)
-    prior = TargetPrior()
-    recipe = Recipe(("x",), prior="p", prior_weight=0.1, stop="confident", confident_prob=1e-6,
-                    finish_sigmas=(0.3, 0.1), prior_target=True)
-    frames = list(traverse([Guided(clf, recipe, prior)], x0, [1, 2, 5], TraversalConfig(steps=5, step_size=0.1)))
-    # confident at step 0: the finish replaces each frame by the prior's answer for its own target
-    assert np.allclose(frames[-1].images[0, :, 0, 0], [0.1, 0.2, 0.5], atol=1e-6)
-    assert all(told == [1, 2, 5] for told in prior.told)
-
-
-def test_prior_target_needs_a_class_conditional_prior_and_the_targets():
-    with pytest.raises(RecipeError, match="class-conditional"):
-        Guided(Linear(0), Recipe(("x",), prior="p", prior_target=True), ConstantPrior(0.2))
-    guided = Guided(Linear(0), Recipe(("x",), prior="p", prior_target=True), TargetPrior())
-    with pytest.raises(RecipeError, match="targets"):
-        guided.start(1, torch.device("cpu"), x0=torch.zeros(1, 1, 28, 28))
-
-
-def test_a_class_conditional_score_prior_is_told_a_class_or_none_and_round_trips(tmp_path):
-    net = ScoreUNet(classes=10)
-    x = torch.rand(4, 1, 28, 28)
-    with torch.no_grad():
-        net.label_full.weight.normal_()  # classes told apart from the start
-        told, untold = net(x, 0.3, torch.tensor([0, 1, 2, 3])), net(x, 0.3)
-        assert not torch.allclose(told, untold)
-        assert torch.equal(untold, net(x, 0.3, torch.full((4,), 10)))  # None is the no-class index
-        assert torch.equal(net(x, 0.3, torch.tensor(2)), net(x, 0.3, torch.full((4,), 2)))
-    save_prior(net, tmp_path / "c.safetensors", {"prior": "score", "dataset": "mnist", "classes": 10})
-    loaded, card = load_prior(tmp_path / "c.safetensors")
-    assert card.classes == 10 and loaded.classes == 10
-    assert torch.allclose(loaded(x, 0.3, torch.tensor([0, 1, 2, 3])), told, atol=1e-6)
-    with pytest.raises(ValueError, match="not class-conditional"):
-        ScoreUNet()(x, 0.3, torch.tensor([0, 1, 2, 3]))
-    save_prior(net, tmp_path / "d.safetensors", {"prior": "score", "dataset": "mnist", "classes": 9})
-    with pytest.raises(PriorLoadError, match="classes"):
-        load_prior(tmp_path / "d.safetensors")
 
 
 def test_score_model_noise_parametrization_gives_identity_at_zero_noise_prediction():

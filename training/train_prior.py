@@ -6,9 +6,7 @@
 ``score``: a noise-conditional U-Net (:class:`trav_gui.engine.models.priors.ScoreUNet`) trained to
 predict the noise added to training images at σ drawn log-uniformly from [σ_min, σ_max]
 (denoising score matching, Song & Ermon 2019). ``dae``: a denoising autoencoder trained at one
-σ to output the clean image. ``--conditional`` makes a score model class-conditional: it is
-told each training image's class, except for ``--drop-label`` of them, which it is told no
-class (so one model denoises toward a class or toward any image). ``--ema DECAY`` writes an exponential moving average of the weights
+σ to output the clean image. ``--ema DECAY`` writes an exponential moving average of the weights
 instead of the last ones (as score models' samplers use, Song & Ermon 2020), ``--clip-grad``
 clips each step's gradient norm. A checkpoint is written after every epoch (``--resume`` goes on
 from it); the card records the recipe and the test-set denoising error at several σ.
@@ -51,10 +49,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sigma-min", type=float, default=0.02, help="score: smallest training noise level")
     p.add_argument("--sigma-max", type=float, default=1.0, help="score: largest training noise level")
     p.add_argument("--width", type=int, default=32, help="score: the U-Net's width (channels of its first level)")
-    p.add_argument("--conditional", action="store_true",
-                   help="score: a class-conditional prior (told the class; a recipe's prior_target uses it)")
-    p.add_argument("--drop-label", type=float, default=0.1,
-                   help="--conditional: the share of training images told no class")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3, help="Adam, cosine-annealed to 0")
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
@@ -77,10 +71,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--epochs, --batch-size, --width and the noise levels must be positive")
     if args.sigma_min >= args.sigma_max:
         p.error("--sigma-min must be below --sigma-max")
-    if args.conditional and args.kind != "score":
-        p.error("--conditional needs --kind score")
-    if not 0.0 <= args.drop_label < 1.0:
-        p.error("--drop-label must be in [0, 1)")
     if not 0.0 <= args.ema < 1.0 or args.clip_grad < 0:
         p.error("--ema must be in [0, 1) and --clip-grad not negative")
     return args
@@ -93,45 +83,31 @@ def _sigmas(args, n: int, generator: torch.Generator) -> torch.Tensor:
     return torch.exp(lo + (hi - lo) * torch.rand(n, generator=generator))
 
 
-def loss_of(model, kind: str, x: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor,
-            y: torch.Tensor | None = None) -> torch.Tensor:
-    """dae: squared error of the clean estimate; score: of the noise estimate (both per pixel).
-    ``y``: the classes a conditional prior is told."""
+def loss_of(model, kind: str, x: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """dae: squared error of the clean estimate; score: of the noise estimate (both per pixel)."""
     s = sigma.view(-1, 1, 1, 1)
-    clean = model(x + s * noise, sigma) if y is None else model(x + s * noise, sigma, y)
+    clean = model(x + s * noise, sigma)
     if kind == "dae":
         return ((clean - x) ** 2).mean()
     return (((x + s * noise - clean) / s - noise) ** 2).mean()
 
 
 @torch.no_grad()
-def denoising_error(model, x: torch.Tensor, sigma: float, seed: int = 0, y: torch.Tensor | None = None) -> float:
+def denoising_error(model, x: torch.Tensor, sigma: float, seed: int = 0) -> float:
     """Mean squared error per pixel of the clean estimate of ``x`` noised at ``sigma``
-    (the noisy image's own error is sigma²); with ``y``, a conditional prior told those classes."""
+    (the noisy image's own error is sigma²)."""
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn(x.shape, generator=g).to(x.device)
-    ys = [None] * len(noise.split(500)) if y is None else y.split(500)
-    errs = [((model(xb + sigma * nb, sigma, *([] if yb is None else [yb])) - xb) ** 2).mean().item() * len(xb)
-            for xb, nb, yb in zip(x.split(500), noise.split(500), ys)]
+    errs = [((model(xb + sigma * nb, sigma) - xb) ** 2).mean().item() * len(xb)
+            for xb, nb in zip(x.split(500), noise.split(500))]
     return sum(errs) / len(x)
 
 
-def _told(y: torch.Tensor, drop: float, classes: int, generator: torch.Generator) -> torch.Tensor:
-    """The classes a conditional prior is told in training: ``y``, with ``drop`` of them replaced
-    by ``classes`` (no class)."""
-    dropped = torch.rand(len(y), generator=generator) < drop
-    return torch.where(dropped.to(y.device), torch.full_like(y, classes), y)
-
-
 def train(args: argparse.Namespace) -> dict:
-    x_train, y_train, x_test, y_test, data_hash = prepare(args)
+    x_train, _, x_test, _, data_hash = prepare(args)
     device = torch.device(args.device)
     x_train, x_eval = x_train.to(device), x_test[: args.eval_samples].to(device)
-    y_train, y_eval = y_train.to(device), y_test[: args.eval_samples].to(device)
-    classes = get_dataset(args.dataset).num_classes if args.conditional else 0
     sized = {"width": args.width} if args.kind == "score" else {}
-    if classes:
-        sized["classes"] = classes
     model = PRIOR_ARCHITECTURES[args.kind](channels=get_dataset(args.dataset).channels, **sized).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     # The averaged weights are the ones evaluated and written; without --ema, the model itself.
@@ -151,11 +127,9 @@ def train(args: argparse.Namespace) -> dict:
             x = x_train[order[i * args.batch_size: (i + 1) * args.batch_size]]
             sigma = _sigmas(args, len(x), gen).to(device)
             noise = torch.randn(x.shape, generator=gen).to(device)
-            told = _told(y_train[order[i * args.batch_size: (i + 1) * args.batch_size]], args.drop_label, classes,
-                         gen) if classes else None
             for group in optimizer.param_groups:
                 group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * (epoch * per_epoch + i) / total))
-            loss = loss_of(model, args.kind, x, sigma, noise, told)
+            loss = loss_of(model, args.kind, x, sigma, noise)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if args.clip_grad:
@@ -176,28 +150,22 @@ def train(args: argparse.Namespace) -> dict:
         write_curve(args.out.with_suffix(".curve.csv"), history, CURVE_FIELDS)
     final.eval()
     evaluation = {f"{s:g}": round(denoising_error(final, x_eval, s), 6) for s in EVAL_SIGMAS}
-    if classes:  # the figures above are with no class told; these told the true class
-        told_class = {f"{s:g}": round(denoising_error(final, x_eval, s, y=y_eval), 6) for s in EVAL_SIGMAS}
     card = {
         "name": args.out.stem,
         "prior": args.kind,
         "dataset": args.dataset,
-        "description": (f"{'class-conditional ' if classes else ''}noise-conditional score model "
-                        "(U-Net, denoising score matching)" if args.kind == "score"
+        "description": ("noise-conditional score model (U-Net, denoising score matching)" if args.kind == "score"
                         else f"denoising autoencoder trained at sigma {args.sigma:g}"),
         "sigma": [args.sigma_min, args.sigma_max] if args.kind == "score" else args.sigma,
         **({"width": args.width} if args.kind == "score" and args.width != 32 else {}),
-        **({"classes": classes} if classes else {}),
         "training": {"epochs": args.epochs, "batch_size": args.batch_size, "optimizer": "Adam", "lr": args.lr,
                      "lr_schedule": "cosine to 0, per iteration", "seed": args.seed, "train_samples": n,
                      **({"ema_decay": args.ema} if args.ema else {}),
                      **({"clip_grad_norm": args.clip_grad} if args.clip_grad else {}),
-                     **({"label_dropped": args.drop_label} if classes else {}),
                      "data_sha256": data_hash, "wall_seconds": round(sum(h["seconds"] for h in history), 1),
                      "torch": torch.__version__, "trav_gui": __version__},
         "evaluation": {"test_samples": len(x_eval),
                        "denoising_mse_per_pixel": evaluation,
-                       **({"denoising_mse_per_pixel_told_the_class": told_class} if classes else {}),
                        "note": "mean squared error of the clean estimate per pixel; the noisy input's is sigma^2"},
         "learning_curve": history,
     }

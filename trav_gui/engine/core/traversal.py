@@ -66,10 +66,9 @@ class OwnSteps(Protocol):
     """A model that takes its own steps (a recipe, :class:`~trav_gui.engine.models.recipes.Guided`):
     :func:`traverse` asks it for an :class:`OwnStepsRun` and lets that move its images."""
 
-    def start(self, n: int, device: torch.device, seed: int = 0, x0: torch.Tensor | None = None,
-              targets: torch.Tensor | None = None) -> OwnStepsRun:
+    def start(self, n: int, device: torch.device, seed: int = 0, x0: torch.Tensor | None = None) -> OwnStepsRun:
         """A run of ``n`` images on ``device``; ``seed`` seeds any randomness of its steps; ``x0``
-        (N, C, H, W) are the start images; ``targets`` (N,) the classes they are traversed toward."""
+        (N, C, H, W) are the start images."""
 
 
 def _own_steps(models: Sequence[nn.Module]) -> list[OwnSteps | None]:
@@ -380,8 +379,8 @@ def traverse(
     x = step.random_start(flat_x0, generator).view_as(x0s) if config.random_start else x0s.clone()
     done = torch.zeros(m, n, dtype=torch.bool, device=device)
     # Recipes take their own steps and may stop on their own.
-    guided = {i: own.start(n, device, config.seed, x0=start, targets=targets)
-              for i, own in enumerate(_own_steps(models)) if own is not None}
+    guided = {i: own.start(n, device, config.seed, x0=start) for i, own in enumerate(_own_steps(models))
+              if own is not None}
     forwards = [guided[i].forward if i in guided else _rows_ignored(model) for i, model in enumerate(models)]
     stops = config.stop_at_prob is not None or any(run.stops for run in guided.values())
     # Without a stop rule nothing is ever done: one shared read-only array serves every frame.

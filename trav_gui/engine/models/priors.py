@@ -14,10 +14,7 @@ the scale σ. Two kinds, both trained by ``python -m training.train_prior``:
   it is given.
 - ``score``: a noise-conditional score model (NCSN, Song & Ermon 2019) as a small U-Net that
   predicts the noise, trained at every σ in [σ_min, σ_max] (log-uniform), used with σ annealed
-  from large to small over a traversal. Trained with ``--classes`` it is also class-conditional,
-  ``D(x, σ, y)``: it denoises toward images of class y (and, told no class, toward any image:
-  the label is dropped for some training images, as classifier-free guidance trains, Ho &
-  Salimans 2022). A recipe with ``prior_target`` tells it the run's target class.
+  from large to small over a traversal.
 
 Priors ship in ``resources/priors/`` (safetensors + a card with ``"role": "prior"``), apart
 from the classifiers: a prior is never traversed, and never a judge.
@@ -74,19 +71,11 @@ class ScoreUNet(nn.Module):
     as an extra input channel at full and at quarter size. At the default ``width`` 32, 0.37 M
     parameters: one call on 900 images costs about as much as a SmallCNN forward and backward pass.
     The parameters grow with the square of ``width``.
-
-    With ``classes`` > 0 it is class-conditional: ``forward(x, sigma, y)`` with ``y`` (N,) class
-    indices, or None for no class (index ``classes``, the label dropped in training), adds a
-    learned per-class vector to the features at full and at quarter size.
     """
 
-    def __init__(self, width: int = 32, channels: int = 1, classes: int = 0) -> None:
+    def __init__(self, width: int = 32, channels: int = 1) -> None:
         super().__init__()
         w = width
-        self.classes = classes
-        if classes:
-            self.label_full = nn.Embedding(classes + 1, w)
-            self.label_quarter = nn.Embedding(classes + 1, 2 * w)
         self.inc = nn.Sequential(_conv(channels + 1, w), nn.SiLU(), _conv(w, w), nn.SiLU())
         self.down1 = nn.Sequential(_conv(w, 2 * w, 2), nn.SiLU(), _conv(2 * w, 2 * w), nn.SiLU())
         self.down2 = nn.Sequential(_conv(2 * w, 2 * w, 2), nn.SiLU())
@@ -96,21 +85,14 @@ class ScoreUNet(nn.Module):
         self.up1 = nn.ConvTranspose2d(2 * w, w, 4, 2, 1)
         self.dec1 = nn.Sequential(_conv(2 * w, w), nn.SiLU(), nn.Conv2d(w, channels, 3, padding=1))
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, y: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
         n = x.shape[0]
         s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1).expand(n)
         log_s = s.log().view(n, 1, 1, 1)
         h1 = self.inc(torch.cat([x, log_s.expand(n, 1, *x.shape[2:])], 1))
-        if self.classes:
-            y = torch.full((n,), self.classes, device=x.device) if y is None else y.to(x.device).reshape(-1).expand(n)
-            h1 = h1 + self.label_full(y)[:, :, None, None]
-        elif y is not None:
-            raise ValueError("this prior is not class-conditional: it takes no class")
         h2 = self.down1(h1)
         h3 = self.down2(h2)
         h3 = self.mid(torch.cat([h3, log_s.expand(n, 1, *h3.shape[2:])], 1))
-        if self.classes:
-            h3 = h3 + self.label_quarter(y)[:, :, None, None]
         h = self.dec2(torch.cat([self.up2(h3), h2], 1))
         eps = self.dec1(torch.cat([self.up1(h), h1], 1))
         return x - s.view(n, 1, 1, 1) * eps
@@ -159,13 +141,6 @@ def load_prior(name_or_path: str | os.PathLike, device: str | torch.device = "cp
     if card.sha256 != sha256_of(path):
         raise PriorLoadError(f"{path.name}: its sha256 does not match its card {card_file.name}")
     sized = {"width": card.width} if card.width is not None and kind == "score" else {}
-    if card.classes:
-        if kind != "score":
-            raise PriorLoadError(f"{card_file.name}: only a score prior can be class-conditional (\"classes\")")
-        if card.classes != get_dataset(card.dataset).num_classes:
-            raise PriorLoadError(f"{card_file.name}: \"classes\" is {card.classes}, but {card.dataset} has "
-                                 f"{get_dataset(card.dataset).num_classes}")
-        sized["classes"] = card.classes
     model = PRIOR_ARCHITECTURES[kind](channels=get_dataset(card.dataset).channels, **sized)
     try:
         model.load_state_dict(load_file(str(path)))

@@ -23,9 +23,7 @@ the field's centre, where the data set's digits have theirs; the gradient and th
 come back to the image where it stands (:mod:`trav_gui.engine.core.centring`). In a traversal
 the move is the one that centres the *start*, kept for the whole run; outside one (``forward``
 on its own) each image is centred by its own ink. With ``renoise`` the prior denoises ``x + σ_t·z`` (fresh
-Gaussian z, seeded by the run's seed) instead of ``x``. With ``prior_target`` the prior is
-class-conditional and is told the run's target class: its pull is toward images of the target,
-not toward any image (a class-conditional prior, trained with ``--conditional``). Stop rules freeze a trajectory: ``"confident"`` once the
+Gaussian z, seeded by the run's seed) instead of ``x``. Stop rules freeze a trajectory: ``"confident"`` once the
 recipe's own p(target) >= ``confident_prob``; ``"plateau"`` once it is confident and the
 prior's correction ‖D(x, σ_t) − x‖₂ has not shrunk for ``patience`` steps.
 
@@ -88,7 +86,6 @@ class Recipe:
     step_decay: float = 1.0
     step_scale: float = 1.0
     renoise: bool = False
-    prior_target: bool = False
     stop: str | None = None
     confident_prob: float = 0.9
     patience: int = 10
@@ -119,11 +116,8 @@ class Recipe:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000:
                 raise RecipeError(f"{name} must be an integer in [1, 100000], got {value!r}")
-        for name in ("renoise", "prior_target"):
-            if not isinstance(getattr(self, name), bool):
-                raise RecipeError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if self.prior_target and self.prior is None:
-            raise RecipeError("prior_target needs a prior (a class-conditional one)")
+        if not isinstance(self.renoise, bool):
+            raise RecipeError(f"renoise must be true or false, got {self.renoise!r}")
         if self.sigma_min > self.sigma_max:
             raise RecipeError("sigma_min must not exceed sigma_max")
         if self.stop not in STOP_RULES:
@@ -170,9 +164,6 @@ class Guided(nn.Module):
         super().__init__()
         if (prior is None) != (recipe.prior is None):
             raise RecipeError("the recipe names a prior but none was given, or the reverse")
-        if recipe.prior_target and not getattr(prior, "classes", 0):
-            raise RecipeError(f"prior_target needs a class-conditional prior; {recipe.prior} is not "
-                              "(train one with python -m training.train_prior --kind score --conditional)")
         self.classifier = classifier
         self.prior = prior
         self.recipe = recipe
@@ -183,22 +174,17 @@ class Guided(nn.Module):
             x = shift_batch(x, centring_offsets(x, self.recipe.max_centre_shift))
         return self.classifier(x)
 
-    def start(self, n: int, device: torch.device, seed: int = 0, x0: torch.Tensor | None = None,
-              targets: torch.Tensor | None = None) -> "GuidedRun":
-        return GuidedRun(self, n, device, seed, x0, targets)
+    def start(self, n: int, device: torch.device, seed: int = 0, x0: torch.Tensor | None = None) -> "GuidedRun":
+        return GuidedRun(self, n, device, seed, x0)
 
 
 class GuidedRun:
     """One traversal's state of a :class:`Guided` model: its steps and its stop rule."""
 
     def __init__(self, guided: Guided, n: int, device: torch.device, seed: int = 0,
-                 x0: torch.Tensor | None = None, targets: torch.Tensor | None = None) -> None:
+                 x0: torch.Tensor | None = None) -> None:
         self.guided = guided
         self.recipe = guided.recipe
-        if self.recipe.prior_target and targets is None:
-            raise RecipeError("this recipe's prior is told the target class: start its run with the targets")
-        # The classes the prior is told (prior_target), else None.
-        self.targets = targets.to(device).reshape(-1).expand(n) if self.recipe.prior_target else None
         # With ``centre``: the move that centres each start's ink, kept for the whole run (moves
         # recomputed every step would jitter by a pixel as ink comes and goes).
         self.offsets = (centring_offsets(x0, guided.recipe.max_centre_shift)
@@ -263,7 +249,7 @@ class GuidedRun:
         self.finish_step[rows] = k + 1
         with torch.no_grad():
             if not self.recipe.finish_noise:
-                return back(self._denoise(move(x), sigma, rows)).clamp_(0.0, 1.0)
+                return back(self.prior(move(x), sigma)).clamp_(0.0, 1.0)
             # Drawn for every trajectory, so that the noise does not depend on which are finishing.
             noise = torch.randn((2, n, *x.shape[1:]), generator=self.generator, device=x.device)[:, rows]
             if self.hidden is None:
@@ -271,7 +257,7 @@ class GuidedRun:
             s = sigma.view(-1, 1, 1, 1)
             first = (k == 0).view(-1, 1, 1, 1)
             state = torch.where(first, move(x) + s * noise[0], self.hidden[rows])
-            clean = self._denoise(state, sigma, rows)
+            clean = self.prior(state, sigma)
             # An ancestral step from σ_k to σ_k+1 (none after the last: its clean estimate is the frame).
             last = k + 1 >= len(self.sigmas)
             s_next = self.sigmas[(k + 1).clamp(max=len(self.sigmas) - 1)].view(-1, 1, 1, 1)
@@ -280,13 +266,6 @@ class GuidedRun:
             nxt = clean + down * (state - clean) / s + up * noise[1]
             self.hidden[rows] = torch.where(last.view(-1, 1, 1, 1), clean, nxt)
             return back(clean).clamp_(0.0, 1.0)
-
-    def _denoise(self, x: torch.Tensor, sigma, rows: torch.Tensor | None) -> torch.Tensor:
-        """The prior's clean estimate of the trajectories ``rows`` (None: all), told their target
-        class with ``prior_target``."""
-        if self.targets is None:
-            return self.prior(x, sigma)
-        return self.prior(x, sigma, self.targets if rows is None else self.targets[rows])
 
     def _step(self, step, x: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor, t: int,
               rows: torch.Tensor | None, n: int = 0) -> torch.Tensor:
@@ -306,9 +285,9 @@ class GuidedRun:
         offsets = self.offsets if self.offsets is None or rows is None else self.offsets[rows]
         with torch.no_grad():
             if offsets is not None:  # the prior sees the ink centred too, and its pull is moved back
-                pull = shift_batch(self._denoise(shift_batch(seen, offsets), sigma, rows), -offsets) - moved
+                pull = shift_batch(self.prior(shift_batch(seen, offsets), sigma), -offsets) - moved
             else:
-                pull = self._denoise(seen, sigma, rows) - moved
+                pull = self.prior(seen, sigma) - moved
         if rows is None:
             self.correction = pull.flatten(1).norm(dim=1)
         else:
@@ -345,7 +324,7 @@ def describe(recipe: Recipe) -> str:
                                                          if recipe.step_decay != 1.0 else ""))
     if recipe.prior:
         parts.append(f"prior {recipe.prior} (lambda {recipe.prior_weight:g}, sigma {recipe.sigma_max:g} -> "
-                     f"{recipe.sigma_min:g}{', told the target' if recipe.prior_target else ''})")
+                     f"{recipe.sigma_min:g})")
     if recipe.stop:
         parts.append(f"stop: {recipe.stop}")
     if recipe.finish_sigmas:
