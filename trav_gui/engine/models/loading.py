@@ -217,12 +217,6 @@ def load_recipe(recipe: Recipe | str | os.PathLike, device: str | torch.device =
         raise RecipeError(str(exc)) from None
     members = [load_model(p, device=device) for p in paths]
     classifier = members[0] if len(members) == 1 else Ensemble(members)
-    if recipe.shift_average:
-        from trav_gui.engine.models.recipes import ShiftAverage
-        classifier = ShiftAverage(classifier)
-    if recipe.noise_average:
-        from trav_gui.engine.models.recipes import NoiseAverage
-        classifier = NoiseAverage(classifier, recipe.noise_average)
     prior = None
     if recipe.prior is not None:
         try:

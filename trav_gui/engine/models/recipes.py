@@ -56,36 +56,6 @@ STOP_RULES = (None, "confident", "plateau")
 RECIPE_SUFFIX = ".recipe"
 
 
-class ShiftAverage(nn.Module):
-    """A classifier seen at its image and the image moved by one pixel each way (probe):
-    logits = the mean of the five log-probabilities."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs = []
-        for dy, dx in ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)):
-            off = torch.tensor([[dy, dx]], device=x.device).expand(len(x), 2)
-            outs.append(torch.log_softmax(self.inner(shift_batch(x, off)), -1))
-        return torch.stack(outs).mean(0)
-
-
-class NoiseAverage(nn.Module):
-    """A classifier seen at its image plus Gaussian noise of ``sigma``, four draws (probe):
-    logits = the mean of the four log-probabilities."""
-
-    def __init__(self, inner: nn.Module, sigma: float, draws: int = 4) -> None:
-        super().__init__()
-        self.inner, self.sigma, self.draws = inner, sigma, draws
-        self.generator = torch.Generator().manual_seed(0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        noise = torch.randn((self.draws, *x.shape), generator=self.generator).to(x)
-        return torch.stack([torch.log_softmax(self.inner(x + self.sigma * z), -1) for z in noise]).mean(0)
-
-
 class Ensemble(nn.Module):
     """Several classifiers as one: logits = the mean of their log-probabilities.
 
@@ -116,9 +86,6 @@ class Recipe:
     step_decay: float = 1.0
     step_scale: float = 1.0
     renoise: bool = False
-    box_steps: bool = False
-    shift_average: int = 0
-    noise_average: float = 0.0
     stop: str | None = None
     confident_prob: float = 0.9
     patience: int = 10
@@ -151,8 +118,6 @@ class Recipe:
                 raise RecipeError(f"{name} must be an integer in [1, 100000], got {value!r}")
         if not isinstance(self.renoise, bool):
             raise RecipeError(f"renoise must be true or false, got {self.renoise!r}")
-        if not isinstance(self.box_steps, bool):
-            raise RecipeError(f"box_steps must be true or false, got {self.box_steps!r}")
         if self.sigma_min > self.sigma_max:
             raise RecipeError("sigma_min must not exceed sigma_max")
         if self.stop not in STOP_RULES:
@@ -308,8 +273,6 @@ class GuidedRun:
         r = self.recipe
         if r.step_decay != 1.0 or r.step_scale != 1.0:
             step = type(step)(step.step_size * r.step_scale * r.step_decay ** t, step.eps)
-        if r.box_steps:  # spend the step on pixels that can move: none below 0 or above 1
-            grad = grad.masked_fill(((x <= 0.0) & (grad < 0)) | ((x >= 1.0) & (grad > 0)), 0.0)
         moved = step.advance(x, x0, grad)
         if self.prior is None or r.prior_weight == 0:
             return moved
