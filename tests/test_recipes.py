@@ -448,3 +448,24 @@ def test_frozen_trajectories_are_not_computed_and_the_frames_stay_the_same(stop,
     assert seen_moving["classifier"] < seen_all["classifier"]
     # With a finish, a recipe's own steps skip what it froze either way: the prior never runs more.
     assert seen_moving["prior"] <= seen_all["prior"] if finish else seen_moving["prior"] < seen_all["prior"]
+
+
+@pytest.mark.parametrize("settings", [{"renoise": True, "sigma_max": 1.0},
+                                      {"finish_sigmas": (0.5, 0.2, 0.05), "finish_noise": True}])
+def test_a_stochastic_recipe_gives_a_start_the_same_frames_alone_as_in_a_batch(settings):
+    """A gallery cell opened in the Traversal tab replays what the cell showed: a trajectory's noise is
+    drawn from its own generator (the run's seed and its start), not from one shared by the batch."""
+    from trav_gui.engine.data.datasets import test_images
+
+    x, labels = test_images("mnist", 4)
+    targets = (labels + 1) % 10
+    recipe = Recipe(("robust",), prior="score-mnist", prior_weight=0.15, sigma_max=settings.pop("sigma_max", 0.5),
+                    sigma_min=0.3, anneal_steps=5, step_scale=3.0, stop="confident", centre=True, **settings)
+    config = TraversalConfig(steps=60, step_size=0.1, seed=2)
+    batch = list(traverse([load_recipe(recipe)], x, targets, config))
+    alone = list(traverse([load_recipe(recipe)], x[2:3], targets[2:3], config))
+    assert len(alone) <= len(batch) and alone[-1].done.all()
+    for a, b in zip(alone, batch):
+        np.testing.assert_allclose(a.images[0, 0], b.images[0, 2], atol=1e-5)
+    other = list(traverse([load_recipe(recipe)], x[2:3], targets[2:3], TraversalConfig(steps=60, step_size=0.1, seed=3)))
+    assert not np.allclose(other[-1].images, alone[-1].images, atol=1e-3)  # the noise is the seed's

@@ -23,7 +23,9 @@ the field's centre, where the data set's digits have theirs; the gradient and th
 come back to the image where it stands (:mod:`trav_gui.engine.core.centring`). In a traversal
 the move is the one that centres the *start*, kept for the whole run; outside one (``forward``
 on its own) each image is centred by its own ink. With ``renoise`` the prior denoises ``x + σ_t·z`` (fresh
-Gaussian z, seeded by the run's seed) instead of ``x``. Stop rules freeze a trajectory: ``"confident"`` once the
+Gaussian z) instead of ``x``. The noise of a trajectory (here and in a sampling finish) is drawn from its own
+generator, seeded by the run's seed and the trajectory's start image, so that a start traversed alone and the
+same start in a gallery or a success map get the same noise and the same frames. Stop rules freeze a trajectory: ``"confident"`` once the
 recipe's own p(target) >= ``confident_prob``; ``"plateau"`` once it is confident and the
 prior's correction ‖D(x, σ_t) − x‖₂ has not shrunk for ``patience`` steps.
 
@@ -39,6 +41,7 @@ prior and no ensemble member is ever a judge (refused by name).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import asdict, dataclass, fields
 from typing import Sequence
@@ -189,7 +192,8 @@ class GuidedRun:
         # recomputed every step would jitter by a pixel as ink comes and goes).
         self.offsets = (centring_offsets(x0, guided.recipe.max_centre_shift)
                         if guided.recipe.centre and x0 is not None else None)
-        self.generator = torch.Generator(device=device).manual_seed(int(seed))
+        stochastic = self.recipe.renoise or self.recipe.finish_noise
+        self.generators = trajectory_generators(n, device, seed, x0) if stochastic else []
         self.prior = guided.prior
         self.stops = self.recipe.stop is not None
         self.best = torch.full((n,), math.inf, device=device)
@@ -201,6 +205,11 @@ class GuidedRun:
         self.finish_step = torch.full((n,), -1, dtype=torch.int64, device=device)
         self.sigmas = torch.tensor(self.recipe.finish_sigmas, device=device)
         self.hidden: torch.Tensor | None = None
+
+    def _noise(self, rows: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        """(len(rows), *shape) standard normal noise, each row drawn from its trajectory's generator."""
+        return torch.stack([torch.randn(shape, generator=self.generators[i], device=self.generators[i].device)
+                            for i in rows.tolist()])
 
     def forward(self, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """The classifier's logits of this run's images, seen with each start's ink centred;
@@ -250,8 +259,7 @@ class GuidedRun:
         with torch.no_grad():
             if not self.recipe.finish_noise:
                 return back(self.prior(move(x), sigma)).clamp_(0.0, 1.0)
-            # Drawn for every trajectory, so that the noise does not depend on which are finishing.
-            noise = torch.randn((2, n, *x.shape[1:]), generator=self.generator, device=x.device)[:, rows]
+            noise = self._noise(rows, (2, *x.shape[1:])).to(x).transpose(0, 1)  # (2, rows, ...)
             if self.hidden is None:
                 self.hidden = torch.zeros((n, *x.shape[1:]), device=x.device)
             s = sigma.view(-1, 1, 1, 1)
@@ -279,9 +287,8 @@ class GuidedRun:
         sigma = r.sigma_at(t)
         seen = moved
         if r.renoise:  # denoise a noised copy: a stochastic pull that can leave a poor local mode
-            # drawn for every trajectory, frozen or not, so that the noise does not depend on which are
-            noise = torch.randn((n or len(moved), *moved.shape[1:]), generator=self.generator, device=moved.device)
-            seen = moved + sigma * (noise if rows is None else noise[rows])
+            index = rows if rows is not None else torch.arange(len(moved))
+            seen = moved + sigma * self._noise(index, tuple(moved.shape[1:])).to(moved)
         offsets = self.offsets if self.offsets is None or rows is None else self.offsets[rows]
         with torch.no_grad():
             if offsets is not None:  # the prior sees the ink centred too, and its pull is moved back
@@ -314,6 +321,19 @@ class GuidedRun:
         self.best = torch.where(better, self.correction, self.best)
         self.since_best = torch.where(better, torch.zeros_like(self.since_best), self.since_best + 1)
         return self.confident & (self.since_best >= r.patience) & (t >= r.anneal_steps)
+
+
+def trajectory_generators(n: int, device: torch.device, seed: int = 0,
+                          x0: torch.Tensor | None = None) -> list[torch.Generator]:
+    """One random generator per trajectory, seeded by ``seed`` and the trajectory's start image
+    (by its row when there is no start): a start's noise does not depend on the batch it is in."""
+    out = []
+    for i in range(n):
+        key = hashlib.blake2b(str(int(seed)).encode(), digest_size=8)
+        key.update(x0[i].detach().to("cpu", torch.float32).contiguous().numpy().tobytes() if x0 is not None
+                   else f"row {i}".encode())
+        out.append(torch.Generator(device=device).manual_seed(int.from_bytes(key.digest(), "little") >> 1))
+    return out
 
 
 def describe(recipe: Recipe) -> str:
