@@ -459,6 +459,7 @@ def test_a_stochastic_recipe_gives_a_start_the_same_frames_alone_as_in_a_batch(s
 
     x, labels = test_images("mnist", 4)
     targets = (labels + 1) % 10
+    settings = dict(settings)  # the parameter is shared between runs: not changed here
     recipe = Recipe(("robust",), prior="score-mnist", prior_weight=0.15, sigma_max=settings.pop("sigma_max", 0.5),
                     sigma_min=0.3, anneal_steps=5, step_scale=3.0, stop="confident", centre=True, **settings)
     config = TraversalConfig(steps=60, step_size=0.1, seed=2)
