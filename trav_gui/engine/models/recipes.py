@@ -237,7 +237,7 @@ class GuidedRun:
         k = self.finish_step[index]
         finishing = k >= 0
         if not bool(finishing.any()):
-            return self._step(step, x, x0, grad, t, rows, n)
+            return self._step(step, x, x0, grad, t, rows)
         out = x.clone()  # a finished trajectory is frozen (the caller keeps it as it is)
         active = finishing & (k < len(self.sigmas))
         if bool(active.any()):
@@ -245,7 +245,7 @@ class GuidedRun:
             out[active] = step.project(self._finish(x[active], index[active], n), x0[active]).clamp_(0.0, 1.0)
         if not bool(finishing.all()):
             out[~finishing] = self._step(step, x[~finishing], x0[~finishing], grad[~finishing], t,
-                                         index[~finishing], n)
+                                         index[~finishing])
         return out
 
     def _finish(self, x: torch.Tensor, rows: torch.Tensor, n: int) -> torch.Tensor:
@@ -276,7 +276,7 @@ class GuidedRun:
             return back(clean).clamp_(0.0, 1.0)
 
     def _step(self, step, x: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor, t: int,
-              rows: torch.Tensor | None, n: int = 0) -> torch.Tensor:
+              rows: torch.Tensor | None) -> torch.Tensor:
         """The classifier's step and the prior's pull (trajectories not finishing)."""
         r = self.recipe
         if r.step_decay != 1.0 or r.step_scale != 1.0:
@@ -327,11 +327,11 @@ def trajectory_generators(n: int, device: torch.device, seed: int = 0,
                           x0: torch.Tensor | None = None) -> list[torch.Generator]:
     """One random generator per trajectory, seeded by ``seed`` and the trajectory's start image
     (by its row when there is no start): a start's noise does not depend on the batch it is in."""
+    starts = None if x0 is None else x0.detach().to("cpu", torch.float32).contiguous().numpy()  # one copy
     out = []
     for i in range(n):
         key = hashlib.blake2b(str(int(seed)).encode(), digest_size=8)
-        key.update(x0[i].detach().to("cpu", torch.float32).contiguous().numpy().tobytes() if x0 is not None
-                   else f"row {i}".encode())
+        key.update(starts[i].tobytes() if starts is not None else f"row {i}".encode())
         out.append(torch.Generator(device=device).manual_seed(int.from_bytes(key.digest(), "little") >> 1))
     return out
 
