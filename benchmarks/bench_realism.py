@@ -636,8 +636,8 @@ def write_recipe_card(name: str, model, row: dict, result: dict, dataset: str, d
                     **{k: row[k] for k in ("reach", "nn", "nn_test", "growth", "l2", "ssim", "colour_kept",
                                            "colour_kept_last", "grey", "two_sample", "two_sample_last") if k in row},
                     "measured_by": "benchmarks/bench_realism.py"}}
-    # Figures measured by other modes (--shifts: by_shift) stay, marked as measured before.
-    kept = {k: v for k, v in (previous.get("realism") or {}).items() if k == "by_shift"}
+    # Figures measured by other modes (--shifts: by_shift; the success map) stay, marked as measured before.
+    kept = {k: v for k, v in (previous.get("realism") or {}).items() if k in ("by_shift", "success_map")}
     card["evaluation"]["realism"].update(kept)
     write_bytes_atomic(path, (json.dumps(card, indent=2) + "\n").encode())
     print(f"wrote the measured figures into {path}", file=sys.stderr)

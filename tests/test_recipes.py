@@ -288,6 +288,32 @@ def test_the_shipped_realistic_recipe_traverses_from_the_command_line_like_a_mod
     assert "realistic" in record["extra"]["realism"]
 
 
+def test_the_shipped_stochastic_recipe_is_realistic_with_a_noisy_pull_and_replays_its_seed(tmp_path):
+    """`realistic-stochastic` is what its card says (the shipped `realistic` with the pull's noise drawn
+    afresh from sigma 1.0) and, though stochastic, gives the same frames for the same seed."""
+    from trav_gui.cli import main
+    from trav_gui.engine.models.loading import list_models
+
+    entries = {e.name: e for e in list_models()}
+    entry = entries["realistic-stochastic"]
+    assert entry.card.kind == "recipe" and entry.card.sha256 == sha256_of(entry.path)
+    settings = json.loads(entry.path.read_text())
+    plain = json.loads(entries["realistic"].path.read_text())
+    assert settings.pop("renoise") is True and settings.pop("sigma_max") == 1.0
+    assert settings == {k: v for k, v in plain.items() if k != "sigma_max"}
+
+    def frames(name: str, seed: int) -> np.ndarray:
+        out = tmp_path / f"{name}-{seed}"
+        assert main(["traverse", "--model", name, "--index", "3", "--target", "6", "--steps", "30",
+                     "--seed", str(seed), "--out", str(out)]) == 0
+        return np.load(out / f"{name}.npz")["frames"]
+
+    once, again = frames("realistic-stochastic", 0), frames("realistic-stochastic", 0)
+    np.testing.assert_array_equal(once, again)
+    assert not np.allclose(once[-1], frames("realistic-stochastic", 1)[-1], atol=1e-3)
+    assert not np.allclose(once[5], frames("realistic", 0)[5], atol=0.05)  # the noise is in the pull
+
+
 def test_a_recipe_is_added_as_a_user_model_listed_traversed_and_removed(tmp_path, user_models, capsys):
     from trav_gui.cli import main
     from trav_gui.engine.models.user_models import list_user_models

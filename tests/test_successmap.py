@@ -152,3 +152,22 @@ def test_a_recipe_s_settings_are_part_of_its_fingerprint():
     unfinished.recipe = replace(recipe.recipe, finish_sigmas=())
     assert sm.model_fingerprint(unfinished) != sm.model_fingerprint(recipe)
     assert sm.model_fingerprint(copy.copy(recipe)) == sm.model_fingerprint(recipe)
+
+
+@pytest.mark.parametrize("name", ["realistic", "realistic-stochastic"])
+def test_a_shipped_recipe_s_card_carries_its_committed_success_map(name):
+    """The app shows a recipe's card: its by-start-class figures are those of the map in docs/."""
+    from pathlib import Path
+
+    from trav_gui.engine.models.loading import list_models
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    card = next(e for e in list_models() if e.name == name).card.evaluation.realism["success_map"]
+    with open(docs / f"successmap_{name}_traversals.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert card["traversals"] == len(rows) == 1800
+    for field, by in (("success", "by_start_class"), ("success_last", "by_start_class_last")):
+        assert card[field] == pytest.approx(np.mean([r[field] == "1" for r in rows]), abs=5e-5)
+        for source in map(str, range(10)):
+            mine = [r[field] == "1" for r in rows if r["source"] == source]
+            assert card[by][source] == pytest.approx(np.mean(mine), abs=5e-5)
