@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from PySide6.QtCore import Qt
 
 from trav_gui.cli import main
 from trav_gui.engine import realism
@@ -257,3 +258,25 @@ def test_the_realistic_recipe_can_be_ticked_and_played_beside_robust_and_standar
     mine, plain = names.index("realistic"), names.index("robust")
     assert not np.allclose(h.images[-1, mine], h.images[-1, plain])  # the recipe took its own steps
     assert np.isfinite(h.nn_ratio[:, mine]).all()  # and is judged like any model
+
+
+def test_a_recipe_s_tooltip_names_what_it_trades_so_two_recipes_can_be_told_apart(qtbot):
+    """`realistic-stochastic` reads as more successful than `realistic` in the list; its tooltip says
+    what it costs (the two-sample test, the start kept) and where each is weakest."""
+    from trav_gui.paths import models_dir
+    from trav_gui.qt.model_selector import card_tooltip
+
+    window = make_window(qtbot, models_dir())
+    items = {window.selector._entries[it.data(Qt.ItemDataRole.UserRole)].name: it
+             for it in window.selector._items()}
+    tips = {name: items[name].toolTip() for name in ("realistic", "realistic-stochastic", "robust")}
+    for name in ("realistic", "realistic-stochastic"):
+        realism = next(e for e in list_models() if e.name == name).card.evaluation.realism
+        assert tips[name] == card_tooltip(window.selector._entries[items[name].data(Qt.ItemDataRole.UserRole)])
+        assert f"told from real digits {100 * realism['two_sample_last']:.0f}%" in tips[name]
+        assert f"SSIM to the start at the confident point {realism['ssim']:.2f}" in tips[name]
+        worst = min(realism["success_map"]["by_start_class"], key=realism["success_map"]["by_start_class"].get)
+        assert f"(weakest: a {worst})" in tips[name]
+    assert "told from real digits 90%" in tips["realistic-stochastic"] and "told from real digits 84%" in tips["realistic"]
+    assert "renoise" not in tips["robust"] and "told from real" not in tips["robust"]  # a model has no realism
+    assert "robust 65.1% at ε 2.0" in tips["robust"]

@@ -156,13 +156,16 @@ def test_a_recipe_s_settings_are_part_of_its_fingerprint():
 
 @pytest.mark.parametrize("name", ["realistic", "realistic-stochastic"])
 def test_a_shipped_recipe_s_card_carries_its_committed_success_map(name):
-    """The app shows a recipe's card: its by-start-class figures are those of the map in docs/."""
+    """A recipe's card (its tooltip in the app) gives its success by start class: those are the figures of
+    the map in docs/, and that map was made with this recipe (its fingerprint: weights and settings)."""
     from pathlib import Path
 
     from trav_gui.engine.models.loading import list_models
 
     docs = Path(__file__).resolve().parents[1] / "docs"
     card = next(e for e in list_models() if e.name == name).card.evaluation.realism["success_map"]
+    made = json.loads((docs / f"successmap_{name}.json").read_text())
+    assert made["fingerprint"] == sm.model_fingerprint(load_model(name)) and made["per_class"] == 20
     with open(docs / f"successmap_{name}_traversals.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert card["traversals"] == len(rows) == 1800

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -12,7 +13,7 @@ from trav_gui.engine.data.datasets import DEFAULT_DATASET
 from trav_gui.engine.models.card import ModelCard, ModelEntry, headline_label
 from trav_gui.engine.models.loading import list_models
 
-__all__ = ["MAX_MODELS", "ModelSelector", "describe_card"]
+__all__ = ["MAX_MODELS", "ModelSelector", "card_tooltip", "describe_card"]
 
 MAX_MODELS = 4
 _KEY_ROLE = Qt.ItemDataRole.UserRole
@@ -32,6 +33,39 @@ def describe_card(card: ModelCard) -> str:
         if ev.realism_success is not None:
             parts.append(f"realistic {100 * ev.realism_success:.0f}% of traversals")
     return " · ".join(parts) if parts else "no accuracy on its card"
+
+
+def _realism_lines(realism: dict) -> list[str]:
+    """A recipe's measured realism, what a user weighs one recipe against another by."""
+    lines = []
+    if "success" in realism:
+        last = realism.get("success_last_by_judge", {}).get("judge")
+        lines.append(f"success {100 * realism['success']:.0f}% at the confident point"
+                     + (f", {100 * last:.0f}% at the endpoint" if last is not None else "")
+                     + f" ({realism.get('traversals', '?')} traversals; real digits {100 * realism.get('ceiling', 0):.0f}%)")
+    if "two_sample_last" in realism:
+        lines.append(f"endpoints told from real digits {100 * realism['two_sample_last']:.0f}% of the time "
+                     "(two-sample test; 50% = indistinguishable)")
+    if "ssim" in realism:
+        lines.append(f"SSIM to the start at the confident point {realism['ssim']:.2f} (how much of the start is kept)")
+    by_class = (realism.get("success_map") or {}).get("by_start_class")
+    if by_class:
+        worst = min(by_class, key=by_class.get)
+        lines.append(f"by start class {100 * min(by_class.values()):.0f}–{100 * max(by_class.values()):.0f}% "
+                     f"(weakest: a {worst})")
+    return lines
+
+
+def card_tooltip(entry: ModelEntry) -> str:
+    """A model's tooltip: what it is (its card's description) and what was measured of it."""
+    card = entry.card
+    tip = [entry.key, f"data set: {entry.dataset}", f"kind: {card.kind or '?'}"]
+    if card.description:
+        tip += textwrap.wrap(card.description, 90)
+    tip += [f"robust {100 * r.accuracy:.1f}% at ε {r.eps} ({r.attack})" for r in card.evaluation.robust]
+    tip += _realism_lines(card.evaluation.realism)
+    tip.append(f"sha256: {card.sha256 or '?'}")
+    return "\n".join(tip)
 
 
 class ModelSelector(QGroupBox):
@@ -66,9 +100,7 @@ class ModelSelector(QGroupBox):
         item = QListWidgetItem(f"{entry.name} — {describe_card(card)}")
         item.setData(_KEY_ROLE, entry.key)
         item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-        tip = [entry.key, f"data set: {entry.dataset}", f"kind: {card.kind or '?'}", f"sha256: {card.sha256 or '?'}"]
-        tip += [f"robust {100 * r.accuracy:.1f}% at ε {r.eps} ({r.attack})" for r in card.evaluation.robust]
-        item.setToolTip("\n".join(tip))
+        item.setToolTip(card_tooltip(entry))
         with QSignalBlocker(self.list):
             item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
             self.list.addItem(item)
