@@ -125,7 +125,7 @@ def test_evaluate_writes_the_card_and_keeps_sha_valid(small_trained, capsys):
 
 @pytest.mark.parametrize("name", ["robust", "standard", "fashion-standard", "fashion-robust", "judge-standard",
                                   "robust-eps1", "robust-eps3", "robust-eps4", "robust-shift", "robust-shift3", "realistic",
-                                  "realistic-stochastic",
+                                  "realistic-stochastic", "robust-shift3-trades",
                                   "colored-robust", "colored-standard", "colored-judge"])
 def test_shipped_card_clean_accuracy_is_reproduced_exactly(name):
     if not any((models_dir() / f"{name}{ext}").exists() for ext in (".safetensors", ".recipe")):
