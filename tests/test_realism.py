@@ -273,10 +273,10 @@ def test_a_recipe_s_tooltip_names_what_it_trades_so_two_recipes_can_be_told_apar
     for name in ("realistic", "realistic-stochastic"):
         realism = next(e for e in list_models() if e.name == name).card.evaluation.realism
         assert tips[name] == card_tooltip(window.selector._entries[items[name].data(Qt.ItemDataRole.UserRole)])
-        assert f"told from real digits {100 * realism['two_sample_last']:.0f}%" in tips[name]
+        assert f"told from real images {100 * realism['two_sample_last']:.0f}%" in tips[name]
         assert f"SSIM to the start at the confident point {realism['ssim']:.2f}" in tips[name]
         worst = min(realism["success_map"]["by_start_class"], key=realism["success_map"]["by_start_class"].get)
-        assert f"(weakest: a {worst})" in tips[name]
-    assert "told from real digits 90%" in tips["realistic-stochastic"] and "told from real digits 84%" in tips["realistic"]
+        assert f"(weakest: start class {worst})" in tips[name]
+    assert "told from real images 90%" in tips["realistic-stochastic"] and "told from real images 84%" in tips["realistic"]
     assert "renoise" not in tips["robust"] and "told from real" not in tips["robust"]  # a model has no realism
     assert "robust 65.1% at ε 2.0" in tips["robust"]

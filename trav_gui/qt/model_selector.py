@@ -42,9 +42,10 @@ def _realism_lines(realism: dict) -> list[str]:
         last = realism.get("success_last_by_judge", {}).get("judge")
         lines.append(f"success {100 * realism['success']:.0f}% at the confident point"
                      + (f", {100 * last:.0f}% at the endpoint" if last is not None else "")
-                     + f" ({realism.get('traversals', '?')} traversals; real digits {100 * realism.get('ceiling', 0):.0f}%)")
+                     + f" ({realism.get('traversals', '?')} traversals"
+                     + (f"; real images {100 * realism['ceiling']:.0f}%)" if "ceiling" in realism else ")"))
     if "two_sample_last" in realism:
-        lines.append(f"endpoints told from real digits {100 * realism['two_sample_last']:.0f}% of the time "
+        lines.append(f"endpoints told from real images {100 * realism['two_sample_last']:.0f}% of the time "
                      "(two-sample test; 50% = indistinguishable)")
     if "ssim" in realism:
         lines.append(f"SSIM to the start at the confident point {realism['ssim']:.2f} (how much of the start is kept)")
@@ -52,7 +53,7 @@ def _realism_lines(realism: dict) -> list[str]:
     if by_class:
         worst = min(by_class, key=by_class.get)
         lines.append(f"by start class {100 * min(by_class.values()):.0f}–{100 * max(by_class.values()):.0f}% "
-                     f"(weakest: a {worst})")
+                     f"(weakest: start class {worst})")
     return lines
 
 
