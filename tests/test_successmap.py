@@ -166,11 +166,10 @@ def test_a_shipped_recipe_s_card_carries_its_committed_success_map(name):
     card = next(e for e in list_models() if e.name == name).card.evaluation.realism["success_map"]
     made = json.loads((docs / f"successmap_{name}.json").read_text())
     assert made["fingerprint"] == sm.model_fingerprint(load_model(name)) and made["per_class"] == 20
-    with open(docs / f"successmap_{name}_traversals.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = sm.read_traversals(docs / f"successmap_{name}_traversals.csv")
+    m = sm.map_from_rows(rows, name, "mnist", 20, TraversalConfig())
     assert card["traversals"] == len(rows) == 1800
-    for field, by in (("success", "by_start_class"), ("success_last", "by_start_class_last")):
-        assert card[field] == pytest.approx(np.mean([r[field] == "1" for r in rows]), abs=5e-5)
-        for source in map(str, range(10)):
-            mine = [r[field] == "1" for r in rows if r["source"] == source]
-            assert card[by][source] == pytest.approx(np.mean(mine), abs=5e-5)
+    for field, by, last in (("success", "by_start_class", False), ("success_last", "by_start_class_last", True)):
+        assert card[field] == pytest.approx(m.overall(last), abs=5e-5)
+        for source, share in enumerate(m.by_source(last)):
+            assert card[by][str(source)] == pytest.approx(share, abs=5e-5)
