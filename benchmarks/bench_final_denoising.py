@@ -164,6 +164,15 @@ def lowest(candidates: np.ndarray, errors: np.ndarray) -> np.ndarray:
     return candidates[errors.argmin(0), np.arange(candidates.shape[1])]
 
 
+def starts_and_targets(labels: np.ndarray, first: int, digits: int, start_class=None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The test digits ``first`` … ``first + digits`` (with ``start_class``: those of each class
+    in it), each repeated for the 9 classes it is traversed to, and those targets."""
+    chosen = (np.arange(first, first + digits) if start_class is None
+              else np.concatenate([np.flatnonzero(labels == c)[first: first + digits] for c in start_class]))
+    return chosen, np.repeat(chosen, 9), np.array([t for i in chosen for t in range(10) if t != labels[i]])
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--first", type=int, default=200)
@@ -199,11 +208,7 @@ def main(argv=None) -> dict:
     if args.typical and args.best_of < 2:
         p.error("--typical chooses among draws: give --best-of 2 or more")
     images, labels = test_set("mnist")
-    digits = (range(args.first, args.first + args.digits) if args.start_class is None
-              else np.concatenate([np.flatnonzero(labels == c)[args.first: args.first + args.digits]
-                                   for c in args.start_class]))
-    starts = np.repeat(np.array(digits), 9)
-    targets = np.array([t for i in digits for t in range(10) if t != labels[i]])
+    digits, starts, targets = starts_and_targets(labels, args.first, args.digits, args.start_class)
     x0 = images[starts].astype(np.float32) / 255.0
     recipe = load_recipe(Recipe(**REALISTIC_CENTRED))
     run = follow(recipe, x0, targets, TraversalConfig(steps=200, step_size=0.1))

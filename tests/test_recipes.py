@@ -16,6 +16,7 @@ from trav_gui.engine.models.errors import ModelLoadError, PriorLoadError, Recipe
 from trav_gui.engine.models.loading import load_model, load_recipe
 from trav_gui.engine.models.priors import DenoisingAE, ScoreUNet, load_prior, save_prior
 from trav_gui.engine.models.recipes import Ensemble, Guided, Recipe
+from trav_gui.paths import models_dir
 
 
 class Linear(nn.Module):
@@ -71,6 +72,11 @@ def test_ensemble_logits_are_the_mean_log_probability():
     ({"models": ["robust"], "prior": "p", "finish_sigmas": [0.3]}, "stop rule"),
     ({"models": ["robust"], "stop": "confident", "finish_sigmas": [0.3]}, "needs a prior"),
     ({"models": ["robust"], "prior": "p", "stop": "confident", "finish_noise": True}, "finish_noise needs"),
+    ({"models": ["robust"], "prior": "p", "stop": "confident", "critic": "c"}, "critic needs finish_sigmas"),
+    ({"models": ["robust"], "prior": "p", "stop": "confident", "finish_sigmas": [0.1], "critic": "c",
+      "critic_steps": 0}, "critic_steps"),
+    ({"models": ["robust"], "prior": "p", "stop": "confident", "finish_sigmas": [0.1], "critic": "c",
+      "critic_step": -1}, "critic_step"),
 ])
 def test_bad_recipes_are_refused_naming_the_setting(bad, message):
     with pytest.raises(RecipeError, match=message):
@@ -146,6 +152,60 @@ def test_a_finish_denoises_what_the_stop_rule_stops_at_each_sigma_then_freezes_i
         np.testing.assert_allclose(b[stop + 1].images[0, i], 0.7 * a[stop].images[0, i], atol=1e-6)
         np.testing.assert_allclose(b[stop + 2].images[0, i], 0.9 * 0.7 * a[stop].images[0, i], atol=1e-6)
         assert all(np.array_equal(f.images[0, i], b[stop + 2].images[0, i]) for f in b[stop + 2:])  # frozen
+
+
+class LinearCritic(nn.Module):
+    """A realism critic whose logit is a fixed ramp over the pixels: its gradient is the ramp."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.linspace(-1.0, 1.0, 784).view(1, 1, 28, 28)
+
+    def forward(self, x, sigma=None):
+        return (x * self.w).flatten(1).sum(1)
+
+
+def test_a_critic_finish_steps_up_the_critic_after_the_last_sigma_then_denoises_again():
+    clf = Linear(0)
+    x0 = np.stack([np.full((28, 28), 0.5, np.float32), np.full((28, 28), 0.3, np.float32)])
+    settings = {"prior": "p", "stop": "confident", "confident_prob": 0.5, "finish_sigmas": (0.3, 0.1)}
+    finished = Guided(clf, Recipe(("x",), **settings), ShrinkPrior())
+    critic = LinearCritic()
+    refined = Guided(clf, Recipe(("x",), **settings, critic="c", critic_steps=4, critic_step=0.5), ShrinkPrior(),
+                     critic=critic)
+    a = list(traverse([finished], x0, 3, TraversalConfig(steps=60, step_size=0.3)))
+    b = list(traverse([refined], x0, 3, TraversalConfig(steps=60, step_size=0.3)))
+    unit = (critic.w / critic.w.norm())[0, 0].numpy()
+    for i in range(2):
+        end = next(t for t, f in enumerate(a) if f.done[0, i])  # the cascade's last frame
+        assert np.array_equal(b[end].images[0, i], a[end].images[0, i]) and not b[end].done[0, i]
+        y = a[end].images[0, i]
+        for _ in range(4):
+            y = np.clip(y + 0.5 * unit, 0.0, 1.0)
+        np.testing.assert_allclose(b[end + 1].images[0, i], 0.9 * y, atol=1e-5)  # then D(·, last σ)
+        assert b[end + 1].done[0, i]
+        assert all(np.array_equal(f.images[0, i], b[end + 1].images[0, i]) for f in b[end + 1:])  # frozen
+        logit = critic(torch.tensor(b[end + 1].images[0, i])[None, None]) - critic(
+            torch.tensor(a[end].images[0, i])[None, None])
+        assert float(logit) > 0  # it moved toward what the critic calls real
+
+
+def test_a_recipe_without_a_critic_keeps_its_settings_and_a_critic_and_a_denoiser_are_not_swapped(tmp_path):
+    from trav_gui.engine.models.priors import RealismCritic
+    from trav_gui.paths import priors_dir
+
+    shipped = json.loads((models_dir() / "realistic-stochastic.recipe").read_text())
+    assert Recipe.from_dict(shipped).to_dict() == {**Recipe.from_dict(shipped).to_dict(), **shipped}
+    assert "critic" not in Recipe.from_dict(shipped).to_dict()  # so its success map's fingerprint holds
+    critic = tmp_path / "c.safetensors"
+    save_prior(RealismCritic(), critic, {"prior": "critic", "dataset": "mnist"})
+    denoiser = str(priors_dir() / "score-mnist.safetensors")
+    base = {"models": ["robust"], "stop": "confident", "finish_sigmas": [0.1]}
+    assert load_recipe(Recipe.from_dict({**base, "prior": denoiser, "critic": str(critic)})).critic is not None
+    with pytest.raises(RecipeError, match="must be a realism critic"):
+        load_recipe(Recipe.from_dict({**base, "prior": denoiser, "critic": denoiser}))
+    with pytest.raises(RecipeError, match="must be a denoiser"):
+        load_recipe(Recipe.from_dict({**base, "prior": str(critic)}))
 
 
 def test_a_finish_stays_in_the_adversarial_variants_ball():

@@ -296,3 +296,25 @@ def test_trades_training_is_its_own_and_recorded_on_the_card(tmp_path, mnist_roo
     for bad in (["--kind", "standard", "--loss", "trades"], ["--kind", "robust", "--loss", "trades", "--trades-beta", "0"]):
         with pytest.raises(SystemExit):
             train.parse_args([*bad, "--out", "m.safetensors"])
+
+
+def test_train_critic_writes_a_critic_of_the_recipe_s_endpoints_and_resumes_them(tmp_path, mnist_root):
+    from training import train_critic
+    from trav_gui.engine.models.priors import RealismCritic, load_prior
+
+    out = tmp_path / "critic.safetensors"
+    args = ["--recipe", "realistic", "--train-digits", "2", "--chunk", "1", "--epochs", "1", "--eps", "0.5",
+            "--data-root", str(mnist_root), "--out", str(out)]
+    train_critic.main(args)
+    critic, card = load_prior(out)
+    assert isinstance(critic, RealismCritic) and card.prior == "critic" and card.role == "prior"
+    extra = card.to_json()
+    assert extra["critic_of"]["recipe"] == "realistic" and extra["critic_of"]["endpoints"] == 18  # 2 starts x 9
+    assert 0.0 <= extra["held_out"]["accuracy"] <= 1.0 and extra["held_out"]["held_out_images"] == 8  # 20 % of 36
+    chunks = sorted((tmp_path / "critic.safetensors.ckpt").glob("endpoints_*.npz"))
+    assert [c.name for c in chunks] == ["endpoints_0_1.npz", "endpoints_1_2.npz"]
+    stamps = [c.stat().st_mtime_ns for c in chunks]
+    sha = card.sha256
+    train_critic.main([*args, "--resume"])  # the endpoints are read back, not traversed again
+    assert [c.stat().st_mtime_ns for c in chunks] == stamps
+    assert load_prior(out)[1].sha256 == sha  # the same endpoints and seed: the same critic

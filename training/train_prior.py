@@ -42,7 +42,8 @@ CURVE_FIELDS = ["epoch", "loss", "denoising_mse", "seconds"]
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.train_prior", description=__doc__.split("\n\n")[0])
-    p.add_argument("--kind", choices=sorted(PRIOR_ARCHITECTURES), required=True)
+    p.add_argument("--kind", choices=sorted(set(PRIOR_ARCHITECTURES) - {"critic"}), required=True,
+                   help="a denoiser (a realism critic is trained by python -m training.train_critic)")
     p.add_argument("--dataset", choices=sorted(all_datasets()), default=DEFAULT_DATASET)
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--sigma", type=float, default=0.3, help="dae: the one noise level it is trained at")

@@ -217,15 +217,23 @@ def load_recipe(recipe: Recipe | str | os.PathLike, device: str | torch.device =
         raise RecipeError(str(exc)) from None
     members = [load_model(p, device=device) for p in paths]
     classifier = members[0] if len(members) == 1 else Ensemble(members)
-    prior = None
-    if recipe.prior is not None:
-        try:
-            prior, prior_card = load_prior(recipe.prior, device=device)
-        except PriorLoadError as exc:
-            raise RecipeError(str(exc)) from None
-        if prior_card.dataset != dataset:
-            raise RecipeError(f"prior {recipe.prior} is of {prior_card.dataset}, the models of {dataset}")
-    return Guided(classifier, recipe, prior, dataset).eval()
+    prior = _recipe_prior(recipe.prior, "prior", dataset, device) if recipe.prior is not None else None
+    critic = _recipe_prior(recipe.critic, "critic", dataset, device) if recipe.critic is not None else None
+    return Guided(classifier, recipe, prior, dataset, critic).eval()
+
+
+def _recipe_prior(name: str, role: str, dataset: str, device) -> torch.nn.Module:
+    """A recipe's ``prior`` (a denoiser) or ``critic`` (a realism critic), of the recipe's data set."""
+    try:
+        module, card = load_prior(name, device=device)
+    except PriorLoadError as exc:
+        raise RecipeError(str(exc)) from None
+    if (card.prior == "critic") != (role == "critic"):
+        raise RecipeError(f"{role} {name} is a {card.prior} prior; a recipe's {role} must be "
+                          + ("a realism critic" if role == "critic" else "a denoiser (dae or score)"))
+    if card.dataset != dataset:
+        raise RecipeError(f"{role} {name} is of {card.dataset}, the models of {dataset}")
+    return module
 
 
 def entry_of(path: str | os.PathLike, source: Source = "folder", strict: bool = False) -> ModelEntry:

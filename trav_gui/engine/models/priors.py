@@ -15,6 +15,11 @@ the scale σ. Two kinds, both trained by ``python -m training.train_prior``:
 - ``score``: a noise-conditional score model (NCSN, Song & Ermon 2019) as a small U-Net that
   predicts the noise, trained at every σ in [σ_min, σ_max] (log-uniform), used with σ annealed
   from large to small over a traversal.
+- ``critic``: not a denoiser but a realism critic (:class:`RealismCritic`), a small CNN whose
+  logit says "a real image" against "a recipe's endpoint", trained adversarially (L2 PGD) by
+  ``python -m training.train_critic``. Its logit estimates log p_real / p_endpoint, so a step up
+  its gradient is a correction toward real images of what the score prior leaves (discriminator
+  guidance, Kim et al. 2023); a recipe's ``critic`` takes such steps in its finish.
 
 Priors ship in ``resources/priors/`` (safetensors + a card with ``"role": "prior"``), apart
 from the classifiers: a prior is never traversed, and never a judge.
@@ -37,7 +42,7 @@ from trav_gui.engine.models.errors import ModelLoadError, PriorLoadError
 from trav_gui.engine.models.weights import save_weights
 from trav_gui.paths import priors_dir
 
-__all__ = ["PRIOR_ARCHITECTURES", "DenoisingAE", "ScoreUNet", "load_prior", "save_prior"]
+__all__ = ["PRIOR_ARCHITECTURES", "DenoisingAE", "RealismCritic", "ScoreUNet", "load_prior", "save_prior"]
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -98,7 +103,25 @@ class ScoreUNet(nn.Module):
         return x - s.view(n, 1, 1, 1) * eps
 
 
-PRIOR_ARCHITECTURES: dict[str, type[nn.Module]] = {"dae": DenoisingAE, "score": ScoreUNet}
+class RealismCritic(nn.Module):
+    """A realism critic: ``forward(x)`` (N, C, H, W) → (N,) logits, > 0 for "a real image".
+
+    Four 3×3 convolutions (32, 32, 64, 64 channels; 2×2 max-pooling after the second and the
+    fourth) and two linear layers (128, 1): 0.44 M parameters at 28×28. H and W must be multiples
+    of 4. ``sigma`` is accepted for the priors' common interface and ignored.
+    """
+
+    def __init__(self, channels: int = 1, size: tuple[int, int] = (28, 28)) -> None:
+        super().__init__()
+        self.net = nn.Sequential(_conv(channels, 32), nn.ReLU(), _conv(32, 32), nn.ReLU(), nn.MaxPool2d(2),
+                                 _conv(32, 64), nn.ReLU(), _conv(64, 64), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                                 nn.Linear(64 * (size[0] // 4) * (size[1] // 4), 128), nn.ReLU(), nn.Linear(128, 1))
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
+        return self.net(x)[:, 0]
+
+
+PRIOR_ARCHITECTURES: dict[str, type[nn.Module]] = {"dae": DenoisingAE, "score": ScoreUNet, "critic": RealismCritic}
 
 
 def _resolve(name_or_path: str | os.PathLike) -> Path:
@@ -140,8 +163,11 @@ def load_prior(name_or_path: str | os.PathLike, device: str | torch.device = "cp
         raise PriorLoadError(f"{card_file.name}: \"prior\" must be one of {sorted(PRIOR_ARCHITECTURES)}, got {kind!r}")
     if card.sha256 != sha256_of(path):
         raise PriorLoadError(f"{path.name}: its sha256 does not match its card {card_file.name}")
+    ds = get_dataset(card.dataset)
     sized = {"width": card.width} if card.width is not None and kind == "score" else {}
-    model = PRIOR_ARCHITECTURES[kind](channels=get_dataset(card.dataset).channels, **sized)
+    if kind == "critic":
+        sized = {"size": ds.size}
+    model = PRIOR_ARCHITECTURES[kind](channels=ds.channels, **sized)
     try:
         model.load_state_dict(load_file(str(path)))
     except (SafetensorError, OSError, RuntimeError) as exc:

@@ -37,6 +37,13 @@ the classifier's steps spread over the field); with it, the first step adds nois
 steps are those of an ancestral sampler of the prior from there down to the last σ
 (SDEdit, Meng et al. 2022), each frame showing the step's clean estimate. No stop rule, no
 prior and no ensemble member is ever a judge (refused by name).
+
+With ``critic`` (a realism critic's name, :class:`~trav_gui.engine.models.priors.RealismCritic`) the
+finish takes one more step after its last σ: ``critic_steps`` normalized L2 steps of ``critic_step``
+up the critic's logit (seen centred, as the prior sees the frame), then the prior's clean estimate at
+the last σ again, which removes the haze the steps leave. The critic learned to tell real images
+from this recipe's endpoints, robustly, so its gradient points from what gives an endpoint away
+toward what real images have (discriminator guidance, Kim et al. 2023): the strokes, not the class.
 """
 
 from __future__ import annotations
@@ -96,6 +103,9 @@ class Recipe:
     max_centre_shift: int = 6
     finish_sigmas: tuple[float, ...] = ()
     finish_noise: bool = False
+    critic: str | None = None
+    critic_steps: int = 30
+    critic_step: float = 0.1
 
     def __post_init__(self) -> None:
         models = self.models
@@ -140,6 +150,16 @@ class Recipe:
             raise RecipeError(f"finish_noise must be true or false, got {self.finish_noise!r}")
         if self.finish_noise and not self.finish_sigmas:
             raise RecipeError("finish_noise needs finish_sigmas")
+        if self.critic is not None and (not isinstance(self.critic, str) or not self.critic):
+            raise RecipeError(f"critic must be a critic's name or null, got {self.critic!r}")
+        if self.critic is not None and not self.finish_sigmas:
+            raise RecipeError("critic needs finish_sigmas (its steps are the finish's last)")
+        if isinstance(self.critic_steps, bool) or not isinstance(self.critic_steps, int) or not (
+                1 <= self.critic_steps <= 1000):
+            raise RecipeError(f"critic_steps must be an integer in [1, 1000], got {self.critic_steps!r}")
+        if isinstance(self.critic_step, bool) or not isinstance(self.critic_step, (int, float)) or not (
+                1e-4 <= self.critic_step <= 10.0):
+            raise RecipeError(f"critic_step must be a number in [0.0001, 10], got {self.critic_step!r}")
 
     @classmethod
     def from_dict(cls, data: dict) -> "Recipe":
@@ -151,7 +171,11 @@ class Recipe:
         return cls(**data)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "models": list(self.models), "finish_sigmas": list(self.finish_sigmas)}
+        out = {**asdict(self), "models": list(self.models), "finish_sigmas": list(self.finish_sigmas)}
+        if self.critic is None:  # as recipes were before critics: their settings and fingerprints unchanged
+            for name in ("critic", "critic_steps", "critic_step"):
+                del out[name]
+        return out
 
     def sigma_at(self, t: int) -> float:
         """The prior's noise level at step ``t``: geometric from sigma_max to sigma_min, then held."""
@@ -163,12 +187,15 @@ class Guided(nn.Module):
     """A recipe ready to traverse: ``forward`` is the classifier's; :meth:`start` begins a run."""
 
     def __init__(self, classifier: nn.Module, recipe: Recipe, prior: nn.Module | None = None,
-                 dataset: str = DEFAULT_DATASET) -> None:
+                 dataset: str = DEFAULT_DATASET, critic: nn.Module | None = None) -> None:
         super().__init__()
         if (prior is None) != (recipe.prior is None):
             raise RecipeError("the recipe names a prior but none was given, or the reverse")
+        if (critic is None) != (recipe.critic is None):
+            raise RecipeError("the recipe names a critic but none was given, or the reverse")
         self.classifier = classifier
         self.prior = prior
+        self.critic = critic
         self.recipe = recipe
         self.dataset = dataset
 
@@ -204,6 +231,7 @@ class GuidedRun:
         # step; frozen once it has taken them all. ``hidden``: a sampling finish's noisy state.
         self.finish_step = torch.full((n,), -1, dtype=torch.int64, device=device)
         self.sigmas = torch.tensor(self.recipe.finish_sigmas, device=device)
+        self.finish_steps = len(self.recipe.finish_sigmas) + (self.recipe.critic is not None)
         self.hidden: torch.Tensor | None = None
 
     def _noise(self, rows: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -239,7 +267,7 @@ class GuidedRun:
         if not bool(finishing.any()):
             return self._step(step, x, x0, grad, t, rows)
         out = x.clone()  # a finished trajectory is frozen (the caller keeps it as it is)
-        active = finishing & (k < len(self.sigmas))
+        active = finishing & (k < self.finish_steps)
         if bool(active.any()):
             # the run's projection too (the adversarial variant stays in its ball)
             out[active] = step.project(self._finish(x[active], index[active], n), x0[active]).clamp_(0.0, 1.0)
@@ -251,10 +279,15 @@ class GuidedRun:
     def _finish(self, x: torch.Tensor, rows: torch.Tensor, n: int) -> torch.Tensor:
         """One finish step of the trajectories ``rows`` (all finishing): see the module's docstring."""
         k = self.finish_step[rows]
+        critic = k >= len(self.sigmas)
+        if bool(critic.any()):  # the critic's step, after the last σ
+            out = x.clone()
+            out[critic] = self._critic_step(x[critic], rows[critic])
+            if not bool(critic.all()):
+                out[~critic] = self._finish(x[~critic], rows[~critic], n)
+            return out
         sigma = self.sigmas[k]
-        offsets = None if self.offsets is None else self.offsets[rows]
-        move = (lambda v: v) if offsets is None else (lambda v: shift_batch(v, offsets))
-        back = (lambda v: v) if offsets is None else (lambda v: shift_batch(v, -offsets))
+        move, back = self._views(rows)
         self.finish_step[rows] = k + 1
         with torch.no_grad():
             if not self.recipe.finish_noise:
@@ -274,6 +307,29 @@ class GuidedRun:
             nxt = clean + down * (state - clean) / s + up * noise[1]
             self.hidden[rows] = torch.where(last.view(-1, 1, 1, 1), clean, nxt)
             return back(clean).clamp_(0.0, 1.0)
+
+    def _views(self, rows: torch.Tensor):
+        """The moves that centre the trajectories ``rows``' starts, and back (identities without ``centre``)."""
+        offsets = None if self.offsets is None else self.offsets[rows]
+        if offsets is None:
+            return (lambda v: v), (lambda v: v)
+        return (lambda v: shift_batch(v, offsets)), (lambda v: shift_batch(v, -offsets))
+
+    def _critic_step(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The critic's finish step: ``critic_steps`` normalized L2 steps up its logit, then the
+        prior's clean estimate at the last σ; seen centred."""
+        r = self.recipe
+        move, back = self._views(rows)
+        self.finish_step[rows] += 1
+        y = move(x).detach()
+        with torch.enable_grad():
+            for _ in range(r.critic_steps):
+                y.requires_grad_(True)
+                g, = torch.autograd.grad(self.guided.critic(y).sum(), y)
+                g = g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (g.dim() - 1))
+                y = (y.detach() + r.critic_step * g).clamp_(0.0, 1.0)
+        with torch.no_grad():
+            return back(self.prior(y, self.sigmas[-1])).clamp_(0.0, 1.0)
 
     def _step(self, step, x: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor, t: int,
               rows: torch.Tensor | None) -> torch.Tensor:
@@ -307,7 +363,7 @@ class GuidedRun:
         if not self.recipe.finish_sigmas:
             return stopped
         self.finish_step[stopped & (self.finish_step < 0)] = 0  # its finish starts with the next step
-        return self.finish_step >= len(self.recipe.finish_sigmas)
+        return self.finish_step >= self.finish_steps
 
     def _stopped(self, p_target: torch.Tensor, t: int) -> torch.Tensor:
         """(N,) bool: the trajectories the stop rule stops after step ``t``."""
@@ -351,6 +407,9 @@ def describe(recipe: Recipe) -> str:
         sigmas = ", ".join(f"{v:g}" for v in recipe.finish_sigmas)
         parts.append(f"finish: resampled by the prior from sigma {sigmas}" if recipe.finish_noise
                      else f"finish: denoised at sigma {sigmas}")
+    if recipe.critic:
+        parts.append(f"then {recipe.critic_steps} steps of {recipe.critic_step:g} up critic {recipe.critic}'s "
+                     "realism, denoised again")
     if recipe.centre:
         parts.append("sees the ink centred")
     return "recipe: " + "; ".join(parts)
