@@ -349,8 +349,9 @@ def test_the_shipped_realistic_recipe_traverses_from_the_command_line_like_a_mod
 
 
 def test_the_shipped_stochastic_recipe_is_realistic_with_a_noisy_pull_and_replays_its_seed(tmp_path):
-    """`realistic-stochastic` is the shipped `realistic` with the pull's noise drawn afresh from sigma 1.0,
-    as its card describes it; its frames depend on the seed (`realistic`'s do not) and replay for the same one."""
+    """`realistic-stochastic` is the shipped `realistic` with the pull's noise drawn afresh from sigma 1.0 (and
+    without `realistic`'s critic, which learned `realistic`'s endpoints), as its card describes it; its frames
+    depend on the seed (`realistic`'s do not) and replay for the same one."""
     from trav_gui.cli import main
     from trav_gui.engine.models.loading import list_models
 
@@ -360,7 +361,8 @@ def test_the_shipped_stochastic_recipe_is_realistic_with_a_noisy_pull_and_replay
     settings = json.loads(entry.path.read_text())
     plain = json.loads(entries["realistic"].path.read_text())
     assert settings.pop("renoise") is True and settings.pop("sigma_max") == 1.0
-    assert settings == {k: v for k, v in plain.items() if k != "sigma_max"}
+    assert plain.pop("critic") == "critic-mnist" and "critic" not in settings
+    assert settings == {k: v for k, v in plain.items() if k not in ("sigma_max", "critic_steps", "critic_step")}
 
     def frames(name: str, seed: int) -> np.ndarray:
         out = tmp_path / f"{name}-{seed}"
@@ -500,9 +502,10 @@ def test_the_shipped_fashion_recipe_loads_with_its_fashion_prior_and_traverses_g
     assert record["extra"]["dataset"] == "fashion-mnist"
 
 
-@pytest.mark.parametrize("stop, finish, noise", [("confident", (), False), ("plateau", (), False),
-                                                 ("plateau", (0.3, 0.1), False), ("confident", (0.5, 0.1), True)])
-def test_frozen_trajectories_are_not_computed_and_the_frames_stay_the_same(stop, finish, noise, monkeypatch):
+@pytest.mark.parametrize("stop, finish, noise, critic", [
+    ("confident", (), False, None), ("plateau", (), False, None), ("plateau", (0.3, 0.1), False, None),
+    ("confident", (0.5, 0.1), True, None), ("confident", (0.3, 0.1), False, "critic-mnist")])
+def test_frozen_trajectories_are_not_computed_and_the_frames_stay_the_same(stop, finish, noise, critic, monkeypatch):
     """Issue 23: a batch whose trajectories stop one by one computes only the moving ones (the
     classifiers and the prior), and its frames are those of computing every one at every step."""
     from trav_gui.engine.core import traversal as engine
@@ -512,7 +515,7 @@ def test_frozen_trajectories_are_not_computed_and_the_frames_stay_the_same(stop,
     targets = (labels + 1) % 10
     recipe = Recipe(("robust",), prior="score-mnist", prior_weight=0.15, sigma_max=0.5, sigma_min=0.3,
                     anneal_steps=10, step_scale=3.0, stop=stop, patience=3, centre=True,
-                    finish_sigmas=finish, finish_noise=noise)
+                    finish_sigmas=finish, finish_noise=noise, critic=critic)
     config = TraversalConfig(steps=40, step_size=0.1)
 
     def run(skip: bool):
