@@ -318,3 +318,5 @@ def test_train_critic_writes_a_critic_of_the_recipe_s_endpoints_and_resumes_them
     train_critic.main([*args, "--resume"])  # the endpoints are read back, not traversed again
     assert [c.stat().st_mtime_ns for c in chunks] == stamps
     assert load_prior(out)[1].sha256 == sha  # the same endpoints and seed: the same critic
+    with pytest.raises(SystemExit, match="another recipe, other starts"):  # stale endpoints are not reused
+        train_critic.main([*args[:3], "3", *args[4:], "--resume"])

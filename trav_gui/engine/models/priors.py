@@ -107,8 +107,8 @@ class RealismCritic(nn.Module):
     """A realism critic: ``forward(x)`` (N, C, H, W) → (N,) logits, > 0 for "a real image".
 
     Four 3×3 convolutions (32, 32, 64, 64 channels; 2×2 max-pooling after the second and the
-    fourth) and two linear layers (128, 1): 0.44 M parameters at 28×28. H and W must be multiples
-    of 4. ``sigma`` is accepted for the priors' common interface and ignored.
+    fourth) and two linear layers (128, 1): 0.47 M parameters at 28×28 (the first linear layer's
+    size follows the image's). ``sigma`` is accepted for the priors' common interface and ignored.
     """
 
     def __init__(self, channels: int = 1, size: tuple[int, int] = (28, 28)) -> None:

@@ -155,8 +155,8 @@ class Recipe:
         if self.critic is not None and not self.finish_sigmas:
             raise RecipeError("critic needs finish_sigmas (its steps are the finish's last)")
         if isinstance(self.critic_steps, bool) or not isinstance(self.critic_steps, int) or not (
-                1 <= self.critic_steps <= 1000):
-            raise RecipeError(f"critic_steps must be an integer in [1, 1000], got {self.critic_steps!r}")
+                1 <= self.critic_steps <= 200):  # all in one frame: more would stall the app's run
+            raise RecipeError(f"critic_steps must be an integer in [1, 200], got {self.critic_steps!r}")
         if isinstance(self.critic_step, bool) or not isinstance(self.critic_step, (int, float)) or not (
                 1e-4 <= self.critic_step <= 10.0):
             raise RecipeError(f"critic_step must be a number in [0.0001, 10], got {self.critic_step!r}")
