@@ -165,12 +165,23 @@ class LinearCritic(nn.Module):
         return (x * self.w).flatten(1).sum(1)
 
 
-def test_a_critic_finish_steps_up_the_critic_after_the_last_sigma_then_denoises_again():
-    clf = Linear(0)
+class Aligned(Linear):
+    """Linear(0) with class 3's weights along LinearCritic's ramp: its step raises p(3)."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        ramp = LinearCritic().w.flatten()
+        self.w.data[3] = 2.0 * ramp / ramp.norm()
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["raises-p-kept", "lowers-p-dropped"])
+def test_a_critic_finish_steps_up_the_critic_then_denoises_and_is_kept_only_where_p_target_holds(sign):
+    clf = Aligned()
     x0 = np.stack([np.full((28, 28), 0.5, np.float32), np.full((28, 28), 0.3, np.float32)])
     settings = {"prior": "p", "stop": "confident", "confident_prob": 0.5, "finish_sigmas": (0.3, 0.1)}
     finished = Guided(clf, Recipe(("x",), **settings), ShrinkPrior())
     critic = LinearCritic()
+    critic.w = sign * critic.w
     refined = Guided(clf, Recipe(("x",), **settings, critic="c", critic_steps=4, critic_step=0.5), ShrinkPrior(),
                      critic=critic)
     a = list(traverse([finished], x0, 3, TraversalConfig(steps=60, step_size=0.3)))
@@ -182,12 +193,66 @@ def test_a_critic_finish_steps_up_the_critic_after_the_last_sigma_then_denoises_
         y = a[end].images[0, i]
         for _ in range(4):
             y = np.clip(y + 0.5 * unit, 0.0, 1.0)
-        np.testing.assert_allclose(b[end + 1].images[0, i], 0.9 * y, atol=1e-5)  # then D(·, last σ)
+        stepped = 0.9 * y  # then D(·, last σ)
+        p_before, p_stepped = (float(torch.softmax(clf(torch.tensor(v)[None, None]), 1)[0, 3])
+                               for v in (a[end].images[0, i], stepped))
+        assert (p_stepped >= min(p_before, 0.5)) == (sign > 0)  # the case this parameter is about
+        expected = stepped if sign > 0 else a[end].images[0, i]  # kept, or the frame before it stays
+        np.testing.assert_allclose(b[end + 1].images[0, i], expected, atol=1e-5)
         assert b[end + 1].done[0, i]
         assert all(np.array_equal(f.images[0, i], b[end + 1].images[0, i]) for f in b[end + 1:])  # frozen
-        logit = critic(torch.tensor(b[end + 1].images[0, i])[None, None]) - critic(
-            torch.tensor(a[end].images[0, i])[None, None])
-        assert float(logit) > 0  # it moved toward what the critic calls real
+        assert b[end + 1].probs[0, i, 3] >= min(b[end].probs[0, i, 3], 0.5) - 1e-6  # never less sure
+    logit = critic(torch.tensor(b[-1].images[0, 0])[None, None]) - critic(torch.tensor(a[-1].images[0, 0])[None, None])
+    assert (float(logit) > 0) == (sign > 0)  # moved toward what the critic calls real, where kept
+
+
+class MeanBelow(nn.Module):
+    """Class 3's logit 200·(threshold − mean pixel), the others 0: p(3) falls as ink is added."""
+
+    def __init__(self, threshold: float) -> None:
+        super().__init__()
+        self.threshold = threshold
+
+    def forward(self, x):
+        logits = torch.zeros(len(x), 10)
+        logits[:, 3] = 200.0 * (self.threshold - x.flatten(1).mean(1))
+        return logits
+
+
+class InkCritic(nn.Module):
+    """Calls more ink more real: its normalized gradient adds step/28 to every pixel."""
+
+    def forward(self, x, sigma=None):
+        return x.flatten(1).sum(1)
+
+
+@pytest.mark.parametrize("above, kept", [(0.1, 8), (0.065, 4), (0.045, 2), (0.02, 0)])
+def test_a_critic_step_that_costs_p_target_falls_back_to_half_then_a_quarter_of_its_steps(above, kept):
+    from trav_gui.engine.core.steps import L2Step
+
+    class Same(nn.Module):
+        def forward(self, x, sigma):
+            return x
+
+    recipe = Recipe(("x",), prior="p", stop="confident", confident_prob=0.5, finish_sigmas=(0.1,),
+                    critic="c", critic_steps=8, critic_step=0.28)  # each step: +0.01 on every pixel
+    guided = Guided(MeanBelow(0.3 + above), recipe, Same(), critic=InkCritic())
+    x = torch.full((1, 1, 28, 28), 0.3)
+    run = guided.start(1, torch.device("cpu"), x0=x, targets=torch.tensor([3]))
+    run.finish_step[:] = 1  # past the last σ: the next step is the critic's
+    out = run.advance(L2Step(0.1), x, x, torch.zeros_like(x), 100)
+    assert run.critic_kept.tolist() == [kept]
+    np.testing.assert_allclose(out.numpy(), np.full((1, 1, 28, 28), 0.3 + 0.01 * kept, np.float32), atol=1e-5)
+    p = torch.softmax(guided(out), 1)[0, 3]
+    assert kept == 0 or p >= 0.5  # what it keeps holds p(target)
+
+
+def test_a_critic_recipe_needs_the_run_s_targets():
+    recipe = Recipe(("x",), prior="p", stop="confident", finish_sigmas=(0.1,), critic="c")
+    guided = Guided(Linear(0), recipe, ShrinkPrior(), critic=LinearCritic())
+    with pytest.raises(RecipeError, match="needs the run's targets"):
+        guided.start(2, torch.device("cpu"))
+    assert guided.start(2, torch.device("cpu"), targets=torch.tensor([3, 4])).targets.tolist() == [3, 4]
 
 
 def test_a_recipe_without_a_critic_keeps_its_settings_and_a_critic_and_a_denoiser_are_not_swapped(tmp_path):

@@ -44,6 +44,9 @@ up the critic's logit (seen centred, as the prior sees the frame), then the prio
 the last σ again, which removes the haze the steps leave. The critic learned to tell real images
 from this recipe's endpoints, robustly, so its gradient points from what gives an endpoint away
 toward what real images have (discriminator guidance, Kim et al. 2023): the strokes, not the class.
+So its frame is kept only where the recipe's own p(target) after it is at least what it was before
+(or at least ``confident_prob``); elsewhere the frame made with half, then a quarter of the steps
+is tried, and if neither holds the frame before it stays (``GuidedRun.critic_kept``).
 """
 
 from __future__ import annotations
@@ -204,17 +207,22 @@ class Guided(nn.Module):
             x = shift_batch(x, centring_offsets(x, self.recipe.max_centre_shift))
         return self.classifier(x)
 
-    def start(self, n: int, device: torch.device, seed: int = 0, x0: torch.Tensor | None = None) -> "GuidedRun":
-        return GuidedRun(self, n, device, seed, x0)
+    def start(self, n: int, device: torch.device, seed: int = 0, x0: torch.Tensor | None = None,
+              targets: torch.Tensor | None = None) -> "GuidedRun":
+        return GuidedRun(self, n, device, seed, x0, targets)
 
 
 class GuidedRun:
     """One traversal's state of a :class:`Guided` model: its steps and its stop rule."""
 
     def __init__(self, guided: Guided, n: int, device: torch.device, seed: int = 0,
-                 x0: torch.Tensor | None = None) -> None:
+                 x0: torch.Tensor | None = None, targets: torch.Tensor | None = None) -> None:
         self.guided = guided
         self.recipe = guided.recipe
+        if self.recipe.critic is not None and targets is None:
+            raise RecipeError("a recipe with a critic needs the run's targets (its step keeps the class)")
+        # (N,) target classes: the critic's step is kept only where it keeps the recipe's own p(target)
+        self.targets = None if targets is None else torch.as_tensor(targets, device=device).long().expand(n)
         # With ``centre``: the move that centres each start's ink, kept for the whole run (moves
         # recomputed every step would jitter by a pixel as ink comes and goes).
         self.offsets = (centring_offsets(x0, guided.recipe.max_centre_shift)
@@ -233,6 +241,8 @@ class GuidedRun:
         self.sigmas = torch.tensor(self.recipe.finish_sigmas, device=device)
         self.finish_steps = len(self.recipe.finish_sigmas) + (self.recipe.critic is not None)
         self.hidden: torch.Tensor | None = None
+        # (N,) the critic steps each trajectory's finish kept (0: none, or not taken yet)
+        self.critic_kept = torch.zeros(n, dtype=torch.int64, device=device)
 
     def _noise(self, rows: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
         """(len(rows), *shape) standard normal noise, each row drawn from its trajectory's generator."""
@@ -317,19 +327,36 @@ class GuidedRun:
 
     def _critic_step(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """The critic's finish step: ``critic_steps`` normalized L2 steps up its logit, then the
-        prior's clean estimate at the last σ; seen centred."""
+        prior's clean estimate at the last σ; seen centred. Kept where the recipe's own p(target)
+        holds; elsewhere the same after half, then a quarter of the steps; else the frame before."""
         r = self.recipe
         move, back = self._views(rows)
         self.finish_step[rows] += 1
+        ladder = sorted({r.critic_steps, r.critic_steps // 2, r.critic_steps // 4} - {0}, reverse=True)
+        tried = {}
         y = move(x).detach()
         with torch.enable_grad():
-            for _ in range(r.critic_steps):
+            for i in range(1, r.critic_steps + 1):
                 y.requires_grad_(True)
                 g, = torch.autograd.grad(self.guided.critic(y).sum(), y)
                 g = g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (g.dim() - 1))
                 y = (y.detach() + r.critic_step * g).clamp_(0.0, 1.0)
+                if i in ladder:
+                    tried[i] = y
         with torch.no_grad():
-            return back(self.prior(y, self.sigmas[-1])).clamp_(0.0, 1.0)
+            # The critic knows realism, not classes: a frame it made is kept only where the
+            # recipe's own p(target) is at least where it was (or the stop rule's threshold), so
+            # that a run never ends less sure than it stopped.
+            target = self.targets[rows, None]
+            p_before = torch.softmax(self.forward(x, rows), 1).gather(1, target).squeeze(1)
+            out, kept = x.clone(), torch.zeros(len(x), dtype=torch.int64, device=x.device)
+            for k in ladder:
+                frame = back(self.prior(tried[k], self.sigmas[-1])).clamp_(0.0, 1.0)
+                p = torch.softmax(self.forward(frame, rows), 1).gather(1, target).squeeze(1)
+                take = (kept == 0) & (p >= p_before.clamp(max=r.confident_prob))
+                out[take], kept[take] = frame[take], k
+            self.critic_kept[rows] = kept
+            return out
 
     def _step(self, step, x: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor, t: int,
               rows: torch.Tensor | None) -> torch.Tensor:
