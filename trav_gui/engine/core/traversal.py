@@ -66,9 +66,10 @@ class OwnSteps(Protocol):
     """A model that takes its own steps (a recipe, :class:`~trav_gui.engine.models.recipes.Guided`):
     :func:`traverse` asks it for an :class:`OwnStepsRun` and lets that move its images."""
 
-    def start(self, n: int, device: torch.device, seed: int = 0, x0: torch.Tensor | None = None) -> OwnStepsRun:
+    def start(self, n: int, device: torch.device, seed: int = 0, x0: torch.Tensor | None = None,
+              targets: torch.Tensor | None = None) -> OwnStepsRun:
         """A run of ``n`` images on ``device``; ``seed`` seeds any randomness of its steps; ``x0``
-        (N, C, H, W) are the start images."""
+        (N, C, H, W) are the start images and ``targets`` (N,) their target classes."""
 
 
 def _own_steps(models: Sequence[nn.Module]) -> list[OwnSteps | None]:
