@@ -436,7 +436,7 @@ def describe(recipe: Recipe) -> str:
                      else f"finish: denoised at sigma {sigmas}")
     if recipe.critic:
         parts.append(f"then {recipe.critic_steps} steps of {recipe.critic_step:g} up critic {recipe.critic}'s "
-                     "realism, denoised again")
+                     "realism, denoised again, kept where its own p(target) holds")
     if recipe.centre:
         parts.append("sees the ink centred")
     return "recipe: " + "; ".join(parts)
