@@ -496,7 +496,7 @@ def main(argv=None) -> dict:
                            "endpoint": run["last_img"][pick],
                            "real, same class": real_pool(images, labels, targets)[np.searchsorted(
                                np.sort(targets), targets[pick])]},
-                          args.out / f"{args.name}_{name}_frames.png")
+                          args.out / f"{args.name}_{Path(name).name}_frames.png")  # a lever given as a path: its file name
         result["levers"][name] = row
         print_row(name, row, list(judges))
         if args.write_card and isinstance(spec, str) and resolve_model_path(spec).suffix == ".recipe":
