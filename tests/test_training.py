@@ -2,8 +2,10 @@
 
 import json
 import os
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -320,3 +322,26 @@ def test_train_critic_writes_a_critic_of_the_recipe_s_endpoints_and_resumes_them
     assert load_prior(out)[1].sha256 == sha  # the same endpoints and seed: the same critic
     with pytest.raises(SystemExit, match="another recipe, other starts"):  # stale endpoints are not reused
         train_critic.main([*args[:3], "3", *args[4:], "--resume"])
+
+
+def test_train_critic_also_critic_adds_the_endpoints_a_first_critic_finished(tmp_path, mnist_root):
+    from training import train_critic
+    from trav_gui.engine.models.priors import load_prior
+
+    first = tmp_path / "first.safetensors"
+    base = ["--recipe", "realistic", "--train-digits", "2", "--chunk", "2", "--epochs", "1", "--eps", "0.5",
+            "--data-root", str(mnist_root)]
+    train_critic.main([*base, "--out", str(first)])
+    second = tmp_path / "second.safetensors"
+    shutil.copytree(tmp_path / "first.safetensors.ckpt", tmp_path / "second.safetensors.ckpt")  # its first round
+    train_critic.main([*base, "--out", str(second), "--also-critic", str(first), "--resume"])
+    extra = load_prior(second)[1].to_json()
+    assert extra["critic_of"]["endpoints"] == 36 and extra["critic_of"]["also_critic"] == str(first)  # 18 + 18
+    assert extra["held_out"]["held_out_images"] == 15  # 20 % of 36 + 36
+    assert extra["rebuild"][0].endswith(f"--also-critic {first}")
+    with np.load(tmp_path / "second.safetensors.ckpt" / "endpoints_0_2.npz") as a, \
+            np.load(tmp_path / "second.safetensors.ckpt" / "with-first" / "endpoints_0_2.npz") as b:
+        assert a["last"].shape == b["last"].shape == (18, 28, 28)
+        assert not np.array_equal(a["last"], b["last"])  # the first critic's finish moved them
+    with pytest.raises(SystemExit, match="--also-critic nowhere"):
+        train_critic.main([*base, "--out", str(tmp_path / "x.safetensors"), "--also-critic", "nowhere"])

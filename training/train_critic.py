@@ -16,6 +16,11 @@
    records its clean and attacked (PGD-20) accuracy on the other 20 % (split by image: the 9
    endpoints of one start can fall on both sides, so these figures may be optimistic).
 
+With ``--also-critic NAME`` (a second round) the recipe's endpoints *finished with that critic* (its
+``critic_steps`` and ``critic_step``, or 30 of 0.1) are fakes too, beside those without it, and twice as
+many reals are drawn: the new critic learns what a first critic's frames still give away, and is not
+fooled by the steps a finish with it takes. Those endpoints are kept in ``<out>.ckpt/with-<NAME>/``.
+
 Written with :func:`~trav_gui.engine.models.priors.save_prior` (``"prior": "critic"``): a recipe
 names it as its ``critic``.
 """
@@ -38,6 +43,7 @@ from trav_gui import __version__
 from trav_gui.engine.core.traversal import TraversalConfig, traverse
 from trav_gui.engine.data.datasets import get_dataset, load_training_set
 from trav_gui.engine.files import atomic_paths, write_bytes_atomic
+from trav_gui.engine.models.errors import ModelLoadError, PriorLoadError, RecipeError
 from trav_gui.engine.models.loading import load_recipe, read_recipe, resolve_model_path
 from trav_gui.engine.models.priors import RealismCritic, save_prior
 from trav_gui.engine.models.recipes import Recipe
@@ -54,6 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
+    p.add_argument("--also-critic", default=None, metavar="NAME",
+                   help="a second round: the recipe's endpoints finished with this critic are fakes too")
     p.add_argument("--resume", action="store_true", help="reuse the endpoint chunks already in <out>.ckpt")
     p.add_argument("--data-root", default=None)
     p.add_argument("--threads", type=int, default=None)
@@ -164,16 +172,25 @@ def train(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     t0 = time.time()
     recipe_file = resolve_model_path(args.recipe)
-    settings = read_recipe(recipe_file)
-    if settings.critic is not None:
-        settings = Recipe.from_dict({k: v for k, v in settings.to_dict().items()
-                                     if k not in ("critic", "critic_steps", "critic_step")})
+    original = read_recipe(recipe_file)
+    settings = Recipe.from_dict({k: v for k, v in original.to_dict().items()
+                                 if k not in ("critic", "critic_steps", "critic_step")})
     recipe = load_recipe(settings)
     ds = get_dataset(recipe.dataset)
     images, labels, digest = load_training_set(ds.name, train=True, root=args.data_root)
-    fakes, targets = endpoints(recipe, images[:args.train_digits].numpy(), labels[:args.train_digits].numpy(),
-                               ds.num_classes, args.chunk, args.out.with_suffix(".safetensors.ckpt"), args.resume,
-                               ds.shape)
+    starts, start_labels = images[:args.train_digits].numpy(), labels[:args.train_digits].numpy()
+    folder = args.out.with_suffix(".safetensors.ckpt")
+    finished = None
+    if args.also_critic:  # checked before the slow part
+        try:
+            finished = load_recipe(Recipe.from_dict({**original.to_dict(), "critic": args.also_critic}))
+        except (ModelLoadError, PriorLoadError, RecipeError) as exc:
+            raise SystemExit(f"error: --also-critic {args.also_critic}: {exc}") from None
+    fakes, targets = endpoints(recipe, starts, start_labels, ds.num_classes, args.chunk, folder, args.resume, ds.shape)
+    if finished is not None:
+        more, more_targets = endpoints(finished, starts, start_labels, ds.num_classes, args.chunk,
+                                       folder / f"with-{Path(args.also_critic).stem}", args.resume, ds.shape)
+        fakes, targets = np.concatenate([fakes, more]), np.concatenate([targets, more_targets])
     real = matching_reals(images[REALS_FROM:].numpy(), labels[REALS_FROM:].numpy(), targets)
     if len(real) < len(fakes):
         raise SystemExit(f"{ds.title} has too few training images from {REALS_FROM} on to match the "
@@ -188,14 +205,16 @@ def train(args: argparse.Namespace) -> dict:
             "description": f"realism critic: real {ds.title} images against the {recipe_file.stem} recipe's endpoints "
                            f"(L2 PGD adversarial training at eps {args.eps:g})",
             "critic_of": {"recipe": recipe_file.stem, "settings": settings.to_dict(),
-                          "train_digits": args.train_digits, "endpoints": len(fakes), "reals_from": REALS_FROM},
+                          "train_digits": args.train_digits, "endpoints": len(fakes), "reals_from": REALS_FROM,
+                          **({"also_critic": args.also_critic} if args.also_critic else {})},
             "training": {"eps": args.eps, "attack_steps": 7, "epochs": args.epochs, "batch_size": 64,
                          "optimizer": "Adam", "lr": "one-cycle to 2e-3", "seed": args.seed, "data_sha256": digest,
                          "wall_seconds": round(time.time() - t0, 1), "torch": torch.__version__,
                          "trav_gui": __version__},
             "held_out": held_out,
             "rebuild": [(f"python -m training.train_critic --recipe {args.recipe} --train-digits {args.train_digits} "
-                         f"--eps {args.eps:g} --epochs {args.epochs} --seed {args.seed} --out {args.out}")]}
+                         f"--eps {args.eps:g} --epochs {args.epochs} --seed {args.seed} --out {args.out}"
+                         + (f" --also-critic {args.also_critic}" if args.also_critic else ""))]}
     save_prior(critic, args.out, card)
     print(f"wrote {args.out}", file=sys.stderr)
     return card
