@@ -380,8 +380,8 @@ def traverse(
     x = step.random_start(flat_x0, generator).view_as(x0s) if config.random_start else x0s.clone()
     done = torch.zeros(m, n, dtype=torch.bool, device=device)
     # Recipes take their own steps and may stop on their own.
-    guided = {i: own.start(n, device, config.seed, x0=start, targets=targets) for i, own in enumerate(_own_steps(models))
-              if own is not None}
+    guided = {i: own.start(n, device, config.seed, x0=start, targets=targets)
+              for i, own in enumerate(_own_steps(models)) if own is not None}
     forwards = [guided[i].forward if i in guided else _rows_ignored(model) for i, model in enumerate(models)]
     stops = config.stop_at_prob is not None or any(run.stops for run in guided.values())
     # Without a stop rule nothing is ever done: one shared read-only array serves every frame.

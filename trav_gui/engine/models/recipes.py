@@ -345,8 +345,8 @@ class GuidedRun:
                     tried[i] = y
         with torch.no_grad():
             # The critic knows realism, not classes: a frame it made is kept only where the
-            # recipe's own p(target) is at least where it was (or the stop rule's threshold), so
-            # that a run never ends less sure than it stopped.
+            # recipe's own p(target) is at least where it was (or the stop rule's threshold): the
+            # critic never takes a run below its stop rule's confidence, nor lower than it was.
             target = self.targets[rows, None]
             p_before = torch.softmax(self.forward(x, rows), 1).gather(1, target).squeeze(1)
             out, kept = x.clone(), torch.zeros(len(x), dtype=torch.int64, device=x.device)
