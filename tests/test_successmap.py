@@ -120,6 +120,15 @@ def test_a_map_of_a_changed_model_of_the_same_name_starts_over(tmp_path):
     assert len(sm.read_traversals(sm.successmap_paths(tmp_path, "m")["traversals"])) == 90
 
 
+def test_a_map_made_by_other_engine_code_starts_over(tmp_path, monkeypatch):
+    model, config, totals = load_model("robust"), TraversalConfig(steps=2), []
+    sm.run_successmap(model, "m", "mnist", 1, config, tmp_path)
+    assert json.loads(sm.successmap_paths(tmp_path, "m")["settings"].read_text())["engine"] == sm.engine_fingerprint()
+    monkeypatch.setattr(sm, "engine_fingerprint", lambda: "0" * 64)  # as after an upgrade or an edit
+    sm.run_successmap(model, "m", "mnist", 1, config, tmp_path, progress=lambda done, total, what: totals.append(total))
+    assert set(totals) == {10 * (config.steps + 1)}  # the same model, other code: all ten again
+
+
 def test_the_last_frame_is_judged_on_its_own():
     from trav_gui.engine.core.traversal import traverse
     from trav_gui.engine.data.datasets import test_set

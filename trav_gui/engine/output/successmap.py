@@ -157,6 +157,16 @@ def model_fingerprint(model) -> str:
     return hashlib.sha256(f"{state_sha256(model)}|{settings}".encode()).hexdigest()
 
 
+def engine_fingerprint() -> str:
+    """The SHA-256 of the engine's source files: a map made by other code (an upgrade, an edit to a
+    recipe's finish) is not continued, as its rows would mix two versions of the traversal."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def read_traversals(path: str | Path) -> list[dict]:
     """The per-traversal rows of a success map's ``_traversals.csv``, typed."""
     rows = []
@@ -215,8 +225,9 @@ def run_successmap(model, name: str, dataset: str, per_class: int, config: Trave
     ``progress(done, total, what)`` is called after every step, counted over all start
     classes; ``should_stop()`` is asked at every step, and when it says so the map stops with
     :class:`SuccessMapCancelled`, the finished start classes saved. A file of other settings
-    in ``out`` is not continued but replaced; the model's :func:`model_fingerprint` counts among
-    the settings, so that a map of a changed model of the same name starts over.
+    in ``out`` is not continued but replaced; the model's :func:`model_fingerprint` and the
+    :func:`engine_fingerprint` count among the settings, so that a map of a changed model of the
+    same name, or one made by other code, starts over.
     """
     ds = get_dataset(dataset)
     paths = successmap_paths(out, name)
@@ -224,7 +235,7 @@ def run_successmap(model, name: str, dataset: str, per_class: int, config: Trave
     starts = successmap_starts(dataset, per_class)
     settings = {"model": name, "dataset": ds.name, "per_class": per_class, "config": config.to_dict(),
                 "confident_prob": CONFIDENT_PROB, "starts": {str(c): v for c, v in starts.items()},
-                "fields": TRAVERSAL_FIELDS, "fingerprint": model_fingerprint(model)}
+                "fields": TRAVERSAL_FIELDS, "fingerprint": model_fingerprint(model), "engine": engine_fingerprint()}
     rows: list[dict] = []
     if paths["settings"].is_file() and paths["traversals"].is_file():
         try:
