@@ -320,8 +320,18 @@ def test_train_critic_writes_a_critic_of_the_recipe_s_endpoints_and_resumes_them
     train_critic.main([*args, "--resume"])  # the endpoints are read back, not traversed again
     assert [c.stat().st_mtime_ns for c in chunks] == stamps
     assert load_prior(out)[1].sha256 == sha  # the same endpoints and seed: the same critic
-    with pytest.raises(SystemExit, match="another recipe, other starts"):  # stale endpoints are not reused
-        train_critic.main([*args[:3], "3", *args[4:], "--resume"])
+    train_critic.main([*args[:3], "3", *args[4:], "--resume"])  # more starts: only the one added is traversed
+    assert [c.stat().st_mtime_ns for c in chunks] == stamps and (out.parent / "critic.safetensors.ckpt" /
+                                                                 "endpoints_2_3.npz").is_file()
+    assert load_prior(out)[1].to_json()["critic_of"]["endpoints"] == 27
+    stamp = out.parent / "critic.safetensors.ckpt" / "endpoints.json"
+    made = json.loads(stamp.read_text())
+    made["chunks"]["endpoints_0_1.npz"] = "0" * 64  # made from other starts, as far as the stamp knows
+    stamp.write_text(json.dumps(made))
+    train_critic.main([*args, "--resume"])
+    assert chunks[0].stat().st_mtime_ns != stamps[0] and chunks[1].stat().st_mtime_ns == stamps[1]  # traversed again
+    with pytest.raises(SystemExit, match="another recipe or in other chunks"):  # stale endpoints are not reused
+        train_critic.main([*args[:5], "2", *args[6:], "--resume"])
 
 
 def test_train_critic_also_critic_adds_the_endpoints_a_first_critic_finished(tmp_path, mnist_root):

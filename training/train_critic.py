@@ -6,8 +6,9 @@
    *training* images, each to every other class (200 L2 steps of 0.1, its stop rule and finish);
    its last frames are the critic's fakes. They are the slow part (about 9 min for 1,800 on two
    cores; the training below about 4) and are kept in ``<out>.ckpt/endpoints_*.npz`` in chunks of
-   ``--chunk`` starts, so that ``--resume`` goes on where a run stopped (refused if the recipe, the
-   starts or the chunks differ from the run that wrote them).
+   ``--chunk`` starts, so that ``--resume`` goes on where a run stopped, or traverses only the starts
+   a run with more ``--train-digits`` adds (refused if the recipe or the chunks differ from the run
+   that wrote them; a chunk of other starts is traversed again).
 2. **Reals.** As many training images from 20,000 on, with the fakes' target classes. No test
    image is used: the figures measured on test digits never see the critic's data.
 3. **The critic** (:class:`~trav_gui.engine.models.priors.RealismCritic`) learns real (logit > 0)
@@ -86,22 +87,27 @@ def endpoint_chunk(recipe, images: np.ndarray, targets: np.ndarray, shape) -> np
 def endpoints(recipe, images: np.ndarray, labels: np.ndarray, classes: int, chunk: int, folder: Path, resume: bool,
               shape) -> tuple[np.ndarray, np.ndarray]:
     """Every start of ``images`` to every other class: (fakes, their targets), chunk by chunk, each
-    chunk kept in ``folder`` (reused with ``resume``)."""
+    chunk kept in ``folder``. With ``resume`` a chunk is reused where the folder's stamp says it was
+    made by this recipe from these very starts, so a run with more ``--train-digits`` traverses only
+    the starts it adds."""
     folder.mkdir(parents=True, exist_ok=True)
     stamp = folder / "endpoints.json"
-    key = {"recipe": recipe.recipe.to_dict(), "starts": len(images), "chunk": chunk,
-           "images_sha256": hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()}
-    if resume and stamp.is_file() and json.loads(stamp.read_text()) != key:
-        raise SystemExit(f"{folder}: its endpoints were made by another recipe, other starts or other chunks; "
-                         "delete the folder or leave out --resume")
-    write_bytes_atomic(stamp, json.dumps(key).encode())
+    key = {"recipe": recipe.recipe.to_dict(), "chunk": chunk}
+    made: dict[str, str] = {}  # chunk file -> the SHA-256 of the starts it was made from
+    if resume and stamp.is_file():
+        old = json.loads(stamp.read_text())
+        if {k: old.get(k) for k in key} != key:
+            raise SystemExit(f"{folder}: its endpoints were made by another recipe or in other chunks; "
+                             "delete the folder or leave out --resume")
+        made = old.get("chunks", {})
     fakes, targets = [], []
     for first in range(0, len(images), chunk):
         x, y = images[first:first + chunk], labels[first:first + chunk]
         starts = np.repeat(np.arange(len(x)), classes - 1)
         t = np.array([c for label in y for c in range(classes) if c != label])
         path = folder / f"endpoints_{first}_{first + len(x)}.npz"
-        if resume and path.is_file():
+        digest = hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()
+        if resume and path.is_file() and made.get(path.name) == digest:
             with np.load(path) as f:
                 last = f["last"]
         else:
@@ -109,6 +115,8 @@ def endpoints(recipe, images: np.ndarray, labels: np.ndarray, classes: int, chun
             last = endpoint_chunk(recipe, x[starts], t, shape)
             with atomic_paths(path) as (tmp,), open(tmp, "wb") as f:
                 np.savez_compressed(f, last=last)
+            made[path.name] = digest
+            write_bytes_atomic(stamp, json.dumps({**key, "chunks": made}).encode())
         fakes.append(last)
         targets.append(t)
     return np.concatenate(fakes), np.concatenate(targets)
