@@ -29,7 +29,6 @@ names it as its ``critic``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -42,7 +41,7 @@ from tqdm import tqdm
 
 from trav_gui import __version__
 from trav_gui.engine.core.traversal import TraversalConfig, traverse
-from trav_gui.engine.data.datasets import get_dataset, load_training_set
+from trav_gui.engine.data.datasets import arrays_sha256, get_dataset, load_training_set
 from trav_gui.engine.files import atomic_paths, write_bytes_atomic
 from trav_gui.engine.models.errors import ModelLoadError, PriorLoadError, RecipeError
 from trav_gui.engine.models.loading import load_recipe, read_recipe, resolve_model_path
@@ -93,7 +92,7 @@ def endpoints(recipe, images: np.ndarray, labels: np.ndarray, classes: int, chun
     folder.mkdir(parents=True, exist_ok=True)
     stamp = folder / "endpoints.json"
     key = {"recipe": recipe.recipe.to_dict(), "chunk": chunk}
-    made: dict[str, str] = {}  # chunk file -> the SHA-256 of the starts it was made from
+    made: dict[str, str] = {}  # chunk file -> the SHA-256 of the starts (images, labels) it was made from
     if resume and stamp.is_file():
         old = json.loads(stamp.read_text())
         if {k: old.get(k) for k in key} != key:
@@ -106,7 +105,7 @@ def endpoints(recipe, images: np.ndarray, labels: np.ndarray, classes: int, chun
         starts = np.repeat(np.arange(len(x)), classes - 1)
         t = np.array([c for label in y for c in range(classes) if c != label])
         path = folder / f"endpoints_{first}_{first + len(x)}.npz"
-        digest = hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()
+        digest = arrays_sha256(x, y)
         if resume and path.is_file() and made.get(path.name) == digest:
             with np.load(path) as f:
                 last = f["last"]
