@@ -133,9 +133,9 @@ def main(argv=None) -> dict:
             row[which] = {"fallback": float(take.mean()), "success_last": float(np.where(take, b["success"], a["success"]).mean())}
             if which == "held_out":
                 last = np.where(take[:, None, None, None], b["last"], a["last"])
-                row[which]["two_sample"] = two_sample_accuracy(last, real)
+                row[which]["two_sample"] = two_sample_accuracy(last, real.reshape(len(real), *last.shape[1:]))
         result["rows"].append(row)
-        label = {None: "never", "always": "always"}.get(threshold, f"critic < {threshold:g}")
+        label = "never" if threshold is None else "always" if threshold == "always" else f"critic < {threshold:g}"
         print(f"{label:>12}: start {args.start_class}: fallback {row['map']['fallback']:.0%}, success "
               f"{row['map']['success_last']:.1%}; held-out 450: fallback {row['held_out']['fallback']:.0%}, success "
               f"{row['held_out']['success_last']:.1%}, two-sample {row['held_out']['two_sample']:.1%}")
