@@ -54,7 +54,7 @@ REALS_FROM = 20_000  # the critic's real images: training images from here on
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.train_critic", description=__doc__.split("\n\n")[0])
     p.add_argument("--recipe", default="realistic", help="the recipe whose endpoints the critic learns to tell")
-    p.add_argument("--train-digits", type=int, default=800, help="training images traversed to every other class")
+    p.add_argument("--train-digits", type=int, default=1600, help="training images traversed to every other class")
     p.add_argument("--chunk", type=int, default=50, help="starts per saved chunk of endpoints")
     p.add_argument("--eps", type=float, default=1.0, help="the L2 radius of its adversarial training")
     p.add_argument("--epochs", type=int, default=15)
