@@ -37,7 +37,7 @@ from bench_realism import real_pool, two_sample_accuracy  # beside this script
 from trav_gui.engine.core.centring import centring_offsets, shift_batch
 from trav_gui.engine.core.traversal import TraversalConfig
 from trav_gui.engine.data.datasets import get_dataset, test_set
-from trav_gui.engine.files import write_bytes_atomic
+from trav_gui.engine.files import atomic_paths, write_bytes_atomic
 from trav_gui.engine.models.loading import load_recipe, read_recipe, resolve_model_path
 from trav_gui.engine.models.recipes import Recipe
 from trav_gui.engine.output.successmap import (
@@ -89,9 +89,8 @@ def traversals(recipe: Recipe, pairs, scorer: RealismScorer, cache: Path) -> dic
            "targets": targets}
     print(f"  {len(pairs)} traversals in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **out)
-    tmp.replace(path)
+    with atomic_paths(path) as (tmp,), open(tmp, "wb") as f:
+        np.savez_compressed(f, **out)
     return out
 
 
