@@ -3,7 +3,10 @@
     python benchmarks/bench_fallback.py [--recipe realistic] [--fallback realistic-stochastic]
         [--thresholds -2 0 2] [--start-class 0] [--out docs] [--name fallback]
 
-Not a recipe setting (yet): an offline measure of one. Both recipes traverse the same starts to
+An offline measure of what became the shipped recipe's ``retry`` (``realistic`` retries with
+``realistic-stochastic``'s pull below a critic logit of −4: :mod:`trav_gui.engine.models.recipes`);
+the retry itself is measured by the success map and ``bench_realism``. Each recipe is taken without
+its own retry. Both recipes traverse the same starts to
 every other class (200 L2 steps of 0.1, measured as the success map measures:
 :func:`trav_gui.engine.output.successmap._measure`); the ``--fallback`` recipe is given
 ``--recipe``'s critic when it has none, so that both end with the same finish. Then, per
@@ -51,7 +54,11 @@ CONFIG = TraversalConfig(steps=200, step_size=0.1)
 
 
 def the_recipe(name: str, critic_of: Recipe | None = None) -> Recipe:
+    """The recipe ``name`` without its retry (this measures the choice a retry makes), given
+    ``critic_of``'s critic when it has none."""
     recipe = read_recipe(resolve_model_path(name))
+    if recipe.retry is not None:
+        recipe = Recipe.from_dict({k: v for k, v in recipe.to_dict().items() if k not in ("retry", "retry_below")})
     if critic_of is not None and recipe.critic is None and critic_of.critic is not None:
         recipe = Recipe.from_dict({**recipe.to_dict(), "critic": critic_of.critic,
                                    "critic_steps": critic_of.critic_steps, "critic_step": critic_of.critic_step})

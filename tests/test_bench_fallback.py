@@ -27,6 +27,7 @@ def test_the_fallback_recipe_gets_the_recipe_s_critic_and_keeps_its_own_pull(ben
     assert (second.critic_steps, second.critic_step) == (first.critic_steps, first.critic_step)
     assert second.renoise and not first.renoise and second.sigma_max == 1.0
     assert bench.the_recipe("realistic-stochastic").critic is None
+    assert first.retry is None  # the first pull alone: the bench measures the choice the retry makes
 
 
 def test_the_map_set_is_one_start_class_to_every_other_and_the_held_out_set_is_the_450(bench):

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from trav_gui.engine import files
+from trav_gui.engine.files import sha256_of
 from trav_gui.engine.data import datasets as data
 from trav_gui.engine.models.architectures import SmallCNN
 from trav_gui.engine.output import export as ex
@@ -344,3 +345,37 @@ def test_200_rapid_play_stop_reset_and_target_changes_end_consistent(qtbot, wind
     window.settings.max_steps.setValue(STEPS)
     window.settings.step_size.setValue(0.5)
     assert play_to_end(qtbot, window) == "completed" and len(window.history) == STEPS + 1
+
+
+def test_a_run_too_short_for_a_recipe_s_retry_says_so(qtbot, gui_models):
+    """A recipe that goes back to its start where its critic rejects the endpoint needs room for a
+    second pull: a run of fewer steps than its card's figures were measured at says so."""
+    recipe = {"models": ["robust"], "prior": "score-mnist", "prior_weight": 0.15, "anneal_steps": 5,
+              "stop": "plateau", "patience": 2, "finish_sigmas": [0.3], "critic": "critic-mnist",
+              "retry": {"renoise": True, "sigma_max": 1.0}, "retry_below": -4.0}
+    path = gui_models / "retrying.recipe"
+    path.write_text(json.dumps(recipe))
+    (gui_models / "retrying.json").write_text(json.dumps({
+        "kind": "recipe", "dataset": "mnist", "recipe": "retrying.recipe", "sha256": sha256_of(path),
+        "evaluation": {"realism": {"steps": 300, "success": 0.9}}}))
+    w = make_window(qtbot, gui_models)
+    w.settings.max_steps.setValue(STEPS)
+    w.input_panel.pick_example(15)
+    key = next(e.key for e in w.selector.entries() if e.name == "retrying")
+    w.selector.set_selected([key])
+    w.set_target(0)
+    assert play_to_end(qtbot, w) == "completed"
+    note = w.statusBar().currentMessage()
+    assert "retrying goes back to its start" in note and f"{STEPS} steps leave too little room" in note and "give it 300" in note
+    w.settings.max_steps.setValue(300)
+    w.settings.step_size.setValue(0.5)
+    w.statusBar().clearMessage()
+    assert play_to_end(qtbot, w) == "completed"
+    assert "goes back to its start" not in w.statusBar().currentMessage()
+    from trav_gui.qt.gallery_tab import ROW_FROM_START  # the Gallery tab's status line says it too
+
+    w.gallery_tab.steps.setValue(3)
+    w.gallery_tab.rows.setCurrentText(ROW_FROM_START)
+    with qtbot.waitSignal(w.gallery_tab.gallery_finished, timeout=60_000):
+        assert w.gallery_tab.compute()
+    assert "Note: retrying goes back to its start" in w.gallery_tab.status.text()

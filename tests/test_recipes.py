@@ -77,6 +77,18 @@ def test_ensemble_logits_are_the_mean_log_probability():
       "critic_steps": 0}, "critic_steps"),
     ({"models": ["robust"], "prior": "p", "stop": "confident", "finish_sigmas": [0.1], "critic": "c",
       "critic_step": -1}, "critic_step"),
+    ({"models": ["robust"], "prior": "p", "stop": "confident", "finish_sigmas": [0.1],
+      "retry": {"renoise": True}}, "retry needs a critic"),
+    ({"models": ["robust"], "prior": "p", "stop": "confident", "finish_sigmas": [0.1], "critic": "c",
+      "retry": {"critic": "other"}}, "retry cannot change"),
+    ({"models": ["robust"], "prior": "p", "stop": "confident", "finish_sigmas": [0.1], "critic": "c",
+      "retry": {}}, "retry must be"),
+    ({"models": ["robust"], "prior": "p", "stop": "confident", "finish_sigmas": [0.1], "critic": "c",
+      "retry": {"sigma_max": 9.0}}, "retry: sigma_max"),
+    ({"models": ["robust"], "prior": "p", "stop": "confident", "finish_sigmas": [0.1], "critic": "c",
+      "step_decay": 0.99, "retry": {"renoise": True}}, "step_decay 1"),
+    ({"models": ["robust"], "prior": "p", "stop": "confident", "finish_sigmas": [0.1], "critic": "c",
+      "retry": {"renoise": True}, "retry_below": float("nan")}, "retry_below"),
 ])
 def test_bad_recipes_are_refused_naming_the_setting(bad, message):
     with pytest.raises(RecipeError, match=message):
@@ -427,7 +439,8 @@ def test_the_shipped_stochastic_recipe_is_realistic_with_a_noisy_pull_and_replay
     plain = json.loads(entries["realistic"].path.read_text())
     assert settings.pop("renoise") is True and settings.pop("sigma_max") == 1.0
     assert plain.pop("critic") == "critic-mnist" and "critic" not in settings
-    assert settings == {k: v for k, v in plain.items() if k not in ("sigma_max", "critic_steps", "critic_step")}
+    assert settings == {k: v for k, v in plain.items()
+                        if k not in ("sigma_max", "critic_steps", "critic_step", "retry", "retry_below")}
 
     def frames(name: str, seed: int) -> np.ndarray:
         out = tmp_path / f"{name}-{seed}"

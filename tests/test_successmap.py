@@ -158,8 +158,11 @@ def test_a_recipe_s_settings_are_part_of_its_fingerprint():
 
     recipe = load_model("realistic")
     unfinished = copy.copy(recipe)  # the same weights
-    unfinished.recipe = replace(recipe.recipe, finish_sigmas=(), critic=None)
+    unfinished.recipe = replace(recipe.recipe, finish_sigmas=(), critic=None, retry=None)
     assert sm.model_fingerprint(unfinished) != sm.model_fingerprint(recipe)
+    once = copy.copy(recipe)
+    once.recipe = replace(recipe.recipe, retry=None)
+    assert sm.model_fingerprint(once) != sm.model_fingerprint(recipe)
     assert sm.model_fingerprint(copy.copy(recipe)) == sm.model_fingerprint(recipe)
 
 
@@ -176,8 +179,8 @@ def test_a_shipped_recipe_s_card_carries_its_committed_success_map(name):
     made = json.loads((docs / f"successmap_{name}.json").read_text())
     assert made["fingerprint"] == sm.model_fingerprint(load_model(name)) and made["per_class"] == 20
     rows = sm.read_traversals(docs / f"successmap_{name}_traversals.csv")
-    m = sm.map_from_rows(rows, name, "mnist", 20, TraversalConfig())
-    assert card["traversals"] == len(rows) == 1800
+    m = sm.map_from_rows(rows, name, "mnist", 20, TraversalConfig.from_dict(made["config"]))
+    assert card["traversals"] == len(rows) == 1800 and card.get("steps", 200) == made["config"]["steps"]
     for field, by, last in (("success", "by_start_class", False), ("success_last", "by_start_class_last", True)):
         assert card[field] == pytest.approx(m.overall(last), abs=5e-5)
         for source, share in enumerate(m.by_source(last)):

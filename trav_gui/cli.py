@@ -101,6 +101,14 @@ def _load_models(names: list[str], dataset: str | None = None):
     return models, refs, found
 
 
+def _note_retries(models, refs, steps: int) -> None:
+    """Print a note for each recipe whose retry ``steps`` steps leave too little room."""
+    from trav_gui.engine.models.loading import entry_of, retry_notes
+
+    for note in retry_notes([entry_of(r.path) for r in refs], models, steps):
+        print(f"note: {note}", file=sys.stderr)
+
+
 def _read_image(path: str, ds):
     """A PNG as an input of data set ``ds``. Grey worlds: an image of the data set's size is
     used as it is, anything else is preprocessed like a drawing, and dark ink on a light
@@ -181,6 +189,7 @@ def _cmd_traverse(args: argparse.Namespace) -> int:
     if args.target < 0:
         raise CliError(f"--target must be a class number from 0, got {args.target}")
     models, refs, dataset = _load_models(args.model, args.dataset)
+    _note_retries(models, refs, config.steps)
     ds = get_dataset(dataset)
     if args.target >= ds.num_classes:
         raise CliError(f"--target must be 0..{ds.num_classes - 1} for {ds.title}, got {args.target}")
@@ -258,6 +267,7 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
 
     config = _config_from(args)
     models, refs, dataset = _load_models(args.model, args.dataset)
+    _note_retries(models, refs, config.steps)
     names = [r.name for r in refs]
     try:
         classes = gallery_classes(dataset, args.classes)
@@ -298,6 +308,7 @@ def _cmd_successmap(args: argparse.Namespace) -> int:
     if args.starts < 1:
         raise CliError(f"--starts must be 1 or more, got {args.starts}")
     models, refs, dataset = _load_models(args.model, args.dataset)
+    _note_retries(models, refs, config.steps)
     for model, ref in zip(models, refs):
         bar = tqdm(total=1, desc=f"success map of {ref.name}", unit="step", disable=None, file=sys.stderr)
 

@@ -44,6 +44,7 @@ from torch import nn
 from trav_gui.engine.core.traversal import TraversalConfig
 from trav_gui.engine.data.datasets import DEFAULT_DATASET, get_dataset
 from trav_gui.engine.files import save_png
+from trav_gui.engine.models.recipes import Guided, retry_note
 from trav_gui.engine.output.gallery import (
     MAX_GALLERY_CLASSES,
     Gallery,
@@ -161,6 +162,7 @@ class GalleryTab(QWidget):
         self._pending_start = self._gallery_start = None  # a one-row gallery's start image
         self.successmap_folder: Path | None = None
         self._job: BackgroundJob | None = None
+        self._notes = ""  # the last gallery's notes (a recipe's retry without room), for its status line
         self._ending: set[BackgroundJob] = set()  # reported, thread still ending
         self.gallery: Gallery | None = None
         self.image = None  # the rendered PIL image of self.gallery
@@ -276,12 +278,14 @@ class GalleryTab(QWidget):
         except ValueError as exc:
             self.status.setText(f"Cannot compute: {exc}")
             return False
+        notes = [retry_note(n, m.recipe, config.steps) for m, n in zip(models, names) if isinstance(m, Guided)]
+        self._notes = "".join(f" Note: {note}." for note in notes if note)
         job = BackgroundJob("gallery", _compute(models, names, config, self.dataset, classes,
                                                 self._scorer_provider(), start), parent=self)
         self._pending_start = None if start is None else np.array(start[0], np.float32)
         count = len(classes) - 1 if start is not None else len(classes) * (len(classes) - 1)
         self._start_job(job, config.steps, f"Computing {count} traversals × {len(models)} models, {config.steps} "
-                                           "steps…", self._on_ready, self._on_failed)
+                                           f"steps…{self._notes}", self._on_ready, self._on_failed)
         return True
 
     def compute_successmap(self, folder: str | Path) -> bool:
@@ -369,7 +373,7 @@ class GalleryTab(QWidget):
                       f"as 90 % of real images are): {real}.")
         self.status.setText(f"{gallery.config.steps} steps of {gallery.config.step_size} "
                             f"{gallery.config.norm.upper()}. {summary}. Red captions: not (yet) the target.{judged} "
-                            "Click a cell to open its traversal.")
+                            f"Click a cell to open its traversal.{self._notes}")
         self._update_buttons()
         self.gallery_finished.emit(True)
 

@@ -43,6 +43,7 @@ def _realism_lines(realism: dict) -> list[str]:
         lines.append(f"success {100 * realism['success']:.0f}% at the confident point"
                      + (f", {100 * last:.0f}% at the endpoint" if last is not None else "")
                      + f" ({realism.get('traversals', '?')} traversals"
+                     + (f" of {realism['steps']} steps" if "steps" in realism else "")
                      + (f"; real images {100 * realism['ceiling']:.0f}%)" if "ceiling" in realism else ")"))
     if "two_sample_last" in realism:
         lines.append(f"endpoints told from real images {100 * realism['two_sample_last']:.0f}% of the time "

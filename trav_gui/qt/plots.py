@@ -36,6 +36,7 @@ L2_COLOR = "#4fc3f7"
 LINF_COLOR = "#ffb74d"
 CURSOR_COLOR = (200, 200, 200, 140)
 FLIP_COLOR = "#66bb6a"
+RESTART_COLOR = "#f48fb1"  # a recipe's retry: back at the start
 OTHERS_COLOR = "#8a8a8a"
 
 
@@ -105,6 +106,12 @@ class ModelColumn:
                                                               "fill": (20, 20, 20, 200)})
         self.flip_line.setVisible(False)
         self.prob_plot.addItem(self.flip_line, ignoreBounds=True)
+        self.restart_line = pg.InfiniteLine(angle=90, movable=False,
+                                            pen=pg.mkPen(RESTART_COLOR, width=2, style=Qt.PenStyle.DotLine),
+                                            label="", labelOpts={"position": 0.3, "color": RESTART_COLOR,
+                                                                 "fill": (20, 20, 20, 200)})
+        self.restart_line.setVisible(False)
+        self.prob_plot.addItem(self.restart_line, ignoreBounds=True)
 
         self.norm_plot: pg.PlotItem = layout.addPlot(row=4, col=col)
         self.norm_plot.setTitle(f"<span style='color:{L2_COLOR}'>‖δ‖₂</span> and "
@@ -182,6 +189,7 @@ class ModelColumn:
         self._norm_top = _nice_ceiling(1.1 * eps) if eps is not None else 1.0
         self.norm_plot.setYRange(0, self._norm_top, padding=0.02)
         self.set_flip(None)
+        self.set_restart(None)
         if eps is None:
             self.eps_line.setVisible(False)
         else:
@@ -223,6 +231,15 @@ class ModelColumn:
         self.flip_line.setPos(step)
         self.flip_line.label.setFormat(f"→ {self.class_names[self.target]} at step {step}")
         self.flip_line.setVisible(True)
+
+    def set_restart(self, step: int | None) -> None:
+        """Mark the step a recipe's retry went back to the start; None hides the marker."""
+        if step is None:
+            self.restart_line.setVisible(False)
+            return
+        self.restart_line.setPos(step)
+        self.restart_line.label.setFormat(f"↺ retry at {step}")  # the critic rejected the endpoint
+        self.restart_line.setVisible(True)
 
     def class_curve(self, c: int) -> tuple[np.ndarray, np.ndarray]:
         """The (steps, probabilities) drawn for class ``c``."""
@@ -367,7 +384,7 @@ class ComparisonView(QWidget):
     def draw_curves(self, history, config) -> None:
         """Feed every column the curves of ``history`` (a RunHistory) so far."""
         steps = history.steps
-        flips = history.flip_steps()
+        flips, restarts = history.flip_steps(), history.restart_steps()
         start_classes = history.start_classes()
         for j, column in enumerate(self.columns[: history.n_models]):
             if column.start_class != start_classes[j]:
@@ -375,6 +392,7 @@ class ComparisonView(QWidget):
                                  column.delta_level)
             column.set_curves(steps, history.probs[:, j], history.l2[:, j], history.linf[:, j])
             column.set_flip(flips[j])
+            column.set_restart(restarts[j])
         if history.has_realism:
             confident, best = history.confident_points(), history.most_realistic()
             for j, column in enumerate(self.columns[: history.n_models]):

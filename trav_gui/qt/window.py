@@ -37,6 +37,7 @@ from trav_gui.engine.core.devices import default_device
 from trav_gui.engine.models.cache import ModelCache, predict_start
 from trav_gui.engine.models.card import ModelEntry
 from trav_gui.engine.models.errors import ModelLoadError
+from trav_gui.engine.models.loading import retry_notes
 from trav_gui.engine.realism import Scorers
 from trav_gui.engine.runs.context import RunContext
 from trav_gui.engine.runs.history import RunHistory
@@ -427,6 +428,9 @@ class MainWindow(RunFilesMixin, DeviceMixin, QMainWindow):
         self.view.begin_run(target, self._start_probs, config)
         context = self.runs.start(context, models, paused=paused,
                                   steps_per_second=self.settings.steps_per_second, scorer=scorer)
+        notes = retry_notes(entries, models, config.steps)
+        if notes:
+            self.statusBar().showMessage(" · ".join(notes), 20_000)
         if self._start_probs and all(int(p.argmax()) == target for p in self._start_probs.values()):
             # Allowed on purpose: climbing the class it already has shows what the model
             # thinks makes a digit more of that digit.

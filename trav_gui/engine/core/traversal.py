@@ -67,9 +67,10 @@ class OwnSteps(Protocol):
     :func:`traverse` asks it for an :class:`OwnStepsRun` and lets that move its images."""
 
     def start(self, n: int, device: torch.device, seed: int = 0, x0: torch.Tensor | None = None,
-              targets: torch.Tensor | None = None) -> OwnStepsRun:
+              targets: torch.Tensor | None = None, steps: int | None = None) -> OwnStepsRun:
         """A run of ``n`` images on ``device``; ``seed`` seeds any randomness of its steps; ``x0``
-        (N, C, H, W) are the start images and ``targets`` (N,) their target classes."""
+        (N, C, H, W) are the start images, ``targets`` (N,) their target classes and ``steps`` the
+        most steps the run takes (its last frame is at that step)."""
 
 
 def _own_steps(models: Sequence[nn.Module]) -> list[OwnSteps | None]:
@@ -380,7 +381,7 @@ def traverse(
     x = step.random_start(flat_x0, generator).view_as(x0s) if config.random_start else x0s.clone()
     done = torch.zeros(m, n, dtype=torch.bool, device=device)
     # Recipes take their own steps and may stop on their own.
-    guided = {i: own.start(n, device, config.seed, x0=start, targets=targets)
+    guided = {i: own.start(n, device, config.seed, x0=start, targets=targets, steps=config.steps)
               for i, own in enumerate(_own_steps(models)) if own is not None}
     forwards = [guided[i].forward if i in guided else _rows_ignored(model) for i, model in enumerate(models)]
     stops = config.stop_at_prob is not None or any(run.stops for run in guided.values())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -31,12 +32,12 @@ from trav_gui.engine.models.conventions import Conventions, adapt, conventions_f
 from trav_gui.engine.models.errors import ModelLoadError, PriorLoadError, RecipeError
 from trav_gui.engine.models.onnx_model import load_onnx, onnx_sha256
 from trav_gui.engine.models.priors import load_prior
-from trav_gui.engine.models.recipes import RECIPE_SUFFIX, Ensemble, Guided, Recipe
+from trav_gui.engine.models.recipes import RECIPE_SUFFIX, Ensemble, Guided, Recipe, retry_note
 from trav_gui.engine.models.weights import PICKLE_SUFFIXES, check_state, read_safetensors
 from trav_gui.paths import models_dir, user_models_dir
 
 __all__ = ["MAX_RECIPE_BYTES", "MODEL_SUFFIXES", "entry_of", "list_models", "load_model", "load_onnx_as", "load_recipe",
-           "load_weights", "model_sha256", "read_recipe", "resolve_model_path"]
+           "load_weights", "model_sha256", "read_recipe", "resolve_model_path", "retry_notes"]
 
 MODEL_SUFFIXES = (".safetensors", ".onnx", RECIPE_SUFFIX)
 MAX_RECIPE_BYTES = 1 << 16
@@ -256,3 +257,16 @@ def list_models(folder: str | os.PathLike | None = None, source: Source | None =
         if card is not None:
             entries.append(ModelEntry(weights.stem, weights, source, card))
     return entries
+
+
+def retry_notes(entries: Sequence[ModelEntry], models: Sequence[nn.Module], steps: int) -> list[str]:
+    """A line for each recipe among ``models`` whose retry a run of ``steps`` steps leaves too little room
+    (:func:`~trav_gui.engine.models.recipes.retry_note`; its card says the steps its figures were measured at)."""
+    notes = []
+    for entry, model in zip(entries, models):
+        if isinstance(model, Guided):
+            note = retry_note(entry.name, model.recipe, steps, entry.card.evaluation.realism.get("steps"))
+            if note is not None:
+                notes.append(note)
+    return notes
+

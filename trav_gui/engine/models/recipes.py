@@ -47,11 +47,25 @@ toward what real images have (discriminator guidance, Kim et al. 2023): the stro
 So its frame is kept only where the recipe's own p(target) after it is at least what it was before
 (or at least ``confident_prob``); elsewhere the frame made with half, then a quarter of the steps
 is tried, and if neither holds the frame before it stays (``GuidedRun.critic_kept``).
+
+With ``retry`` (a critic's recipe only) the critic also judges the finished endpoint: where its logit
+of the last frame (seen centred) is below ``retry_below``, or the recipe's own p(target) there is
+below ``confident_prob``, the trajectory goes back to its start and traverses once more with the
+settings ``retry`` changes (``RETRY_SETTINGS``: e.g. ``{"sigma_max": 1.0, "renoise": true}``, a
+stochastic pull that can leave the mode the first pull was held in), counting its schedule from the
+restart, with its stop rule, finish and critic step; the second endpoint is kept. A rejection
+sampler with a second proposal, shown as it happens: the frames go back to the start and the
+second pull follows. The retry's noise is drawn as the recipe with those settings alone draws it
+(the run's seed and the start), so its frames are that recipe's, later by the first pull's steps. It
+starts only where the run's steps leave room for the shortest retry (``anneal_steps`` plus the
+finish); one still unfinished at the run's last step ends on the first endpoint
+(``GuidedRun.retried``, ``GuidedRun.reverted``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import asdict, dataclass, fields
 from typing import Sequence
@@ -63,10 +77,14 @@ from trav_gui.engine.core.centring import centring_offsets, shift_batch
 from trav_gui.engine.data.datasets import DEFAULT_DATASET
 from trav_gui.engine.models.errors import RecipeError
 
-__all__ = ["RECIPE_SUFFIX", "STOP_RULES", "Ensemble", "Guided", "GuidedRun", "Recipe", "describe"]
+__all__ = ["RECIPE_SUFFIX", "RETRY_SETTINGS", "STOP_RULES", "Ensemble", "Guided", "GuidedRun", "Recipe", "describe",
+           "retry_note"]
 
 STOP_RULES = (None, "confident", "plateau")
 RECIPE_SUFFIX = ".recipe"
+# What a retry may change: its pull's schedule. Not the models, prior, critic or finish (loaded once,
+# shared by both pulls), nor the step decay (a retry counts its steps from its own restart).
+RETRY_SETTINGS = ("prior_weight", "sigma_max", "sigma_min", "anneal_steps", "step_scale", "renoise", "patience")
 
 
 class Ensemble(nn.Module):
@@ -109,6 +127,8 @@ class Recipe:
     critic: str | None = None
     critic_steps: int = 30
     critic_step: float = 0.1
+    retry: dict | None = None
+    retry_below: float = 0.0
 
     def __post_init__(self) -> None:
         models = self.models
@@ -163,6 +183,37 @@ class Recipe:
         if isinstance(self.critic_step, bool) or not isinstance(self.critic_step, (int, float)) or not (
                 1e-4 <= self.critic_step <= 10.0):
             raise RecipeError(f"critic_step must be a number in [0.0001, 10], got {self.critic_step!r}")
+        self._check_retry()
+
+    def _check_retry(self) -> None:
+        if isinstance(self.retry_below, bool) or not isinstance(self.retry_below, (int, float)) or not (
+                -100.0 <= self.retry_below <= 100.0):
+            raise RecipeError(f"retry_below must be a number in [-100, 100], got {self.retry_below!r}")
+        if self.retry is None:
+            return
+        if not isinstance(self.retry, dict) or not self.retry:
+            raise RecipeError(f"retry must be an object of settings to change, got {self.retry!r}")
+        unknown = sorted(set(self.retry) - set(RETRY_SETTINGS))
+        if unknown:
+            raise RecipeError(f"retry cannot change {unknown}; it changes only {list(RETRY_SETTINGS)}")
+        if self.critic is None:
+            raise RecipeError("retry needs a critic (it judges the endpoint a retry replaces)")
+        if self.step_decay != 1.0:
+            raise RecipeError("retry needs step_decay 1 (a retry counts its steps from its restart)")
+        object.__setattr__(self, "retry", dict(sorted(self.retry.items())))
+        self.retry_recipe()  # validates the retry's settings as a recipe's
+
+    def retry_recipe(self) -> Recipe | None:
+        """The recipe of the second pull: this one with ``retry``'s settings and no retry; None without one."""
+        if self.retry is None:
+            return None
+        try:
+            return Recipe.from_dict({**self.to_dict(), **self.retry, "retry": None, "retry_below": 0.0})
+        except RecipeError as exc:
+            raise RecipeError(f"retry: {exc}") from None
+
+    def __hash__(self) -> int:  # ``retry`` is a dict
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
 
     @classmethod
     def from_dict(cls, data: dict) -> "Recipe":
@@ -178,6 +229,10 @@ class Recipe:
         if self.critic is None:  # as recipes were before critics: their settings and fingerprints unchanged
             for name in ("critic", "critic_steps", "critic_step"):
                 del out[name]
+        if self.retry is None:  # likewise for recipes without a retry
+            del out["retry"], out["retry_below"]
+        else:
+            out["retry"] = dict(self.retry)
         return out
 
     def sigma_at(self, t: int) -> float:
@@ -208,17 +263,21 @@ class Guided(nn.Module):
         return self.classifier(x)
 
     def start(self, n: int, device: torch.device, seed: int = 0, x0: torch.Tensor | None = None,
-              targets: torch.Tensor | None = None) -> "GuidedRun":
-        return GuidedRun(self, n, device, seed, x0, targets)
+              targets: torch.Tensor | None = None, steps: int | None = None) -> "GuidedRun":
+        return GuidedRun(self, n, device, seed, x0, targets, steps)
 
 
 class GuidedRun:
     """One traversal's state of a :class:`Guided` model: its steps and its stop rule."""
 
     def __init__(self, guided: Guided, n: int, device: torch.device, seed: int = 0,
-                 x0: torch.Tensor | None = None, targets: torch.Tensor | None = None) -> None:
+                 x0: torch.Tensor | None = None, targets: torch.Tensor | None = None,
+                 steps: int | None = None) -> None:
         self.guided = guided
         self.recipe = guided.recipe
+        self.retry = guided.recipe.retry_recipe()
+        if self.retry is not None and x0 is None:
+            raise RecipeError("a recipe with a retry needs the run's start images (a retry starts there again)")
         if self.recipe.critic is not None and targets is None:
             raise RecipeError("a recipe with a critic needs the run's targets (its step keeps the class)")
         # (N,) target classes: the critic's step is kept only where it keeps the recipe's own p(target)
@@ -228,7 +287,7 @@ class GuidedRun:
         self.offsets = (centring_offsets(x0, guided.recipe.max_centre_shift)
                         if guided.recipe.centre and x0 is not None else None)
         stochastic = self.recipe.renoise or self.recipe.finish_noise
-        self.generators = trajectory_generators(n, device, seed, x0) if stochastic else []
+        self.generators = trajectory_generators(n, device, seed, x0) if stochastic else [None] * n
         self.prior = guided.prior
         self.stops = self.recipe.stop is not None
         self.best = torch.full((n,), math.inf, device=device)
@@ -243,6 +302,18 @@ class GuidedRun:
         self.hidden: torch.Tensor | None = None
         # (N,) the critic steps each trajectory's finish kept (0: none, or not taken yet)
         self.critic_kept = torch.zeros(n, dtype=torch.int64, device=device)
+        # The retry: which pull each trajectory is in (0 the first, 1 the retry), the step its retry's
+        # start frame is at, whether its next step goes back to the start; the first pull's endpoint
+        # and its critic logit; trajectories judged, retried, and ended on the first endpoint at the cap.
+        self.seed, self.x0, self.steps = seed, x0, steps
+        self.phase = torch.zeros(n, dtype=torch.int64, device=device)
+        self.t0 = torch.zeros(n, dtype=torch.int64, device=device)
+        self.restart = torch.zeros(n, dtype=torch.bool, device=device)
+        self.end_frame: torch.Tensor | None = None
+        self.end_critic = torch.full((n,), math.nan, device=device)
+        self.judged = torch.zeros(n, dtype=torch.bool, device=device)
+        self.retried = torch.zeros(n, dtype=torch.bool, device=device)
+        self.reverted = torch.zeros(n, dtype=torch.bool, device=device)
 
     def _noise(self, rows: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
         """(len(rows), *shape) standard normal noise, each row drawn from its trajectory's generator."""
@@ -261,11 +332,33 @@ class GuidedRun:
         """The next images (N, C, H, W) from ``x`` after step ``t``: ``step``'s move with the
         decayed step size, then the prior's pull, then the step's projection and clipping.
         With ``rows`` only those trajectories move (the others are frozen and kept as they are):
-        the prior runs on them alone."""
+        the prior runs on them alone. A trajectory whose retry begins goes back to its start."""
+        if self.retry is not None:
+            return self._advance_with_retry(step, x, x0, grad, t, rows)
         if rows is None:
             return self._advance(step, x, x0, grad, t, None)
         out = x.clone()
         out[rows] = self._advance(step, x[rows], x0[rows], grad[rows], t, rows, len(x))
+        return out
+
+    def _advance_with_retry(self, step, x: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor, t: int,
+                            rows: torch.Tensor | None) -> torch.Tensor:
+        n = len(x)
+        index = rows if rows is not None else torch.arange(n, device=x.device)
+        back = self.restart[index]
+        moving = index[~back]
+        out = x.clone()
+        if len(moving):
+            out[moving] = self._advance(step, x[moving], x0[moving], grad[moving], t, moving, n)
+        if bool(back.any()):
+            out[index[back]] = x0[index[back]]
+            self.restart[index[back]] = False
+        if self.steps is not None and t + 1 == self.steps:
+            # The run's last frame comes next: a retry that will not have finished ends on the first endpoint.
+            unfinished = index[(self.phase[index] == 1) & (self.finish_step[index] < self.finish_steps)]
+            if len(unfinished):
+                out[unfinished] = self.end_frame[unfinished]
+                self.reverted[unfinished] = True
         return out
 
     def _advance(self, step, x: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor, t: int,
@@ -281,6 +374,15 @@ class GuidedRun:
         if bool(active.any()):
             # the run's projection too (the adversarial variant stays in its ball)
             out[active] = step.project(self._finish(x[active], index[active], n), x0[active]).clamp_(0.0, 1.0)
+            if self.retry is not None:  # the endpoint a retry would replace, and its critic logit
+                ended = active & (self.finish_step[index] >= self.finish_steps)
+                if bool(ended.any()):
+                    if self.end_frame is None:
+                        self.end_frame = torch.zeros((n, *x.shape[1:]), device=x.device)
+                    self.end_frame[index[ended]] = out[ended]
+                    move, _ = self._views(index[ended])
+                    with torch.no_grad():
+                        self.end_critic[index[ended]] = self.guided.critic(move(out[ended])).reshape(-1)
         if not bool(finishing.all()):
             out[~finishing] = self._step(step, x[~finishing], x0[~finishing], grad[~finishing], t,
                                          index[~finishing])
@@ -360,28 +462,42 @@ class GuidedRun:
 
     def _step(self, step, x: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor, t: int,
               rows: torch.Tensor | None) -> torch.Tensor:
-        """The classifier's step and the prior's pull (trajectories not finishing)."""
-        r = self.recipe
+        """The classifier's step and the prior's pull (trajectories not finishing), each with its pull's
+        settings: a retry's counted from its restart."""
+        index = rows if rows is not None else torch.arange(len(x), device=x.device)
+        again = self.phase[index] == 1
+        if not bool(again.any()):
+            return self._pull(self.recipe, step, x, x0, grad, t, self.recipe.sigma_at(t), index)
+        out = torch.empty_like(x)
+        if not bool(again.all()):
+            first = ~again
+            out[first] = self._pull(self.recipe, step, x[first], x0[first], grad[first], t, self.recipe.sigma_at(t),
+                                    index[first])
+        local = (t - self.t0[index[again]]).tolist()
+        sigma = torch.tensor([self.retry.sigma_at(v) for v in local], device=x.device)
+        out[again] = self._pull(self.retry, step, x[again], x0[again], grad[again], t, sigma, index[again])
+        return out
+
+    def _pull(self, r: Recipe, step, x: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor, t: int,
+              sigma: float | torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """The step and pull of recipe ``r`` at noise level ``sigma`` (one, or one per row) for the
+        trajectories ``index``."""
         if r.step_decay != 1.0 or r.step_scale != 1.0:
             step = type(step)(step.step_size * r.step_scale * r.step_decay ** t, step.eps)
         moved = step.advance(x, x0, grad)
         if self.prior is None or r.prior_weight == 0:
             return moved
-        sigma = r.sigma_at(t)
         seen = moved
         if r.renoise:  # denoise a noised copy: a stochastic pull that can leave a poor local mode
-            index = rows if rows is not None else torch.arange(len(moved))
-            seen = moved + sigma * self._noise(index, tuple(moved.shape[1:])).to(moved)
-        offsets = self.offsets if self.offsets is None or rows is None else self.offsets[rows]
+            s = sigma.view(-1, *[1] * (moved.dim() - 1)) if isinstance(sigma, torch.Tensor) else sigma
+            seen = moved + s * self._noise(index, tuple(moved.shape[1:])).to(moved)
+        offsets = None if self.offsets is None else self.offsets[index]
         with torch.no_grad():
             if offsets is not None:  # the prior sees the ink centred too, and its pull is moved back
                 pull = shift_batch(self.prior(shift_batch(seen, offsets), sigma), -offsets) - moved
             else:
                 pull = self.prior(seen, sigma) - moved
-        if rows is None:
-            self.correction = pull.flatten(1).norm(dim=1)
-        else:
-            self.correction[rows] = pull.flatten(1).norm(dim=1)
+        self.correction[index] = pull.flatten(1).norm(dim=1)
         return step.project(moved + r.prior_weight * pull, x0).clamp_(0.0, 1.0)
 
     def done(self, p_target: torch.Tensor, t: int) -> torch.Tensor:
@@ -390,7 +506,29 @@ class GuidedRun:
         if not self.recipe.finish_sigmas:
             return stopped
         self.finish_step[stopped & (self.finish_step < 0)] = 0  # its finish starts with the next step
-        return self.finish_step >= self.finish_steps
+        finished = self.finish_step >= self.finish_steps
+        if self.retry is None:
+            return finished
+        ended = finished & ~self.judged
+        self.judged |= finished
+        rejected = ended & (self.phase == 0) & ((self.end_critic < self.recipe.retry_below)
+                                                | (p_target < self.recipe.confident_prob))
+        # the shortest retry: its anneal, then the finish (its start frame is the next one)
+        room = self.steps is None or self.steps - (t + 1) >= self.retry.anneal_steps + self.finish_steps
+        again = rejected if room else torch.zeros_like(rejected)
+        if bool(again.any()):
+            self._begin_retry(again.nonzero().squeeze(1), t + 1)
+            finished = finished & ~again
+        return finished
+
+    def _begin_retry(self, rows: torch.Tensor, t0: int) -> None:
+        """The trajectories ``rows`` start their retry at step ``t0`` (its frame: their start)."""
+        self.phase[rows], self.t0[rows], self.restart[rows], self.retried[rows] = 1, t0, True, True
+        self.best[rows], self.since_best[rows], self.correction[rows] = math.inf, 0, 0.0
+        self.confident[rows], self.finish_step[rows], self.critic_kept[rows] = False, -1, 0
+        if self.retry.renoise:  # the noise the retry's recipe alone would draw for this start
+            for i in rows.tolist():
+                self.generators[i] = trajectory_generators(1, self.x0.device, self.seed, self.x0[i:i + 1])[0]
 
     def _stopped(self, p_target: torch.Tensor, t: int) -> torch.Tensor:
         """(N,) bool: the trajectories the stop rule stops after step ``t``."""
@@ -398,12 +536,29 @@ class GuidedRun:
         self.confident |= p_target >= r.confident_prob
         if r.stop == "confident":
             return self.confident.clone()
-        if r.stop != "plateau" or t == 0:
+        if r.stop != "plateau":
+            return torch.zeros_like(self.confident)
+        if self.retry is not None:
+            return self._plateau_with_retry(t)
+        if t == 0:
             return torch.zeros_like(self.confident)
         better = self.correction < self.best * 0.999
         self.best = torch.where(better, self.correction, self.best)
         self.since_best = torch.where(better, torch.zeros_like(self.since_best), self.since_best + 1)
         return self.confident & (self.since_best >= r.patience) & (t >= r.anneal_steps)
+
+    def _plateau_with_retry(self, t: int) -> torch.Tensor:
+        """The plateau rule, each trajectory with its pull's patience and anneal, counted from its pull's start."""
+        local = t - self.t0
+        moving = local > 0  # as at a run's step 0: nothing to compare yet
+        again = self.phase == 1
+        patience = torch.where(again, self.retry.patience, self.recipe.patience)
+        anneal = torch.where(again, self.retry.anneal_steps, self.recipe.anneal_steps)
+        better = moving & (self.correction < self.best * 0.999)
+        self.best = torch.where(better, self.correction, self.best)
+        self.since_best = torch.where(better, torch.zeros_like(self.since_best),
+                                      torch.where(moving, self.since_best + 1, self.since_best))
+        return moving & self.confident & (self.since_best >= patience) & (local >= anneal)
 
 
 def trajectory_generators(n: int, device: torch.device, seed: int = 0,
@@ -437,6 +592,29 @@ def describe(recipe: Recipe) -> str:
     if recipe.critic:
         parts.append(f"then {recipe.critic_steps} steps of {recipe.critic_step:g} up critic {recipe.critic}'s "
                      "realism, denoised again, kept where its own p(target) holds")
+    if recipe.retry:
+        changes = ", ".join(f"{k} {json.dumps(v)}" for k, v in recipe.retry.items())
+        parts.append(f"where the critic's logit of the endpoint is below {recipe.retry_below:g} or its own p(target) "
+                     f"below {recipe.confident_prob:g}, once more from the start with {changes}")
     if recipe.centre:
         parts.append("sees the ink centred")
     return "recipe: " + "; ".join(parts)
+
+
+def retry_note(name: str, recipe: Recipe, steps: int, measured_steps: int | None = None) -> str | None:
+    """One line for a run of ``steps`` steps with recipe ``name`` when they leave its retry too little room
+    (fewer than the shortest first pull and retry together, or than ``measured_steps``, the steps its
+    card's figures were measured with); None when they do not, or it has no retry."""
+    retry = recipe.retry_recipe()
+    if retry is None:
+        return None
+    finish = len(recipe.finish_sigmas) + 1  # the critic's step is the finish's last
+    shortest = recipe.anneal_steps + finish + 1 + retry.anneal_steps + finish
+    wanted = max(shortest, measured_steps or 0)
+    if steps >= wanted:
+        return None
+    room = "no" if steps < shortest else "too little"
+    measured = f" (its card's figures are at {wanted} steps)" if measured_steps == wanted else ""
+    return (f"{name} goes back to its start where its critic rejects the endpoint; {steps} steps leave {room} room "
+            f"for that: give it {wanted}{measured}")
+

@@ -1,0 +1,161 @@
+"""A recipe's retry: where its critic rejects the finished endpoint, the trajectory goes back to its
+start and traverses once more with a second pull's settings (the shipped `realistic` retries with the
+stochastic pull)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from trav_gui.engine.core import traversal as engine
+from trav_gui.engine.core.traversal import TraversalConfig, traverse
+from trav_gui.engine.data import datasets
+from trav_gui.engine.models.loading import list_models, load_recipe
+from trav_gui.engine.models.recipes import Recipe, describe
+
+# A short schedule of the shipped pieces: anneal 5 steps, plateau of 2, finish at 0.3 and 0.1, 4 critic steps.
+BASE = {"models": ("robust",), "prior": "score-mnist", "prior_weight": 0.15, "sigma_max": 0.5, "sigma_min": 0.3,
+        "anneal_steps": 5, "step_scale": 3.0, "stop": "plateau", "patience": 2, "centre": True,
+        "finish_sigmas": (0.3, 0.1), "critic": "critic-mnist", "critic_steps": 4}
+SECOND = {"sigma_max": 1.0, "renoise": True}
+FINISH = 3  # two denoisings and the critic's step
+
+
+def _run(recipe: Recipe, x, targets, steps: int):
+    frames = list(traverse([load_recipe(recipe)], x, targets, TraversalConfig(steps=steps, step_size=0.1, seed=4)))
+    done = np.stack([f.done[0] for f in frames])
+    return frames, np.where(done.any(0), done.argmax(0), -1)  # the step each trajectory is done at
+
+
+@pytest.mark.parametrize("n", [3, 12], ids=["joint", "frozen-skipped"])
+def test_a_rejected_endpoint_goes_back_to_the_start_and_the_second_pull_is_that_recipe_alone(n, monkeypatch):
+    """retry_below 100 rejects every endpoint: each trajectory's frames are the first pull's up to its
+    endpoint, then its start, then the frames of the recipe with the retry's settings alone."""
+    monkeypatch.setattr(engine, "SKIP_FROZEN", True)
+    x, labels = datasets.test_images("mnist", n)
+    targets = (labels + 3) % 10
+    first, first_done = _run(Recipe(**BASE), x, targets, 80)
+    alone, alone_done = _run(Recipe(**{**BASE, **SECOND}), x, targets, 80)
+    both, both_done = _run(Recipe(**BASE, retry=SECOND, retry_below=100.0), x, targets, 120)
+    assert (first_done > 0).all() and (alone_done > 0).all()
+    np.testing.assert_array_equal(both_done, first_done + 1 + alone_done)
+    for i in range(n):
+        end = first_done[i]
+        for t in range(end + 1):
+            # (a batch's calls split by pull: its convolutions differ from the batch's in the last digits)
+            np.testing.assert_allclose(both[t].images[0, i], first[t].images[0, i], atol=1e-4)
+        assert not both[end].done[0, i]
+        np.testing.assert_array_equal(both[end + 1].images[0, i], x[i, 0])  # back at the start
+        assert both[end + 1].l2[0, i] == 0
+        for t in range(alone_done[i] + 1):
+            np.testing.assert_allclose(both[end + 1 + t].images[0, i], alone[t].images[0, i], atol=1e-4)
+            np.testing.assert_allclose(both[end + 1 + t].probs[0, i], alone[t].probs[0, i], atol=1e-4)
+        np.testing.assert_array_equal(both[-1].images[0, i], both[both_done[i]].images[0, i])  # frozen after
+
+
+def test_an_endpoint_the_critic_accepts_is_kept_unless_unsure_and_a_run_without_room_is_not_retried():
+    x, labels = datasets.test_images("mnist", 4)
+    targets = (labels + 3) % 10
+    first, first_done = _run(Recipe(**BASE), x, targets, 80)
+    assert (first_done > 0).all()
+    # retry_below -100: the critic accepts every endpoint; only one whose own p(target) fell below 0.9 goes back
+    unsure = first[-1].probs[0, np.arange(4), targets] < 0.9
+    assert unsure.any() and not unsure.all()  # both cases are here
+    judged, _ = _run(Recipe(**BASE, retry=SECOND, retry_below=-100.0), x, targets, 80)
+    for i in range(4):
+        end = first_done[i]
+        if unsure[i]:
+            assert judged[end + 1].l2[0, i] == 0
+        else:
+            for a, b in zip(first, judged):
+                np.testing.assert_allclose(b.images[0, i], a.images[0, i], atol=1e-4)
+    # too few steps for the shortest retry (anneal, then the finish) after the earliest endpoint: none starts
+    short = int(first_done.min()) + 1 + BASE["anneal_steps"] + FINISH - 1
+    cramped, cramped_done = _run(Recipe(**BASE, retry=SECOND, retry_below=100.0), x, targets, short)
+    reached = first_done <= short
+    np.testing.assert_array_equal(cramped_done[reached], first_done[reached])
+    for a, b in zip(first, cramped):
+        np.testing.assert_allclose(b.images, a.images, atol=1e-6)
+
+
+def test_a_retry_unfinished_at_the_last_step_ends_on_the_first_endpoint():
+    """Room for the shortest retry, but this retry's plateau needs 40 steps: the run's last frame is
+    the first endpoint again, not a half-made second one."""
+    x, labels = datasets.test_images("mnist", 2)
+    targets = (labels + 3) % 10
+    first, first_done = _run(Recipe(**BASE), x, targets, 80)
+    assert (first_done > 0).all()
+    steps = int(first_done.max()) + 1 + BASE["anneal_steps"] + FINISH + 5
+    slow = {**SECOND, "patience": 40}
+    frames, _ = _run(Recipe(**BASE, retry=slow, retry_below=100.0), x, targets, steps)
+    assert len(frames) == steps + 1 and not frames[-1].done.any()
+    for i in range(2):
+        end = first_done[i]
+        assert frames[end + 1].l2[0, i] == 0  # it did go back to the start
+        assert not np.allclose(frames[-2].images[0, i], first[end].images[0, i], atol=1e-3)  # mid-retry
+        np.testing.assert_allclose(frames[-1].images[0, i], first[end].images[0, i], atol=1e-5)
+
+
+def test_a_recipe_with_a_retry_round_trips_and_one_without_keeps_its_settings():
+    with_retry = Recipe(**BASE, retry={"renoise": True, "sigma_max": 1.0}, retry_below=-4.0)
+    again = Recipe.from_dict(json.loads(json.dumps(with_retry.to_dict())))
+    assert again == with_retry and hash(again) == hash(with_retry)
+    assert with_retry.retry_recipe() == Recipe(**{**BASE, "sigma_max": 1.0, "renoise": True})
+    assert "retry" not in Recipe(**BASE).to_dict()  # the fingerprints of recipes without one hold
+    assert "once more from the start" in describe(with_retry) and "-4" in describe(with_retry)
+
+
+def test_the_shipped_realistic_recipe_retries_with_the_shipped_stochastic_pull():
+    """`realistic`'s retry is `realistic-stochastic`'s pull: the two files differ by nothing else."""
+    entries = {e.name: e for e in list_models()}
+    plain = json.loads(entries["realistic"].path.read_text())
+    stochastic = json.loads(entries["realistic-stochastic"].path.read_text())
+    retry, below = plain.pop("retry"), plain.pop("retry_below")
+    assert below < 0 and retry
+    assert {**plain, **retry} == {**stochastic, **{k: plain[k] for k in ("critic", "critic_steps", "critic_step")}}
+    assert "retry" in entries["realistic"].card.description
+
+
+def test_a_run_too_short_for_the_retry_says_so(tmp_path, capsys):
+    from trav_gui.cli import main
+    from trav_gui.engine.models.recipes import retry_note
+
+    recipe = Recipe(**BASE, retry=SECOND, retry_below=-4.0)
+    shortest = 2 * (BASE["anneal_steps"] + FINISH) + 1  # the shortest first pull, its restart, the shortest retry
+    assert retry_note("r", recipe, shortest) is None and retry_note("r", Recipe(**BASE), 3) is None
+    assert f"{shortest - 1} steps leave no room" in retry_note("r", recipe, shortest - 1)
+    assert retry_note("r", recipe, 200, measured_steps=300).endswith(
+        "200 steps leave too little room for that: give it 300 (its card's figures are at 300 steps)")
+    assert retry_note("r", recipe, shortest - 1, measured_steps=10).endswith(f"give it {shortest}")
+    assert main(["traverse", "--model", "realistic", "--index", "3", "--target", "6", "--steps", "5",
+                 "--out", str(tmp_path / "run")]) == 0
+    assert "note: realistic goes back to its start where its critic rejects the endpoint; 5 steps leave no room" \
+        in capsys.readouterr().err
+
+
+def test_the_run_history_marks_the_step_a_retry_went_back_to_the_start(qtbot):
+    """The app draws a marker where a recipe's trajectory, having moved, is at its start again."""
+    from trav_gui.engine.runs.history import RunHistory
+    from trav_gui.qt.plots import ComparisonView
+
+    x, labels = datasets.test_images("mnist", 1)
+    target = (labels + 3) % 10
+    _, first_done = _run(Recipe(**BASE), x, target, 80)
+    plain = Recipe(**BASE)
+    frames = list(traverse([load_recipe(Recipe(**BASE, retry=SECOND, retry_below=100.0)), load_recipe(plain)], x,
+                           target, TraversalConfig(steps=120, step_size=0.1, seed=4)))
+    history = RunHistory(2, int(target[0]))
+    for f in frames:
+        history.append(f)
+    assert history.restart_steps() == [int(first_done[0]) + 1, None]  # the recipe without a retry never goes back
+    view = ComparisonView()
+    qtbot.addWidget(view)
+    view.set_models(["retrying", "plain"], ["", ""])
+    view.begin_run(int(target[0]), {}, TraversalConfig(steps=120))
+    view.draw_curves(history, TraversalConfig(steps=120))
+    line = view.columns[0].restart_line
+    assert line.isVisible() and line.value() == first_done[0] + 1
+    assert line.label.format == f"↺ retry at {first_done[0] + 1}"
+    assert not view.columns[1].restart_line.isVisible()
