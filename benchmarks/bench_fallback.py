@@ -56,9 +56,7 @@ CONFIG = TraversalConfig(steps=200, step_size=0.1)
 def the_recipe(name: str, critic_of: Recipe | None = None) -> Recipe:
     """The recipe ``name`` without its retry (this measures the choice a retry makes), given
     ``critic_of``'s critic when it has none."""
-    recipe = read_recipe(resolve_model_path(name))
-    if recipe.retry is not None:
-        recipe = Recipe.from_dict({k: v for k, v in recipe.to_dict().items() if k not in ("retry", "retry_below")})
+    recipe = read_recipe(resolve_model_path(name)).first_pull()
     if critic_of is not None and recipe.critic is None and critic_of.critic is not None:
         recipe = Recipe.from_dict({**recipe.to_dict(), "critic": critic_of.critic,
                                    "critic_steps": critic_of.critic_steps, "critic_step": critic_of.critic_step})

@@ -26,7 +26,6 @@ from trav_gui.engine.core.traversal import TraversalConfig
 from trav_gui.engine.data.datasets import get_dataset, test_set
 from trav_gui.engine.files import write_bytes_atomic
 from trav_gui.engine.models.loading import load_recipe, read_recipe, resolve_model_path
-from trav_gui.engine.models.recipes import Recipe
 from trav_gui.engine.output.successmap import _measure, successmap_starts
 from trav_gui.engine.realism import RealismScorer
 
@@ -40,10 +39,9 @@ def main(argv=None) -> dict:
     p.add_argument("--starts", type=int, default=20, help="starts of each class measured")
     p.add_argument("--out", type=Path, default=Path("docs/heldout_map.json"))
     args = p.parse_args(argv)
-    settings = read_recipe(resolve_model_path(args.recipe)).to_dict()
+    recipe = read_recipe(resolve_model_path(args.recipe))
     if args.without_retry:
-        settings = {k: v for k, v in settings.items() if k not in ("retry", "retry_below")}
-    recipe = Recipe.from_dict(settings)
+        recipe = recipe.first_pull()
     ds = get_dataset("mnist")
     images, _ = test_set("mnist")
     starts = successmap_starts("mnist", args.skip + args.starts)

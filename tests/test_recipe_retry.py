@@ -103,6 +103,7 @@ def test_a_recipe_with_a_retry_round_trips_and_one_without_keeps_its_settings():
     again = Recipe.from_dict(json.loads(json.dumps(with_retry.to_dict())))
     assert again == with_retry and hash(again) == hash(with_retry)
     assert with_retry.retry_recipe() == Recipe(**{**BASE, "sigma_max": 1.0, "renoise": True})
+    assert with_retry.first_pull() == Recipe(**BASE) and Recipe(**BASE).first_pull() == Recipe(**BASE)
     assert "retry" not in Recipe(**BASE).to_dict()  # the fingerprints of recipes without one hold
     assert "once more from the start" in describe(with_retry) and "-4" in describe(with_retry)
 

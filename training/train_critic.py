@@ -181,9 +181,8 @@ def train(args: argparse.Namespace) -> dict:
     recipe_file = resolve_model_path(args.recipe)
     # The critic learns the recipe's first pull, finished without a critic: its retry (a second pull where
     # its critic rejects) is taken off with the critic it needs.
-    first_pull = {k: v for k, v in read_recipe(recipe_file).to_dict().items() if k not in ("retry", "retry_below")}
-    original = Recipe.from_dict(first_pull)
-    settings = Recipe.from_dict({k: v for k, v in first_pull.items()
+    original = read_recipe(recipe_file).first_pull()
+    settings = Recipe.from_dict({k: v for k, v in original.to_dict().items()
                                  if k not in ("critic", "critic_steps", "critic_step")})
     recipe = load_recipe(settings)
     ds = get_dataset(recipe.dataset)

@@ -121,12 +121,16 @@ class Recipe:
         object.__setattr__(self, "retry", dict(sorted(self.retry.items())))
         self.retry_recipe()  # validates the retry's settings as a recipe's
 
+    def first_pull(self) -> Recipe:
+        """This recipe without its retry (itself when it has none)."""
+        return Recipe.from_dict({**self.to_dict(), "retry": None, "retry_below": 0.0})
+
     def retry_recipe(self) -> Recipe | None:
         """The recipe of the second pull: this one with ``retry``'s settings and no retry; None without one."""
         if self.retry is None:
             return None
         try:
-            return Recipe.from_dict({**self.to_dict(), **self.retry, "retry": None, "retry_below": 0.0})
+            return Recipe.from_dict({**self.first_pull().to_dict(), **self.retry})
         except RecipeError as exc:
             raise RecipeError(f"retry: {exc}") from None
 

@@ -59,7 +59,7 @@ second pull follows. The retry's noise is drawn as the recipe with those setting
 (the run's seed and the start), so its frames are that recipe's, later by the first pull's steps. It
 starts only where the run's steps leave room for the shortest retry (``anneal_steps`` plus the
 finish); one still unfinished at the run's last step ends on the first endpoint
-(``GuidedRun.retried``, ``GuidedRun.reverted``).
+(``GuidedRun.phase``: 1 for a trajectory in its retry).
 """
 
 from __future__ import annotations
@@ -166,18 +166,13 @@ class GuidedRun:
         self.hidden: torch.Tensor | None = None
         # (N,) the critic steps each trajectory's finish kept (0: none, or not taken yet)
         self.critic_kept = torch.zeros(n, dtype=torch.int64, device=device)
-        # The retry: which pull each trajectory is in (0 the first, 1 the retry), the step its retry's
-        # start frame is at, whether its next step goes back to the start; the first pull's endpoint
-        # and its critic logit; trajectories judged, retried, and ended on the first endpoint at the cap.
+        # The retry: which pull each trajectory is in (0 the first, 1 the retry) and the step its retry's
+        # start frame is at (0 for the first pull); the first pull's endpoint and its critic logit.
         self.seed, self.x0, self.steps = seed, x0, steps
         self.phase = torch.zeros(n, dtype=torch.int64, device=device)
         self.t0 = torch.zeros(n, dtype=torch.int64, device=device)
-        self.restart = torch.zeros(n, dtype=torch.bool, device=device)
         self.end_frame: torch.Tensor | None = None
         self.end_critic = torch.full((n,), math.nan, device=device)
-        self.judged = torch.zeros(n, dtype=torch.bool, device=device)
-        self.retried = torch.zeros(n, dtype=torch.bool, device=device)
-        self.reverted = torch.zeros(n, dtype=torch.bool, device=device)
 
     def _noise(self, rows: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
         """(len(rows), *shape) standard normal noise, each row drawn from its trajectory's generator."""
@@ -209,20 +204,18 @@ class GuidedRun:
                             rows: torch.Tensor | None) -> torch.Tensor:
         n = len(x)
         index = rows if rows is not None else torch.arange(n, device=x.device)
-        back = self.restart[index]
+        back = (self.phase[index] == 1) & (self.t0[index] == t + 1)  # a retry begun after step t: its start
         moving = index[~back]
         out = x.clone()
         if len(moving):
             out[moving] = self._advance(step, x[moving], x0[moving], grad[moving], t, moving, n)
         if bool(back.any()):
             out[index[back]] = x0[index[back]]
-            self.restart[index[back]] = False
         if self.steps is not None and t + 1 == self.steps:
             # The run's last frame comes next: a retry that will not have finished ends on the first endpoint.
             unfinished = index[(self.phase[index] == 1) & (self.finish_step[index] < self.finish_steps)]
             if len(unfinished):
                 out[unfinished] = self.end_frame[unfinished]
-                self.reverted[unfinished] = True
         return out
 
     def _advance(self, step, x: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor, t: int,
@@ -373,10 +366,10 @@ class GuidedRun:
         finished = self.finish_step >= self.finish_steps
         if self.retry is None:
             return finished
-        ended = finished & ~self.judged
-        self.judged |= finished
-        rejected = ended & (self.phase == 0) & ((self.end_critic < self.recipe.retry_below)
-                                                | (p_target < self.recipe.confident_prob))
+        # An endpoint the first pull keeps is judged again at every step, the same way (its frame and the
+        # critic's logit of it do not change, and the room only shrinks).
+        rejected = finished & (self.phase == 0) & ((self.end_critic < self.recipe.retry_below)
+                                                   | (p_target < self.recipe.confident_prob))
         # the shortest retry: its anneal, then the finish (its start frame is the next one)
         room = self.steps is None or self.steps - (t + 1) >= self.retry.anneal_steps + self.finish_steps
         again = rejected if room else torch.zeros_like(rejected)
@@ -387,7 +380,7 @@ class GuidedRun:
 
     def _begin_retry(self, rows: torch.Tensor, t0: int) -> None:
         """The trajectories ``rows`` start their retry at step ``t0`` (its frame: their start)."""
-        self.phase[rows], self.t0[rows], self.restart[rows], self.retried[rows] = 1, t0, True, True
+        self.phase[rows], self.t0[rows] = 1, t0
         self.best[rows], self.since_best[rows], self.correction[rows] = math.inf, 0, 0.0
         self.confident[rows], self.finish_step[rows], self.critic_kept[rows] = False, -1, 0
         if self.retry.renoise:  # the noise the retry's recipe alone would draw for this start
