@@ -63,9 +63,8 @@ class CliError(Exception):
     """A user error: printed as one line, exit status 2."""
 
 
-def _load_models(names: list[str], dataset: str | None = None, steps: int | None = None):
-    """The models, their run-record references and their one data set (``dataset`` if given); with
-    ``steps``, a note for each recipe whose retry a run of that many steps leaves too little room."""
+def _load_models(names: list[str], dataset: str | None = None):
+    """The models, their run-record references and their one data set (``dataset`` if given)."""
     from trav_gui.engine.data.datasets import all_datasets
     from trav_gui.engine.models.card import check_one_dataset, refuse_judges
     from trav_gui.engine.models.errors import ModelLoadError
@@ -74,7 +73,6 @@ def _load_models(names: list[str], dataset: str | None = None, steps: int | None
         load_model,
         model_sha256,
         resolve_model_path,
-        retry_notes,
     )
     from trav_gui.engine.runs.record import ModelRef
 
@@ -100,9 +98,15 @@ def _load_models(names: list[str], dataset: str | None = None, steps: int | None
     if dataset is not None and found != dataset:
         which = ", ".join(f"{e.name} ({e.dataset})" for e in entries)
         raise CliError(f"--dataset {dataset}, but the models were trained on another data set: {which}")
-    for note in retry_notes(entries, models, steps) if steps is not None else ():
-        print(f"note: {note}", file=sys.stderr)
     return models, refs, found
+
+
+def _note_retries(models, refs, steps: int) -> None:
+    """Print a note for each recipe whose retry ``steps`` steps leave too little room."""
+    from trav_gui.engine.models.loading import entry_of, retry_notes
+
+    for note in retry_notes([entry_of(r.path) for r in refs], models, steps):
+        print(f"note: {note}", file=sys.stderr)
 
 
 def _read_image(path: str, ds):
@@ -184,7 +188,8 @@ def _cmd_traverse(args: argparse.Namespace) -> int:
     config = _config_from(args)
     if args.target < 0:
         raise CliError(f"--target must be a class number from 0, got {args.target}")
-    models, refs, dataset = _load_models(args.model, args.dataset, config.steps)
+    models, refs, dataset = _load_models(args.model, args.dataset)
+    _note_retries(models, refs, config.steps)
     ds = get_dataset(dataset)
     if args.target >= ds.num_classes:
         raise CliError(f"--target must be 0..{ds.num_classes - 1} for {ds.title}, got {args.target}")
@@ -261,7 +266,8 @@ def _cmd_gallery(args: argparse.Namespace) -> int:
     from trav_gui.engine.realism import Scorers
 
     config = _config_from(args)
-    models, refs, dataset = _load_models(args.model, args.dataset, config.steps)
+    models, refs, dataset = _load_models(args.model, args.dataset)
+    _note_retries(models, refs, config.steps)
     names = [r.name for r in refs]
     try:
         classes = gallery_classes(dataset, args.classes)
@@ -301,7 +307,8 @@ def _cmd_successmap(args: argparse.Namespace) -> int:
     config = _config_from(args)
     if args.starts < 1:
         raise CliError(f"--starts must be 1 or more, got {args.starts}")
-    models, refs, dataset = _load_models(args.model, args.dataset, config.steps)
+    models, refs, dataset = _load_models(args.model, args.dataset)
+    _note_retries(models, refs, config.steps)
     for model, ref in zip(models, refs):
         bar = tqdm(total=1, desc=f"success map of {ref.name}", unit="step", disable=None, file=sys.stderr)
 
