@@ -275,8 +275,12 @@ def test_a_recipe_s_tooltip_names_what_it_trades_so_two_recipes_can_be_told_apar
         assert tips[name] == card_tooltip(window.selector._entries[items[name].data(Qt.ItemDataRole.UserRole)])
         assert f"told from real images {100 * realism['two_sample_last']:.0f}%" in tips[name]
         assert f"SSIM to the start at the confident point {realism['ssim']:.2f}" in tips[name]
-        worst = min(realism["success_map"]["by_start_class"], key=realism["success_map"]["by_start_class"].get)
-        assert f"(weakest: start class {worst})" in tips[name]
+        last = realism["success_map"]["by_start_class_last"]  # what the user is left with comes first
+        worst = min(last, key=last.get)
+        assert (f"by start class {100 * min(last.values()):.0f}–{100 * max(last.values()):.0f}% "
+                f"(weakest: start class {worst}) at the endpoint, ") in tips[name]
+        confident = realism["success_map"]["by_start_class"]
+        assert f"(weakest: start class {min(confident, key=confident.get)}) at the confident point" in tips[name]
     assert "told from real images 90%" in tips["realistic-stochastic"] and "told from real images 75%" in tips["realistic"]
     assert "(450 traversals of 300 steps;" in tips["realistic"]  # a retry needs room: its figures' steps
     assert "renoise" not in tips["robust"] and "told from real" not in tips["robust"]  # a model has no realism

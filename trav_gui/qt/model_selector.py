@@ -50,12 +50,22 @@ def _realism_lines(realism: dict) -> list[str]:
                      "(two-sample test; 50% = indistinguishable)")
     if "ssim" in realism:
         lines.append(f"SSIM to the start at the confident point {realism['ssim']:.2f} (how much of the start is kept)")
-    by_class = (realism.get("success_map") or {}).get("by_start_class")
-    if by_class:
-        worst = min(by_class, key=by_class.get)
-        lines.append(f"by start class {100 * min(by_class.values()):.0f}–{100 * max(by_class.values()):.0f}% "
-                     f"(weakest: start class {worst})")
+    lines += _by_start_class(realism.get("success_map") or {})
     return lines
+
+
+def _by_start_class(success_map: dict) -> list[str]:
+    """The success map's range by start class, at the endpoint (what the user is left with) where the
+    card has it, and at the confident point, each with its weakest start class."""
+    def span(by_class: dict) -> str:
+        worst = min(by_class, key=by_class.get)
+        return (f"{100 * min(by_class.values()):.0f}–{100 * max(by_class.values()):.0f}% "
+                f"(weakest: start class {worst})")
+    last, confident = success_map.get("by_start_class_last"), success_map.get("by_start_class")
+    if last:
+        return [f"by start class {span(last)} at the endpoint"
+                + (f", {span(confident)} at the confident point" if confident else "")]
+    return [f"by start class {span(confident)}"] if confident else []
 
 
 def card_tooltip(entry: ModelEntry) -> str:
