@@ -15,6 +15,7 @@ from trav_gui.engine import realism
 from trav_gui.engine.data import datasets as data
 from trav_gui.engine.data.preprocess import shift_images
 from trav_gui.engine.models.loading import list_models, load_model
+from trav_gui.engine.core.traversal import TraversalConfig
 from trav_gui.engine.output.export import read_steps_csv
 
 from helpers import make_window
@@ -123,6 +124,30 @@ def test_confident_point_flip_and_most_realistic_on_a_synthetic_trajectory():
     steps = np.arange(0, 70, 10)
     assert realism.summary(probs, ratio, steps, 4) == {
         "flip_step": 20, "confident_step": 40, "confident_prob": 0.9, "most_realistic_step": 50}
+
+
+def test_after_a_retry_the_most_realistic_frame_is_the_retry_s_own_never_its_fog():
+    """A recipe's retry goes back to the start (L2 0) and passes through a fog whose blurry frames can sit
+    close to real digits; the most realistic frame is searched from the retry's own confident point."""
+    p_target = np.array([0.1, 0.5, 0.8, 0.92, 0.95, 0.96, 0.1, 0.2, 0.4, 0.91, 0.97, 0.98])
+    probs = np.stack([1 - p_target, p_target], 1)
+    ratio = np.array([3.0, 2.0, 1.8, 1.7, 1.6, 1.9, 3.0, 0.8, 0.9, 1.5, 1.1, 1.3])  # the fog: 0.8 at 7
+    l2 = np.array([0.0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5])
+    assert realism.kept_pull(l2) == 6
+    assert realism.kept_pull(None) == 0 and realism.kept_pull(np.zeros(5)) == 0 and realism.kept_pull(l2[:6]) == 0
+    assert realism.most_realistic(ratio, realism.confident_point(probs, 1)) == 7  # without the restart: the fog
+    assert realism.most_realistic_of(probs, ratio, 1, l2) == 10
+    assert realism.most_realistic_of(probs, ratio, 1) == 7 and realism.most_realistic_of(probs[:6], ratio[:6], 1, l2[:6]) == 4
+    assert realism.most_realistic_of(probs[:9], ratio[:9], 1, l2[:9]) is None  # the retry is not sure yet
+    steps = np.arange(12) * 10
+    assert realism.summary(probs, ratio, steps, 1, l2)["most_realistic_step"] == 100
+    assert realism.summary(probs, ratio, steps, 1)["confident_step"] == 30  # the confident point stays the first
+    from trav_gui.engine.runs.record import ModelRef, record_run
+    ten = np.zeros((12, 1, 10))
+    ten[:, 0, :2] = probs
+    record = record_run([ModelRef("r", "a" * 64)], np.zeros((28, 28), np.float32), 1, TraversalConfig(steps=11),
+                        steps, ten, ratio[:, None], l2=l2[:, None])
+    assert record["extra"]["realism"]["r"]["most_realistic_step"] == 100
 
 
 def test_the_judge_is_shipped_listed_as_a_judge_and_never_traversed(tmp_path, capsys):

@@ -227,7 +227,8 @@ def _cmd_traverse(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     record = record_run(refs, x0, args.target, config, arrays["step"], arrays["probs"][:, :, 0],
-                        arrays["nn_ratio"][:, :, 0] if scorer else None, args.index, {"dataset": dataset})
+                        arrays["nn_ratio"][:, :, 0] if scorer else None, args.index, {"dataset": dataset},
+                        arrays["l2"][:, :, 0])
     summaries = record["extra"]["realism"]
     export_run(out, record, arrays, names)
     last = frames[-1]

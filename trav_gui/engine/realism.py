@@ -16,7 +16,7 @@ benchmarks, so that every figure means the same thing everywhere.
 - **Confident point**: the first step where the traversed model's own p(target) >= 0.9;
   **flip**: the first step it predicts the target.
 - **Most realistic** (judge-free): from the confident point on, the step with the lowest
-  nearest-real ratio.
+  nearest-real ratio (after a recipe's retry, from the retry's own confident point on).
 - **Success** at a step: the judge predicts the target and the ratio is within the real test
   images' 90th percentile (real images succeed about 90 % of the time: the ceiling).
 - **Held-out ratio** (:func:`held_out_reference`): the same ratio against real *test* images
@@ -66,7 +66,9 @@ __all__ = [
     "held_out_reference",
     "judge_name",
     "noise_growth",
+    "kept_pull",
     "most_realistic",
+    "most_realistic_of",
     "reference_set",
     "ssim",
     "summary",
@@ -115,14 +117,39 @@ def most_realistic(nn_ratio: np.ndarray, start: int | None) -> int | None:
     return start + int(np.nanargmin(np.where(np.isfinite(tail), tail, np.nan)))
 
 
-def summary(probs: np.ndarray, nn_ratio: np.ndarray | None, steps: np.ndarray, target: int) -> dict:
+def kept_pull(l2: np.ndarray | None) -> int:
+    """Index of the frame where the pull a trajectory ends with starts: 0, or where a recipe's retry
+    sent it back to its start (the first frame at L2 distance 0 after one that moved)."""
+    if l2 is None:
+        return 0
+    l2 = np.asarray(l2)
+    moved = np.flatnonzero(l2 > 0)
+    if not moved.size:
+        return 0
+    back = np.flatnonzero(l2[moved[0]:] == 0)
+    return int(moved[0] + back[0]) if back.size else 0
+
+
+def most_realistic_of(probs: np.ndarray, nn_ratio: np.ndarray, target: int,
+                      l2: np.ndarray | None = None) -> int | None:
+    """The most realistic frame of one trajectory (``probs`` (T, C), ``nn_ratio`` (T,)), searched from
+    the confident point of the pull it ends with: with ``l2`` (T,) given, a retry's frames are searched
+    from the retry's own confident point, so that its fog, far from the first pull's, is never marked."""
+    k = kept_pull(l2)
+    at = confident_point(np.asarray(probs)[k:], target)
+    return None if at is None else most_realistic(nn_ratio, k + at)
+
+
+def summary(probs: np.ndarray, nn_ratio: np.ndarray | None, steps: np.ndarray, target: int,
+            l2: np.ndarray | None = None) -> dict:
     """The run record's realism fields of one model's trajectory: the step numbers of the flip,
-    the confident point and the most realistic frame (None where there is none)."""
+    the confident point and the most realistic frame (None where there is none; with ``l2``, of the
+    pull the trajectory ends with: :func:`most_realistic_of`)."""
     def step_of(i: int | None) -> int | None:
         return None if i is None else int(steps[i])
 
     confident = confident_point(probs, target)
-    best = most_realistic(nn_ratio, confident) if nn_ratio is not None else None
+    best = most_realistic_of(probs, nn_ratio, target, l2) if nn_ratio is not None else None
     return {"flip_step": step_of(flip_step(probs, target)), "confident_step": step_of(confident),
             "confident_prob": CONFIDENT_PROB, "most_realistic_step": step_of(best)}
 

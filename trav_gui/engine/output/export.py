@@ -66,7 +66,7 @@ from trav_gui.engine.output.render import (
     render_strip,
     upscale,
 )
-from trav_gui.engine.realism import confident_point, most_realistic
+from trav_gui.engine.realism import confident_point, most_realistic_of
 from trav_gui.engine.runs.record import RECORD_NAME, validate_run_record, write_run_record
 
 __all__ = [
@@ -239,10 +239,12 @@ def write_strip(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
     path = Path(path)
     probs = np.asarray(arrays["probs"])[:, :, image_index]
     ratio = np.asarray(arrays["nn_ratio"])[:, :, image_index] if "nn_ratio" in arrays else None
+    l2 = np.asarray(arrays["l2"])[:, :, image_index] if "l2" in arrays else None
     marks = []
     for j in range(len(model_names)):
         at = confident_point(probs[:, j], target)
-        best = most_realistic(ratio[:, j], at) if ratio is not None else None
+        best = (most_realistic_of(probs[:, j], ratio[:, j], target, None if l2 is None else l2[:, j])
+                if ratio is not None else None)
         marks.append({**({best: "most realistic"} if best is not None else {}),
                       **({at: "confident" if best != at else "confident = most real"} if at is not None else {})})
     pixels = render_strip(np.asarray(arrays["images"])[:, :, image_index], probs,

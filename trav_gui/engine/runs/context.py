@@ -50,4 +50,4 @@ class RunContext:
         """The run record (:func:`~trav_gui.engine.runs.record.record_run`) of this run with ``history``'s frames."""
         refs = [ModelRef(m.name, sha256(m), None if m.path is None else str(m.path)) for m in self.models]
         return record_run(refs, self.image, self.target, self.config, history.steps, history.probs,
-                          history.nn_ratio if history.has_realism else None, self.test_index, extra)
+                          history.nn_ratio if history.has_realism else None, self.test_index, extra, history.l2)

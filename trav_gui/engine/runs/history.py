@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from trav_gui.engine.core.traversal import Frame
-from trav_gui.engine.realism import CONFIDENT_PROB, confident_point, most_realistic
+from trav_gui.engine.realism import CONFIDENT_PROB, confident_point, most_realistic_of
 
 __all__ = ["RunHistory"]
 
@@ -162,11 +162,12 @@ class RunHistory:
         return [None if i is None else int(self._steps[i]) for i in at]
 
     def most_realistic(self) -> list[int | None]:
-        """Per model, the judge-free most realistic step from the confident point on, or None."""
+        """Per model, the judge-free most realistic step from the confident point on (of the pull
+        it ends with: a retry's from its own), or None."""
         out = []
         for j in range(self.n_models):
-            i = most_realistic(self._ratio[: self._n, j],
-                               confident_point(self._probs[: self._n, j], self.target, CONFIDENT_PROB))
+            n = self._n
+            i = most_realistic_of(self._probs[:n, j], self._ratio[:n, j], self.target, self._l2[:n, j])
             out.append(None if i is None else int(self._steps[i]))
         return out
 

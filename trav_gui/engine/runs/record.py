@@ -404,6 +404,7 @@ def record_run(
     nn_ratio: np.ndarray | None = None,
     test_index: int | None = None,
     extra: Mapping | None = None,
+    l2: np.ndarray | None = None,
 ) -> dict:
     """The run record of a traversal that ran, with its per-model summary: what the app's export
     and ``trav-gui traverse`` both write.
@@ -414,6 +415,8 @@ def record_run(
     steps : (T,) the step number of each frame.
     probs : (T, M, K) each model's class probabilities, models in the order of ``models``.
     nn_ratio : (T, M) nearest-real ratios (NaN where not scored), or None without realism.
+    l2 : (T, M) perturbation norms, where known: a retry's restart (back at the start) is read from
+        them, so that its most realistic frame is its own pull's.
     extra : more fields for ``"extra"`` (the data set, the device...).
 
     Returns
@@ -425,7 +428,8 @@ def record_run(
     names = [m.name for m in models]
     steps = np.asarray(steps)
     flips = [flip_step(probs[:, j], target) for j in range(len(names))]
-    realism = {name: summary(probs[:, j], None if nn_ratio is None else nn_ratio[:, j], steps, target)
+    realism = {name: summary(probs[:, j], None if nn_ratio is None else nn_ratio[:, j], steps, target,
+                             None if l2 is None else l2[:, j])
                for j, name in enumerate(names)}
     extra = {"steps_taken": int(steps[-1]),
              "flip_step": {name: None if i is None else int(steps[i]) for name, i in zip(names, flips)},
