@@ -8,17 +8,16 @@ import threading
 import numpy as np
 import pytest
 import torch
+from helpers import make_window
 from PySide6.QtCore import Qt
 
 from trav_gui.cli import main
 from trav_gui.engine import realism
+from trav_gui.engine.core.traversal import TraversalConfig
 from trav_gui.engine.data import datasets as data
 from trav_gui.engine.data.preprocess import shift_images
 from trav_gui.engine.models.loading import list_models, load_model
-from trav_gui.engine.core.traversal import TraversalConfig
 from trav_gui.engine.output.export import read_steps_csv
-
-from helpers import make_window
 
 
 def play_to_end(qtbot, window, example, steps, target=None):
