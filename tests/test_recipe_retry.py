@@ -4,6 +4,7 @@ stochastic pull)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -14,6 +15,7 @@ from trav_gui.engine.core.traversal import TraversalConfig, traverse
 from trav_gui.engine.data import datasets
 from trav_gui.engine.models.loading import list_models, load_recipe
 from trav_gui.engine.models.recipes import Recipe, describe
+from trav_gui.engine.realism import RealismScorer, confident_point
 
 # A short schedule of the shipped pieces: anneal 5 steps, plateau of 2, finish at 0.3 and 0.1, 4 critic steps.
 BASE = {"models": ("robust",), "prior": "score-mnist", "prior_weight": 0.15, "sigma_max": 0.5, "sigma_min": 0.3,
@@ -151,6 +153,15 @@ def test_the_run_history_marks_the_step_a_retry_went_back_to_the_start(qtbot):
     for f in frames:
         history.append(f)
     assert history.restart_steps() == [int(first_done[0]) + 1, None]  # the recipe without a retry never goes back
+    # The most realistic frame is the retry's own: its fog (made here the closest to real digits) is never marked.
+    restart = int(first_done[0]) + 1
+    realism = RealismScorer(dataset="mnist").score(history.images, int(target[0]))
+    ratio = realism.nn_ratio.copy()
+    ratio[restart + 1:restart + 4, 0] = 0.01
+    history.add_realism(np.arange(len(history)), dataclasses.replace(realism, nn_ratio=ratio))
+    again = restart + confident_point(history.probs[restart:, 0], int(target[0]))
+    best = history.most_realistic()[0]
+    assert best is not None and best >= again > restart + 3
     view = ComparisonView()
     qtbot.addWidget(view)
     view.set_models(["retrying", "plain"], ["", ""])
