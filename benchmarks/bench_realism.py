@@ -23,7 +23,9 @@ of :mod:`trav_gui.engine.realism`:
   telling the confident-point frames from real test digits of the same classes (0.5: not at
   all; real digits against other real digits give the floor); ``two_sample_last``: the same
   for the endpoints (the last frame: where a stop rule stopped, or step ``--steps``), the
-  frames a user is left with; ``pixels`` and ``pixels_last``: what sets the frames apart
+  frames a user is left with (with ``--two-sample-seeds N``, also ``two_sample_last_seeds``: the
+  test's accuracy on the same endpoints for its seeds 0 … N−1, which draw other splits and other
+  initial weights; one seed's figure moves by about a point); ``pixels`` and ``pixels_last``: what sets the frames apart
   (:func:`pixel_profile`: the share of black, hazy, mid-grey and saturated pixels);
 - in colour worlds (``--dataset colored-mnist``), ``colour_kept`` and ``colour_kept_last``: the
   share of traversals whose added ink keeps the start's hue (within ±30°) at the confident point
@@ -354,6 +356,12 @@ def two_sample_accuracy(fake: np.ndarray, real: np.ndarray, splits: int = 5, epo
     return float(np.mean(accs))
 
 
+def two_sample_seeds(fake: np.ndarray, real: np.ndarray, n: int, **kw) -> list[float]:
+    """:func:`two_sample_accuracy` of the same sets for its seeds 0 … ``n``−1 (other splits, other
+    initial weights): how far one seed's figure moves by itself."""
+    return [two_sample_accuracy(fake, real, seed=s, **kw) for s in range(max(1, n))]
+
+
 # A pixel's grey level, by band: exactly black (below one 8-bit step), faint haze, mid-grey
 # (stroke edges) and saturated (stroke cores). Real MNIST digits: about 82 % black, 4 % haze.
 PIXEL_BANDS = {"black": (0.0, 1 / 255), "haze": (1 / 255, 0.3), "grey": (0.3, 0.9), "saturated": (0.9, 1.01)}
@@ -430,6 +438,8 @@ def main(argv=None) -> dict:
     p.add_argument("--device", default="cpu", help='torch device, e.g. "cuda"')
     p.add_argument("--out", type=Path, default=Path("docs"))
     p.add_argument("--name", default="realism_levers", help="output file stem")
+    p.add_argument("--two-sample-seeds", type=int, default=1, metavar="N",
+                   help="with --two-sample: also test the endpoints with the test's seeds 0..N-1 (mean and sd)")
     p.add_argument("--write-card", action="store_true",
                    help="store the realistic recipe's measured figures (and its clean accuracy) in its card")
     p.add_argument("--shifts", nargs="+", type=int, default=None, metavar="K",
@@ -485,8 +495,13 @@ def main(argv=None) -> dict:
             row["two_sample"] = two_sample_accuracy(fake, real_pool(images, labels, targets[reached]), shape=ds.shape)
             # The endpoints of every traversal (one that never got confident too: it is what the
             # user is left with), against real digits of the targets' mix.
-            row["two_sample_last"] = two_sample_accuracy(run["last_img"], real_pool(images, labels, targets),
-                                                         shape=ds.shape)
+            seeds = two_sample_seeds(run["last_img"], real_pool(images, labels, targets), args.two_sample_seeds,
+                                     shape=ds.shape)
+            row["two_sample_last"] = seeds[0]
+            if len(seeds) > 1:
+                row["two_sample_last_seeds"] = seeds
+                print(f"{name}: two-sample accuracy at the endpoints over seeds 0-{len(seeds) - 1}: "
+                      f"{np.mean(seeds):.3f} ± {np.std(seeds, ddof=1):.3f} (sd)", file=sys.stderr)
             row["pixels"], row["pixels_last"] = pixel_profile(fake), pixel_profile(run["last_img"])
             print(f"{name}: two-sample accuracy {row['two_sample']:.3f} at the confident point ({len(fake)} "
                   f"frames), {row['two_sample_last']:.3f} at the endpoints", file=sys.stderr)

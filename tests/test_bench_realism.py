@@ -87,6 +87,10 @@ def test_the_two_sample_test_tells_noisy_digits_from_real_ones_but_not_real_from
     hazy = np.clip(a + 0.15 * np.random.default_rng(0).random(a.shape, dtype=np.float32), 0, 1)
     assert bench.two_sample_accuracy(hazy, b, splits=1, epochs=15) > 0.9
     assert bench.two_sample_accuracy(a, b, splits=1, epochs=15) < 0.7
+    # by seed: seed 0 is the single figure, the others draw other splits and weights
+    seeds = bench.two_sample_seeds(a[:60], b[:60], 3, splits=1, epochs=3)
+    assert len(seeds) == 3 and seeds[0] == bench.two_sample_accuracy(a[:60], b[:60], splits=1, epochs=3)
+    assert len(set(seeds)) > 1 and bench.two_sample_seeds(a[:60], b[:60], 0, splits=1, epochs=1)[0] >= 0
     pool = bench.real_pool(images, labels, np.array([3, 3, 5]))
     assert pool.shape == (3, 28, 28)
     # more 3s than test digits 1000-1999 hold: the first are as before, the rest new, none repeated
