@@ -164,9 +164,8 @@ class RunHistory:
     def most_realistic(self) -> list[int | None]:
         """Per model, the judge-free most realistic step from the confident point on (of the pull
         it ends with: a retry's from its own), or None."""
-        out = []
+        out, n = [], self._n
         for j in range(self.n_models):
-            n = self._n
             i = most_realistic_of(self._probs[:n, j], self._ratio[:n, j], self.target, self._l2[:n, j])
             out.append(None if i is None else int(self._steps[i]))
         return out
