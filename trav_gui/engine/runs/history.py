@@ -9,7 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from trav_gui.engine.core.traversal import Frame
-from trav_gui.engine.realism import CONFIDENT_PROB, confident_point, most_realistic_of
+from trav_gui.engine.realism import (
+    CONFIDENT_PROB,
+    confident_point,
+    kept_pull,
+    most_realistic_of,
+)
 
 __all__ = ["RunHistory"]
 
@@ -36,9 +41,6 @@ class RunHistory:
         self._n = 0
         self._alloc(max(2, capacity))
         self._flip = np.full(n_models, -1, dtype=np.int64)
-        # A recipe's retry: the first step a trajectory that had moved is back at its start (‖δ‖₂ 0 again).
-        self._restart = np.full(n_models, -1, dtype=np.int64)
-        self._moved = np.zeros(n_models, dtype=bool)
 
     def _alloc(self, capacity: int) -> None:
         m = self.n_models
@@ -80,7 +82,7 @@ class RunHistory:
             self.image_shape, self.num_classes = tuple(frame.images.shape[2:]), int(frame.probs.shape[-1])
             capacity = len(self._steps)
             for key in [k for k in self.__dict__ if k.startswith("_") and isinstance(self.__dict__[k], np.ndarray)
-                        and k not in ("_flip", "_restart", "_moved")]:
+                        and k != "_flip"]:
                 del self.__dict__[key]
             self._alloc(capacity)
         if frame.images.shape != (self.n_models, 1, *self.image_shape) or frame.probs.shape[-1] != self.num_classes:
@@ -100,9 +102,6 @@ class RunHistory:
         self._steps[i] = frame.step
         hit = (frame.probs[:, 0].argmax(-1) == self.target) & (self._flip < 0)
         self._flip[hit] = frame.step
-        back = self._moved & (frame.l2[:, 0] == 0) & (self._restart < 0)
-        self._restart[back] = frame.step
-        self._moved |= frame.l2[:, 0] > 0
         self._n += 1
 
     def add_realism(self, indices, realism) -> None:
@@ -208,8 +207,10 @@ class RunHistory:
 
     def restart_steps(self) -> list[int | None]:
         """Per model, the first step at which its trajectory, having moved, is back at its start (a
-        recipe's retry: its critic rejected the endpoint); None if never."""
-        return [int(s) if s >= 0 else None for s in self._restart]
+        recipe's retry: its critic rejected the endpoint; read by :func:`~trav_gui.engine.realism.kept_pull`
+        from the perturbation norms); None if never."""
+        at = [kept_pull(self._l2[: self._n, j]) for j in range(self.n_models)]
+        return [int(self._steps[i]) if i > 0 else None for i in at]
 
     def start_classes(self) -> list[int]:
         """Per model, the class predicted at step 0."""
