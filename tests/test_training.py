@@ -360,3 +360,39 @@ def test_train_critic_also_critic_adds_the_endpoints_a_first_critic_finished(tmp
         assert not np.array_equal(a["last"], b["last"])  # the first critic's finish moved them
     with pytest.raises(SystemExit, match="--also-critic nowhere"):
         train_critic.main([*base, "--out", str(tmp_path / "x.safetensors"), "--also-critic", "nowhere"])
+
+
+def test_train_critic_fine_tunes_on_new_starts_with_the_retry_pull_s_endpoints(tmp_path, mnist_root):
+    from training import train_critic
+    from trav_gui.engine.models.priors import load_prior
+
+    base = ["--recipe", "realistic", "--train-digits", "2", "--chunk", "2", "--epochs", "1", "--eps", "0.5",
+            "--data-root", str(mnist_root)]
+    first = tmp_path / "first.safetensors"
+    train_critic.main([*base, "--out", str(first)])
+    tuned = tmp_path / "tuned.safetensors"
+    train_critic.main([*base, "--first-digit", "5", "--also-retry", "--init", str(first), "--lr", "1e-9",
+                       "--out", str(tuned)])
+    card = load_prior(tuned)[1].to_json()
+    assert card["critic_of"]["first_digit"] == 5 and card["critic_of"]["endpoints"] == 36  # 2 starts x 9, two pulls
+    assert card["critic_of"]["also_retry"]["renoise"] is True and card["critic_of"]["also_retry"]["sigma_max"] == 1.0
+    assert "critic" not in card["critic_of"]["also_retry"]  # its pull finished without a critic, as the first's
+    assert card["training"]["init"] == str(first) and card["training"]["lr"] == "one-cycle to 1e-09"
+    assert card["rebuild"][0] == load_prior(first)[1].to_json()["rebuild"][0]  # the critic it started from first
+    assert card["rebuild"][1].endswith(f"--first-digit 5 --also-retry --init {first} --lr 1e-09")
+    ckpt = tmp_path / "tuned.safetensors.ckpt"
+    with np.load(ckpt / "endpoints_5_7.npz") as a, np.load(ckpt / "retry" / "endpoints_5_7.npz") as b, \
+            np.load(tmp_path / "first.safetensors.ckpt" / "endpoints_0_2.npz") as c:
+        assert a["last"].shape == b["last"].shape == (18, 28, 28)
+        assert not np.array_equal(a["last"], b["last"])  # the retry's pull ends elsewhere
+        assert not np.array_equal(a["last"], c["last"])  # other starts
+    # At a learning rate of 1e-9 the fine-tune stays where it started; a fresh critic would not be near it.
+    start, end = load_file(str(first)), load_file(str(tuned))
+    assert all(torch.allclose(start[k], end[k], atol=1e-5) for k in start)
+    assert not all(torch.equal(start[k], end[k]) for k in start)
+    with pytest.raises(SystemExit, match="has no retry"):
+        train_critic.main([*base, "--recipe", "realistic-stochastic", "--also-retry", "--out", str(tmp_path / "x.safetensors")])
+    with pytest.raises(SystemExit, match="--init nowhere"):
+        train_critic.main([*base, "--init", "nowhere", "--out", str(tmp_path / "x.safetensors")])
+    with pytest.raises(SystemExit, match="where the reals start"):
+        train_critic.main([*base[:3], "30", *base[4:], "--first-digit", "19990", "--out", str(tmp_path / "x.safetensors")])

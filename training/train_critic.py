@@ -17,6 +17,13 @@
    records its clean and attacked (PGD-20) accuracy on the other 20 % (split by image: the 9
    endpoints of one start can fall on both sides, so these figures may be optimistic).
 
+With ``--also-retry`` the recipe's retry pull (its ``retry`` settings: for ``realistic``, the stochastic pull of
+``realistic-stochastic``), finished without a critic, traverses the same starts and its endpoints are fakes too
+(kept in ``<out>.ckpt/retry/``): the endpoints a retry replaces rejected ones with are the critic's to learn as
+well. ``--first-digit K`` takes the starts from training image K on (new starts for a critic that goes on
+learning), and ``--init NAME`` starts from a critic's weights instead of fresh ones (a fine-tune; ``--lr``
+sets the one-cycle schedule's peak, lower for a fine-tune).
+
 With ``--also-critic NAME`` (a second round) the recipe's endpoints *finished with that critic* (its
 ``critic_steps`` and ``critic_step``, or 30 of 0.1) are fakes too, beside those without it, and twice as
 many reals are drawn: the new critic learns what a first critic's frames still give away, and is not
@@ -45,7 +52,7 @@ from trav_gui.engine.data.datasets import arrays_sha256, get_dataset, load_train
 from trav_gui.engine.files import atomic_paths, write_bytes_atomic
 from trav_gui.engine.models.errors import ModelLoadError, PriorLoadError, RecipeError
 from trav_gui.engine.models.loading import load_recipe, read_recipe, resolve_model_path
-from trav_gui.engine.models.priors import RealismCritic, save_prior
+from trav_gui.engine.models.priors import RealismCritic, load_prior, save_prior
 from trav_gui.engine.models.recipes import Recipe
 
 REALS_FROM = 20_000  # the critic's real images: training images from here on
@@ -55,6 +62,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.train_critic", description=__doc__.split("\n\n")[0])
     p.add_argument("--recipe", default="realistic", help="the recipe whose endpoints the critic learns to tell")
     p.add_argument("--train-digits", type=int, default=1600, help="training images traversed to every other class")
+    p.add_argument("--first-digit", type=int, default=0, help="the first training image traversed")
+    p.add_argument("--also-retry", action="store_true",
+                   help="the recipe's retry pull's endpoints (of the same starts) are fakes too")
+    p.add_argument("--init", default=None, metavar="CRITIC", help="start from this critic's weights (a fine-tune)")
+    p.add_argument("--lr", type=float, default=2e-3, help="the peak of the one-cycle learning rate")
     p.add_argument("--chunk", type=int, default=50, help="starts per saved chunk of endpoints")
     p.add_argument("--eps", type=float, default=1.0, help="the L2 radius of its adversarial training")
     p.add_argument("--epochs", type=int, default=15)
@@ -68,6 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.train_digits < 2 or args.chunk < 1 or args.epochs < 1 or not 0 <= args.eps <= 10:
         p.error("--train-digits must be at least 2, --chunk and --epochs at least 1, --eps in [0, 10]")
+    if not 0 <= args.first_digit < REALS_FROM or not 0 < args.lr <= 1:
+        p.error(f"--first-digit must be in [0, {REALS_FROM}) (the reals start there), --lr in (0, 1]")
     if args.out.suffix != ".safetensors":
         p.error("--out must be a .safetensors file")
     return args
@@ -84,11 +98,11 @@ def endpoint_chunk(recipe, images: np.ndarray, targets: np.ndarray, shape) -> np
 
 
 def endpoints(recipe, images: np.ndarray, labels: np.ndarray, classes: int, chunk: int, folder: Path, resume: bool,
-              shape) -> tuple[np.ndarray, np.ndarray]:
+              shape, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Every start of ``images`` to every other class: (fakes, their targets), chunk by chunk, each
     chunk kept in ``folder``. With ``resume`` a chunk is reused where the folder's stamp says it was
     made by this recipe from these very starts, so a run with more ``--train-digits`` traverses only
-    the starts it adds."""
+    the starts it adds. ``offset``: the index of ``images[0]`` in the training set (it names the chunks)."""
     folder.mkdir(parents=True, exist_ok=True)
     stamp = folder / "endpoints.json"
     key = {"recipe": recipe.recipe.to_dict(), "chunk": chunk}
@@ -104,13 +118,13 @@ def endpoints(recipe, images: np.ndarray, labels: np.ndarray, classes: int, chun
         x, y = images[first:first + chunk], labels[first:first + chunk]
         starts = np.repeat(np.arange(len(x)), classes - 1)
         t = np.array([c for label in y for c in range(classes) if c != label])
-        path = folder / f"endpoints_{first}_{first + len(x)}.npz"
+        path = folder / f"endpoints_{offset + first}_{offset + first + len(x)}.npz"
         digest = arrays_sha256(x, y)
         if resume and path.is_file() and made.get(path.name) == digest:
             with np.load(path) as f:
                 last = f["last"]
         else:
-            print(f"starts {first}-{first + len(x) - 1} of {len(images)}", file=sys.stderr, flush=True)
+            print(f"starts {offset + first}-{offset + first + len(x) - 1} ({folder.name})", file=sys.stderr, flush=True)
             last = endpoint_chunk(recipe, x[starts], t, shape)
             with atomic_paths(path) as (tmp,), open(tmp, "wb") as f:
                 np.savez_compressed(f, last=last)
@@ -143,8 +157,8 @@ def l2_pgd(critic: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, step
     return (x + delta).detach()
 
 
-def fit_critic(critic: nn.Module, fake: np.ndarray, real: np.ndarray, eps: float, epochs: int, seed: int
-               ) -> dict:
+def fit_critic(critic: nn.Module, fake: np.ndarray, real: np.ndarray, eps: float, epochs: int, seed: int,
+               lr: float = 2e-3) -> dict:
     """Adversarially train ``critic`` on 80 % of ``fake`` and as many of ``real`` (each (N, C, H, W));
     its held-out figures. The batches' order comes from torch's global generator: seed it, then build
     the critic, for a run that replays."""
@@ -156,8 +170,8 @@ def fit_critic(critic: nn.Module, fake: np.ndarray, real: np.ndarray, eps: float
     order = torch.from_numpy(rng.permutation(2 * n))
     cut = int(0.8 * 2 * n)
     tr, te = order[:cut], order[cut:]
-    opt = torch.optim.Adam(critic.parameters(), lr=1e-3)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=epochs * ((len(tr) + 63) // 64))
+    opt = torch.optim.Adam(critic.parameters(), lr=lr / 2)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * ((len(tr) + 63) // 64))
     critic.train()
     for epoch in tqdm(range(epochs), desc="critic", file=sys.stderr):
         for b in tr[torch.randperm(len(tr))].split(64):
@@ -181,13 +195,18 @@ def train(args: argparse.Namespace) -> dict:
     recipe_file = resolve_model_path(args.recipe)
     # The critic learns the recipe's first pull, finished without a critic: its retry (a second pull where
     # its critic rejects) is taken off with the critic it needs.
-    original = read_recipe(recipe_file).first_pull()
+    whole = read_recipe(recipe_file)
+    original = whole.first_pull()
     settings = Recipe.from_dict({k: v for k, v in original.to_dict().items()
                                  if k not in ("critic", "critic_steps", "critic_step")})
     recipe = load_recipe(settings)
     ds = get_dataset(recipe.dataset)
     images, labels, digest = load_training_set(ds.name, train=True, root=args.data_root)
-    starts, start_labels = images[:args.train_digits].numpy(), labels[:args.train_digits].numpy()
+    first, last = args.first_digit, args.first_digit + args.train_digits
+    if last > REALS_FROM:
+        raise SystemExit(f"--first-digit {first} with --train-digits {args.train_digits} reaches training image "
+                         f"{REALS_FROM}, where the reals start")
+    starts, start_labels = images[first:last].numpy(), labels[first:last].numpy()
     folder = args.out.with_suffix(".safetensors.ckpt")
     finished = None
     if args.also_critic:  # checked before the slow part
@@ -195,10 +214,30 @@ def train(args: argparse.Namespace) -> dict:
             finished = load_recipe(Recipe.from_dict({**original.to_dict(), "critic": args.also_critic}))
         except (ModelLoadError, PriorLoadError, RecipeError) as exc:
             raise SystemExit(f"error: --also-critic {args.also_critic}: {exc}") from None
-    fakes, targets = endpoints(recipe, starts, start_labels, ds.num_classes, args.chunk, folder, args.resume, ds.shape)
+    retry = None
+    if args.also_retry:
+        pull = whole.retry_recipe()
+        if pull is None:
+            raise SystemExit(f"error: --also-retry: the recipe {args.recipe} has no retry")
+        retry = load_recipe(Recipe.from_dict({k: v for k, v in pull.to_dict().items()
+                                              if k not in ("critic", "critic_steps", "critic_step")}))
+    init = None
+    if args.init:
+        try:
+            init, _ = load_prior(args.init)
+        except (ModelLoadError, PriorLoadError) as exc:
+            raise SystemExit(f"error: --init {args.init}: {exc}") from None
+        if not isinstance(init, RealismCritic):
+            raise SystemExit(f"error: --init {args.init}: not a realism critic")
+    fakes, targets = endpoints(recipe, starts, start_labels, ds.num_classes, args.chunk, folder, args.resume, ds.shape,
+                               first)
+    if retry is not None:
+        more, more_targets = endpoints(retry, starts, start_labels, ds.num_classes, args.chunk, folder / "retry",
+                                       args.resume, ds.shape, first)
+        fakes, targets = np.concatenate([fakes, more]), np.concatenate([targets, more_targets])
     if finished is not None:
         more, more_targets = endpoints(finished, starts, start_labels, ds.num_classes, args.chunk,
-                                       folder / f"with-{Path(args.also_critic).stem}", args.resume, ds.shape)
+                                       folder / f"with-{Path(args.also_critic).stem}", args.resume, ds.shape, first)
         fakes, targets = np.concatenate([fakes, more]), np.concatenate([targets, more_targets])
     real = matching_reals(images[REALS_FROM:].numpy(), labels[REALS_FROM:].numpy(), targets)
     if len(real) < len(fakes):
@@ -206,23 +245,37 @@ def train(args: argparse.Namespace) -> dict:
                          f"{len(fakes)} endpoints class by class ({len(real)}); use fewer --train-digits")
     torch.manual_seed(args.seed)
     critic = RealismCritic(channels=ds.channels, size=ds.size)
+    if init is not None:
+        try:
+            critic.load_state_dict(init.state_dict())
+        except RuntimeError:
+            raise SystemExit(f"error: --init {args.init}: its shape is not {ds.title}'s") from None
+        critic.requires_grad_(True)
     held_out = fit_critic(critic, fakes.reshape(-1, *ds.shape), real.reshape(-1, *ds.shape), args.eps, args.epochs,
-                          args.seed)
+                          args.seed, args.lr)
     print(f"critic: held-out accuracy {100 * held_out['accuracy']:.1f} %, under PGD-20 at eps {args.eps:g} "
           f"{100 * held_out['accuracy_pgd20']:.1f} %", flush=True)
+    # A fine-tune is rebuilt by rebuilding the critic it started from first.
+    init_rebuild = list(load_prior(args.init)[1].to_json().get("rebuild", [])) if args.init else []
     card = {"name": args.out.stem, "prior": "critic", "dataset": ds.name,
             "description": f"realism critic: real {ds.title} images against the {recipe_file.stem} recipe's endpoints "
                            f"(L2 PGD adversarial training at eps {args.eps:g})",
             "critic_of": {"recipe": recipe_file.stem, "settings": settings.to_dict(),
                           "train_digits": args.train_digits, "endpoints": len(fakes), "reals_from": REALS_FROM,
+                          **({"first_digit": first} if first else {}),
+                          **({"also_retry": retry.recipe.to_dict()} if retry is not None else {}),
                           **({"also_critic": args.also_critic} if args.also_critic else {})},
             "training": {"eps": args.eps, "attack_steps": 7, "epochs": args.epochs, "batch_size": 64,
-                         "optimizer": "Adam", "lr": "one-cycle to 2e-3", "seed": args.seed, "data_sha256": digest,
+                         "optimizer": "Adam", "lr": f"one-cycle to {args.lr:g}", "seed": args.seed,
+                         **({"init": args.init} if args.init else {}), "data_sha256": digest,
                          "wall_seconds": round(time.time() - t0, 1), "torch": torch.__version__,
                          "trav_gui": __version__},
             "held_out": held_out,
-            "rebuild": [(f"python -m training.train_critic --recipe {args.recipe} --train-digits {args.train_digits} "
+            "rebuild": [*init_rebuild,
+                        (f"python -m training.train_critic --recipe {args.recipe} --train-digits {args.train_digits} "
                          f"--eps {args.eps:g} --epochs {args.epochs} --seed {args.seed} --out {args.out}"
+                         + (f" --first-digit {first}" if first else "") + (" --also-retry" if retry is not None else "")
+                         + (f" --init {args.init} --lr {args.lr:g}" if args.init else "")
                          + (f" --also-critic {args.also_critic}" if args.also_critic else ""))]}
     save_prior(critic, args.out, card)
     print(f"wrote {args.out}", file=sys.stderr)
