@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from helpers import load_benchmark
@@ -20,13 +22,17 @@ def test_the_fallback_is_taken_where_the_first_critic_or_confidence_fails_and_th
     assert bench.fallback_taken(first, second, 1.0).tolist() == [False, True, True, False, True]
 
 
-def test_the_fallback_recipe_gets_the_recipe_s_critic_and_keeps_its_own_pull(bench):
+def test_the_fallback_recipe_gets_the_recipe_s_critic_and_keeps_its_own_pull(bench, tmp_path):
     first = bench.the_recipe("realistic")
     second = bench.the_recipe("realistic-stochastic", critic_of=first)
     assert first.critic is not None and second.critic == first.critic
     assert (second.critic_steps, second.critic_step) == (first.critic_steps, first.critic_step)
     assert second.renoise and not first.renoise and second.sigma_max == 1.0
-    assert bench.the_recipe("realistic-stochastic").critic is None
+    assert bench.the_recipe("realistic-stochastic") == second  # shipped with that critic since
+    bare = tmp_path / "bare.recipe"  # one without a critic is given the first's
+    bare.write_text(json.dumps({k: v for k, v in second.to_dict().items()
+                                if k not in ("critic", "critic_steps", "critic_step")}))
+    assert bench.the_recipe(str(bare)).critic is None and bench.the_recipe(str(bare), critic_of=first) == second
     assert first.retry is None  # the first pull alone: the bench measures the choice the retry makes
 
 
