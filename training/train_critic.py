@@ -221,14 +221,15 @@ def train(args: argparse.Namespace) -> dict:
             raise SystemExit(f"error: --also-retry: the recipe {args.recipe} has no retry")
         retry = load_recipe(Recipe.from_dict({k: v for k, v in pull.to_dict().items()
                                               if k not in ("critic", "critic_steps", "critic_step")}))
-    init = None
+    init, init_rebuild = None, []
     if args.init:
         try:
-            init, _ = load_prior(args.init)
+            init, init_card = load_prior(args.init)
         except (ModelLoadError, PriorLoadError) as exc:
             raise SystemExit(f"error: --init {args.init}: {exc}") from None
         if not isinstance(init, RealismCritic):
             raise SystemExit(f"error: --init {args.init}: not a realism critic")
+        init_rebuild = list(init_card.to_json().get("rebuild", []))  # a fine-tune is rebuilt after what it started from
     fakes, targets = endpoints(recipe, starts, start_labels, ds.num_classes, args.chunk, folder, args.resume, ds.shape,
                                first)
     if retry is not None:
@@ -255,8 +256,6 @@ def train(args: argparse.Namespace) -> dict:
                           args.seed, args.lr)
     print(f"critic: held-out accuracy {100 * held_out['accuracy']:.1f} %, under PGD-20 at eps {args.eps:g} "
           f"{100 * held_out['accuracy_pgd20']:.1f} %", flush=True)
-    # A fine-tune is rebuilt by rebuilding the critic it started from first.
-    init_rebuild = list(load_prior(args.init)[1].to_json().get("rebuild", [])) if args.init else []
     card = {"name": args.out.stem, "prior": "critic", "dataset": ds.name,
             "description": f"realism critic: real {ds.title} images against the {recipe_file.stem} recipe's endpoints "
                            f"(L2 PGD adversarial training at eps {args.eps:g})",
