@@ -39,6 +39,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -188,6 +189,11 @@ def fit_critic(critic: nn.Module, fake: np.ndarray, real: np.ndarray, eps: float
     return {"held_out_images": len(te), "accuracy": round(clean, 4), "accuracy_pgd20": round(attacked, 4)}
 
 
+def without_critic(recipe: Recipe) -> Recipe:
+    """``recipe`` finished without a critic (its settings as a recipe that never had one)."""
+    return Recipe.from_dict(replace(recipe, critic=None).to_dict())
+
+
 def train(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -197,8 +203,7 @@ def train(args: argparse.Namespace) -> dict:
     # its critic rejects) is taken off with the critic it needs.
     whole = read_recipe(recipe_file)
     original = whole.first_pull()
-    settings = Recipe.from_dict({k: v for k, v in original.to_dict().items()
-                                 if k not in ("critic", "critic_steps", "critic_step")})
+    settings = without_critic(original)
     recipe = load_recipe(settings)
     ds = get_dataset(recipe.dataset)
     images, labels, digest = load_training_set(ds.name, train=True, root=args.data_root)
@@ -219,8 +224,7 @@ def train(args: argparse.Namespace) -> dict:
         pull = whole.retry_recipe()
         if pull is None:
             raise SystemExit(f"error: --also-retry: the recipe {args.recipe} has no retry")
-        retry = load_recipe(Recipe.from_dict({k: v for k, v in pull.to_dict().items()
-                                              if k not in ("critic", "critic_steps", "critic_step")}))
+        retry = load_recipe(without_critic(pull))
     init, init_rebuild = None, []
     if args.init:
         try:
