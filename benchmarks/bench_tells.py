@@ -9,8 +9,9 @@ targets' mix (:func:`bench_realism.real_pool`) with :func:`bench_realism.two_sam
 ``--seeds``−1. Then again with both sets seen through one *view* that removes one kind of detail
 (:data:`VIEWS`): where the test falls most, that detail was the tell. A diagnosis only: the views
 change no frame a user sees. Also the sets' grey-level profile (:func:`bench_realism.pixel_profile`) and
-a stroke-width estimate (:func:`stroke_width`). Writes ``<out>/<name>.json``; the endpoints are kept in
-``<out>/<name>_endpoints.npz`` (reused by a rerun with the same recipe file and starts).
+a stroke-width estimate (:func:`stroke_width`). Grey-level data sets (MNIST, Fashion-MNIST). Writes
+``<out>/<name>.json``; the endpoints are kept in ``--cache`` (default ``runs/<name>_endpoints.npz``, reused
+by a rerun with the same recipe settings, starts and steps).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from scipy import ndimage
 from trav_gui.engine.core.traversal import TraversalConfig
 from trav_gui.engine.data.datasets import get_dataset, test_set
 from trav_gui.engine.files import atomic_paths, write_bytes_atomic
-from trav_gui.engine.models.loading import load_recipe, read_recipe, resolve_model_path
+from trav_gui.engine.models.errors import ModelLoadError, PriorLoadError, RecipeError
+from trav_gui.engine.models.loading import load_recipe, resolve_model_path
 
 
 def without_faint(x: np.ndarray, floor: float = 0.3) -> np.ndarray:
@@ -95,21 +97,21 @@ def stroke_width(x: np.ndarray, level: float = 0.5) -> float:
     return float(np.mean(2.0 * area[keep] / edge[keep])) if keep.any() else float("nan")
 
 
-def endpoints(recipe_name: str, first: int, digits: int, steps: int, cache: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(the recipe's last frames, their targets) from test digits ``first`` … to every other class."""
-    path = resolve_model_path(recipe_name)
-    key = hashlib.sha256(json.dumps({"recipe": read_recipe(path).to_dict(), "first": first, "digits": digits,
+def endpoints(recipe, ds, first: int, digits: int, steps: int, cache: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(the loaded ``recipe``'s last frames, their targets) from test images ``first`` … of data set ``ds``
+    to every other class."""
+    key = hashlib.sha256(json.dumps({"recipe": recipe.recipe.to_dict(), "first": first, "digits": digits,
                                      "steps": steps}).encode()).hexdigest()
-    images, labels = test_set("mnist")
-    targets = np.array([t for i in range(first, first + digits) for t in range(10) if t != labels[i]])
+    images, labels = test_set(ds.name)
+    others = ds.num_classes - 1
+    targets = np.array([t for i in range(first, first + digits) for t in range(ds.num_classes) if t != labels[i]])
     if cache.is_file():
         with np.load(cache) as f:
             if str(f["key"]) == key:
                 return f["last"], targets
-    starts = np.repeat(np.arange(first, first + digits), 9)
-    x0 = images[starts].astype(np.float32) / 255.0
-    run = follow(load_recipe(path), x0, targets, TraversalConfig(steps=steps, step_size=0.1),
-                 get_dataset("mnist").shape)
+    x0 = images[np.repeat(np.arange(first, first + digits), others)].astype(np.float32) / 255.0
+    run = follow(recipe, x0, targets, TraversalConfig(steps=steps, step_size=0.1), ds.shape)
+    cache.parent.mkdir(parents=True, exist_ok=True)
     with atomic_paths(cache) as (tmp,), open(tmp, "wb") as f:
         np.savez_compressed(f, last=run["last_img"], key=np.array(key))
     return run["last_img"], targets
@@ -125,15 +127,24 @@ def main(argv=None) -> dict:
     p.add_argument("--views", nargs="+", choices=list(VIEWS), default=list(VIEWS))
     p.add_argument("--out", type=Path, default=Path("docs"))
     p.add_argument("--name", default="tells")
+    p.add_argument("--cache", type=Path, default=None, help="the endpoints' file (default runs/<name>_endpoints.npz)")
     args = p.parse_args(argv)
     if not 0 <= args.first <= args.first + args.digits <= 1000:
-        p.error("the starts must be among test digits 0-999 (1000-1999 are the reals)")
+        p.error("the starts must be among test images 0-999 (1000-1999 are the reals)")
+    try:
+        recipe = load_recipe(resolve_model_path(args.recipe))
+    except (ModelLoadError, PriorLoadError, RecipeError) as exc:
+        p.error(f"--recipe {args.recipe}: {exc}")
+    ds = get_dataset(recipe.dataset)
+    if ds.channels != 1:
+        p.error(f"{ds.title} is in colour: the views here are of grey levels")
     t0 = time.time()
     args.out.mkdir(parents=True, exist_ok=True)
-    fake, targets = endpoints(args.recipe, args.first, args.digits, args.steps, args.out / f"{args.name}_endpoints.npz")
-    images, labels = test_set("mnist")
+    fake, targets = endpoints(recipe, ds, args.first, args.digits, args.steps,
+                              args.cache or Path("runs") / f"{args.name}_endpoints.npz")
+    images, labels = test_set(ds.name)
     real = real_pool(images, labels, targets)
-    result = {"recipe": args.recipe, "first": args.first, "digits": args.digits, "traversals": len(fake),
+    result = {"recipe": args.recipe, "dataset": ds.name, "first": args.first, "digits": args.digits, "traversals": len(fake),
               "steps": args.steps, "seeds": args.seeds,
               "profile": {"endpoints": {**pixel_profile(fake), "stroke_width": stroke_width(fake)},
                           "real": {**pixel_profile(real), "stroke_width": stroke_width(real)}},
@@ -141,7 +152,7 @@ def main(argv=None) -> dict:
     for name in args.views:
         what, view = VIEWS[name]
         f, r = view(fake, real)
-        accs = [two_sample_accuracy(f, r, seed=s) for s in range(args.seeds)]
+        accs = [two_sample_accuracy(f, r, seed=s, shape=ds.shape) for s in range(args.seeds)]
         result["views"][name] = {"removes": what, "two_sample_seeds": accs, "mean": float(np.mean(accs)),
                                  "sd": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0}
         print(f"{name:>24}: two-sample {100 * np.mean(accs):.1f} ± "
