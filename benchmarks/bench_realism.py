@@ -400,6 +400,12 @@ def frames_figure(rows: dict[str, np.ndarray], path: Path, scale: int = 3, gap: 
     return save_png(path, sheet)
 
 
+def every_other_class(labels, digits: range, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(start index, target) of every test image in ``digits`` to every class but its own."""
+    starts = np.repeat(np.array(digits), classes - 1)
+    return starts, np.array([t for i in digits for t in range(classes) if t != labels[i]])
+
+
 def real_pool(images, labels, classes: np.ndarray) -> np.ndarray:
     """Real test digits 1000-1999 (never starts or references), drawn to match ``classes``' mix.
     A class asked for more often than those hold (about 100 each) takes its next digits from test
@@ -463,8 +469,7 @@ def main(argv=None) -> dict:
         p.error("the starts must be among test digits 0-999 (1000-1999 measure what is typical)")
     ds = get_dataset(args.dataset)
     digits = range(args.first, args.first + args.digits)
-    starts = np.repeat(np.array(digits), ds.num_classes - 1)
-    targets = np.array([t for i in digits for t in range(ds.num_classes) if t != labels[i]])
+    starts, targets = every_other_class(labels, digits, ds.num_classes)
     x0 = images[starts].astype(np.float32) / 255.0
     ref, held = reference_set(args.dataset), held_out_reference(args.dataset)
     config = TraversalConfig(steps=args.steps, step_size=args.step_size)

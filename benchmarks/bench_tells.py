@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from bench_realism import (  # beside this script
+    every_other_class,
     follow,
     pixel_profile,
     real_pool,
@@ -109,13 +110,12 @@ def endpoints(recipe, ds, first: int, digits: int, steps: int, cache: Path) -> t
     key = hashlib.sha256(json.dumps({"recipe": recipe.recipe.to_dict(), "first": first, "digits": digits,
                                      "steps": steps}).encode()).hexdigest()
     images, labels = test_set(ds.name)
-    others = ds.num_classes - 1
-    targets = np.array([t for i in range(first, first + digits) for t in range(ds.num_classes) if t != labels[i]])
+    starts, targets = every_other_class(labels, range(first, first + digits), ds.num_classes)
     if cache.is_file():
         with np.load(cache) as f:
             if str(f["key"]) == key:
                 return f["last"], targets
-    x0 = images[np.repeat(np.arange(first, first + digits), others)].astype(np.float32) / 255.0
+    x0 = images[starts].astype(np.float32) / 255.0
     run = follow(recipe, x0, targets, TraversalConfig(steps=steps, step_size=0.1), ds.shape)
     cache.parent.mkdir(parents=True, exist_ok=True)
     with atomic_paths(cache) as (tmp,), open(tmp, "wb") as f:
