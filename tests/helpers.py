@@ -110,3 +110,25 @@ def load_benchmark(name: str):
     finally:
         sys.path.remove(str(folder))
     return module
+
+
+_RELAYS: list = []  # the relays live as long as the test session: a signal may still be queued to one
+
+
+def in_gui_thread(signal, *types):
+    """``signal`` (emitted in a worker's thread), re-emitted in the GUI thread: what ``qtbot.waitSignal``
+    may wait for.
+
+    pytest-qt connects a plain callable, which PySide calls in the thread that emits: a worker's own
+    signal then quits the wait's event loop and stops its timeout timer from the worker's thread. Where
+    the GUI thread is between its last check and ``exec()`` at that moment, the quit is lost and the
+    timer, stopped from the wrong thread, never fires: the test waits for ever (seen in CI, and 1 run in
+    8-18 of a worker test under load). A relay, a QObject in the GUI thread, gets the signal queued.
+    ``types`` are the signal's argument types, for ``blocker.args``.
+    """
+    from PySide6.QtCore import QObject, Signal
+
+    relay = type("Relay", (QObject,), {"fired": Signal(*types)})()
+    signal.connect(relay.fired)  # the relay lives in the GUI thread: the connection is queued
+    _RELAYS.append(relay)
+    return relay.fired

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import in_gui_thread
 from torch import nn
 
 from trav_gui.engine.core.traversal import TraversalConfig
@@ -49,7 +50,7 @@ def test_every_frame_arrives_once_in_order_with_the_run_id(qtbot, two_models):
     run = traversal_thread(TraversalWorker(42, two_models, X0, 3, TraversalConfig(steps=50, step_size=0.05)))
     ids, got = [], Collector(run)
     run.worker.frame_ready.connect(lambda rid, fs: ids.append(rid))
-    with qtbot.waitSignal(run.worker.run_finished, timeout=10_000) as blocker:
+    with qtbot.waitSignal(in_gui_thread(run.worker.run_finished, int, str), timeout=10_000) as blocker:
         run.start()
     assert blocker.args == [42, "completed"]
     qtbot.waitUntil(lambda: not run.is_running(), timeout=5000)
@@ -64,7 +65,7 @@ def test_started_paused_gives_frame_zero_then_one_frame_per_step(qtbot, two_mode
     run, got = _start(qtbot, two_models, TraversalConfig(steps=100), paused=True)
     qtbot.waitUntil(lambda: got.steps == [0], timeout=5000)
     for expected in (1, 2, 3):
-        with qtbot.waitSignal(run.worker.frame_ready, timeout=5000):
+        with qtbot.waitSignal(in_gui_thread(run.worker.frame_ready, int, object), timeout=5000):
             run.worker.step_once()
         assert got.steps == list(range(expected + 1))
     # Paused: no further frames come without a step.
@@ -83,7 +84,7 @@ def test_pause_takes_effect_within_one_step_and_resume_continues(qtbot, two_mode
     with qtbot.assertNotEmitted(run.worker.frame_ready, wait=200):
         pass
     assert len(got.frames) == paused_at
-    with qtbot.waitSignal(run.worker.frame_ready, timeout=5000):
+    with qtbot.waitSignal(in_gui_thread(run.worker.frame_ready, int, object), timeout=5000):
         run.worker.resume()
     qtbot.waitUntil(lambda: len(got.frames) > paused_at + 5, timeout=5000)
     assert got.steps == list(range(len(got.frames)))
@@ -93,7 +94,7 @@ def test_pause_takes_effect_within_one_step_and_resume_continues(qtbot, two_mode
 def test_stop_ends_the_thread_and_no_frame_follows(qtbot, two_models):
     run, got = _start(qtbot, two_models, TraversalConfig(steps=100_000, step_size=0.001))
     qtbot.waitUntil(lambda: len(got.frames) > 3, timeout=5000)
-    with qtbot.waitSignal(run.worker.run_finished, timeout=5000) as blocker:
+    with qtbot.waitSignal(in_gui_thread(run.worker.run_finished, int, str), timeout=5000) as blocker:
         run.stop()
     assert blocker.args[1] == "stopped"
     n = len(got.frames)
@@ -164,7 +165,7 @@ def test_no_thread_is_left_after_wait(qtbot, two_models):
 def test_invalid_input_fails_cleanly(qtbot, linear_model, bad):
     run = traversal_thread(TraversalWorker(1, [linear_model], bad, 3, TraversalConfig(steps=3)))
     got = Collector(run)
-    with qtbot.waitSignal(run.worker.run_finished, timeout=5000):
+    with qtbot.waitSignal(in_gui_thread(run.worker.run_finished, int, str), timeout=5000):
         run.start()
     assert got.reasons == ["failed"] and "pixels must lie in [0, 1]" in got.failures[0]
     qtbot.waitUntil(lambda: not run.is_running(), timeout=5000)
@@ -181,7 +182,7 @@ def test_a_worker_thread_dropped_as_soon_as_its_run_ends_is_kept_until_its_threa
     bad = np.full((28, 28), 2.0, np.float32)  # fails at once: the shortest possible run
     for run_id in range(40):
         run = traversal_thread(TraversalWorker(run_id, [linear_model], bad, 3, TraversalConfig(steps=3)))
-        with qtbot.waitSignal(run.worker.run_finished, timeout=5000):
+        with qtbot.waitSignal(in_gui_thread(run.worker.run_finished, int, str), timeout=5000):
             run.start()
         del run
         gc.collect()
