@@ -428,9 +428,9 @@ def test_the_shipped_realistic_recipe_traverses_from_the_command_line_like_a_mod
 
 
 def test_the_shipped_stochastic_recipe_is_realistic_with_a_noisy_pull_and_replays_its_seed(tmp_path):
-    """`realistic-stochastic` is the shipped `realistic` with the pull's noise drawn afresh from sigma 1.0 (and
-    `realistic`'s critic finish, without its retry), as its card describes it; its frames depend on the seed
-    (`realistic`'s do not) and replay for the same one."""
+    """`realistic-stochastic` is the shipped `realistic` with the pull's noise drawn afresh from sigma 1.0 and
+    steps 2x the step size (its retry's settings; `realistic`'s critic finish, without its retry), as its card
+    describes it; its frames depend on the seed (`realistic`'s do not) and replay for the same one."""
     from trav_gui.cli import main
     from trav_gui.engine.models.loading import list_models
 
@@ -439,9 +439,10 @@ def test_the_shipped_stochastic_recipe_is_realistic_with_a_noisy_pull_and_replay
     assert entry.card.kind == "recipe" and entry.card.sha256 == sha256_of(entry.path)
     settings = json.loads(entry.path.read_text())
     plain = json.loads(entries["realistic"].path.read_text())
-    assert settings.pop("renoise") is True and settings.pop("sigma_max") == 1.0
+    assert settings["renoise"] is True and settings["sigma_max"] == 1.0 and settings["step_scale"] == 2.0
     assert plain["critic"] == settings["critic"] == "critic-mnist"
-    assert settings == {k: v for k, v in plain.items() if k not in ("sigma_max", "retry", "retry_below")}
+    first_pull = {k: v for k, v in plain.items() if k not in ("retry", "retry_below")}
+    assert settings == {**first_pull, **plain["retry"]}
 
     def frames(name: str, seed: int) -> np.ndarray:
         out = tmp_path / f"{name}-{seed}"
