@@ -312,3 +312,21 @@ def test_a_recipe_s_tooltip_names_what_it_trades_so_two_recipes_can_be_told_apar
     assert "(450 traversals of 300 steps;" in tips["realistic"]  # a retry needs room: its figures' steps
     assert "renoise" not in tips["robust"] and "told from real" not in tips["robust"]  # a model has no realism
     assert "robust 65.1% at ε 2.0" in tips["robust"]
+
+
+@pytest.mark.parametrize("fraction, shown", [(0.996, "99.6%"), (1.0, "100%"), (0.9995, "99.9%"), (0.953, "95%"),
+                                             (0.755, "76%"), (0.003, "0.3%"), (0.0, "0%"), (0.5, "50%")])
+def test_a_measured_figure_is_never_rounded_to_a_claim_of_all_or_none(fraction, shown):
+    from trav_gui.qt.model_selector import percent
+
+    assert percent(fraction) == shown
+
+
+def test_the_stochastic_recipe_s_tooltip_does_not_round_its_endpoint_success_to_100(qtbot):
+    from trav_gui.qt.model_selector import card_tooltip
+
+    entry = next(e for e in list_models() if e.name == "realistic-stochastic")
+    last = entry.card.evaluation.realism["success_last_by_judge"]["judge"]
+    tip = card_tooltip(entry)
+    assert 0.995 <= last < 1.0  # the card's measured figure this guards (99.6 % when written)
+    assert "100%" not in tip and f"{100 * last:.1f}% at the endpoint" in tip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import textwrap
 from pathlib import Path
 from typing import Sequence
@@ -31,8 +32,21 @@ def describe_card(card: ModelCard) -> str:
     if card.kind == "recipe":
         parts.insert(0, "recipe")
         if ev.realism_success is not None:
-            parts.append(f"realistic {100 * ev.realism_success:.0f}% of traversals")
+            parts.append(f"realistic {percent(ev.realism_success)} of traversals")
     return " · ".join(parts) if parts else "no accuracy on its card"
+
+
+def percent(fraction: float) -> str:
+    """A measured fraction as a whole percent, with one decimal where rounding would claim a
+    figure that was not measured (99.6 % is not "100%", 0.3 % is not "0%")."""
+    value = 100 * fraction
+    whole = round(value)
+    if whole in (0, 100) and value != whole:
+        tenths = round(value, 1)
+        if tenths in (0, 100):  # 99.95 % is "99.9%", 0.04 % is "0.1%"
+            tenths = math.floor(10 * value) / 10 if whole == 100 else math.ceil(10 * value) / 10
+        return f"{tenths:.1f}%"
+    return f"{whole:.0f}%"
 
 
 def _realism_lines(realism: dict) -> list[str]:
@@ -40,13 +54,13 @@ def _realism_lines(realism: dict) -> list[str]:
     lines = []
     if "success" in realism:
         last = realism.get("success_last_by_judge", {}).get("judge")
-        lines.append(f"success {100 * realism['success']:.0f}% at the confident point"
-                     + (f", {100 * last:.0f}% at the endpoint" if last is not None else "")
+        lines.append(f"success {percent(realism['success'])} at the confident point"
+                     + (f", {percent(last)} at the endpoint" if last is not None else "")
                      + f" ({realism.get('traversals', '?')} traversals"
                      + (f" of {realism['steps']} steps" if "steps" in realism else "")
-                     + (f"; real images {100 * realism['ceiling']:.0f}%)" if "ceiling" in realism else ")"))
+                     + (f"; real images {percent(realism['ceiling'])})" if "ceiling" in realism else ")"))
     if "two_sample_last" in realism:
-        lines.append(f"endpoints told from real images {100 * realism['two_sample_last']:.0f}% of the time "
+        lines.append(f"endpoints told from real images {percent(realism['two_sample_last'])} of the time "
                      "(two-sample test; 50% = indistinguishable)")
     if "ssim" in realism:
         lines.append(f"SSIM to the start at the confident point {realism['ssim']:.2f} (how much of the start is kept)")
@@ -59,7 +73,7 @@ def _by_start_class(success_map: dict) -> list[str]:
     card has it, and at the confident point, each with its weakest start class."""
     def span(by_class: dict) -> str:
         worst = min(by_class, key=by_class.get)
-        return (f"{100 * min(by_class.values()):.0f}–{100 * max(by_class.values()):.0f}% "
+        return (f"{percent(min(by_class.values()))[:-1]}–{percent(max(by_class.values()))} "
                 f"(weakest: start class {worst})")
     last, confident = success_map.get("by_start_class_last"), success_map.get("by_start_class")
     if last:
