@@ -1,7 +1,7 @@
 """Which recipe settings lift the weakest start classes? Success by start class, on held-out starts.
 
     python benchmarks/bench_start_class.py [--variants shipped sigma_max=0.75 ...] [--sources 0 4 2 6]
-        [--from 20] [--to 40] [--recipe realistic] [--objective logprob] [--look N]
+        [--from 20] [--to 40] [--recipe realistic] [--objective logprob] [--steps 200] [--look N]
         [--out docs] [--name start_class_sweep]
 
 Each variant is the ``--recipe`` (the shipped ``realistic`` by default) with some of its settings
@@ -10,7 +10,7 @@ models as ``models=robust+robust-eps3``; a value that is not JSON is a string, a
 ``prior=runs/score-wide.safetensors``; ``shipped``: none changed). Each traverses the test
 digits number ``--from`` … ``--to`` - 1 of every ``--sources`` class (counted among the first
 1,000, as the success map counts them; the map itself uses 0–19, so the default 20–39 are
-held out from it) to the 9 other classes, 200 L2 steps of 0.1, measured as the success map
+held out from it) to the 9 other classes, ``--steps`` L2 steps of 0.1 (200 unless told), measured as the success map
 measures (:func:`trav_gui.engine.output.successmap._measure`: success at the confident point
 and at the last frame). Prints, per variant, success by start class, and writes
 ``<out>/<name>.json`` after each variant (a rerun skips the variants the file holds). With
@@ -87,6 +87,8 @@ def main(argv=None) -> dict:
     p.add_argument("--to", dest="last", type=int, default=40, help="one past the last start of each class")
     p.add_argument("--objective", default="logprob", choices=sorted(OBJECTIVES),
                    help="what every variant's traversal climbs (the app's default: logprob)")
+    p.add_argument("--steps", type=int, default=200,
+                   help="steps per traversal (default: 200; a recipe with a retry needs about 300)")
     p.add_argument("--look", type=int, default=0, metavar="N",
                    help="also draw up to N frames per start class that the nearest-real test failed")
     p.add_argument("--threads", type=int, default=None)
@@ -95,6 +97,8 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     if args.look < 0:
         p.error("--look must be 0 or more")
+    if args.steps < 1:
+        p.error("--steps must be 1 or more")
     if args.threads:
         torch.set_num_threads(args.threads)
     path = resolve_model_path(args.recipe)
@@ -112,7 +116,7 @@ def main(argv=None) -> dict:
     images, labels = test_set(dataset)
     pool = np.asarray(labels[:STARTS_POOL])
     scorer = RealismScorer(dataset=dataset, device="cpu")
-    config = TraversalConfig(objective=args.objective)
+    config = TraversalConfig(objective=args.objective, steps=args.steps)
     out = args.out / f"{args.name}.json"
     settings = {"recipe": args.recipe, "recipe_settings": base, "sources": sources, "from": args.first,
                 "to": args.last, "steps": config.steps, "step_size": config.step_size}

@@ -59,6 +59,19 @@ def test_another_objective_is_measured_afresh_and_recorded(bench, tmp_path, caps
         bench.main(args + ["--objective", "no_such_objective"])
 
 
+
+def test_steps_are_recorded_and_a_map_of_other_steps_is_measured_afresh(bench, tmp_path, capsys):
+    """A recipe with a retry is measured at 300 steps: the file says so, and 200 steps are not reused."""
+    args = ["--variants", "shipped", "--sources", "1", "--from", "0", "--to", "1", "--out", str(tmp_path), "--name", "n"]
+    short = bench.main(args + ["--steps", "5"])
+    assert short["steps"] == 5
+    capsys.readouterr()
+    longer = bench.main(args + ["--steps", "6"])
+    assert longer["steps"] == 6 and "already" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "n.json").read_text())["steps"] == 6
+    with pytest.raises(SystemExit):
+        bench.main(args + ["--steps", "0"])
+
 def test_look_picks_the_frames_the_nearest_real_test_failed_and_shows_what_it_compared(bench):
     import numpy as np
 
