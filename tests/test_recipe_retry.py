@@ -57,6 +57,28 @@ def test_a_rejected_endpoint_goes_back_to_the_start_and_the_second_pull_is_that_
         np.testing.assert_array_equal(both[-1].images[0, i], both[both_done[i]].images[0, i])  # frozen after
 
 
+
+def test_a_retry_s_critic_finish_takes_its_own_steps_and_the_first_pull_keeps_its_own():
+    """``retry: {"critic_steps": 6}``: a retried trajectory's frames are those of the recipe with the
+    retry's settings alone, its 6 critic steps included; the first pull's endpoint took the first pull's 4."""
+    x, labels = datasets.test_images("mnist", 3)
+    targets = (labels + 3) % 10
+    longer = {**SECOND, "critic_steps": 6}
+    first, first_done = _run(Recipe(**BASE), x, targets, 80)
+    alone, alone_done = _run(Recipe(**{**BASE, **longer}), x, targets, 80)
+    four, _ = _run(Recipe(**{**BASE, **SECOND}), x, targets, 80)
+    both, both_done = _run(Recipe(**BASE, retry=longer, retry_below=100.0), x, targets, 120)
+    np.testing.assert_array_equal(both_done, first_done + 1 + alone_done)
+    for i in range(3):
+        end = first_done[i]
+        np.testing.assert_allclose(both[end].images[0, i], first[end].images[0, i], atol=1e-4)
+        last = alone_done[i]
+        np.testing.assert_allclose(both[end + 1 + last].images[0, i], alone[last].images[0, i], atol=1e-4)
+    # the two critic finishes differ: the check above can tell 6 steps from 4
+    ends = [alone[alone_done[i]].images[0, i] for i in range(3)]
+    assert any(not np.allclose(e, four[alone_done[i]].images[0, i], atol=1e-3) for i, e in enumerate(ends))
+    assert Recipe(**BASE, retry=longer).retry_recipe().critic_steps == 6
+
 def test_an_endpoint_the_critic_accepts_is_kept_unless_unsure_and_a_run_without_room_is_not_retried():
     x, labels = datasets.test_images("mnist", 4)
     targets = (labels + 3) % 10
@@ -117,7 +139,11 @@ def test_the_shipped_realistic_recipe_retries_with_the_shipped_stochastic_pull()
     stochastic = json.loads(entries["realistic-stochastic"].path.read_text())
     retry, below = plain.pop("retry"), plain.pop("retry_below")
     assert below < 0 and retry
-    assert {**plain, **retry} == stochastic  # the critic and its finish too
+    # the critic and its finish too; the retry's critic finish may take more steps than the first pull's
+    longer = retry.pop("critic_steps", plain["critic_steps"])
+    assert longer >= plain["critic_steps"]
+    assert {**plain, **retry} == {**stochastic, "critic_steps": plain["critic_steps"]}
+    assert stochastic["critic_steps"] in (plain["critic_steps"], longer)
     assert "retry" in entries["realistic"].card.description
 
 

@@ -17,9 +17,11 @@ __all__ = ["RECIPE_SUFFIX", "RETRY_SETTINGS", "STOP_RULES", "Recipe", "describe"
 
 STOP_RULES = (None, "confident", "plateau")
 RECIPE_SUFFIX = ".recipe"
-# What a retry may change: its pull's schedule. Not the models, prior, critic or finish (loaded once,
-# shared by both pulls), nor the step decay (a retry counts its steps from its own restart).
-RETRY_SETTINGS = ("prior_weight", "sigma_max", "sigma_min", "anneal_steps", "step_scale", "renoise", "patience")
+# What a retry may change: its pull's schedule and how many steps its critic finish takes. Not the
+# models, prior, critic or the finish's σs (loaded once, shared by both pulls), nor the step decay (a
+# retry counts its steps from its own restart).
+RETRY_SETTINGS = ("prior_weight", "sigma_max", "sigma_min", "anneal_steps", "step_scale", "renoise", "patience",
+                  "critic_steps")
 
 
 @dataclass(frozen=True)

@@ -285,10 +285,21 @@ class GuidedRun:
         return (lambda v: shift_batch(v, offsets)), (lambda v: shift_batch(v, -offsets))
 
     def _critic_step(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """The critic's finish step: ``critic_steps`` normalized L2 steps up its logit, then the
-        prior's clean estimate at the last σ; seen centred. Kept where the recipe's own p(target)
-        holds; elsewhere the same after half, then a quarter of the steps; else the frame before."""
-        r = self.recipe
+        """The critic's finish step of the trajectories ``rows``, each with its pull's ``critic_steps``
+        (a retry's may differ from the first pull's)."""
+        if self.retry is None or self.retry.critic_steps == self.recipe.critic_steps:
+            return self._critic_steps(self.recipe, x, rows)
+        again = self.phase[rows] == 1
+        out = x.clone()
+        for r, these in ((self.recipe, ~again), (self.retry, again)):
+            if bool(these.any()):
+                out[these] = self._critic_steps(r, x[these], rows[these])
+        return out
+
+    def _critic_steps(self, r: Recipe, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``r.critic_steps`` normalized L2 steps up the critic's logit, then the prior's clean
+        estimate at the last σ; seen centred. Kept where the recipe's own p(target) holds; elsewhere
+        the same after half, then a quarter of the steps; else the frame before."""
         move, back = self._views(rows)
         self.finish_step[rows] += 1
         ladder = sorted({r.critic_steps, r.critic_steps // 2, r.critic_steps // 4} - {0}, reverse=True)
