@@ -654,7 +654,8 @@ def write_recipe_card(name: str, model, row: dict, result: dict, dataset: str, d
                     # at the frame the recipe stops at (its stop rule, then its finish)
                     "success_last_by_judge": {j: v["success_last"] for j, v in row["judges"].items()},
                     **{k: row[k] for k in ("reach", "nn", "nn_test", "growth", "l2", "ssim", "colour_kept",
-                                           "colour_kept_last", "grey", "two_sample", "two_sample_last") if k in row},
+                                           "colour_kept_last", "grey", "two_sample", "two_sample_last",
+                                           "two_sample_last_seeds") if k in row},
                     "measured_by": "benchmarks/bench_realism.py"}}
     # Figures measured by other modes (--shifts: by_shift; the success map) stay, marked as measured before.
     kept = {k: v for k, v in (previous.get("realism") or {}).items() if k in ("by_shift", "success_map")}

@@ -59,7 +59,11 @@ def _realism_lines(realism: dict) -> list[str]:
                      + f" ({realism.get('traversals', '?')} traversals"
                      + (f" of {realism['steps']} steps" if "steps" in realism else "")
                      + (f"; real images {percent(realism['ceiling'])})" if "ceiling" in realism else ")"))
-    if "two_sample_last" in realism:
+    seeds = realism.get("two_sample_last_seeds") or []
+    if len(seeds) > 1:  # the test trains small networks: its mean over seeds, not one draw
+        lines.append(f"endpoints told from real images {percent(sum(seeds) / len(seeds))} of the time "
+                     f"(two-sample test, mean of {len(seeds)} seeds; 50% = indistinguishable)")
+    elif "two_sample_last" in realism:
         lines.append(f"endpoints told from real images {percent(realism['two_sample_last'])} of the time "
                      "(two-sample test; 50% = indistinguishable)")
     if "ssim" in realism:
