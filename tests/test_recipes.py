@@ -267,6 +267,39 @@ def test_a_critic_recipe_needs_the_run_s_targets():
     assert guided.start(2, torch.device("cpu"), targets=torch.tensor([3, 4])).targets.tolist() == [3, 4]
 
 
+def test_a_blurred_critic_sees_shape_only_and_its_card_rebuilds_it(tmp_path):
+    from trav_gui.engine.models.priors import RealismCritic
+
+    torch.manual_seed(0)
+    sharp = RealismCritic()
+    blurred = RealismCritic(blur=1.0)
+    blurred.load_state_dict(sharp.state_dict())  # the blur is no weight: a sharp critic's file loads
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.allclose(blurred(x), sharp(blurred.blurred(x)))
+    assert not torch.allclose(blurred(x), sharp(x))
+    # A checkerboard is all texture: blurred it is nearly flat, so the critic can hardly see it ...
+    board = (torch.arange(28).view(-1, 1) + torch.arange(28)).remainder(2).float().view(1, 1, 28, 28)
+    assert (blurred.blurred(board)[..., 3:-3, 3:-3] - 0.5).abs().max() < 0.01  # away from the replicated edges
+    # ... and its input gradient, a step of the finish, is smooth: little of it changes sign pixel to pixel.
+    x = torch.rand(1, 1, 28, 28, requires_grad=True)
+    g_sharp, = torch.autograd.grad(sharp(x).sum(), x)
+    g_blur, = torch.autograd.grad(blurred(x).sum(), x)
+
+    def roughness(g):
+        return float((g[..., 1:] - g[..., :-1]).abs().sum() / g.abs().sum())
+
+    assert roughness(g_blur) < 0.5 * roughness(g_sharp)
+    out = tmp_path / "c.safetensors"
+    save_prior(blurred, out, {"prior": "critic", "dataset": "mnist", "blur": 1.0})
+    loaded, card = load_prior(out)
+    assert card.blur == 1.0 and loaded.blur == 1.0
+    assert torch.allclose(loaded(x.detach()), blurred(x.detach()))
+    save_prior(sharp, out, {"prior": "critic", "dataset": "mnist"})
+    assert load_prior(out)[0].blur == 0.0  # a card without "blur": a sharp critic, as every shipped one
+    with pytest.raises(ValueError, match="blur"):
+        RealismCritic(blur=-1.0)
+
+
 def test_a_recipe_without_a_critic_keeps_its_settings_and_a_critic_and_a_denoiser_are_not_swapped(tmp_path):
     from trav_gui.engine.models.priors import RealismCritic
     from trav_gui.paths import priors_dir

@@ -339,6 +339,21 @@ def test_train_critic_writes_a_critic_of_the_recipe_s_endpoints_and_resumes_them
         train_critic.main([*args[:5], "2", *args[6:], "--resume"])
 
 
+def test_train_critic_blur_writes_a_critic_that_sees_its_input_blurred(tmp_path, mnist_root):
+    from training import train_critic
+    from trav_gui.engine.models.priors import load_prior
+
+    out = tmp_path / "blurred.safetensors"
+    train_critic.main(["--recipe", "realistic", "--train-digits", "2", "--chunk", "2", "--epochs", "1", "--eps", "0.5",
+                       "--blur", "1.5", "--data-root", str(mnist_root), "--out", str(out)])
+    critic, card = load_prior(out)
+    assert critic.blur == 1.5 and card.blur == 1.5 and "blurred by 1.5 px" in card.description
+    assert card.to_json()["rebuild"][-1].endswith("--blur 1.5")
+    for bad in ("-1", "9"):
+        with pytest.raises(SystemExit):
+            train_critic.parse_args(["--blur", bad, "--out", "c.safetensors"])
+
+
 def test_train_critic_also_critic_adds_the_endpoints_a_first_critic_finished(tmp_path, mnist_root):
     from training import train_critic
     from trav_gui.engine.models.priors import load_prior

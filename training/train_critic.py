@@ -22,7 +22,9 @@ With ``--also-retry`` the recipe's retry pull (its ``retry`` settings: for ``rea
 (kept in ``<out>.ckpt/retry/``): the endpoints a retry replaces rejected ones with are the critic's to learn as
 well. ``--first-digit K`` takes the starts from training image K on (new starts for a critic that goes on
 learning), and ``--init NAME`` starts from a critic's weights instead of fresh ones (a fine-tune; ``--lr``
-sets the one-cycle schedule's peak, lower for a fine-tune).
+sets the one-cycle schedule's peak, lower for a fine-tune). ``--blur PX`` makes a critic that sees its input
+through a fixed Gaussian blur (its card's ``blur``): it can tell shapes only, and a finish with it moves strokes
+rather than adding texture.
 
 With ``--also-critic NAME`` (a second round) the recipe's endpoints *finished with that critic* (its
 ``critic_steps`` and ``critic_step``, or 30 of 0.1) are fakes too, beside those without it, and twice as
@@ -70,6 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=2e-3, help="the peak of the one-cycle learning rate")
     p.add_argument("--chunk", type=int, default=50, help="starts per saved chunk of endpoints")
     p.add_argument("--eps", type=float, default=1.0, help="the L2 radius of its adversarial training")
+    p.add_argument("--blur", type=float, default=0.0, metavar="PX",
+                   help="the critic sees its input blurred by a Gaussian of this many pixels: shape, not texture")
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
@@ -81,6 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.train_digits < 2 or args.chunk < 1 or args.epochs < 1 or not 0 <= args.eps <= 10:
         p.error("--train-digits must be at least 2, --chunk and --epochs at least 1, --eps in [0, 10]")
+    if not 0 <= args.blur <= 5:
+        p.error("--blur must be in [0, 5] pixels")
     if not 0 <= args.first_digit < REALS_FROM or not 0 < args.lr <= 1:
         p.error(f"--first-digit must be in [0, {REALS_FROM}) (the reals start there), --lr in (0, 1]")
     if args.out.suffix != ".safetensors":
@@ -249,7 +255,7 @@ def train(args: argparse.Namespace) -> dict:
         raise SystemExit(f"{ds.title} has too few training images from {REALS_FROM} on to match the "
                          f"{len(fakes)} endpoints class by class ({len(real)}); use fewer --train-digits")
     torch.manual_seed(args.seed)
-    critic = RealismCritic(channels=ds.channels, size=ds.size)
+    critic = RealismCritic(channels=ds.channels, size=ds.size, blur=args.blur)
     if init is not None:
         try:
             critic.load_state_dict(init.state_dict())
@@ -261,8 +267,10 @@ def train(args: argparse.Namespace) -> dict:
     print(f"critic: held-out accuracy {100 * held_out['accuracy']:.1f} %, under PGD-20 at eps {args.eps:g} "
           f"{100 * held_out['accuracy_pgd20']:.1f} %", flush=True)
     card = {"name": args.out.stem, "prior": "critic", "dataset": ds.name,
+            **({"blur": args.blur} if args.blur else {}),
             "description": f"realism critic: real {ds.title} images against the {recipe_file.stem} recipe's endpoints "
-                           f"(L2 PGD adversarial training at eps {args.eps:g})",
+                           f"(L2 PGD adversarial training at eps {args.eps:g}"
+                           + (f"; it sees them blurred by {args.blur:g} px" if args.blur else "") + ")",
             "critic_of": {"recipe": recipe_file.stem, "settings": settings.to_dict(),
                           "train_digits": args.train_digits, "endpoints": len(fakes), "reals_from": REALS_FROM,
                           **({"first_digit": first} if first else {}),
@@ -278,6 +286,7 @@ def train(args: argparse.Namespace) -> dict:
                         (f"python -m training.train_critic --recipe {args.recipe} --train-digits {args.train_digits} "
                          f"--eps {args.eps:g} --epochs {args.epochs} --seed {args.seed} --out {args.out}"
                          + (f" --first-digit {first}" if first else "") + (" --also-retry" if retry is not None else "")
+                         + (f" --blur {args.blur:g}" if args.blur else "")
                          + (f" --init {args.init} --lr {args.lr:g}" if args.init else "")
                          + (f" --also-critic {args.also_critic}" if args.also_critic else ""))]}
     save_prior(critic, args.out, card)

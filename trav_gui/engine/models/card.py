@@ -143,6 +143,8 @@ class ModelCard(BaseModel):
     role : ``"judge"`` (judges realism; never traversed), ``"prior"`` or None (a classifier).
     prior : a prior's kind (``"dae"``, ``"score"``).
     width : a score prior's U-Net width (the channels of its first level); None for the default, 32.
+    blur : a realism critic's input blur in pixels (:class:`~trav_gui.engine.models.priors.RealismCritic`);
+        None or 0 for none.
     source_sha256 : a user model's: the file it was added from (the same file is not added twice).
     architecture : a registered architecture (``.safetensors`` files).
     input, output : a user model's conventions, checked by :mod:`trav_gui.engine.models.conventions`.
@@ -166,6 +168,7 @@ class ModelCard(BaseModel):
     output: str | None = None
     prior: Any = None  # a prior's kind ("dae", "score")
     width: Annotated[int, Field(ge=1)] | None = None  # a score prior's U-Net width (its channels); None: 32
+    blur: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None  # a critic's input blur (px); None: none
     source_sha256: str | None = None  # a user model's: the sha256 of the file it was added from
     evaluation: Annotated[Evaluation, _Object] = Evaluation()
 

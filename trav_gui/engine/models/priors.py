@@ -27,6 +27,7 @@ from the classifiers: a prior is never traversed, and never a judge.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -42,7 +43,8 @@ from trav_gui.engine.models.errors import ModelLoadError, PriorLoadError
 from trav_gui.engine.models.weights import save_weights
 from trav_gui.paths import priors_dir
 
-__all__ = ["PRIOR_ARCHITECTURES", "DenoisingAE", "RealismCritic", "ScoreUNet", "load_prior", "save_prior"]
+__all__ = ["PRIOR_ARCHITECTURES", "DenoisingAE", "RealismCritic", "ScoreUNet", "gaussian_kernel", "load_prior",
+           "save_prior"]
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -103,22 +105,50 @@ class ScoreUNet(nn.Module):
         return x - s.view(n, 1, 1, 1) * eps
 
 
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """A normalized 1-D Gaussian of standard deviation ``sigma`` px, cut at 3σ (at least 3 taps)."""
+    radius = max(1, math.ceil(3 * sigma))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    return k / k.sum()
+
+
 class RealismCritic(nn.Module):
     """A realism critic: ``forward(x)`` (N, C, H, W) → (N,) logits, > 0 for "a real image".
 
     Four 3×3 convolutions (32, 32, 64, 64 channels; 2×2 max-pooling after the second and the
     fourth) and two linear layers (128, 1): 0.47 M parameters at 28×28 (the first linear layer's
     size follows the image's). ``sigma`` is accepted for the priors' common interface and ignored.
+
+    ``blur`` > 0: the critic sees its input through a fixed Gaussian blur of that many pixels
+    (separable, edges replicated; not a weight, so its files are a sharp critic's). It then cannot
+    see pixel texture, only shape, and its input gradient is blurred alike: a step up its logit
+    moves strokes, and cannot add speckle.
     """
 
-    def __init__(self, channels: int = 1, size: tuple[int, int] = (28, 28)) -> None:
+    def __init__(self, channels: int = 1, size: tuple[int, int] = (28, 28), blur: float = 0.0) -> None:
         super().__init__()
+        if not (blur >= 0 and math.isfinite(blur)):
+            raise ValueError(f"blur must be a finite number of pixels >= 0, got {blur!r}")
+        self.blur = float(blur)
+        self.register_buffer("kernel", gaussian_kernel(self.blur) if self.blur > 0 else torch.ones(1),
+                             persistent=False)
         self.net = nn.Sequential(_conv(channels, 32), nn.ReLU(), _conv(32, 32), nn.ReLU(), nn.MaxPool2d(2),
                                  _conv(32, 64), nn.ReLU(), _conv(64, 64), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                                  nn.Linear(64 * (size[0] // 4) * (size[1] // 4), 128), nn.ReLU(), nn.Linear(128, 1))
 
+    def blurred(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` as the critic sees it: blurred by ``blur`` px (``x`` itself when 0)."""
+        if self.blur <= 0:
+            return x
+        c, r = x.shape[1], (len(self.kernel) - 1) // 2
+        k = self.kernel.to(x.dtype)
+        x = nn.functional.pad(x, (r, r, r, r), mode="replicate")
+        x = nn.functional.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+        return nn.functional.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
-        return self.net(x)[:, 0]
+        return self.net(self.blurred(x))[:, 0]
 
 
 PRIOR_ARCHITECTURES: dict[str, type[nn.Module]] = {"dae": DenoisingAE, "score": ScoreUNet, "critic": RealismCritic}
@@ -166,7 +196,7 @@ def load_prior(name_or_path: str | os.PathLike, device: str | torch.device = "cp
     ds = get_dataset(card.dataset)
     sized = {"width": card.width} if card.width is not None and kind == "score" else {}
     if kind == "critic":
-        sized = {"size": ds.size}
+        sized = {"size": ds.size, **({"blur": card.blur} if card.blur else {})}
     model = PRIOR_ARCHITECTURES[kind](channels=ds.channels, **sized)
     try:
         model.load_state_dict(load_file(str(path)))
