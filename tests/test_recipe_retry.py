@@ -13,6 +13,7 @@ import pytest
 from trav_gui.engine.core import traversal as engine
 from trav_gui.engine.core.traversal import TraversalConfig, traverse
 from trav_gui.engine.data import datasets
+from trav_gui.engine.models.errors import RecipeError
 from trav_gui.engine.models.loading import list_models, load_recipe
 from trav_gui.engine.models.recipes import Recipe, describe
 from trav_gui.engine.realism import RealismScorer, confident_point
@@ -120,6 +121,49 @@ def test_a_retry_unfinished_at_the_last_step_ends_on_the_first_endpoint():
         assert frames[end + 1].l2[0, i] == 0  # it did go back to the start
         assert not np.allclose(frames[-2].images[0, i], first[end].images[0, i], atol=1e-3)  # mid-retry
         np.testing.assert_allclose(frames[-1].images[0, i], first[end].images[0, i], atol=1e-5)
+
+
+def test_retry_keep_better_ends_on_the_endpoint_its_critic_finds_more_real():
+    """Every endpoint retried (retry_below 100): with ``retry_keep_better`` each trajectory ends on its
+    second endpoint unless the critic's logit of the first, which its classifiers were confident of, is
+    higher; the frames up to there are the plain retry's."""
+    import torch
+
+    from trav_gui.engine.core.centring import centring_offsets, shift_batch
+
+    x, labels = datasets.test_images("mnist", 12)
+    targets = (labels + 3) % 10
+    first, first_done = _run(Recipe(**BASE), x, targets, 80)
+    plain, plain_done = _run(Recipe(**BASE, retry=SECOND, retry_below=100.0), x, targets, 120)
+    better, better_done = _run(Recipe(**BASE, retry=SECOND, retry_below=100.0, retry_keep_better=True), x, targets,
+                               120)
+    np.testing.assert_array_equal(better_done, plain_done)
+    guided = load_recipe(Recipe(**BASE))
+    offsets = centring_offsets(torch.as_tensor(np.asarray(x)), 6)  # the recipe's max_centre_shift
+
+    def seen(frames):
+        with torch.no_grad():
+            frames = shift_batch(torch.from_numpy(np.stack(frames)).reshape(12, *x.shape[1:]), offsets)
+            p = torch.softmax(guided.classifier(frames), 1)[torch.arange(12), torch.as_tensor(targets).long()]
+            return guided.critic(frames).reshape(-1).numpy(), p.numpy()
+
+    one = [first[first_done[i]].images[0, i] for i in range(12)]
+    two = [plain[plain_done[i]].images[0, i] for i in range(12)]
+    c1, p1 = seen(one)
+    c2, _ = seen(two)
+    firsts = 0
+    for i in range(12):
+        end = plain_done[i]
+        np.testing.assert_allclose(better[end - 1].images[0, i], plain[end - 1].images[0, i], atol=1e-5)
+        keep_first = c1[i] > c2[i] and p1[i] >= 0.9
+        np.testing.assert_allclose(better[end].images[0, i], one[i] if keep_first else two[i], atol=1e-4)
+        np.testing.assert_allclose(better[-1].images[0, i], better[end].images[0, i], atol=1e-6)  # frozen after
+        firsts += keep_first
+    assert 0 < firsts < 12  # both kinds of ending happen here, so the test tells them apart
+    assert "more real is kept" in describe(Recipe(**BASE, retry=SECOND, retry_keep_better=True))
+    assert "retry_keep_better" not in Recipe(**BASE, retry=SECOND).to_dict()  # fingerprints of recipes without
+    with pytest.raises(RecipeError, match="needs a retry"):
+        Recipe(**BASE, retry_keep_better=True)
 
 
 def test_a_recipe_with_a_retry_round_trips_and_one_without_keeps_its_settings():

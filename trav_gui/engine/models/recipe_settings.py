@@ -49,6 +49,7 @@ class Recipe:
     critic_step: float = 0.1
     retry: dict | None = None
     retry_below: float = 0.0
+    retry_keep_better: bool = False
 
     def __post_init__(self) -> None:
         models = self.models
@@ -109,7 +110,11 @@ class Recipe:
         if isinstance(self.retry_below, bool) or not isinstance(self.retry_below, (int, float)) or not (
                 -100.0 <= self.retry_below <= 100.0):
             raise RecipeError(f"retry_below must be a number in [-100, 100], got {self.retry_below!r}")
+        if not isinstance(self.retry_keep_better, bool):
+            raise RecipeError(f"retry_keep_better must be true or false, got {self.retry_keep_better!r}")
         if self.retry is None:
+            if self.retry_keep_better:
+                raise RecipeError("retry_keep_better needs a retry")
             return
         if not isinstance(self.retry, dict) or not self.retry:
             raise RecipeError(f"retry must be an object of settings to change, got {self.retry!r}")
@@ -125,7 +130,7 @@ class Recipe:
 
     def first_pull(self) -> Recipe:
         """This recipe without its retry (itself when it has none)."""
-        return Recipe.from_dict({**self.to_dict(), "retry": None, "retry_below": 0.0})
+        return Recipe.from_dict({**self.to_dict(), "retry": None, "retry_below": 0.0, "retry_keep_better": False})
 
     def retry_recipe(self) -> Recipe | None:
         """The recipe of the second pull: this one with ``retry``'s settings and no retry; None without one."""
@@ -157,6 +162,8 @@ class Recipe:
             del out["retry"], out["retry_below"]
         else:
             out["retry"] = dict(self.retry)
+        if not self.retry_keep_better:  # likewise for recipes that keep the second endpoint
+            del out["retry_keep_better"]
         return out
 
     def sigma_at(self, t: int) -> float:
@@ -186,7 +193,9 @@ def describe(recipe: Recipe) -> str:
     if recipe.retry:
         changes = ", ".join(f"{k} {json.dumps(v)}" for k, v in recipe.retry.items())
         parts.append(f"where the critic's logit of the endpoint is below {recipe.retry_below:g} or its own p(target) "
-                     f"below {recipe.confident_prob:g}, once more from the start with {changes}")
+                     f"below {recipe.confident_prob:g}, once more from the start with {changes}"
+                     + ("; of the two endpoints the one the critic finds more real is kept"
+                        if recipe.retry_keep_better else ""))
     if recipe.centre:
         parts.append("sees the ink centred")
     return "recipe: " + "; ".join(parts)

@@ -53,7 +53,8 @@ of the last frame (seen centred) is below ``retry_below``, or the recipe's own p
 below ``confident_prob``, the trajectory goes back to its start and traverses once more with the
 settings ``retry`` changes (``RETRY_SETTINGS``: e.g. ``{"sigma_max": 1.0, "renoise": true}``, a
 stochastic pull that can leave the mode the first pull was held in), counting its schedule from the
-restart, with its stop rule, finish and critic step; the second endpoint is kept. A rejection
+restart, with its stop rule, finish and critic step; the second endpoint is kept (with
+``retry_keep_better``: unless the critic finds the first, if it was confident, more real). A rejection
 sampler with a second proposal, shown as it happens: the frames go back to the start and the
 second pull follows. The retry's noise is drawn as the recipe with those settings alone draws it
 (the run's seed and the start), so its frames are that recipe's, later by the first pull's steps. It
@@ -173,6 +174,10 @@ class GuidedRun:
         self.t0 = torch.zeros(n, dtype=torch.int64, device=device)
         self.end_frame: torch.Tensor | None = None
         self.end_critic = torch.full((n,), math.nan, device=device)
+        # With ``retry_keep_better``: whether the first endpoint was confident (it was retried for its
+        # critic logit alone), and which trajectories ended on it after their retry.
+        self.first_confident = torch.zeros(n, dtype=torch.bool, device=device)
+        self.kept_first = torch.zeros(n, dtype=torch.bool, device=device)
 
     def _noise(self, rows: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
         """(len(rows), *shape) standard normal noise, each row drawn from its trajectory's generator."""
@@ -234,16 +239,29 @@ class GuidedRun:
             if self.retry is not None:  # the endpoint a retry would replace, and its critic logit
                 ended = active & (self.finish_step[index] >= self.finish_steps)
                 if bool(ended.any()):
-                    if self.end_frame is None:
-                        self.end_frame = torch.zeros((n, *x.shape[1:]), device=x.device)
-                    self.end_frame[index[ended]] = out[ended]
-                    move, _ = self._views(index[ended])
-                    with torch.no_grad():
-                        self.end_critic[index[ended]] = self.guided.critic(move(out[ended])).reshape(-1)
+                    self._ended(out, ended.nonzero().squeeze(1), index[ended], n)
         if not bool(finishing.all()):
             out[~finishing] = self._step(step, x[~finishing], x0[~finishing], grad[~finishing], t,
                                          index[~finishing])
         return out
+
+    def _ended(self, out: torch.Tensor, at: torch.Tensor, rows: torch.Tensor, n: int) -> None:
+        """The trajectories ``rows`` (at positions ``at`` of ``out``) have just finished a pull: keep
+        their endpoint and its critic logit. With ``retry_keep_better`` a retry that ends less real,
+        for the critic, than its first endpoint (one its classifiers were confident of) ends on that."""
+        if self.end_frame is None:
+            self.end_frame = torch.zeros((n, *out.shape[1:]), device=out.device)
+        move, _ = self._views(rows)
+        with torch.no_grad():
+            logit = self.guided.critic(move(out[at])).reshape(-1)
+        if self.recipe.retry_keep_better:
+            first = (self.phase[rows] == 1) & self.first_confident[rows] & (self.end_critic[rows] > logit)
+            if bool(first.any()):
+                out[at[first]] = self.end_frame[rows[first]]
+                logit[first] = self.end_critic[rows[first]]
+                self.kept_first[rows[first]] = True
+        self.end_frame[rows] = out[at]
+        self.end_critic[rows] = logit
 
     def _finish(self, x: torch.Tensor, rows: torch.Tensor, n: int) -> torch.Tensor:
         """One finish step of the trajectories ``rows`` (all finishing): see the module's docstring."""
@@ -385,6 +403,7 @@ class GuidedRun:
         room = self.steps is None or self.steps - (t + 1) >= self.retry.anneal_steps + self.finish_steps
         again = rejected if room else torch.zeros_like(rejected)
         if bool(again.any()):
+            self.first_confident[again] = p_target[again] >= self.recipe.confident_prob
             self._begin_retry(again.nonzero().squeeze(1), t + 1)
             finished = finished & ~again
         return finished
