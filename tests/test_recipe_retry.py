@@ -166,6 +166,29 @@ def test_retry_keep_better_ends_on_the_endpoint_its_critic_finds_more_real():
         Recipe(**BASE, retry_keep_better=True)
 
 
+def test_critic_clean_sigma_sets_the_noise_level_the_critic_s_finish_is_cleaned_at():
+    """Cleaned at the cascade's last σ (0.1 here) the frames are the default's to the bit; at 0.3 the
+    critic-finished frames differ, and only from the critic's step on."""
+    x, labels = datasets.test_images("mnist", 4)
+    targets = (labels + 3) % 10
+    plain, done = _run(Recipe(**BASE), x, targets, 80)
+    same, _ = _run(Recipe(**BASE, critic_clean_sigma=0.1), x, targets, 80)
+    other, other_done = _run(Recipe(**BASE, critic_clean_sigma=0.3), x, targets, 80)
+    np.testing.assert_array_equal(np.stack([f.images for f in same]), np.stack([f.images for f in plain]))
+    np.testing.assert_array_equal(other_done, done)
+    assert (done > 0).all()
+    for i in range(4):
+        before = done[i] - 1  # the frame before the critic's step (the cascade's last)
+        np.testing.assert_allclose(other[before].images[0, i], plain[before].images[0, i], atol=1e-6)
+    assert any(not np.allclose(other[done[i]].images[0, i], plain[done[i]].images[0, i], atol=1e-3) for i in range(4))
+    assert "denoised again at sigma 0.3" in describe(Recipe(**BASE, critic_clean_sigma=0.3))
+    assert "critic_clean_sigma" not in Recipe(**BASE).to_dict()  # the fingerprints of recipes without it hold
+    with pytest.raises(RecipeError, match="needs a critic"):
+        Recipe(**{**BASE, "critic": None}, critic_clean_sigma=0.1)
+    with pytest.raises(RecipeError, match="critic_clean_sigma must be"):
+        Recipe(**BASE, critic_clean_sigma=0.0)
+
+
 def test_a_recipe_with_a_retry_round_trips_and_one_without_keeps_its_settings():
     with_retry = Recipe(**BASE, retry={"renoise": True, "sigma_max": 1.0}, retry_below=-4.0)
     again = Recipe.from_dict(json.loads(json.dumps(with_retry.to_dict())))

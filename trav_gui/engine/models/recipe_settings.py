@@ -47,6 +47,7 @@ class Recipe:
     critic: str | None = None
     critic_steps: int = 30
     critic_step: float = 0.1
+    critic_clean_sigma: float | None = None
     retry: dict | None = None
     retry_below: float = 0.0
     retry_keep_better: bool = False
@@ -104,6 +105,12 @@ class Recipe:
         if isinstance(self.critic_step, bool) or not isinstance(self.critic_step, (int, float)) or not (
                 1e-4 <= self.critic_step <= 10.0):
             raise RecipeError(f"critic_step must be a number in [0.0001, 10], got {self.critic_step!r}")
+        clean = self.critic_clean_sigma
+        if clean is not None and (isinstance(clean, bool) or not isinstance(clean, (int, float))
+                                  or not 1e-4 <= clean <= 5.0):
+            raise RecipeError(f"critic_clean_sigma must be a number in [0.0001, 5] or null, got {clean!r}")
+        if clean is not None and self.critic is None:
+            raise RecipeError("critic_clean_sigma needs a critic (it is the noise level its finish is cleaned at)")
         self._check_retry()
 
     def _check_retry(self) -> None:
@@ -158,6 +165,8 @@ class Recipe:
         if self.critic is None:  # as recipes were before critics: their settings and fingerprints unchanged
             for name in ("critic", "critic_steps", "critic_step"):
                 del out[name]
+        if self.critic_clean_sigma is None:  # likewise for recipes cleaned at the cascade's last sigma
+            del out["critic_clean_sigma"]
         if self.retry is None:  # likewise for recipes without a retry
             del out["retry"], out["retry_below"]
         else:
@@ -188,8 +197,10 @@ def describe(recipe: Recipe) -> str:
         parts.append(f"finish: resampled by the prior from sigma {sigmas}" if recipe.finish_noise
                      else f"finish: denoised at sigma {sigmas}")
     if recipe.critic:
+        again = ("denoised again" if recipe.critic_clean_sigma is None
+                 else f"denoised again at sigma {recipe.critic_clean_sigma:g}")
         parts.append(f"then {recipe.critic_steps} steps of {recipe.critic_step:g} up critic {recipe.critic}'s "
-                     "realism, denoised again, kept where its own p(target) holds")
+                     f"realism, {again}, kept where its own p(target) holds")
     if recipe.retry:
         changes = ", ".join(f"{k} {json.dumps(v)}" for k, v in recipe.retry.items())
         parts.append(f"where the critic's logit of the endpoint is below {recipe.retry_below:g} or its own p(target) "

@@ -41,7 +41,7 @@ prior and no ensemble member is ever a judge (refused by name).
 With ``critic`` (a realism critic's name, :class:`~trav_gui.engine.models.priors.RealismCritic`) the
 finish takes one more step after its last σ: ``critic_steps`` normalized L2 steps of ``critic_step``
 up the critic's logit (seen centred, as the prior sees the frame), then the prior's clean estimate at
-the last σ again, which removes the haze the steps leave. The critic learned to tell real images
+the last σ again (or at ``critic_clean_sigma``), which removes the haze the steps leave. The critic learned to tell real images
 from this recipe's endpoints, robustly, so its gradient points from what gives an endpoint away
 toward what real images have (discriminator guidance, Kim et al. 2023): the strokes, not the class.
 So its frame is kept only where the recipe's own p(target) after it is at least what it was before
@@ -163,6 +163,9 @@ class GuidedRun:
         # step; frozen once it has taken them all. ``hidden``: a sampling finish's noisy state.
         self.finish_step = torch.full((n,), -1, dtype=torch.int64, device=device)
         self.sigmas = torch.tensor(self.recipe.finish_sigmas, device=device)
+        # the noise level the critic's finish is cleaned at: the cascade's last unless the recipe says
+        self.clean_sigma = (self.sigmas[-1] if self.recipe.critic_clean_sigma is None or not len(self.sigmas)
+                            else torch.tensor(float(self.recipe.critic_clean_sigma), device=device))
         self.finish_steps = len(self.recipe.finish_sigmas) + (self.recipe.critic is not None)
         self.hidden: torch.Tensor | None = None
         # (N,) the critic steps each trajectory's finish kept (0: none, or not taken yet)
@@ -339,7 +342,7 @@ class GuidedRun:
             p_before = torch.softmax(self.forward(x, rows), 1).gather(1, target).squeeze(1)
             out, kept = x.clone(), torch.zeros(len(x), dtype=torch.int64, device=x.device)
             for k in ladder:
-                frame = back(self.prior(tried[k], self.sigmas[-1])).clamp_(0.0, 1.0)
+                frame = back(self.prior(tried[k], self.clean_sigma)).clamp_(0.0, 1.0)
                 p = torch.softmax(self.forward(frame, rows), 1).gather(1, target).squeeze(1)
                 take = (kept == 0) & (p >= p_before.clamp(max=r.confident_prob))
                 out[take], kept[take] = frame[take], k
