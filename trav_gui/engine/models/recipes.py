@@ -164,7 +164,7 @@ class GuidedRun:
         self.finish_step = torch.full((n,), -1, dtype=torch.int64, device=device)
         self.sigmas = torch.tensor(self.recipe.finish_sigmas, device=device)
         # the noise level the critic's finish is cleaned at: the cascade's last unless the recipe says
-        self.clean_sigma = (self.sigmas[-1] if self.recipe.critic_clean_sigma is None or not len(self.sigmas)
+        self.clean_sigma = (None if not len(self.sigmas) else self.sigmas[-1] if self.recipe.critic_clean_sigma is None
                             else torch.tensor(float(self.recipe.critic_clean_sigma), device=device))
         self.finish_steps = len(self.recipe.finish_sigmas) + (self.recipe.critic is not None)
         self.hidden: torch.Tensor | None = None
