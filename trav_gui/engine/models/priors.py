@@ -43,8 +43,7 @@ from trav_gui.engine.models.errors import ModelLoadError, PriorLoadError
 from trav_gui.engine.models.weights import save_weights
 from trav_gui.paths import priors_dir
 
-__all__ = ["PRIOR_ARCHITECTURES", "DenoisingAE", "RealismCritic", "ScoreUNet", "gaussian_kernel", "load_prior",
-           "save_prior"]
+__all__ = ["PRIOR_ARCHITECTURES", "DenoisingAE", "RealismCritic", "ScoreUNet", "load_prior", "save_prior"]
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -105,8 +104,9 @@ class ScoreUNet(nn.Module):
         return x - s.view(n, 1, 1, 1) * eps
 
 
-def gaussian_kernel(sigma: float) -> torch.Tensor:
-    """A normalized 1-D Gaussian of standard deviation ``sigma`` px, cut at 3σ (at least 3 taps)."""
+def _gaussian_kernel(sigma: float) -> torch.Tensor:
+    """A normalized 1-D Gaussian of standard deviation ``sigma`` px, cut at 3σ (at least 3 taps). Not
+    torchvision's ``gaussian_blur``: that reflects the edges, and the critic's blur replicates them."""
     radius = max(1, math.ceil(3 * sigma))
     t = torch.arange(-radius, radius + 1, dtype=torch.float32)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
@@ -131,7 +131,7 @@ class RealismCritic(nn.Module):
         if not (blur >= 0 and math.isfinite(blur)):
             raise ValueError(f"blur must be a finite number of pixels >= 0, got {blur!r}")
         self.blur = float(blur)
-        self.register_buffer("kernel", gaussian_kernel(self.blur) if self.blur > 0 else torch.ones(1),
+        self.register_buffer("kernel", _gaussian_kernel(self.blur) if self.blur > 0 else torch.ones(1),
                              persistent=False)
         self.net = nn.Sequential(_conv(channels, 32), nn.ReLU(), _conv(32, 32), nn.ReLU(), nn.MaxPool2d(2),
                                  _conv(32, 64), nn.ReLU(), _conv(64, 64), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),

@@ -163,9 +163,6 @@ class GuidedRun:
         # step; frozen once it has taken them all. ``hidden``: a sampling finish's noisy state.
         self.finish_step = torch.full((n,), -1, dtype=torch.int64, device=device)
         self.sigmas = torch.tensor(self.recipe.finish_sigmas, device=device)
-        # the noise level the critic's finish is cleaned at: the cascade's last unless the recipe says
-        self.clean_sigma = (None if not len(self.sigmas) else self.sigmas[-1] if self.recipe.critic_clean_sigma is None
-                            else torch.tensor(float(self.recipe.critic_clean_sigma), device=device))
         self.finish_steps = len(self.recipe.finish_sigmas) + (self.recipe.critic is not None)
         self.hidden: torch.Tensor | None = None
         # (N,) the critic steps each trajectory's finish kept (0: none, or not taken yet)
@@ -177,10 +174,8 @@ class GuidedRun:
         self.t0 = torch.zeros(n, dtype=torch.int64, device=device)
         self.end_frame: torch.Tensor | None = None
         self.end_critic = torch.full((n,), math.nan, device=device)
-        # With ``retry_keep_better``: whether the first endpoint was confident (it was retried for its
-        # critic logit alone), and which trajectories ended on it after their retry.
+        # With ``retry_keep_better``: whether the first endpoint was confident (retried for its critic logit alone).
         self.first_confident = torch.zeros(n, dtype=torch.bool, device=device)
-        self.kept_first = torch.zeros(n, dtype=torch.bool, device=device)
 
     def _noise(self, rows: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
         """(len(rows), *shape) standard normal noise, each row drawn from its trajectory's generator."""
@@ -262,7 +257,6 @@ class GuidedRun:
             if bool(first.any()):
                 out[at[first]] = self.end_frame[rows[first]]
                 logit[first] = self.end_critic[rows[first]]
-                self.kept_first[rows[first]] = True
         self.end_frame[rows] = out[at]
         self.end_critic[rows] = logit
 
@@ -323,6 +317,7 @@ class GuidedRun:
         the same after half, then a quarter of the steps; else the frame before."""
         move, back = self._views(rows)
         self.finish_step[rows] += 1
+        clean = self.sigmas[-1] if r.critic_clean_sigma is None else r.critic_clean_sigma
         ladder = sorted({r.critic_steps, r.critic_steps // 2, r.critic_steps // 4} - {0}, reverse=True)
         tried = {}
         y = move(x).detach()
@@ -342,7 +337,7 @@ class GuidedRun:
             p_before = torch.softmax(self.forward(x, rows), 1).gather(1, target).squeeze(1)
             out, kept = x.clone(), torch.zeros(len(x), dtype=torch.int64, device=x.device)
             for k in ladder:
-                frame = back(self.prior(tried[k], self.clean_sigma)).clamp_(0.0, 1.0)
+                frame = back(self.prior(tried[k], clean)).clamp_(0.0, 1.0)
                 p = torch.softmax(self.forward(frame, rows), 1).gather(1, target).squeeze(1)
                 take = (kept == 0) & (p >= p_before.clamp(max=r.confident_prob))
                 out[take], kept[take] = frame[take], k
