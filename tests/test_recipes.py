@@ -15,7 +15,7 @@ from trav_gui.engine.files import sha256_of
 from trav_gui.engine.models.errors import ModelLoadError, PriorLoadError, RecipeError
 from trav_gui.engine.models.loading import load_model, load_recipe
 from trav_gui.engine.models.priors import DenoisingAE, ScoreUNet, load_prior, save_prior
-from trav_gui.engine.models.recipes import Ensemble, Guided, Recipe
+from trav_gui.engine.models.recipes import Ensemble, Guided, Recipe, describe
 from trav_gui.paths import models_dir
 
 
@@ -257,6 +257,45 @@ def test_a_critic_step_that_costs_p_target_falls_back_to_half_then_a_quarter_of_
     np.testing.assert_allclose(out.numpy(), np.full((1, 1, 28, 28), 0.3 + 0.01 * kept, np.float32), atol=1e-5)
     p = torch.softmax(guided(out), 1)[0, 3]
     assert kept == 0 or p >= 0.5  # what it keeps holds p(target)
+
+
+def test_critic_pull_steps_confident_trajectories_up_the_critic_and_leaves_the_others_alone():
+    """``critic_pull`` 0.5: after the classifier's step a confident trajectory also moves 0.5 × the step's
+    size along the critic's normalized gradient (LinearCritic's ramp); one not yet confident does not."""
+    from trav_gui.engine.core.steps import L2Step
+
+    def advanced(pull: float) -> torch.Tensor:
+        recipe = Recipe(("x",), prior="p", stop="confident", finish_sigmas=(0.1,), critic="c", critic_pull=pull,
+                        step_scale=2.0)
+        guided = Guided(Linear(0), recipe, ShrinkPrior(), critic=LinearCritic())
+        run = guided.start(2, torch.device("cpu"), x0=x, targets=torch.tensor([3, 3]))
+        run.confident[:] = torch.tensor([True, False])
+        return run.advance(L2Step(0.1), x, x, grad, 5)
+
+    x = torch.full((2, 1, 28, 28), 0.5)
+    grad = torch.randn((2, 1, 28, 28), generator=torch.Generator().manual_seed(1))
+    plain, pulled = advanced(0.0), advanced(0.5)
+    unit = LinearCritic().w / LinearCritic().w.norm()
+    step = (grad / grad.flatten(1).norm(dim=1).view(-1, 1, 1, 1)) * 0.2  # the pull's step: 0.1 × step_scale 2
+    np.testing.assert_allclose(plain.numpy(), (x + step).clamp(0, 1).numpy(), atol=1e-6)
+    np.testing.assert_allclose(pulled[0].numpy(), (x[0] + step[0] + 0.5 * 0.2 * unit[0]).clamp(0, 1).numpy(),
+                               atol=1e-6)
+    np.testing.assert_array_equal(pulled[1].numpy(), plain[1].numpy())  # not yet confident: the target alone
+    assert float(LinearCritic()(pulled[:1]) - LinearCritic()(plain[:1])) > 0
+
+
+def test_critic_pull_is_refused_without_a_critic_and_left_out_of_recipes_without_it():
+    base = {"models": ["robust"], "prior": "p", "stop": "confident", "finish_sigmas": [0.1]}
+    with pytest.raises(RecipeError, match="critic_pull needs a critic"):
+        Recipe.from_dict({**base, "critic_pull": 0.3})
+    for bad in (-0.1, 11.0, True, "0.3"):
+        with pytest.raises(RecipeError, match="critic_pull must be"):
+            Recipe.from_dict({**base, "critic": "c", "critic_pull": bad})
+    assert "critic_pull" not in Recipe.from_dict({**base, "critic": "c"}).to_dict()  # fingerprints as before
+    pulled = Recipe.from_dict({**base, "critic": "c", "critic_pull": 0.3, "retry": {"critic_pull": 0.0}})
+    assert pulled.to_dict()["critic_pull"] == 0.3
+    assert "0.3 x the step up critic c's realism" in describe(pulled)
+    assert pulled.retry_recipe().critic_pull == 0.0 and pulled.first_pull().critic_pull == 0.3
 
 
 def test_a_critic_recipe_needs_the_run_s_targets():

@@ -21,7 +21,7 @@ RECIPE_SUFFIX = ".recipe"
 # models, prior, critic or the finish's σs (loaded once, shared by both pulls), nor the step decay (a
 # retry counts its steps from its own restart).
 RETRY_SETTINGS = ("prior_weight", "sigma_max", "sigma_min", "anneal_steps", "step_scale", "renoise", "patience",
-                  "critic_steps")
+                  "critic_steps", "critic_pull")
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class Recipe:
     critic_steps: int = 30
     critic_step: float = 0.1
     critic_clean_sigma: float | None = None
+    critic_pull: float = 0.0
     retry: dict | None = None
     retry_below: float = 0.0
     retry_keep_better: bool = False
@@ -111,6 +112,11 @@ class Recipe:
             raise RecipeError(f"critic_clean_sigma must be a number in [0.0001, 5] or null, got {clean!r}")
         if clean is not None and self.critic is None:
             raise RecipeError("critic_clean_sigma needs a critic (it is the noise level its finish is cleaned at)")
+        pull = self.critic_pull
+        if isinstance(pull, bool) or not isinstance(pull, (int, float)) or not 0.0 <= pull <= 10.0:
+            raise RecipeError(f"critic_pull must be a number in [0, 10], got {pull!r}")
+        if pull and self.critic is None:
+            raise RecipeError("critic_pull needs a critic (its steps go up the critic's logit)")
         self._check_retry()
 
     def _check_retry(self) -> None:
@@ -167,6 +173,8 @@ class Recipe:
                 del out[name]
         if self.critic_clean_sigma is None:  # likewise for recipes cleaned at the cascade's last sigma
             del out["critic_clean_sigma"]
+        if not self.critic_pull:  # likewise for recipes whose critic acts in the finish alone
+            del out["critic_pull"]
         if self.retry is None:  # likewise for recipes without a retry
             del out["retry"], out["retry_below"]
         else:
@@ -196,6 +204,8 @@ def describe(recipe: Recipe) -> str:
         sigmas = ", ".join(f"{v:g}" for v in recipe.finish_sigmas)
         parts.append(f"finish: resampled by the prior from sigma {sigmas}" if recipe.finish_noise
                      else f"finish: denoised at sigma {sigmas}")
+    if recipe.critic_pull:
+        parts.append(f"once confident, each step also {recipe.critic_pull:g} x the step up critic {recipe.critic}'s realism")
     if recipe.critic:
         again = ("denoised again" if recipe.critic_clean_sigma is None
                  else f"denoised again at sigma {recipe.critic_clean_sigma:g}")

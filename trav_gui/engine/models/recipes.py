@@ -48,6 +48,12 @@ So its frame is kept only where the recipe's own p(target) after it is at least 
 (or at least ``confident_prob``); elsewhere the frame made with half, then a quarter of the steps
 is tried, and if neither holds the frame before it stays (``GuidedRun.critic_kept``).
 
+With ``critic_pull`` the critic also steers the pull itself, while the digit's shape is still forming
+(discriminator guidance at every step, as Kim et al. do, not only after it): a trajectory the recipe is
+already confident of (p(target) reached ``confident_prob`` in this pull) moves, after the classifier's
+step, ``critic_pull`` × that step's size along the critic's normalized gradient (seen centred), before
+the prior's pull. Until it is confident it moves toward the target alone.
+
 With ``retry`` (a critic's recipe only) the critic also judges the finished endpoint: where its logit
 of the last frame (seen centred) is below ``retry_below``, or the recipe's own p(target) there is
 below ``confident_prob``, the trajectory goes back to its start and traverses once more with the
@@ -369,6 +375,8 @@ class GuidedRun:
         if r.step_decay != 1.0 or r.step_scale != 1.0:
             step = type(step)(step.step_size * r.step_scale * r.step_decay ** t, step.eps)
         moved = step.advance(x, x0, grad)
+        if r.critic_pull:
+            moved = self._critic_pull(r, step, x, moved, index)
         if self.prior is None or r.prior_weight == 0:
             return moved
         seen = moved
@@ -383,6 +391,22 @@ class GuidedRun:
                 pull = self.prior(seen, sigma) - moved
         self.correction[index] = pull.flatten(1).norm(dim=1)
         return step.project(moved + r.prior_weight * pull, x0).clamp_(0.0, 1.0)
+
+    def _critic_pull(self, r: Recipe, step, x: torch.Tensor, moved: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """With ``critic_pull``: the trajectories ``index`` that are already confident also move
+        ``critic_pull`` × the step's size along the critic's normalized gradient at ``x`` (seen centred)."""
+        use = self.confident[index]
+        if not bool(use.any()):
+            return moved
+        move, back = self._views(index[use])
+        y = move(x[use]).detach().requires_grad_(True)
+        with torch.enable_grad():
+            g, = torch.autograd.grad(self.guided.critic(y).sum(), y)
+        g = back(g)
+        g = g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (g.dim() - 1))
+        out = moved.clone()
+        out[use] = (moved[use] + r.critic_pull * step.step_size * g).clamp_(0.0, 1.0)
+        return out
 
     def done(self, p_target: torch.Tensor, t: int) -> torch.Tensor:
         """(N,) bool: trajectories the stop rule freezes after step ``t`` (p_target: own p(target))."""
