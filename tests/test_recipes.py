@@ -282,6 +282,13 @@ def test_critic_pull_steps_confident_trajectories_up_the_critic_and_leaves_the_o
                                atol=1e-6)
     np.testing.assert_array_equal(pulled[1].numpy(), plain[1].numpy())  # not yet confident: the target alone
     assert float(LinearCritic()(pulled[:1]) - LinearCritic()(plain[:1])) > 0
+    # the adversarial variant: without a prior's pull after it, the critic's step is projected into the ball too
+    recipe = Recipe(("x",), prior="p", stop="confident", finish_sigmas=(0.1,), critic="c", critic_pull=5.0)
+    run = Guided(Linear(0), recipe, ShrinkPrior(), critic=LinearCritic()).start(
+        2, torch.device("cpu"), x0=x, targets=torch.tensor([3, 3]))
+    run.confident[:] = True
+    out = run.advance(L2Step(0.1, eps=0.15), x, x, grad, 5)
+    assert float((out - x).flatten(1).norm(dim=1).max()) <= 0.15 + 1e-5
 
 
 def test_critic_pull_is_refused_without_a_critic_and_left_out_of_recipes_without_it():

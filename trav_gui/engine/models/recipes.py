@@ -376,7 +376,7 @@ class GuidedRun:
             step = type(step)(step.step_size * r.step_scale * r.step_decay ** t, step.eps)
         moved = step.advance(x, x0, grad)
         if r.critic_pull:
-            moved = self._critic_pull(r, step, x, moved, index)
+            moved = self._critic_pull(r, step, x, x0, moved, index)
         if self.prior is None or r.prior_weight == 0:
             return moved
         seen = moved
@@ -392,9 +392,11 @@ class GuidedRun:
         self.correction[index] = pull.flatten(1).norm(dim=1)
         return step.project(moved + r.prior_weight * pull, x0).clamp_(0.0, 1.0)
 
-    def _critic_pull(self, r: Recipe, step, x: torch.Tensor, moved: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def _critic_pull(self, r: Recipe, step, x: torch.Tensor, x0: torch.Tensor, moved: torch.Tensor,
+                     index: torch.Tensor) -> torch.Tensor:
         """With ``critic_pull``: the trajectories ``index`` that are already confident also move
-        ``critic_pull`` × the step's size along the critic's normalized gradient at ``x`` (seen centred)."""
+        ``critic_pull`` × the step's size along the critic's normalized gradient at ``x`` (seen centred),
+        projected and clipped as the step is (the adversarial variant stays in its ball)."""
         use = self.confident[index]
         if not bool(use.any()):
             return moved
@@ -405,7 +407,7 @@ class GuidedRun:
         g = back(g)
         g = g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (g.dim() - 1))
         out = moved.clone()
-        out[use] = (moved[use] + r.critic_pull * step.step_size * g).clamp_(0.0, 1.0)
+        out[use] = step.project(moved[use] + r.critic_pull * step.step_size * g, x0[use]).clamp_(0.0, 1.0)
         return out
 
     def done(self, p_target: torch.Tensor, t: int) -> torch.Tensor:
