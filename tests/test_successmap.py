@@ -158,8 +158,11 @@ def test_a_recipe_s_settings_are_part_of_its_fingerprint():
 
     recipe = load_model("realistic")
     unfinished = copy.copy(recipe)  # the same weights
-    unfinished.recipe = replace(recipe.recipe, finish_sigmas=(), critic=None, retry=None)
+    unfinished.recipe = replace(recipe.recipe, finish_sigmas=(), critic=None, critic_pull=0.0, retry=None)
     assert sm.model_fingerprint(unfinished) != sm.model_fingerprint(recipe)
+    unpulled = copy.copy(recipe)
+    unpulled.recipe = replace(recipe.recipe, critic_pull=0.0)
+    assert sm.model_fingerprint(unpulled) != sm.model_fingerprint(recipe)
     once = copy.copy(recipe)
     once.recipe = replace(recipe.recipe, retry=None)
     assert sm.model_fingerprint(once) != sm.model_fingerprint(recipe)
