@@ -197,7 +197,7 @@ def fit_critic(critic: nn.Module, fake: np.ndarray, real: np.ndarray, eps: float
 
 def without_critic(recipe: Recipe) -> Recipe:
     """``recipe`` finished without a critic (its settings as a recipe that never had one)."""
-    return Recipe.from_dict(replace(recipe, critic=None).to_dict())
+    return Recipe.from_dict(replace(recipe, critic=None, critic_pull=0.0).to_dict())  # its pull uses no critic either
 
 
 def train(args: argparse.Namespace) -> dict:
