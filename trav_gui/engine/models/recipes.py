@@ -331,7 +331,7 @@ class GuidedRun:
             for i in range(1, r.critic_steps + 1):
                 y.requires_grad_(True)
                 g, = torch.autograd.grad(self.guided.critic(y).sum(), y)
-                g = g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (g.dim() - 1))
+                g = _unit(g)
                 y = (y.detach() + r.critic_step * g).clamp_(0.0, 1.0)
                 if i in ladder:
                     tried[i] = y
@@ -405,7 +405,7 @@ class GuidedRun:
         with torch.enable_grad():
             g, = torch.autograd.grad(self.guided.critic(y).sum(), y)
         g = back(g)
-        g = g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (g.dim() - 1))
+        g = _unit(g)
         out = moved.clone()
         out[use] = step.project(moved[use] + r.critic_pull * step.step_size * g, x0[use]).clamp_(0.0, 1.0)
         return out
@@ -470,6 +470,11 @@ class GuidedRun:
         self.since_best = torch.where(better, torch.zeros_like(self.since_best),
                                       torch.where(moving, self.since_best + 1, self.since_best))
         return moving & self.confident & (self.since_best >= patience) & (local >= anneal)
+
+
+def _unit(g: torch.Tensor) -> torch.Tensor:
+    """Each row of ``g`` scaled to unit L2 norm (a zero row stays zero)."""
+    return g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (g.dim() - 1))
 
 
 def trajectory_generators(n: int, device: torch.device, seed: int = 0,
