@@ -188,6 +188,40 @@ def test_train_prior_writes_a_loadable_prior_that_denoises(tmp_path, mnist_root)
     assert (tmp_path / "score.safetensors.ckpt" / "state.json").is_file()
 
 
+def test_a_classifier_with_ema_writes_and_measures_the_averaged_weights_and_resumes_them(
+        tmp_path, mnist_root, monkeypatch):
+    straight = _train(tmp_path / "a", mnist_root, "--ema", "0.9")
+    card = json.loads(straight.with_suffix(".json").read_text())
+    assert card["training"]["ema_decay"] == 0.9
+    written = load_file(str(straight))
+    ckpt = tmp_path / "a" / "m.safetensors.ckpt"
+    last, averaged = load_file(str(ckpt / "model.safetensors")), load_file(str(ckpt / "ema.safetensors"))
+    for key in written:  # what is written is the average, not the last step's weights
+        torch.testing.assert_close(written[key], averaged[f"module.{key}"], rtol=0, atol=0)
+    assert any(not torch.equal(written[k], last[k]) for k in written)
+    # the learning curve measures the written (averaged) weights
+    model = load_model(straight)
+    test = train.load_training_set("mnist", False, str(mnist_root), False)
+    assert card["learning_curve"][-1]["clean_acc"] == round(evaluate.clean_accuracy(model, test[0][:50], test[1][:50]), 5)
+
+    real_save = train.save_checkpoint
+
+    def save_then_interrupt(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "save_checkpoint", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path / "b", mnist_root, "--ema", "0.9")
+    monkeypatch.setattr(train, "save_checkpoint", real_save)
+    resumed = load_file(str(_train(tmp_path / "b", mnist_root, "--ema", "0.9", "--resume",
+                                   str(tmp_path / "b" / "m.safetensors.ckpt"))))
+    for key in written:  # the average is restored with the model, not restarted
+        torch.testing.assert_close(written[key], resumed[key], rtol=0, atol=1e-6)
+    with pytest.raises(SystemExit):
+        train.parse_args(["--kind", "robust", "--ema", "1.0", "--out", "m.safetensors"])
+
+
 def test_a_prior_with_ema_writes_the_averaged_weights_and_resumes_them(tmp_path, mnist_root, monkeypatch):
     from training import train_prior
 

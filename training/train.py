@@ -15,7 +15,9 @@ After each epoch a checkpoint (``<out>.ckpt/``, safetensors + JSON, no pickle) i
 atomically; ``--resume <out>.ckpt`` continues after an interrupt, losing at most the epoch in
 progress. A learning curve ``<out>.curve.csv`` (epoch, loss, clean and robust accuracy on a
 fixed test subset) is kept. At the end the weights and their model card are written, with the
-accuracies measured by ``training.evaluate``.
+accuracies measured by ``training.evaluate``. With ``--ema DECAY`` an exponential moving average
+of the weights (updated after every optimizer step) is kept, checkpointed beside the model,
+measured for the learning curve, and is what is evaluated and written.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from training import evaluate
@@ -77,6 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="start from these weights (a model name or .safetensors) instead of random ones: "
                         "a curriculum, e.g. robust at eps 2 fine-tuned at eps 3 (from scratch, eps >= 3 "
                         "stays at chance for the first epoch)")
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="write the exponential moving average of the weights with this decay per step (e.g. 0.999); "
+                        "0: the last weights")
     p.add_argument("--shift", type=int, default=0,
                    help="translation augmentation: shift every training image by up to this many pixels "
                         "in x and y (zero fill), before the attack")
@@ -112,6 +118,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--epochs, --eps, --attack-steps and --batch-size must be positive")
     if args.loss == "trades" and (args.kind != "robust" or args.trades_beta <= 0):
         p.error("--loss trades trains a robust model with --trades-beta > 0")
+    if not 0.0 <= args.ema < 1.0:
+        p.error(f"--ema must be in [0, 1), got {args.ema}")
     if not 0 <= args.shift <= 8:
         p.error("--shift must be between 0 and 8 pixels")
     if not 0 <= args.eps_warmup <= args.epochs:
@@ -267,8 +275,13 @@ def train(args: argparse.Namespace) -> dict:
     step = L2Step(args.attack_step_size, args.eps)
     curve_x, curve_y = x_test[: args.curve_samples], y_test[: args.curve_samples]
 
+    # The averaged weights are the ones measured and written; without --ema, the model itself.
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema), use_buffers=True) if args.ema else None
+    extra = {"ema": ema} if ema is not None else None
+    final = ema.module if ema is not None else model
+
     n = len(x_train)
-    start_epoch, history, per_epoch, total = resume_or_start(args, model, optimizer, n, device)
+    start_epoch, history, per_epoch, total = resume_or_start(args, model, optimizer, n, device, extra)
     for epoch in range(start_epoch, args.epochs):
         t0 = time.time()
         gen, order = epoch_order(args.seed, epoch, n, device)
@@ -302,14 +315,17 @@ def train(args: argparse.Namespace) -> dict:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if ema is not None:
+                ema.update_parameters(model)
             seen += len(y)
             correct += (logits.argmax(1) == y).sum().item()
             loss_sum += loss.item() * len(y)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
         bar.close()
         model.eval()
-        clean = evaluate.clean_accuracy(model, curve_x, curve_y)
-        robust = evaluate.pgd_accuracy(model, curve_x, curve_y, eps=args.eps, steps=20, restarts=1,
+        final.eval()
+        clean = evaluate.clean_accuracy(final, curve_x, curve_y)
+        robust = evaluate.pgd_accuracy(final, curve_x, curve_y, eps=args.eps, steps=20, restarts=1,
                                        progress=False)
         history.append({"epoch": epoch + 1, "loss": round(loss_sum / seen, 5),
                         "train_acc": round(correct / seen, 5), "clean_acc": round(clean, 5),
@@ -317,10 +333,10 @@ def train(args: argparse.Namespace) -> dict:
         print(f"epoch {epoch + 1}: loss {loss_sum / seen:.4f}  train acc {correct / seen:.4f}  "
               f"clean {clean:.4f}  PGD-20 (eps {args.eps}, {len(curve_y)} test) {robust:.4f}",
               file=sys.stderr)
-        save_checkpoint(_ckpt_dir(args.out), model, optimizer, epoch + 1, history, args)
+        save_checkpoint(_ckpt_dir(args.out), model, optimizer, epoch + 1, history, args, extra)
         write_curve(args.out.with_suffix(".curve.csv"), history)
 
-    model.eval()
+    final.eval()
     train_seconds = sum(h["seconds"] for h in history)
     card = {
         "name": args.out.stem,
@@ -350,6 +366,7 @@ def train(args: argparse.Namespace) -> dict:
             "seed": args.seed,
             "init": args.init,
             "shift_augmentation_px": args.shift,
+            **({"ema_decay": args.ema} if args.ema else {}),
             **({"eps_warmup_epochs": args.eps_warmup} if args.eps_warmup else {}),
             "train_samples": n,
             "data_sha256": data_hash,
@@ -361,7 +378,7 @@ def train(args: argparse.Namespace) -> dict:
         },
         "learning_curve": history,
     }
-    card = save_model(model, args.out, card, args.arch)
+    card = save_model(final, args.out, card, args.arch)
     if not args.no_eval:
         evaluate.main([str(args.out), "--write-card", "--device", args.device, "--attack-steps", str(args.eval_attack_steps),
                        *(["--eps", str(args.eps)] if args.kind == "robust" else []),
