@@ -116,6 +116,21 @@ def test_attack_lowers_accuracy_and_robust_never_exceeds_clean(small_trained):
     assert worst["samples"] == 100 and worst["accuracy"] <= worst["pgd_accuracy_same_samples"]
 
 
+def test_a_worst_case_on_more_digits_also_reports_the_cards_first_digits(small_trained, monkeypatch):
+    monkeypatch.setattr(evaluate, "CARD_SAMPLES", 30)
+    # Known survivors instead of attacks: PGD leaves every digit but each third; APGD then fools the first 10 and all after the 30th.
+    monkeypatch.setattr(evaluate, "pgd_survivors", lambda model, x, y, *a, **k: torch.arange(len(y)) % 3 != 0)
+    monkeypatch.setattr(evaluate, "apgd_survivors", lambda model, x, y, alive, *a, **k: alive & (torch.arange(len(y)) >= 10) & (torch.arange(len(y)) < 30))
+    model = load_model(small_trained)
+    r = evaluate.evaluate(model, curve_eps=(), limit=60, apgd_limit=60, progress=False)
+    worst = [x for x in r["robust"] if x["attack"].startswith("worst")]
+    assert [x["samples"] for x in worst] == [60, 30] and "first 30 test digits" in worst[1]["attack"]
+    assert (worst[0]["accuracy"], worst[0]["pgd_accuracy_same_samples"]) == (14 / 60, 40 / 60)
+    assert (worst[1]["accuracy"], worst[1]["pgd_accuracy_same_samples"]) == (14 / 30, 20 / 30)
+    alone = evaluate.evaluate(model, curve_eps=(), limit=30, apgd_limit=30, progress=False)
+    assert [x["samples"] for x in alone["robust"] if x["attack"].startswith("worst")] == [30]  # no second row
+
+
 def test_evaluate_writes_the_card_and_keeps_sha_valid(small_trained, capsys):
     evaluate.main([str(small_trained), "--attack-steps", "3", "--restarts", "1", "--limit", "50",
                    "--apgd-limit", "0", "--curve-eps", "--write-card"])
