@@ -9,7 +9,9 @@ starts it never saw: starts ``--skip`` to ``--skip + --starts`` of each class (t
 :func:`trav_gui.engine.output.successmap.successmap_starts`), measured as the map measures them
 (:func:`trav_gui.engine.output.successmap._measure`: the judge and the nearest real digit at the last
 frame). ``--without-retry`` takes the recipe without its retry (as it was before it had one). Prints
-success by start class and writes them, with every traversal's verdict, to ``--out``.
+success by start class and writes them, with every traversal's verdict, to ``--out``: after each
+class, so an interrupted run loses at most the class in progress, and a rerun with the same recipe,
+steps and starts continues from the classes ``--out`` already holds (``--fresh``: start again).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def main(argv=None) -> dict:
     p.add_argument("--skip", type=int, default=20, help="starts of each class left out (the map's)")
     p.add_argument("--starts", type=int, default=20, help="starts of each class measured")
     p.add_argument("--out", type=Path, default=Path("docs/heldout_map.json"))
+    p.add_argument("--fresh", action="store_true", help="ignore the classes --out already holds")
     args = p.parse_args(argv)
     recipe = read_recipe(resolve_model_path(args.recipe))
     if args.without_retry:
@@ -49,8 +52,15 @@ def main(argv=None) -> dict:
     config = TraversalConfig(steps=args.steps, step_size=0.1)
     result = {"recipe": recipe.to_dict(), "config": config.to_dict(), "starts": f"{args.skip}-{args.skip + args.starts - 1}",
               "by_start_class_last": {}, "success_last": {}}
+    earlier = _earlier(args.out, result) if not args.fresh else None
+    if earlier is not None:
+        result = earlier
+        print(f"continuing {args.out}: start classes {', '.join(result['success_last'])} already measured",
+              file=sys.stderr)
     t0 = time.perf_counter()
     for c in range(ds.num_classes):
+        if str(c) in result["success_last"]:
+            continue
         pairs = [(i, t) for i in starts[c][args.skip:] for t in range(ds.num_classes) if t != c]
         x0 = np.stack([images[i] for i, _ in pairs]).astype(np.float32) / 255.0
         targets = np.array([t for _, t in pairs])
@@ -58,11 +68,23 @@ def main(argv=None) -> dict:
         result["by_start_class_last"][str(c)] = float(got["success_last"].mean())
         result["success_last"][str(c)] = got["success_last"].astype(int).tolist()
         print(f"start {c}: {got['success_last'].mean():.1%} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+        write_bytes_atomic(args.out, (json.dumps(result, indent=1) + "\n").encode())
     result["overall_last"] = float(np.mean([v for row in result["success_last"].values() for v in row]))
     print(f"all: {result['overall_last']:.1%}; by start class: "
           + ", ".join(f"{c} {v:.1%}" for c, v in result["by_start_class_last"].items()))
     write_bytes_atomic(args.out, (json.dumps(result, indent=1) + "\n").encode())
     return result
+
+
+def _earlier(out: Path, fresh: dict) -> dict | None:
+    """The partial or finished result in ``out`` if it was measured with ``fresh``'s recipe, steps and
+    starts (anything else is measured again, not mixed in); None otherwise."""
+    try:
+        old = json.loads(out.read_text())
+    except (OSError, ValueError):
+        return None
+    same = all(old.get(k) == fresh[k] for k in ("recipe", "config", "starts"))
+    return old if same and isinstance(old.get("success_last"), dict) else None
 
 
 if __name__ == "__main__":
