@@ -35,6 +35,20 @@ def _train(tmp_path, mnist_root, *extra):
     return out
 
 
+def _interrupted_after_first_checkpoint(monkeypatch, module, run) -> None:
+    """Call ``run`` as if the user pressed Ctrl+C right after ``module``'s first checkpoint was written."""
+    real_save = module.save_checkpoint
+
+    def save_then_interrupt(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "save_checkpoint", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    monkeypatch.setattr(module, "save_checkpoint", real_save)
+
+
 def test_training_writes_weights_card_curve_and_checkpoint(tmp_path, mnist_root):
     out = _train(tmp_path, mnist_root)
     card = json.loads(out.with_suffix(".json").read_text())
@@ -50,16 +64,7 @@ def test_training_writes_weights_card_curve_and_checkpoint(tmp_path, mnist_root)
 
 def test_resume_after_an_interrupt_matches_an_uninterrupted_run(tmp_path, mnist_root, monkeypatch):
     straight = _train(tmp_path / "a", mnist_root)
-    real_save = train.save_checkpoint
-
-    def save_then_interrupt(*args, **kwargs):
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt  # the user pressed Ctrl+C right after epoch 1's checkpoint
-
-    monkeypatch.setattr(train, "save_checkpoint", save_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        _train(tmp_path / "b", mnist_root)
-    monkeypatch.setattr(train, "save_checkpoint", real_save)
+    _interrupted_after_first_checkpoint(monkeypatch, train, lambda: _train(tmp_path / "b", mnist_root))
     ckpt = tmp_path / "b" / "m.safetensors.ckpt"
     assert json.loads((ckpt / "state.json").read_text())["epoch"] == 1
     resumed = _train(tmp_path / "b", mnist_root, "--resume", str(ckpt))
@@ -219,16 +224,7 @@ def test_a_classifier_with_ema_writes_and_measures_the_averaged_weights_and_resu
     test = train.load_training_set("mnist", False, str(mnist_root), False)
     assert card["learning_curve"][-1]["clean_acc"] == round(evaluate.clean_accuracy(model, test[0][:50], test[1][:50]), 5)
 
-    real_save = train.save_checkpoint
-
-    def save_then_interrupt(*args, **kwargs):
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(train, "save_checkpoint", save_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        _train(tmp_path / "b", mnist_root, "--ema", "0.9")
-    monkeypatch.setattr(train, "save_checkpoint", real_save)
+    _interrupted_after_first_checkpoint(monkeypatch, train, lambda: _train(tmp_path / "b", mnist_root, "--ema", "0.9"))
     resumed = load_file(str(_train(tmp_path / "b", mnist_root, "--ema", "0.9", "--resume",
                                    str(tmp_path / "b" / "m.safetensors.ckpt"))))
     for key in written:  # the average is restored with the model, not restarted
@@ -257,16 +253,7 @@ def test_a_prior_with_ema_writes_the_averaged_weights_and_resumes_them(tmp_path,
         torch.testing.assert_close(written[key], averaged[f"module.{key}"], rtol=0, atol=0)
     assert any(not torch.equal(written[k], last[k]) for k in written if written[k].is_floating_point())
 
-    real_save = train_prior.save_checkpoint
-
-    def save_then_interrupt(*args, **kwargs):
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(train_prior, "save_checkpoint", save_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        run(tmp_path / "b")
-    monkeypatch.setattr(train_prior, "save_checkpoint", real_save)
+    _interrupted_after_first_checkpoint(monkeypatch, train_prior, lambda: run(tmp_path / "b"))
     resumed = load_file(str(run(tmp_path / "b", "--resume", str(tmp_path / "b" / "score.safetensors.ckpt"))))
     for key in written:  # the average is restored with the model, not restarted
         torch.testing.assert_close(written[key], resumed[key], rtol=0, atol=1e-6)
