@@ -233,6 +233,31 @@ def test_a_classifier_with_ema_writes_and_measures_the_averaged_weights_and_resu
         train.parse_args(["--kind", "robust", "--ema", "1.0", "--out", "m.safetensors"])
 
 
+def test_eval_eps_measures_the_curve_and_the_final_evaluation_at_another_radius_than_training(
+        tmp_path, mnist_root, monkeypatch):
+    radii, final_argv = [], []
+    real_pgd = evaluate.pgd_accuracy
+
+    def recording_pgd(model, x, y, eps, **kwargs):
+        radii.append(eps)
+        return real_pgd(model, x, y, eps=eps, **kwargs)
+
+    monkeypatch.setattr(evaluate, "pgd_accuracy", recording_pgd)
+    monkeypatch.setattr(evaluate, "main", final_argv.extend)
+    out = tmp_path / "m.safetensors"
+    train.main(["--kind", "robust", "--epochs", "2", "--limit", "128", "--batch-size", "64", "--attack-steps", "2",
+                "--eps", "2.5", "--eval-eps", "1", "--out", str(out), "--seed", "1", "--data-root", str(mnist_root),
+                "--curve-samples", "20"])
+    assert radii == [1.0, 1.0]  # one PGD-20 curve point per epoch, at the measuring radius
+    t = json.loads(out.with_suffix(".json").read_text())["training"]
+    assert (t["eps"], t["curve_eps"], t["attack_step_size"]) == (2.5, 1.0, 2.5 / 4)  # the attack keeps --eps
+    assert final_argv[final_argv.index("--eps") + 1] == "1.0"
+    default = train.parse_args(["--kind", "robust", "--eps", "3", "--out", "m.safetensors"])
+    assert default.eval_eps == 3.0
+    with pytest.raises(SystemExit):
+        train.parse_args(["--kind", "robust", "--eval-eps", "0", "--out", "m.safetensors"])
+
+
 def test_a_prior_with_ema_writes_the_averaged_weights_and_resumes_them(tmp_path, mnist_root, monkeypatch):
     from training import train_prior
 

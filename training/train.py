@@ -102,6 +102,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate the final model on N test images only")
     p.add_argument("--curve-samples", type=int, default=500, help="test images for the per-epoch curve")
     p.add_argument("--eval-attack-steps", type=int, default=100)
+    p.add_argument("--eval-eps", type=float, default=None,
+                   help="robust: the L2 radius the learning curve and the final evaluation measure at "
+                        "(default --eps), e.g. train at eps 2.5 and measure at the eps 2 of the cards")
     p.add_argument("--eval-restarts", type=int, default=5)
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation (card gets no accuracies)")
     p.add_argument("--threads", type=int, default=None)
@@ -124,6 +127,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--shift must be between 0 and 8 pixels")
     if not 0 <= args.eps_warmup <= args.epochs:
         p.error(f"--eps-warmup must be between 0 and --epochs ({args.epochs}), got {args.eps_warmup}")
+    if args.eval_eps is None:
+        args.eval_eps = args.eps
+    if args.eval_eps <= 0:
+        p.error(f"--eval-eps must be positive, got {args.eval_eps}")
     if args.attack_step_size is None:
         args.attack_step_size = args.eps / 4
     return args
@@ -325,13 +332,13 @@ def train(args: argparse.Namespace) -> dict:
         model.eval()
         final.eval()
         clean = evaluate.clean_accuracy(final, curve_x, curve_y)
-        robust = evaluate.pgd_accuracy(final, curve_x, curve_y, eps=args.eps, steps=20, restarts=1,
+        robust = evaluate.pgd_accuracy(final, curve_x, curve_y, eps=args.eval_eps, steps=20, restarts=1,
                                        progress=False)
         history.append({"epoch": epoch + 1, "loss": round(loss_sum / seen, 5),
                         "train_acc": round(correct / seen, 5), "clean_acc": round(clean, 5),
                         "robust_acc": round(robust, 5), "seconds": round(time.time() - t0, 1)})
         print(f"epoch {epoch + 1}: loss {loss_sum / seen:.4f}  train acc {correct / seen:.4f}  "
-              f"clean {clean:.4f}  PGD-20 (eps {args.eps}, {len(curve_y)} test) {robust:.4f}",
+              f"clean {clean:.4f}  PGD-20 (eps {args.eval_eps}, {len(curve_y)} test) {robust:.4f}",
               file=sys.stderr)
         save_checkpoint(_ckpt_dir(args.out), model, optimizer, epoch + 1, history, args, extra)
         write_curve(args.out.with_suffix(".curve.csv"), history)
@@ -357,6 +364,7 @@ def train(args: argparse.Namespace) -> dict:
             **({"trades_beta": args.trades_beta} if args.loss == "trades" else {}),
             "eps": args.eps if args.kind == "robust" else None,
             "attack_steps": args.attack_steps if args.kind == "robust" else None,
+            **({"curve_eps": args.eval_eps} if args.kind == "robust" and args.eval_eps != args.eps else {}),
             "attack_step_size": args.attack_step_size if args.kind == "robust" else None,
             "epochs": args.epochs,
             "batch_size": args.batch_size,
@@ -381,7 +389,7 @@ def train(args: argparse.Namespace) -> dict:
     card = save_model(final, args.out, card, args.arch)
     if not args.no_eval:
         evaluate.main([str(args.out), "--write-card", "--device", args.device, "--attack-steps", str(args.eval_attack_steps),
-                       *(["--eps", str(args.eps)] if args.kind == "robust" else []),
+                       *(["--eps", str(args.eval_eps)] if args.kind == "robust" else []),
                        "--restarts", str(args.eval_restarts)]
                       + (["--limit", str(args.eval_limit)] if args.eval_limit else []))
     print(f"wrote {args.out} and {args.out.with_suffix('.json')} in {time.time() - started:.0f} s",
