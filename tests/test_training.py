@@ -258,6 +258,45 @@ def test_eval_eps_measures_the_curve_and_the_final_evaluation_at_another_radius_
         train.parse_args(["--kind", "robust", "--eval-eps", "0", "--out", "m.safetensors"])
 
 
+def test_weight_perturbation_moves_each_weight_layer_up_the_loss_by_gamma_of_its_norm():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3))
+    x, y = torch.randn(32, 6), torch.randint(0, 3, (32,))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loss = lambda: torch.nn.functional.cross_entropy(model(x), y)  # noqa: E731
+    clean_loss = loss().item()
+    moved = train.weight_perturbation(model, loss, 0.05)
+    assert [w.shape for w, _ in moved] == [(5, 6), (3, 5)]  # the matrices, not the biases
+    after = model.state_dict()
+    for key in ("0.bias", "2.bias"):
+        assert torch.equal(after[key], before[key])
+    for key in ("0.weight", "2.weight"):
+        change = (after[key] - before[key]).norm() / before[key].norm()
+        assert change.item() == pytest.approx(0.05, rel=1e-4)
+    assert loss().item() > clean_loss  # up the loss, not down
+    with torch.no_grad():
+        for weight, delta in moved:
+            weight.sub_(delta)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[key], rtol=0, atol=1e-7)
+
+
+def test_awp_training_takes_its_steps_at_perturbed_weights_and_says_so_in_the_card(tmp_path, mnist_root):
+    # at a tiny learning rate the weights barely move, so a perturbation left in place (1 % of each
+    # layer's norm per step) would show; taken back after each backward pass, only the steps differ
+    plain = _train(tmp_path / "a", mnist_root, "--loss", "trades", "--lr", "1e-7")
+    awp = _train(tmp_path / "b", mnist_root, "--loss", "trades", "--lr", "1e-7", "--awp", "0.01")
+    assert json.loads(awp.with_suffix(".json").read_text())["training"]["awp_gamma"] == 0.01
+    assert "awp_gamma" not in json.loads(plain.with_suffix(".json").read_text())["training"]
+    a, b = load_file(str(plain)), load_file(str(awp))
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # the gradients were taken elsewhere
+    for k in a:
+        assert (a[k] - b[k]).norm() <= 1e-4 * a[k].norm() + 1e-5
+    for bad in (["--awp", "0.01", "--kind", "standard"], ["--awp", "0.5", "--kind", "robust"]):
+        with pytest.raises(SystemExit):
+            train.parse_args([*bad, "--out", "m.safetensors"])
+
+
 def test_a_prior_with_ema_writes_the_averaged_weights_and_resumes_them(tmp_path, mnist_root, monkeypatch):
     from training import train_prior
 

@@ -83,6 +83,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                    help="write the exponential moving average of the weights with this decay per step (e.g. 0.999); "
                         "0: the last weights")
+    p.add_argument("--awp", type=float, default=0.0, metavar="GAMMA",
+                   help="robust: adversarial weight perturbation (Wu et al. 2020): take every step at weights "
+                        "moved up the loss by GAMMA times each layer's norm (e.g. 0.005); default 0: off")
     p.add_argument("--shift", type=int, default=0,
                    help="translation augmentation: shift every training image by up to this many pixels "
                         "in x and y (zero fill), before the attack")
@@ -121,6 +124,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--epochs, --eps, --attack-steps and --batch-size must be positive")
     if args.loss == "trades" and (args.kind != "robust" or args.trades_beta <= 0):
         p.error("--loss trades trains a robust model with --trades-beta > 0")
+    if args.awp and (args.kind != "robust" or not 0.0 < args.awp < 0.1):
+        p.error(f"--awp trains a robust model with 0 < GAMMA < 0.1, got {args.awp}")
     if not 0.0 <= args.ema < 1.0:
         p.error(f"--ema must be in [0, 1), got {args.ema}")
     if not 0 <= args.shift <= 8:
@@ -142,6 +147,25 @@ def trades_divergence(model, x: torch.Tensor):
     with torch.no_grad():
         clean = F.log_softmax(model(x), 1)
     return lambda logits: F.kl_div(F.log_softmax(logits, 1), clean, reduction="sum", log_target=True)
+
+
+def weight_perturbation(model, loss_fn, gamma: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Adversarial weight perturbation (Wu et al. 2020, "AWP"): move every weight matrix and kernel
+    of ``model`` up the gradient of ``loss_fn()`` by ``gamma`` times its own norm (layer by layer;
+    biases and other vectors stay). Returns the (weight, move) pairs, to be subtracted again after
+    the training step's backward pass, so that the step is taken at the worst nearby weights."""
+    weights = [w for w in model.parameters() if w.requires_grad and w.dim() > 1]
+    grads = torch.autograd.grad(loss_fn(), weights)
+    moved = []
+    with torch.no_grad():
+        for weight, grad in zip(weights, grads, strict=True):
+            norm = grad.norm()
+            if norm == 0:
+                continue
+            delta = grad * (gamma * weight.norm() / norm)
+            weight.add_(delta)
+            moved.append((weight, delta))
+    return moved
 
 
 def lr_at(args: argparse.Namespace, iteration: int, total: int) -> float:
@@ -313,14 +337,22 @@ def train(args: argparse.Namespace) -> dict:
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(args, epoch * per_epoch + i, total)
             if args.kind == "robust" and args.loss == "trades":
-                logits, adv_logits = model(torch.cat([clean_x, x])).split(len(y))
-                loss = F.cross_entropy(logits, y) + args.trades_beta * F.kl_div(
-                    F.log_softmax(adv_logits, 1), F.log_softmax(logits, 1), reduction="batchmean", log_target=True)
+                def batch_loss(clean_x=clean_x, x=x, y=y):
+                    logits, adv_logits = model(torch.cat([clean_x, x])).split(len(y))
+                    return logits, F.cross_entropy(logits, y) + args.trades_beta * F.kl_div(
+                        F.log_softmax(adv_logits, 1), F.log_softmax(logits, 1), reduction="batchmean",
+                        log_target=True)
             else:
-                logits = model(x)
-                loss = F.cross_entropy(logits, y)
+                def batch_loss(x=x, y=y):
+                    logits = model(x)
+                    return logits, F.cross_entropy(logits, y)
+            moved = weight_perturbation(model, lambda: batch_loss()[1], args.awp) if args.awp else []
+            logits, loss = batch_loss()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            with torch.no_grad():  # the gradient was taken at the perturbed weights; step from the real ones
+                for weight, delta in moved:
+                    weight.sub_(delta)
             optimizer.step()
             if ema is not None:
                 ema.update_parameters(model)
@@ -375,6 +407,7 @@ def train(args: argparse.Namespace) -> dict:
             "init": args.init,
             "shift_augmentation_px": args.shift,
             **({"ema_decay": args.ema} if args.ema else {}),
+            **({"awp_gamma": args.awp} if args.awp else {}),
             **({"eps_warmup_epochs": args.eps_warmup} if args.eps_warmup else {}),
             "train_samples": n,
             "data_sha256": data_hash,
