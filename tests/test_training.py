@@ -263,7 +263,7 @@ def test_weight_perturbation_moves_each_weight_layer_up_the_loss_by_gamma_of_its
     model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3))
     x, y = torch.randn(32, 6), torch.randint(0, 3, (32,))
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    loss = lambda: torch.nn.functional.cross_entropy(model(x), y)  # noqa: E731
+    loss = lambda: torch.nn.functional.cross_entropy(model(x), y)
     clean_loss = loss().item()
     moved = train.weight_perturbation(model, loss, 0.05)
     assert [w.shape for w, _ in moved] == [(5, 6), (3, 5)]  # the matrices, not the biases
