@@ -265,7 +265,7 @@ def test_weight_perturbation_moves_each_weight_layer_up_the_loss_by_gamma_of_its
     before = {k: v.clone() for k, v in model.state_dict().items()}
     loss = lambda: torch.nn.functional.cross_entropy(model(x), y)
     clean_loss = loss().item()
-    moved = train.weight_perturbation(model, loss, 0.05)
+    moved = train.weight_perturbation(model, loss(), 0.05)
     assert [w.shape for w, _ in moved] == [(5, 6), (3, 5)]  # the matrices, not the biases
     after = model.state_dict()
     for key in ("0.bias", "2.bias"):
@@ -274,9 +274,7 @@ def test_weight_perturbation_moves_each_weight_layer_up_the_loss_by_gamma_of_its
         change = (after[key] - before[key]).norm() / before[key].norm()
         assert change.item() == pytest.approx(0.05, rel=1e-4)
     assert loss().item() > clean_loss  # up the loss, not down
-    with torch.no_grad():
-        for weight, delta in moved:
-            weight.sub_(delta)
+    train.take_back(moved)
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, before[key], rtol=0, atol=1e-7)
 

@@ -149,13 +149,24 @@ def trades_divergence(model, x: torch.Tensor):
     return lambda logits: F.kl_div(F.log_softmax(logits, 1), clean, reduction="sum", log_target=True)
 
 
-def weight_perturbation(model, loss_fn, gamma: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def batch_loss(model, args: argparse.Namespace, inputs: tuple[torch.Tensor, ...], y: torch.Tensor):
+    """The logits and loss of one training batch: ``inputs`` is (clean, adversarial) for TRADES (clean
+    cross-entropy + beta * KL(clean || adversarial)), else (x,) for the cross-entropy on x."""
+    if len(inputs) == 2:
+        logits, adv_logits = model(torch.cat(inputs)).split(len(y))
+        return logits, F.cross_entropy(logits, y) + args.trades_beta * F.kl_div(
+            F.log_softmax(adv_logits, 1), F.log_softmax(logits, 1), reduction="batchmean", log_target=True)
+    logits = model(inputs[0])
+    return logits, F.cross_entropy(logits, y)
+
+
+def weight_perturbation(model, loss: torch.Tensor, gamma: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Adversarial weight perturbation (Wu et al. 2020, "AWP"): move every weight matrix and kernel
-    of ``model`` up the gradient of ``loss_fn()`` by ``gamma`` times its own norm (layer by layer;
+    of ``model`` up the gradient of ``loss`` (computed at the current weights) by ``gamma`` times its own norm (layer by layer;
     biases and other vectors stay). Returns the (weight, move) pairs, to be subtracted again after
     the training step's backward pass, so that the step is taken at the worst nearby weights."""
     weights = [w for w in model.parameters() if w.requires_grad and w.dim() > 1]
-    grads = torch.autograd.grad(loss_fn(), weights)
+    grads = torch.autograd.grad(loss, weights)
     moved = []
     with torch.no_grad():
         for weight, grad in zip(weights, grads, strict=True):
@@ -166,6 +177,13 @@ def weight_perturbation(model, loss_fn, gamma: float) -> list[tuple[torch.Tensor
             weight.add_(delta)
             moved.append((weight, delta))
     return moved
+
+
+def take_back(moved: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """Undo :func:`weight_perturbation`'s moves."""
+    with torch.no_grad():
+        for weight, delta in moved:
+            weight.sub_(delta)
 
 
 def lr_at(args: argparse.Namespace, iteration: int, total: int) -> float:
@@ -336,23 +354,13 @@ def train(args: argparse.Namespace) -> dict:
                 model.train()
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(args, epoch * per_epoch + i, total)
-            if args.kind == "robust" and args.loss == "trades":
-                def batch_loss(clean_x=clean_x, x=x, y=y):
-                    logits, adv_logits = model(torch.cat([clean_x, x])).split(len(y))
-                    return logits, F.cross_entropy(logits, y) + args.trades_beta * F.kl_div(
-                        F.log_softmax(adv_logits, 1), F.log_softmax(logits, 1), reduction="batchmean",
-                        log_target=True)
-            else:
-                def batch_loss(x=x, y=y):
-                    logits = model(x)
-                    return logits, F.cross_entropy(logits, y)
-            moved = weight_perturbation(model, lambda: batch_loss()[1], args.awp) if args.awp else []
-            logits, loss = batch_loss()
+            trades = args.kind == "robust" and args.loss == "trades"
+            inputs = (clean_x, x) if trades else (x,)
+            moved = weight_perturbation(model, batch_loss(model, args, inputs, y)[1], args.awp) if args.awp else []
+            logits, loss = batch_loss(model, args, inputs, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            with torch.no_grad():  # the gradient was taken at the perturbed weights; step from the real ones
-                for weight, delta in moved:
-                    weight.sub_(delta)
+            take_back(moved)  # the gradient was taken at the perturbed weights; step from the real ones
             optimizer.step()
             if ema is not None:
                 ema.update_parameters(model)
