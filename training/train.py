@@ -162,9 +162,10 @@ def batch_loss(model, args: argparse.Namespace, inputs: tuple[torch.Tensor, ...]
 
 def weight_perturbation(model, loss: torch.Tensor, gamma: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Adversarial weight perturbation (Wu et al. 2020, "AWP"): move every weight matrix and kernel
-    of ``model`` up the gradient of ``loss`` (computed at the current weights) by ``gamma`` times its own norm (layer by layer;
-    biases and other vectors stay). Returns the (weight, move) pairs, to be subtracted again after
-    the training step's backward pass, so that the step is taken at the worst nearby weights."""
+    of ``model`` up the gradient of ``loss`` (computed at the current weights) by ``gamma`` times its
+    own norm (layer by layer; biases and other vectors stay). Returns the (weight, move) pairs, to be
+    undone by :func:`take_back` after the training step's backward pass, so that the step is taken at
+    the worst nearby weights."""
     weights = [w for w in model.parameters() if w.requires_grad and w.dim() > 1]
     grads = torch.autograd.grad(loss, weights)
     moved = []
