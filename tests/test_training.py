@@ -182,10 +182,27 @@ def test_random_shift_moves_each_image_by_at_most_its_pixels_with_zero_fill():
     assert train.random_shift(x, 0, torch.Generator()) is x
 
 
+def test_shift_fraction_moves_only_that_share_and_leaves_the_default_draws_alone():
+    x = torch.zeros(2000, 1, 28, 28)
+    x[:, 0, 14, 14] = 1.0
+    half = train.random_shift(x, 3, torch.Generator().manual_seed(0), 0.25)
+    in_place = (half[:, 0, 14, 14] == 1).float().mean().item()
+    # 75 % stay; of the 25 % moved, 1 in 49 is moved by (0, 0).
+    assert in_place == pytest.approx(0.75 + 0.25 / 49, abs=0.03)
+    assert torch.equal(half.sum((1, 2, 3)), torch.ones(2000))  # the moved ones are moved, not lost
+    everything = train.random_shift(x, 3, torch.Generator().manual_seed(0))
+    assert torch.equal(train.random_shift(x, 3, torch.Generator().manual_seed(0), 1.0), everything)
+    assert (everything[:, 0, 14, 14] == 1).float().mean().item() < 0.05
+    with pytest.raises(SystemExit):
+        train.main(["--kind", "robust", "--shift", "3", "--shift-fraction", "0", "--out", "x.safetensors"])
+
+
 def test_init_starts_from_given_weights_and_the_card_records_init_and_shift(tmp_path, mnist_root):
-    out = _train(tmp_path, mnist_root, "--init", "robust", "--shift", "2", "--epochs", "1", "--lr", "1e-6")
+    out = _train(tmp_path, mnist_root, "--init", "robust", "--shift", "2", "--shift-fraction", "0.5",
+                 "--epochs", "1", "--lr", "1e-6")
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["training"]["init"] == "robust" and card["training"]["shift_augmentation_px"] == 2
+    assert card["training"]["shift_fraction"] == 0.5
     # A learning rate of 1e-6 for 4 steps: still the shipped robust model, not a fresh one.
     x = torch.rand(8, 1, 28, 28)
     assert torch.allclose(load_model(out)(x), load_model("robust")(x), atol=0.05)

@@ -89,6 +89,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--shift", type=int, default=0,
                    help="translation augmentation: shift every training image by up to this many pixels "
                         "in x and y (zero fill), before the attack")
+    p.add_argument("--shift-fraction", type=float, default=1.0, metavar="F",
+                   help="with --shift: move only this share of the training images (each drawn at random), "
+                        "the rest stay where the data set has them (default 1: every image)")
     p.add_argument("--eps-warmup", type=float, default=0.0, metavar="EPOCHS",
                    help="robust: raise the attack's radius (and its step) linearly from 0 to --eps over the "
                         "first EPOCHS epochs, per batch, so that training from scratch does not stall at "
@@ -130,6 +133,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--ema must be in [0, 1), got {args.ema}")
     if not 0 <= args.shift <= 8:
         p.error("--shift must be between 0 and 8 pixels")
+    if not 0.0 < args.shift_fraction <= 1.0:
+        p.error(f"--shift-fraction must be in (0, 1], got {args.shift_fraction}")
     if not 0 <= args.eps_warmup <= args.epochs:
         p.error(f"--eps-warmup must be between 0 and --epochs ({args.epochs}), got {args.eps_warmup}")
     if args.eval_eps is None:
@@ -198,14 +203,19 @@ def eps_scale_at(args: argparse.Namespace, iteration: int, per_epoch: int) -> fl
     return 1.0 if warm <= 0 else min(1.0, (iteration + 1) / warm)
 
 
-def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator,
+                 fraction: float = 1.0) -> torch.Tensor:
     """Each image of ``x`` (N, C, H, W) moved by its own integer (dy, dx) in [-max_shift, max_shift],
-    the uncovered border filled with 0 (background)."""
+    the uncovered border filled with 0 (background). With ``fraction`` < 1 each image is moved
+    only with that probability, the others stay in place (the draws for 1 are those of before)."""
     if max_shift == 0:
         return x
     n, c, h, w = x.shape
     pad = F.pad(x, (max_shift,) * 4)
     dy, dx = (torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator)).to(x.device)
+    if fraction < 1.0:
+        stay = (torch.rand(n, generator=generator) >= fraction).to(x.device)
+        dy, dx = dy.masked_fill(stay, max_shift), dx.masked_fill(stay, max_shift)
     rows = (dy[:, None] + torch.arange(h, device=x.device)[None])  # (N, H)
     cols = (dx[:, None] + torch.arange(w, device=x.device)[None])  # (N, W)
     picked = pad[torch.arange(n, device=x.device)[:, None, None, None], torch.arange(c, device=x.device)[None, :, None, None],
@@ -342,7 +352,7 @@ def train(args: argparse.Namespace) -> dict:
                    dynamic_ncols=True, file=sys.stderr)
         for i in bar:
             idx = order[i * args.batch_size: (i + 1) * args.batch_size]
-            x, y = random_shift(x_train[idx], args.shift, gen), y_train[idx]
+            x, y = random_shift(x_train[idx], args.shift, gen, args.shift_fraction), y_train[idx]
             if args.kind == "robust":
                 model.eval()
                 model.requires_grad_(False)
@@ -415,6 +425,7 @@ def train(args: argparse.Namespace) -> dict:
             "seed": args.seed,
             "init": args.init,
             "shift_augmentation_px": args.shift,
+            **({"shift_fraction": args.shift_fraction} if args.shift and args.shift_fraction < 1 else {}),
             **({"ema_decay": args.ema} if args.ema else {}),
             **({"awp_gamma": args.awp} if args.awp else {}),
             **({"eps_warmup_epochs": args.eps_warmup} if args.eps_warmup else {}),
