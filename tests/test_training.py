@@ -136,6 +136,29 @@ def test_a_worst_case_on_more_digits_also_reports_the_cards_first_digits(small_t
     assert [x["samples"] for x in alone["robust"] if x["attack"].startswith("worst")] == [30]  # no second row
 
 
+def test_evaluate_shift_attacks_the_test_digits_moved_in_the_four_diagonals(small_trained, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(evaluate, "clean_accuracy", lambda model, x, y: seen.setdefault("x", x) is x and 0.5)
+    r = evaluate.evaluate(load_model(small_trained), attack_steps=1, restarts=1, curve_eps=(), limit=8,
+                          apgd_limit=0, progress=False, shift=3)
+    x0, _ = evaluate.test_images("mnist", 8)
+    moved = seen["x"]
+    assert r["test_shift_px"] == 3 and moved.shape == x0.shape
+    for i, (dy, dx) in enumerate([(3, 3), (-3, -3), (3, -3), (-3, 3)] * 2):
+        assert torch.equal(moved[i], torch.roll(x0[i], (dy, dx), (-2, -1)) * _uncovered(dy, dx))
+    assert "test_shift_px" not in evaluate.evaluate(load_model(small_trained), attack_steps=1, restarts=1,
+                                                    curve_eps=(), limit=8, apgd_limit=0, progress=False)
+    with pytest.raises(SystemExit):
+        evaluate.main([str(small_trained), "--shift", "3", "--write-card"])
+
+
+def _uncovered(dy: int, dx: int) -> torch.Tensor:
+    """1 where an image moved by (dy, dx) still shows its own pixels, 0 on the zero-filled border."""
+    mask = torch.zeros(28, 28)
+    mask[max(dy, 0): 28 + min(dy, 0), max(dx, 0): 28 + min(dx, 0)] = 1
+    return mask
+
+
 def test_evaluate_writes_the_card_and_keeps_sha_valid(small_trained, capsys):
     evaluate.main([str(small_trained), "--attack-steps", "3", "--restarts", "1", "--limit", "50",
                    "--apgd-limit", "0", "--curve-eps", "--write-card"])

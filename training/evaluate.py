@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from trav_gui.engine.core.centring import shift_batch
 from trav_gui.engine.core.steps import L2Step
 from trav_gui.engine.data.datasets import DEFAULT_DATASET, all_datasets, get_dataset, test_images
 from trav_gui.engine.models.card import ModelCard, card_path, read_card
@@ -33,6 +34,7 @@ from trav_gui.engine.models.weights import save_model
 
 BATCH = 500
 CARD_SAMPLES = 1000  # the first N test digits every card's worst case is measured on
+SHIFT_DIRECTIONS = ((1, 1), (-1, -1), (1, -1), (-1, 1))  # down-right, up-left, down-left, up-right in turn
 
 
 def _batches(n: int, progress: bool, desc: str):
@@ -130,17 +132,21 @@ def evaluate(model: nn.Module, eps: float = 2.0, attack_steps: int = 100, restar
              curve_eps: tuple[float, ...] = (1.0, 3.0), limit: int | None = None,
              apgd_limit: int | None = 1000, curve_limit: int | None = None,
              progress: bool = True, device: str | torch.device = "cpu", dataset: str = DEFAULT_DATASET,
-             attack_limit: int | None = None) -> dict:
+             attack_limit: int | None = None, shift: int = 0) -> dict:
     """Clean and robust accuracies on ``dataset``'s shipped test set, as a JSON-ready dict.
 
-    See the module docstring.
+    See the module docstring. ``shift`` > 0 moves the i-th test image that many pixels down-right,
+    up-left, down-left and up-right in turn (zero fill): how a shift-trained model fares off centre.
     """
     x, y = test_images(dataset, limit)
+    if shift:
+        x = shift_batch(x, shift * torch.tensor(SHIFT_DIRECTIONS)[torch.arange(len(x)) % len(SHIFT_DIRECTIONS)])
     x, y = x.to(device), y.to(device)
     model = model.to(device)
     n = len(y)
     t0 = time.time()
-    result = {"dataset": dataset, "test_samples": n, "clean_accuracy": clean_accuracy(model, x, y), "robust": []}
+    result = {"dataset": dataset, "test_samples": n, **({"test_shift_px": shift} if shift else {}),
+              "clean_accuracy": clean_accuracy(model, x, y), "robust": []}
     for e in (eps, *curve_eps):
         limit_here = attack_limit if e == eps else (curve_limit or attack_limit)
         k = n if limit_here is None else min(limit_here, n)
@@ -170,7 +176,8 @@ def evaluate(model: nn.Module, eps: float = 2.0, attack_steps: int = 100, restar
 
 def format_table(name: str, result: dict) -> str:
     lines = [f"model {name}: clean accuracy {100 * result['clean_accuracy']:.2f} % "
-             f"on {result['test_samples']} test images",
+             f"on {result['test_samples']} test images"
+             + (f" moved {result['test_shift_px']} px" if result.get("test_shift_px") else ""),
              f"{'eps':>5}  {'robust acc':>10}  {'samples':>7}  attack"]
     for r in result["robust"]:
         lines.append(f"{r['eps']:>5.2f}  {100 * r['accuracy']:>9.2f} %  {r['samples']:>7}  {r['attack']}")
@@ -195,9 +202,15 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--device", default="cpu", help='torch device, e.g. "cuda" (default cpu)')
     p.add_argument("--dataset", choices=sorted(all_datasets()), default=None,
                    help="the test set (default: the data set named by the model card, else mnist)")
+    p.add_argument("--shift", type=int, default=0, metavar="PX",
+                   help="move every test image PX pixels (diagonally, the four directions in turn, zero fill)")
     p.add_argument("--write-card", action="store_true", help="store the figures in the model card")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = p.parse_args(argv)
+    if not 0 <= args.shift <= 8:
+        p.error(f"--shift must be between 0 and 8 pixels, got {args.shift}")
+    if args.shift and args.write_card:
+        p.error("--write-card stores the figures on the test set as it is: leave out --shift")
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -212,7 +225,8 @@ def main(argv: list[str] | None = None) -> dict:
                  f"its accuracy on {args.dataset} would mean nothing")
     result = evaluate(model, args.eps, args.attack_steps, args.restarts, tuple(args.curve_eps),
                       args.limit, None if args.apgd_limit < 0 else args.apgd_limit, args.curve_limit,
-                      device=args.device, dataset=card_dataset, attack_limit=args.attack_limit)
+                      device=args.device, dataset=card_dataset, attack_limit=args.attack_limit,
+                      shift=args.shift)
     print(format_table(path.stem, result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
