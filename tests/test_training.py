@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -240,7 +241,7 @@ def test_train_prior_writes_a_loadable_prior_that_denoises(tmp_path, mnist_root)
     out = tmp_path / "score.safetensors"
     train_prior.main(["--kind", "score", "--epochs", "2", "--limit", "512", "--batch-size", "64",
                       "--data-root", str(mnist_root), "--out", str(out), "--eval-samples", "200"])
-    prior, card = load_prior(out)
+    _prior, card = load_prior(out)
     assert card.prior == "score" and card.role == "prior" and card.dataset == "mnist"
     mse = card.evaluation.denoising_mse_per_pixel
     assert mse["0.3"] < 0.3**2  # better than not denoising at all
@@ -392,7 +393,7 @@ def test_eps_warmup_ramps_the_attack_radius_linearly_then_holds_it():
     scales = [train.eps_scale_at(args, i, per_epoch) for i in range(4 * per_epoch)]
     assert scales[0] == pytest.approx(1 / 20) and scales[9] == pytest.approx(0.5)
     assert scales[19] == 1.0 and set(scales[19:]) == {1.0}
-    assert all(a < b for a, b in zip(scales[:19], scales[1:20]))  # strictly rising during the warm-up
+    assert all(a < b for a, b in pairwise(scales[:20]))  # strictly rising during the warm-up
     plain = train.parse_args(["--kind", "robust", "--epochs", "4", "--out", "m.safetensors"])
     assert {train.eps_scale_at(plain, i, per_epoch) for i in range(40)} == {1.0}
     with pytest.raises(SystemExit):
