@@ -42,6 +42,7 @@ from tqdm import tqdm
 from training import evaluate
 from trav_gui import __version__
 from trav_gui.engine.core.attacks import pgd
+from trav_gui.engine.core.centring import shift_batch
 from trav_gui.engine.core.steps import L2Step
 from trav_gui.engine.data.datasets import (
     DEFAULT_DATASET,
@@ -210,17 +211,11 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator,
     only with that probability, the others stay in place (the draws for 1 are those of before)."""
     if max_shift == 0:
         return x
-    n, c, h, w = x.shape
-    pad = F.pad(x, (max_shift,) * 4)
-    dy, dx = (torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator)).to(x.device)
+    n = x.shape[0]
+    offsets = max_shift - torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator).T  # (N, 2)
     if fraction < 1.0:
-        stay = (torch.rand(n, generator=generator) >= fraction).to(x.device)
-        dy, dx = dy.masked_fill(stay, max_shift), dx.masked_fill(stay, max_shift)
-    rows = (dy[:, None] + torch.arange(h, device=x.device)[None])  # (N, H)
-    cols = (dx[:, None] + torch.arange(w, device=x.device)[None])  # (N, W)
-    picked = pad[torch.arange(n, device=x.device)[:, None, None, None], torch.arange(c, device=x.device)[None, :, None, None],
-                 rows[:, None, :, None], cols[:, None, None, :]]
-    return picked
+        offsets = offsets.masked_fill((torch.rand(n, generator=generator) >= fraction)[:, None], 0)
+    return shift_batch(x, offsets.to(x.device))
 
 
 def _ckpt_dir(out: Path) -> Path:
